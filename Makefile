@@ -1,0 +1,43 @@
+# Setup is part of every target: on a fresh machine `make test` is the whole story.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-train-dev
+# pytest-xdist is not used: the suite is sized for 2 cores as it is.
+PYTEST_ARGS ?=
+
+.PHONY: venv test lint typecheck demo clean compare
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch==2.13.0 goes in first and on its own: the local CPU wheel. Anything that let pip choose
+# a torch would pull a newer CUDA build (several GB).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install -e '.[train,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A short training run on the toy ring, with its samples, plots and checkpoint under runs/demo.
+demo: $(STAMP)
+	$(BIN)/gan-train --config configs/ring8.toml --out runs/demo
+
+# The loss comparison table in README.md (long: runs every loss on ring8 and digits).
+compare: $(STAMP)
+	$(BIN)/gan-train compare configs/ring8.toml configs/digits_cdcgan.toml --out runs/compare
+
+clean:
+	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache
