@@ -1,0 +1,1 @@
+"""GAN training: data, networks, losses, the training loop, and evaluation."""

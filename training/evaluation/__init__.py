@@ -1,0 +1,81 @@
+"""Quality of a generator: mode coverage on toy data; accuracy, FD and precision/recall on images."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.data import LoadedData
+from training.evaluation.classifier import features, get_classifier, predict
+from training.evaluation.frechet import frechet_distance, precision_recall
+from training.evaluation.toy import toy_quality
+
+EVAL_SEED = 1234  # the same latents at every evaluation, so numbers are comparable across steps
+
+
+@torch.no_grad()
+def generate(
+    generator: nn.Module,
+    n: int,
+    seed: int = EVAL_SEED,
+    labels: torch.Tensor | None = None,
+    batch: int = 500,
+) -> torch.Tensor:
+    """n samples from G in eval mode, on G's device, returned on the CPU: (n, *sample_shape)."""
+    device = next(generator.parameters()).device
+    latent_dim = generator.config.latent_dim  # type: ignore[union-attr]
+    z = torch.randn((n, latent_dim), generator=torch.Generator().manual_seed(seed))
+    was_training = generator.training
+    generator.eval()
+    out = []
+    for i in range(0, n, batch):
+        y = labels[i : i + batch].to(device) if labels is not None else None
+        out.append(generator(z[i : i + batch].to(device), y).float().cpu())
+    generator.train(was_training)
+    return torch.cat(out)
+
+
+def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
+    return torch.arange(n) % num_classes
+
+
+def evaluate(
+    generator: nn.Module,
+    data: LoadedData,
+    eval_samples: int = 2500,
+    classifier_epochs: int = 20,
+    cache_dir: str = "",
+) -> dict[str, float | int | str]:
+    info = data.info
+    if info.kind == "toy":
+        assert info.modes is not None
+        return toy_quality(generate(generator, eval_samples), info.modes, info.mode_std)
+
+    splits = data.splits
+    assert splits is not None
+    net, net_info = get_classifier(splits, classifier_epochs, cache_dir)
+    num_classes = generator.config.num_classes  # type: ignore[union-attr]
+    n = splits.train_x.shape[0]
+    labels = balanced_labels(n, num_classes) if num_classes > 0 else None
+    fake = generate(generator, n, labels=labels)
+
+    real_heldout = features(net, splits.heldout_x).numpy()
+    real_train = features(net, splits.train_x).numpy()
+    fake_features = features(net, fake).numpy()
+    m = real_heldout.shape[0]
+    precision, recall = precision_recall(real_heldout, fake_features[:m])
+    base_precision, base_recall = precision_recall(real_heldout, real_train[:m])
+    result: dict[str, float | int | str] = {
+        **net_info,
+        "fd": frechet_distance(real_heldout, fake_features),
+        "fd_real_baseline": frechet_distance(real_heldout, real_train),
+        "precision": precision,
+        "recall": recall,
+        "precision_real_baseline": base_precision,
+        "recall_real_baseline": base_recall,
+        "eval_samples": n,
+    }
+    if labels is not None and net_info.get("feature_net") == "classifier":
+        result["accuracy"] = float((predict(net, fake) == labels).float().mean())
+    result["fd_ratio"] = float(result["fd"]) / max(float(result["fd_real_baseline"]), 1e-12)
+    return result

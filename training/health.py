@@ -1,0 +1,109 @@
+"""Detects the classic GAN failure modes from the logged training signals.
+
+Each check looks at the last `window` logged points (each an average over `log_every` steps):
+- vanishing_gradients: D separates real from fake almost perfectly while G's gradient norm has
+  collapsed to a small fraction of its early level (the saturating-loss failure, Goodfellow 2014).
+- mode_collapse: the spread of generated samples (mean pairwise distance) falls far below that of
+  real samples.
+- non_convergence: G's loss swings widely around a flat level instead of settling or trending.
+A warning is raised when a condition starts and re-armed once it has cleared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+VANISHING_GRAD_RATIO = 0.01  # G grad norm below 1 % of its early median
+VANISHING_D_ACCURACY = 0.99  # while D is right on at least 99 % of real and fake samples
+COLLAPSE_DIVERSITY_RATIO = 0.35  # generated spread below 35 % of the real spread
+OSCILLATION_CV = 0.5  # std over the window above half the loss's typical magnitude
+REFERENCE_POINTS = 5  # logged points that define "early" for gradient norms
+
+
+@dataclass
+class HealthWarning:
+    kind: str
+    message: str
+
+    def record(self, step: int) -> dict[str, object]:
+        return {"step": step, "event": "warning", "kind": self.kind, "message": self.message}
+
+
+@dataclass
+class HealthMonitor:
+    window: int = 20
+    history: list[dict[str, float]] = field(default_factory=list)
+    active: set[str] = field(default_factory=set)
+    g_grad_reference: float | None = None
+
+    def update(self, point: dict[str, float]) -> list[HealthWarning]:
+        """Feed one logged point (g_loss, g_grad_norm, d_accuracy, diversity_ratio, ...)."""
+        self.history.append(point)
+        self.history = self.history[-max(self.window, REFERENCE_POINTS) :]
+        if self.g_grad_reference is None and len(self.history) >= REFERENCE_POINTS:
+            self.g_grad_reference = float(
+                np.median([p["g_grad_norm"] for p in self.history[:REFERENCE_POINTS]])
+            )
+        found = {
+            "vanishing_gradients": self._vanishing(point),
+            "mode_collapse": self._collapse(point),
+            "non_convergence": self._oscillating(),
+        }
+        warnings = []
+        for kind, message in found.items():
+            if message and kind not in self.active:
+                self.active.add(kind)
+                warnings.append(HealthWarning(kind, message))
+            elif not message:
+                self.active.discard(kind)
+        return warnings
+
+    def _vanishing(self, p: dict[str, float]) -> str | None:
+        acc = p.get("d_accuracy")
+        if acc is None or self.g_grad_reference is None or self.g_grad_reference <= 0:
+            return None
+        ratio = p["g_grad_norm"] / self.g_grad_reference
+        if acc >= VANISHING_D_ACCURACY and ratio < VANISHING_GRAD_RATIO:
+            return (
+                f"vanishing generator gradients: |grad G| = {p['g_grad_norm']:.2e} "
+                f"({ratio:.1e} of its early level) while D is right on {acc:.1%} of samples; "
+                "try the nonsaturating loss, instance noise, or a weaker D"
+            )
+        return None
+
+    def _collapse(self, p: dict[str, float]) -> str | None:
+        ratio = p.get("diversity_ratio")
+        if ratio is not None and ratio < COLLAPSE_DIVERSITY_RATIO:
+            return (
+                f"mode collapse: generated samples spread {ratio:.0%} as much as real ones; "
+                "try a lower G learning rate, more D steps, wgan-gp, or spectral norm"
+            )
+        return None
+
+    def _oscillating(self) -> str | None:
+        if len(self.history) < self.window:
+            return None
+        g = np.array([p["g_loss"] for p in self.history[-self.window :]])
+        d = np.array([p["d_loss"] for p in self.history[-self.window :]])
+        t = np.arange(len(g))
+        trend = abs(np.polyfit(t, g, 1)[0]) * len(g)  # change explained by a straight line
+        spread = g.std()
+        scale = max(abs(g.mean()), abs(d.mean()), 0.1)
+        if spread > OSCILLATION_CV * scale and trend < spread:
+            return (
+                f"non-convergence: G loss oscillates (std {spread:.3g} around {g.mean():.3g}) "
+                f"over the last {self.window} log points without a trend; try a lower learning "
+                "rate, TTUR, gradient penalty, or EMA of G"
+            )
+        return None
+
+
+@torch.no_grad()
+def diversity(samples: torch.Tensor) -> float:
+    """Mean pairwise L2 distance between samples (N, ...), the spread used for collapse checks."""
+    flat = samples.flatten(1).double()
+    n = flat.shape[0]
+    return float(torch.cdist(flat, flat).sum() / (n * (n - 1)))

@@ -1,0 +1,80 @@
+"""Network registry: build G and D from (kind, constructor arguments), load a saved generator.
+
+Export imports this module, never the training loop: a checkpoint holds the generator's kind and
+its own constructor arguments, so the network can be rebuilt exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.models.dcgan import (
+    DCGANDiscriminator,
+    DCGANDiscriminatorConfig,
+    DCGANGenerator,
+    DCGANGeneratorConfig,
+)
+from training.models.mlp import (
+    MLPDiscriminator,
+    MLPDiscriminatorConfig,
+    MLPGenerator,
+    MLPGeneratorConfig,
+)
+
+GENERATORS: dict[str, tuple[type[nn.Module], type]] = {
+    "mlp": (MLPGenerator, MLPGeneratorConfig),
+    "dcgan": (DCGANGenerator, DCGANGeneratorConfig),
+}
+DISCRIMINATORS: dict[str, tuple[type[nn.Module], type]] = {
+    "mlp": (MLPDiscriminator, MLPDiscriminatorConfig),
+    "dcgan": (DCGANDiscriminator, DCGANDiscriminatorConfig),
+}
+GENERATOR_FORMAT = "gan-serving/generator"
+GENERATOR_FORMAT_VERSION = 1
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(config_type: type, values: dict[str, Any]) -> Any:
+    """Rebuild a network config; tuples come back from JSON/pickle as lists."""
+    known = {f.name: f for f in dataclasses.fields(config_type)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"{config_type.__name__}: unknown arguments {sorted(unknown)}")
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return config_type(**fixed)
+
+
+def build_generator(kind: str, config: dict[str, Any]) -> nn.Module:
+    if kind not in GENERATORS:
+        raise ValueError(f"unknown generator kind {kind!r}; known: {', '.join(GENERATORS)}")
+    cls, cfg_type = GENERATORS[kind]
+    return cls(config_from_dict(cfg_type, config))
+
+
+def build_discriminator(kind: str, config: dict[str, Any]) -> nn.Module:
+    if kind not in DISCRIMINATORS:
+        raise ValueError(f"unknown discriminator kind {kind!r}; known: {', '.join(DISCRIMINATORS)}")
+    cls, cfg_type = DISCRIMINATORS[kind]
+    return cls(config_from_dict(cfg_type, config))
+
+
+def load_generator(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load `generator.pt`: returns G in eval mode and the file's metadata (data, training, metrics)."""
+    payload = torch.load(Path(path), map_location=device, weights_only=True)
+    if payload.get("format") != GENERATOR_FORMAT:
+        raise ValueError(f"{path}: not a generator file (format {payload.get('format')!r})")
+    if payload.get("format_version") != GENERATOR_FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported generator format_version {payload.get('format_version')}")
+    generator = build_generator(payload["kind"], payload["config"])
+    generator.load_state_dict(payload["state_dict"])
+    generator.eval()
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return generator, meta

@@ -1,0 +1,518 @@
+"""The GAN training loop: D and G in a min-max game, read top to bottom.
+
+One "step" is one generator update, preceded by `d_steps` discriminator updates. All randomness
+after model initialisation comes from two explicit generators (data, noise) whose states are
+checkpointed, so `--resume` reproduces an uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from training import regularizers as reg
+from training.artifacts import MetricsLog, save_image_grid, save_scatter, save_training_plot
+from training.checkpoint import (
+    atomic_save,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+)
+from training.config import ConfigError, TrainConfig, dump_toml
+from training.data import load_data
+from training.data.base import DataInfo
+from training.distributed import (
+    DistInfo,
+    barrier,
+    gather_to_main,
+    init_distributed,
+    shutdown,
+    unwrap,
+)
+from training.ema import EMA
+from training.evaluation import balanced_labels, evaluate, generate
+from training.health import HealthMonitor, diversity
+from training.losses import discriminator_loss, generator_loss, uses_probabilities
+from training.models import (
+    GENERATOR_FORMAT,
+    GENERATOR_FORMAT_VERSION,
+    build_discriminator,
+    build_generator,
+    config_to_dict,
+)
+from training.models.dcgan import DCGANDiscriminatorConfig, DCGANGeneratorConfig
+from training.models.mlp import MLPDiscriminatorConfig, MLPGeneratorConfig
+
+log = logging.getLogger("training")
+
+# Keys that may change on --resume: they steer bookkeeping, not the optimisation itself.
+RESUMABLE_CHANGES = {
+    "steps",
+    "log_every",
+    "sample_every",
+    "eval_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "device",
+    "cache_dir",
+}
+DIVERSITY_SAMPLES = 256
+
+
+class RunError(RuntimeError):
+    """The run directory or the request cannot be honoured; nothing was changed."""
+
+
+def dry_run_config(cfg: TrainConfig) -> TrainConfig:
+    """The same code paths in seconds: a few steps, every artifact written, tiny evaluation."""
+    return dataclasses.replace(
+        cfg,
+        steps=min(cfg.steps, 3),
+        log_every=1,
+        sample_every=1,
+        eval_every=0,
+        checkpoint_every=2,
+        eval_samples=min(cfg.eval_samples, 200),
+        classifier_epochs=1,
+        health_window=2,
+    )
+
+
+def network_configs(cfg: TrainConfig, info: DataInfo) -> tuple[Any, Any]:
+    """G's and D's constructor arguments from the training config and the data's shape."""
+    num_classes = info.num_classes if cfg.conditional else 0
+    if cfg.model == "mlp":
+        return (
+            MLPGeneratorConfig(
+                latent_dim=cfg.latent_dim,
+                out_shape=info.shape,
+                hidden=cfg.g_width,
+                layers=cfg.mlp_layers,
+                num_classes=num_classes,
+                embed_dim=cfg.embed_dim,
+                output_activation="tanh" if info.kind == "image" else "none",
+            ),
+            MLPDiscriminatorConfig(
+                in_shape=info.shape,
+                hidden=cfg.d_width,
+                layers=cfg.mlp_layers,
+                num_classes=num_classes,
+                spectral_norm=cfg.spectral_norm,
+            ),
+        )
+    channels = info.shape[0]
+    return (
+        DCGANGeneratorConfig(
+            latent_dim=cfg.latent_dim,
+            channels=channels,
+            resolution=cfg.resolution,
+            width=cfg.g_width,
+            num_classes=num_classes,
+            embed_dim=cfg.embed_dim,
+            upsample=cfg.upsample,
+        ),
+        DCGANDiscriminatorConfig(
+            channels=channels,
+            resolution=cfg.resolution,
+            width=cfg.d_width,
+            num_classes=num_classes,
+            spectral_norm=cfg.spectral_norm,
+        ),
+    )
+
+
+def make_optimizer(cfg: TrainConfig, params: Any, lr: float) -> torch.optim.Optimizer:
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    assert cfg.beta1 is not None and cfg.beta2 is not None
+    return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def pick_device(name: str, dist_info: DistInfo) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunError("device = cuda, but no CUDA device is available (use auto or cpu)")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", dist_info.local_rank)
+
+
+def prepare_run_dir(out_dir: Path, cfg: TrainConfig, resume: bool) -> Path | None:
+    """Returns the checkpoint to resume from. Refuses to mix a new run into an existing one."""
+    ckpt = latest_checkpoint(out_dir / "checkpoints")
+    if resume:
+        if ckpt is None:
+            raise RunError(f"--resume: no checkpoint under {out_dir / 'checkpoints'}")
+        saved = json.loads((out_dir / "config.json").read_text())
+        changed = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v)
+        fixed = [k for k in changed if k not in RESUMABLE_CHANGES]
+        if fixed:
+            raise ConfigError(
+                f"--resume: {', '.join(fixed)} differ from the saved run; only "
+                f"{', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming"
+            )
+        return ckpt
+    if (out_dir / "metrics.jsonl").exists() or ckpt is not None:
+        raise RunError(f"{out_dir} already holds a run: pass --resume to continue it, or another --out")
+    return None
+
+
+def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, dry_run: bool = False) -> dict[str, Any]:
+    """Run (or resume) training; returns the final evaluation. Rank 0 writes everything."""
+    cfg = cfg.resolved()
+    if dry_run:
+        cfg = dry_run_config(cfg)
+    dist_info = init_distributed("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    try:
+        return _train(cfg, Path(out_dir), resume, dist_info)
+    finally:
+        shutdown(dist_info)
+
+
+def _train(cfg: TrainConfig, out_dir: Path, resume: bool, dist_info: DistInfo) -> dict[str, Any]:
+    main = dist_info.is_main
+    device = pick_device(cfg.device, dist_info)
+    if cfg.batch_size % dist_info.world_size:
+        raise ConfigError(
+            f"batch_size: {cfg.batch_size} does not split over {dist_info.world_size} processes"
+        )
+    batch = cfg.batch_size // dist_info.world_size  # per process
+    d_steps = cfg.d_steps or 1
+
+    # --- run directory: config, log file, metrics ---
+    resume_from = prepare_run_dir(out_dir, cfg, resume)
+    barrier(dist_info)
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.toml").write_text(dump_toml(cfg.to_dict()))
+        (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        handler = logging.FileHandler(out_dir / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logging.getLogger().addHandler(handler)
+    metrics = MetricsLog(out_dir / "metrics.jsonl")
+
+    # --- data: a sampler for training; fixed splits for evaluation ---
+    data = load_data(cfg)
+    info = data.info
+    if main and info.skipped_files:
+        log.warning("%d unreadable file(s) skipped (listed above)", len(info.skipped_files))
+
+    # --- models, EMA of G, optimisers ---
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    g_config, d_config = network_configs(cfg, info)
+    G = build_generator(cfg.model, config_to_dict(g_config)).to(device)
+    D = build_discriminator(cfg.model, config_to_dict(d_config)).to(device)
+    ema = EMA(G, cfg.ema_decay, cfg.ema_start) if cfg.ema_decay > 0 else None
+    assert cfg.g_lr is not None and cfg.d_lr is not None
+    opt_g = make_optimizer(cfg, G.parameters(), cfg.g_lr)
+    opt_d = make_optimizer(cfg, D.parameters(), cfg.d_lr)
+    data_gen = torch.Generator().manual_seed(cfg.seed * 7919 + 2 * dist_info.rank + 1)
+    noise_gen = torch.Generator().manual_seed(cfg.seed * 7919 + 2 * dist_info.rank + 2)
+    monitor = HealthMonitor(window=cfg.health_window)
+    start_step = 0
+    if resume_from is not None:
+        state = load_checkpoint(resume_from)
+        G.load_state_dict(state["generator"])
+        D.load_state_dict(state["discriminator"])
+        if ema is not None:
+            ema.model.load_state_dict(state["generator_ema"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        rng = state["rng"][dist_info.rank] if dist_info.rank < len(state["rng"]) else None
+        if rng is not None:
+            data_gen.set_state(rng["data"])
+            noise_gen.set_state(rng["noise"])
+        else:  # a checkpoint saved on Ctrl-C under DDP holds rank 0's streams only
+            data_gen.manual_seed(cfg.seed * 7919 + state["step"] * 31 + 2 * dist_info.rank + 1)
+            noise_gen.manual_seed(cfg.seed * 7919 + state["step"] * 31 + 2 * dist_info.rank + 2)
+        monitor = HealthMonitor(**state["health"])
+        start_step = state["step"]
+        if main:
+            metrics.truncate_after(start_step)
+            log.info("resumed from %s at step %d", resume_from, start_step)
+    if dist_info.enabled:
+        G = DDP(G, device_ids=[device.index] if device.type == "cuda" else None)
+        D = DDP(D, device_ids=[device.index] if device.type == "cuda" else None)
+    G_plain, D_plain = unwrap(G), unwrap(D)
+    num_classes = g_config.num_classes
+    conditional = num_classes > 0
+
+    # --- fixed inputs for sample grids and the diversity check ---
+    fixed_labels = balanced_labels(100, num_classes) if conditional else None
+    real_spread = diversity(data.sampler.sample(DIVERSITY_SAMPLES, torch.Generator().manual_seed(0))[0])
+    if main:
+        log.info(
+            "training %s G (%d params) / D (%d params) on %s with %s loss, %d step(s) from %d, "
+            "batch %d x %d process(es), device %s",
+            cfg.model,
+            sum(p.numel() for p in G_plain.parameters()),
+            sum(p.numel() for p in D_plain.parameters()),
+            info.name,
+            cfg.loss,
+            cfg.steps,
+            start_step,
+            batch,
+            dist_info.world_size,
+            device,
+        )
+
+    def random_labels(n: int) -> torch.Tensor | None:
+        if not conditional:
+            return None
+        return torch.randint(0, num_classes, (n,), generator=noise_gen).to(device)
+
+    def latents(n: int) -> torch.Tensor:
+        return torch.randn((n, cfg.latent_dim), generator=noise_gen).to(device)
+
+    def checkpoint(step: int, rng_states: list[Any]) -> None:
+        state = {
+            "step": step,
+            "config": cfg.to_dict(),
+            "generator": G_plain.state_dict(),
+            "discriminator": D_plain.state_dict(),
+            "generator_ema": ema.model.state_dict() if ema is not None else None,
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "rng": rng_states,
+            "health": {
+                "window": monitor.window,
+                "history": monitor.history,
+                "active": monitor.active,
+                "g_grad_reference": monitor.g_grad_reference,
+            },
+            "data": info.summary(),
+        }
+        ckpt_dir = out_dir / "checkpoints"
+        atomic_save(state, checkpoint_path(ckpt_dir, step))
+        prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+
+    def rng_snapshot() -> dict[str, torch.Tensor]:
+        return {"data": data_gen.get_state(), "noise": noise_gen.get_state()}
+
+    served = ema.model if ema is not None else G_plain  # the weights users will get
+
+    def write_samples(step: int) -> None:
+        if info.kind == "toy":
+            real = data.sampler.sample(1000, torch.Generator().manual_seed(0))[0]
+            fake = generate(served, 1000, seed=cfg.seed)
+            save_scatter(fake, real, out_dir / "samples" / f"step_{step:08d}.png", f"step {step}")
+        else:
+            images = generate(served, 100 if conditional else 64, seed=cfg.seed, labels=fixed_labels)
+            rows = min(num_classes, 10) if conditional else 8
+            if conditional:
+                # one row per class: (100,) labels cycle 0..C-1, so reorder by label
+                order = torch.argsort(fixed_labels[: images.shape[0]], stable=True)  # type: ignore[index]
+                images = images[order][: rows * 10]
+            save_image_grid(images, rows, out_dir / "samples" / f"step_{step:08d}.png")
+        shutil.copyfile(out_dir / "samples" / f"step_{step:08d}.png", out_dir / "samples" / "latest.png")
+
+    def run_eval(step: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        result = evaluate(served, data, cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir)
+        record = {"step": step, "event": "eval", **result, "eval_seconds": time.perf_counter() - t0}
+        metrics.write(record)
+        log.info("eval @ %d: %s", step, _format(result))
+        return record
+
+    # --- the loop ---
+    totals: dict[str, float] = {}
+    count = 0
+    last_time = time.perf_counter()
+    step = start_step
+    final_eval: dict[str, Any] = {}
+    progress = _progress(cfg.steps, start_step, main)
+    try:
+        for step in range(start_step, cfg.steps):
+            G.train()
+            D.train()
+            sigma = reg.instance_noise_std(cfg.instance_noise, cfg.instance_noise_anneal_steps, step)
+
+            # (1) D: d_steps updates to tell real x from G(z). Real and fake share one forward
+            # pass (DDP-friendly, D has no BatchNorm); fakes get the real batch's labels.
+            for _ in range(d_steps):
+                real, real_y = data.sampler.sample(batch, data_gen)  # (B, *shape), (B,) | None
+                real = real.to(device)
+                real_y = real_y.to(device) if real_y is not None else None
+                with torch.no_grad():
+                    fake = G(latents(batch), real_y)  # (B, *shape)
+                real_in = reg.add_instance_noise(real, sigma, noise_gen)
+                fake_in = reg.add_instance_noise(fake, sigma, noise_gen)
+                if cfg.r1_gamma > 0:
+                    real_in.requires_grad_(True)
+                parts = [real_in, fake_in]
+                if cfg.loss == "wgan-gp":
+                    parts.append(reg.interpolate(real_in.detach(), fake_in, noise_gen))
+                labels = torch.cat([real_y] * len(parts)) if real_y is not None else None
+                scores = D(torch.cat(parts), labels)  # (len(parts) * B,)
+                d_real, d_fake = scores[:batch], scores[batch : 2 * batch]
+                d_adv = discriminator_loss(cfg.loss, d_real, d_fake, cfg.label_smoothing)
+                d_total = d_adv
+                gp = r1 = torch.zeros((), device=device)
+                if cfg.loss == "wgan-gp":
+                    gp = reg.gradient_penalty(reg.input_gradient(scores[2 * batch :], parts[2]))
+                    d_total = d_total + cfg.gp_lambda * gp
+                if cfg.r1_gamma > 0:
+                    r1 = reg.r1_penalty(reg.input_gradient(d_real, real_in))
+                    d_total = d_total + 0.5 * cfg.r1_gamma * r1
+                opt_d.zero_grad(set_to_none=True)
+                d_total.backward()
+                d_grad = nn.utils.clip_grad_norm_(D.parameters(), cfg.grad_clip or math.inf)
+                opt_d.step()
+                if cfg.loss == "wgan":
+                    reg.clip_weights(D, cfg.clip_value)
+
+            # (2) G: one update to make D score G(z) as real. D's weights are frozen and its
+            # unwrapped module is used, so no gradient of D is computed or synchronised.
+            gen_y = random_labels(batch)
+            fake = G(latents(batch), gen_y)  # (B, *shape)
+            D_plain.requires_grad_(False)
+            g_scores = D_plain(reg.add_instance_noise(fake, sigma, noise_gen), gen_y)  # (B,)
+            g_loss = generator_loss(cfg.loss, g_scores)
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_grad = nn.utils.clip_grad_norm_(G.parameters(), cfg.grad_clip or math.inf)
+            opt_g.step()
+            D_plain.requires_grad_(True)
+            if ema is not None:
+                ema.update(G_plain, step)
+
+            # (3) bookkeeping: running means, then log / samples / eval / checkpoint
+            with torch.no_grad():
+                stats = {
+                    "d_loss": d_adv.item(),
+                    "g_loss": g_loss.item(),
+                    "d_real": _d_output(cfg.loss, d_real),
+                    "d_fake": _d_output(cfg.loss, d_fake),
+                    "g_grad_norm": float(g_grad),
+                    "d_grad_norm": float(d_grad),
+                }
+                if cfg.loss != "wgan" and cfg.loss != "wgan-gp":
+                    correct = torch.cat([d_real > 0, d_fake < 0]).float().mean()
+                    stats["d_accuracy"] = correct.item()
+                if cfg.loss == "wgan-gp":
+                    stats["gp"] = gp.item()
+                if cfg.r1_gamma > 0:
+                    stats["r1"] = r1.item()
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+            count += 1
+            done = step + 1
+            progress.update(1)
+
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                now = time.perf_counter()
+                record: dict[str, Any] = {"step": done, "event": "train"}
+                record.update({k: v / count for k, v in totals.items()})
+                record["instance_noise"] = sigma
+                record["samples_per_s"] = count * d_steps * cfg.batch_size / (now - last_time)
+                spread = diversity(
+                    generate(
+                        G_plain,
+                        DIVERSITY_SAMPLES,
+                        seed=cfg.seed + 1,
+                        labels=_cycle(fixed_labels, DIVERSITY_SAMPLES),
+                    )
+                )
+                record["diversity_ratio"] = spread / max(real_spread, 1e-12)
+                totals, count, last_time = {}, 0, now
+                for warning in monitor.update(record):
+                    if main:
+                        log.warning("step %d: %s", done, warning.message)
+                        metrics.write(warning.record(done))
+                if main:
+                    metrics.write(record)
+                    progress.set_postfix(
+                        d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", refresh=False
+                    )
+            if main and (done % cfg.sample_every == 0 or done == cfg.steps):
+                write_samples(done)
+            if main and cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
+                run_eval(done)
+                save_training_plot(metrics.read(), out_dir / "plots" / "training.png")
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                rng_states = gather_to_main(rng_snapshot(), dist_info)
+                if main:
+                    checkpoint(done, rng_states)
+            step = done
+    except KeyboardInterrupt:
+        progress.close()
+        if main and step > start_step:
+            # The interrupted step's updates are incomplete; the state after `step` G steps is
+            # not recoverable exactly, so save what we have under the completed-step count.
+            rng_states = [rng_snapshot()]  # no collectives here: the other ranks may be gone
+            checkpoint(step, rng_states)
+            log.warning("interrupted: checkpoint saved at step %d; continue with --resume", step)
+        raise
+    progress.close()
+
+    # --- the end: served generator, final evaluation, plot ---
+    if main:
+        final_eval = run_eval(cfg.steps)
+        save_generator(out_dir / "generator.pt", served, cfg, info, final_eval)
+        (out_dir / "eval.json").write_text(json.dumps(final_eval, indent=2, sort_keys=True) + "\n")
+        save_training_plot(metrics.read(), out_dir / "plots" / "training.png")
+        log.info("done: %s", out_dir / "generator.pt")
+    barrier(dist_info)
+    return final_eval
+
+
+def save_generator(
+    path: Path, generator: nn.Module, cfg: TrainConfig, info: DataInfo, quality: dict[str, Any]
+) -> None:
+    """The file export reads: G's kind, constructor arguments, weights and what it was trained on."""
+    payload = {
+        "format": GENERATOR_FORMAT,
+        "format_version": GENERATOR_FORMAT_VERSION,
+        "kind": cfg.model,
+        "config": config_to_dict(generator.config),  # type: ignore[arg-type]
+        "state_dict": generator.state_dict(),
+        "weights": "ema" if cfg.ema_decay > 0 else "raw",
+        "data": info.summary(),
+        "training": {
+            "loss": cfg.loss,
+            "steps": cfg.steps,
+            "model": cfg.model,
+            "data": cfg.data,
+            "seed": cfg.seed,
+            "conditional": cfg.conditional,
+            "batch_size": cfg.batch_size,
+        },
+        "metrics": {k: v for k, v in quality.items() if isinstance(v, int | float | str)},
+    }
+    atomic_save(payload, path)
+
+
+def _d_output(loss: str, scores: torch.Tensor) -> float:
+    """D(x) as a probability for the BCE losses, the raw critic score otherwise."""
+    return (torch.sigmoid(scores) if uses_probabilities(loss) else scores).mean().item()
+
+
+def _cycle(labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    return None if labels is None else labels.repeat(math.ceil(n / labels.shape[0]))[:n]
+
+
+def _format(result: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    # disable=None: shown on a terminal, silent in logs and CI.
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=None if enabled else True,
+        unit="step",
+        dynamic_ncols=True,
+    )
