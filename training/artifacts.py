@@ -81,7 +81,7 @@ def save_scatter(fake: torch.Tensor, real: torch.Tensor, path: Path, title: str)
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     ax.scatter(real[:, 0], real[:, 1], s=2, c="tab:gray", alpha=0.4, label="real")
     ax.scatter(fake[:, 0], fake[:, 1], s=2, c="tab:red", alpha=0.5, label="generated")
-    limit = float(max(real.abs().max(), 1.0)) * 1.4
+    limit = max(float(real.abs().max()), 1.0) * 1.4
     ax.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal", title=title)
     ax.legend(loc="upper right", markerscale=4)
     path.parent.mkdir(parents=True, exist_ok=True)

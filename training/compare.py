@@ -55,7 +55,8 @@ def compare(
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| recipe | loss | modes | high-quality | accuracy | FD (real baseline) | precision / recall | time |",
+        "| recipe | loss | modes | high-quality | accuracy | FD (real baseline) "
+        "| precision / recall | time |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

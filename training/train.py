@@ -474,7 +474,7 @@ def save_generator(
         "format": GENERATOR_FORMAT,
         "format_version": GENERATOR_FORMAT_VERSION,
         "kind": cfg.model,
-        "config": config_to_dict(generator.config),  # type: ignore[arg-type]
+        "config": config_to_dict(generator.config),
         "state_dict": generator.state_dict(),
         "weights": "ema" if cfg.ema_decay > 0 else "raw",
         "data": info.summary(),

@@ -22,8 +22,8 @@ class LoadedData:
 
 def load_data(cfg: TrainConfig) -> LoadedData:
     if cfg.data in TOY_DATA:
-        sampler = toy_sampler(cfg.data, cfg.toy_radius)
-        return LoadedData(sampler, sampler.info, None)
+        toy = toy_sampler(cfg.data, cfg.toy_radius)
+        return LoadedData(toy, toy.info, None)
     if cfg.data == "digits":
         splits = load_digits_splits(cfg.resolution, cfg.heldout_fraction)
     else:

@@ -55,8 +55,8 @@ def load_image(path: Path, resolution: int, channels: int) -> np.ndarray:
     """Decode, apply EXIF orientation, resize the shorter side, centre-crop -> (C, R, R) uint8."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
+    with Image.open(path) as raw:
+        img: Image.Image = ImageOps.exif_transpose(raw)
         img = img.convert("L" if channels == 1 else "RGB")
         w, h = img.size
         if w == 0 or h == 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -23,7 +25,8 @@ def generate(
 ) -> torch.Tensor:
     """n samples from G in eval mode, on G's device, returned on the CPU: (n, *sample_shape)."""
     device = next(generator.parameters()).device
-    latent_dim = generator.config.latent_dim  # type: ignore[union-attr]
+    config: Any = generator.config  # nn.Module attributes are untyped; our networks all carry .config
+    latent_dim: int = config.latent_dim
     z = torch.randn((n, latent_dim), generator=torch.Generator().manual_seed(seed))
     was_training = generator.training
     generator.eval()
@@ -49,12 +52,13 @@ def evaluate(
     info = data.info
     if info.kind == "toy":
         assert info.modes is not None
-        return toy_quality(generate(generator, eval_samples), info.modes, info.mode_std)
+        return dict(toy_quality(generate(generator, eval_samples), info.modes, info.mode_std))
 
     splits = data.splits
     assert splits is not None
     net, net_info = get_classifier(splits, classifier_epochs, cache_dir)
-    num_classes = generator.config.num_classes  # type: ignore[union-attr]
+    config: Any = generator.config
+    num_classes: int = config.num_classes
     n = splits.train_x.shape[0]
     labels = balanced_labels(n, num_classes) if num_classes > 0 else None
     fake = generate(generator, n, labels=labels)
