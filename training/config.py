@@ -23,6 +23,7 @@ UPSAMPLE_MODES = ("nearest", "transposed")
 BAD_FILE_POLICIES = ("skip", "error")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("adam", "rmsprop")
+LR_SCHEDULES = ("constant", "linear")
 
 
 class ConfigError(ValueError):
@@ -75,6 +76,8 @@ class TrainConfig:
     beta2: float | None = None
     d_steps: int | None = None
     grad_clip: float = 0.0  # max gradient norm for G and D (0 = off)
+    lr_schedule: str = "constant"  # constant | linear (decay G's and D's rates to 0 at the last step)
+    lr_decay_start: float = 0.5  # linear: fraction of the steps after which the decay begins
     ema_decay: float = 0.999  # EMA of G's weights (0 = off)
     ema_start: int = 0  # steps before the EMA starts averaging (it copies G until then)
     # --- evaluation and training health ---
@@ -111,6 +114,9 @@ class TrainConfig:
         _choice("upsample", self.upsample, UPSAMPLE_MODES)
         _choice("bad_files", self.bad_files, BAD_FILE_POLICIES)
         _choice("device", self.device, DEVICES)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not 0 <= self.lr_decay_start < 1:
+            raise ConfigError(f"lr_decay_start: must be in [0, 1), got {self.lr_decay_start}")
         if self.optimizer is not None:
             _choice("optimizer", self.optimizer, OPTIMIZERS)
         if not (self.data in (*TOY_DATA, "digits") or self.data.startswith("folder:")):

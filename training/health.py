@@ -38,9 +38,11 @@ class HealthMonitor:
     history: list[dict[str, float]] = field(default_factory=list)
     active: set[str] = field(default_factory=set)
     g_grad_reference: float | None = None
+    points_seen: int = 0
 
     def update(self, point: dict[str, float]) -> list[HealthWarning]:
         """Feed one logged point (g_loss, g_grad_norm, d_accuracy, diversity_ratio, ...)."""
+        self.points_seen += 1
         self.history.append(point)
         self.history = self.history[-max(self.window, REFERENCE_POINTS) :]
         if self.g_grad_reference is None and len(self.history) >= REFERENCE_POINTS:
@@ -76,6 +78,9 @@ class HealthMonitor:
 
     def _collapse(self, p: dict[str, float]) -> str | None:
         ratio = p.get("diversity_ratio")
+        # A freshly initialised G maps every z close to one point; that is not a collapse yet.
+        if self.points_seen <= REFERENCE_POINTS:
+            return None
         if ratio is not None and ratio < COLLAPSE_DIVERSITY_RATIO:
             return (
                 f"mode collapse: generated samples spread {ratio:.0%} as much as real ones; "

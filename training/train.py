@@ -7,6 +7,7 @@ checkpointed, so `--resume` reproduces an uninterrupted run exactly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -139,6 +140,17 @@ def make_optimizer(cfg: TrainConfig, params: Any, lr: float) -> torch.optim.Opti
     return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
 
 
+def lr_scale(cfg: TrainConfig, step: int) -> float:
+    """Multiplier of the base learning rates at `step` (0-based): 1, or a linear decay that
+    starts after `lr_decay_start` of the run and reaches 0 after the last step."""
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    start = cfg.lr_decay_start * cfg.steps
+    if step < start:
+        return 1.0
+    return max(0.0, 1.0 - (step - start) / max(cfg.steps - start, 1.0))
+
+
 def pick_device(name: str, dist_info: DistInfo) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RunError("device = cuda, but no CUDA device is available (use auto or cpu)")
@@ -161,6 +173,8 @@ def prepare_run_dir(out_dir: Path, cfg: TrainConfig, resume: bool) -> Path | Non
                 f"--resume: {', '.join(fixed)} differ from the saved run; only "
                 f"{', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming"
             )
+        if "steps" in changed and cfg.lr_schedule != "constant":
+            log.warning("--resume: steps changed, so the linear learning-rate decay is stretched to match")
         return ckpt
     if (out_dir / "metrics.jsonl").exists() or ckpt is not None:
         raise RunError(f"{out_dir} already holds a run: pass --resume to continue it, or another --out")
@@ -174,12 +188,15 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, dry_run: bool =
         cfg = dry_run_config(cfg)
     dist_info = init_distributed("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
     try:
-        return _train(cfg, Path(out_dir), resume, dist_info)
+        with contextlib.ExitStack() as cleanup:
+            return _train(cfg, Path(out_dir), resume, dist_info, cleanup)
     finally:
         shutdown(dist_info)
 
 
-def _train(cfg: TrainConfig, out_dir: Path, resume: bool, dist_info: DistInfo) -> dict[str, Any]:
+def _train(
+    cfg: TrainConfig, out_dir: Path, resume: bool, dist_info: DistInfo, cleanup: contextlib.ExitStack
+) -> dict[str, Any]:
     main = dist_info.is_main
     device = pick_device(cfg.device, dist_info)
     if cfg.batch_size % dist_info.world_size:
@@ -199,6 +216,8 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, dist_info: DistInfo) -
         handler = logging.FileHandler(out_dir / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logging.getLogger().addHandler(handler)
+        cleanup.callback(handler.close)
+        cleanup.callback(logging.getLogger().removeHandler, handler)
     metrics = MetricsLog(out_dir / "metrics.jsonl")
 
     # --- data: a sampler for training; fixed splits for evaluation ---
@@ -284,12 +303,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, dist_info: DistInfo) -
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(),
             "rng": rng_states,
-            "health": {
-                "window": monitor.window,
-                "history": monitor.history,
-                "active": monitor.active,
-                "g_grad_reference": monitor.g_grad_reference,
-            },
+            "health": dataclasses.asdict(monitor),
             "data": info.summary(),
         }
         ckpt_dir = out_dir / "checkpoints"
@@ -336,6 +350,11 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, dist_info: DistInfo) -
             G.train()
             D.train()
             sigma = reg.instance_noise_std(cfg.instance_noise, cfg.instance_noise_anneal_steps, step)
+            # The rate is a function of the step alone, so a resumed run follows the same schedule.
+            scale = lr_scale(cfg, step)
+            for opt, base_lr in ((opt_g, cfg.g_lr), (opt_d, cfg.d_lr)):
+                for group in opt.param_groups:
+                    group["lr"] = base_lr * scale
 
             # (1) D: d_steps updates to tell real x from G(z). Real and fake share one forward
             # pass (DDP-friendly, D has no BatchNorm); fakes get the real batch's labels.
@@ -414,6 +433,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, dist_info: DistInfo) -
                 record: dict[str, Any] = {"step": done, "event": "train"}
                 record.update({k: v / count for k, v in totals.items()})
                 record["instance_noise"] = sigma
+                record["lr_scale"] = scale
                 record["samples_per_s"] = count * d_steps * cfg.batch_size / (now - last_time)
                 spread = diversity(
                     generate(
@@ -441,6 +461,8 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, dist_info: DistInfo) -
                 save_training_plot(metrics.read(), out_dir / "plots" / "training.png")
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 rng_states = gather_to_main(rng_snapshot(), dist_info)
+                if dist_info.enabled:
+                    _check_replicas(G_plain, D_plain, dist_info, done)
                 if main:
                     checkpoint(done, rng_states)
             step = done
@@ -490,6 +512,16 @@ def save_generator(
         "metrics": {k: v for k, v in quality.items() if isinstance(v, int | float | str)},
     }
     atomic_save(payload, path)
+
+
+def _check_replicas(G: nn.Module, D: nn.Module, dist_info: DistInfo, step: int) -> None:
+    """DDP keeps every process's G and D identical; a mismatch means the gradients were not
+    synchronised, and the checkpoint would hold one process's drifted copy."""
+    with torch.no_grad():
+        sums = [float(sum(p.double().sum() for p in m.parameters())) for m in (G, D)]
+    everyone = gather_to_main(sums, dist_info)
+    if any(not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) for s in everyone for a, b in zip(s, sums, strict=True)):
+        raise RunError(f"step {step}: DDP replicas diverged (parameter sums per rank: {everyone})")
 
 
 def _d_output(loss: str, scores: torch.Tensor) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 
@@ -43,7 +44,13 @@ def with_label(z: torch.Tensor, labels: torch.Tensor | None, embed: nn.Embedding
 def dcgan_init(module: nn.Module) -> None:
     """N(0, 0.02) weights as in Radford et al.; BatchNorm scale N(1, 0.02)."""
     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-        nn.init.normal_(module.weight, 0.0, 0.02)
+        # Under spectral norm `weight` is recomputed on access; initialise the stored original.
+        weight = (
+            module.parametrizations["weight"].original
+            if parametrize.is_parametrized(module, "weight")
+            else module.weight
+        )
+        nn.init.normal_(weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):

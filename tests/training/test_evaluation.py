@@ -1,0 +1,127 @@
+"""Quality metrics: known values on constructed inputs, and the image metrics' power to tell a
+perfect generator from a broken one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from training.config import load_config
+from training.data import load_data
+from training.data.toy import ring_modes
+from training.evaluation import balanced_labels, evaluate, generate
+from training.evaluation.frechet import frechet_distance, precision_recall
+from training.evaluation.toy import toy_quality
+
+
+def test_frechet_distance_known_values() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 4))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # a shift only moves the means: FD = ||c||^2
+    c = np.array([1.0, 2.0, 0.0, -2.0])
+    assert frechet_distance(a, a + c) == pytest.approx(9.0, rel=1e-6)
+    # b = 2a: S_b = 4 S_a, (S_a S_b)^1/2 = 2 S_a, so FD = ||mu_a||^2 + tr(S_a + 4 S_a - 4 S_a)
+    expected = float((a.mean(0) ** 2).sum() + np.trace(np.cov(a, rowvar=False)))
+    assert frechet_distance(a, 2 * a) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(a, a[::-1]) == pytest.approx(0.0, abs=1e-6)  # order does not matter
+
+
+def test_precision_and_recall() -> None:
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(300, 2))
+    assert precision_recall(real, real.copy()) == (1.0, 1.0)
+    far = real + 100.0
+    assert precision_recall(real, far) == (0.0, 0.0)
+    # a collapsed generator: every fake sits on one real point -> precise, no recall
+    collapsed = np.repeat(real[:1], 300, axis=0)
+    precision, recall = precision_recall(real, collapsed)
+    assert precision == 1.0 and recall < 0.05
+    with pytest.raises(ValueError, match="more than k=3"):
+        precision_recall(real[:3], real[:3])
+
+
+def test_toy_quality_counts_modes_and_high_quality_samples() -> None:
+    modes = ring_modes(8, 2.0)
+    exact = modes.repeat(100, 1)  # 800 samples, 100 on each mode
+    assert toy_quality(exact, modes, 0.02) == {"modes": 8, "modes_total": 8, "hq_fraction": 1.0}
+    one_mode = modes[:1].repeat(800, 1)
+    assert toy_quality(one_mode, modes, 0.02)["modes"] == 1
+    # 4 std away from every mode: none is high quality
+    off = modes.repeat(100, 1) * (1 + 4 * 0.02 / 2.0)
+    assert toy_quality(off, modes, 0.02)["hq_fraction"] == 0.0
+    # a mode with fewer than 20 high-quality samples is not recovered
+    few = torch.cat([modes[:7].repeat(100, 1), modes[7:].repeat(19, 1)])
+    assert toy_quality(few, modes, 0.02)["modes"] == 7
+
+
+class Replay(nn.Module):
+    """A 'generator' that returns real training images of the requested class: the ideal G."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, noise: bool = False) -> None:
+        super().__init__()
+        self.x, self.y, self.noise = x, y, noise
+        self.config: Any = type("Config", (), {"latent_dim": 4, "num_classes": 10})()
+        self.anchor = nn.Parameter(torch.zeros(()))  # so the module has a device
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        assert labels is not None
+        if self.noise:
+            return torch.rand((z.shape[0], *self.x.shape[1:])) * 2 - 1
+        picks = [int(torch.nonzero(self.y == int(c))[i % 50]) for i, c in enumerate(labels)]
+        return self.x[picks]
+
+
+@pytest.fixture(scope="module")
+def digits16() -> Any:
+    return load_data(load_config(None, ["data=digits", "resolution=16", "conditional=true", "model=dcgan"]))
+
+
+def test_image_metrics_separate_an_ideal_generator_from_noise(digits16: Any) -> None:
+    splits = digits16.splits
+    ideal = evaluate(Replay(splits.train_x, splits.train_y), digits16, classifier_epochs=3)
+    noise = evaluate(Replay(splits.train_x, splits.train_y, noise=True), digits16, classifier_epochs=3)
+    assert ideal["feature_net"] == "classifier" and float(ideal["classifier_heldout_accuracy"]) > 0.85
+    assert float(ideal["accuracy"]) > 0.7 and float(noise["accuracy"]) < 0.3
+    assert float(ideal["fd_ratio"]) < 3 < float(noise["fd_ratio"])
+    assert float(ideal["precision"]) > 0.5 and float(noise["precision"]) < 0.05
+    assert ideal["fd_real_baseline"] == noise["fd_real_baseline"]  # the same cached classifier
+
+
+def test_unlabelled_data_uses_a_fixed_random_feature_network(digits16: Any) -> None:
+    data = load_data(load_config(None, ["data=digits", "resolution=16", "model=dcgan"]))
+    splits = data.splits
+    assert splits is not None
+    # An unconditional replay generator: ignores labels, returns training images in order.
+    replay = Replay(splits.train_x, splits.train_y)
+    replay.config.num_classes = 0
+    replay.forward = lambda z, labels=None: splits.train_x[: z.shape[0]]  # type: ignore[method-assign]
+    first = evaluate(replay, data, classifier_epochs=1)
+    assert "accuracy" not in first and first["fd_ratio"] < 3
+    assert evaluate(replay, data, classifier_epochs=1)["fd"] == first["fd"]
+
+
+def test_generate_is_deterministic_and_restores_training_mode() -> None:
+    g = nn.Sequential()
+    g = nn.Linear(4, 2)
+    g.config = type("Config", (), {"latent_dim": 4})()  # type: ignore[assignment]
+    wrapped = _TwoArg(g)
+    wrapped.train()
+    a = generate(wrapped, 10, seed=3)
+    assert torch.equal(a, generate(wrapped, 10, seed=3)) and wrapped.training
+    assert not torch.equal(a, generate(wrapped, 10, seed=4))
+    assert balanced_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
+
+
+class _TwoArg(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.inner(z)

@@ -1,0 +1,70 @@
+"""The failure-mode detectors, fed synthetic training signals."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from training.health import HealthMonitor, diversity
+
+
+def point(g_loss: float = 1.0, g_grad: float = 1.0, d_acc: float = 0.6, spread: float = 1.0) -> dict[str, float]:
+    return {"g_loss": g_loss, "d_loss": 1.0, "g_grad_norm": g_grad, "d_accuracy": d_acc, "diversity_ratio": spread}
+
+
+def feed(monitor: HealthMonitor, points: list[dict[str, float]]) -> list[str]:
+    return [w.kind for p in points for w in monitor.update(p)]
+
+
+def test_a_healthy_run_raises_nothing() -> None:
+    monitor = HealthMonitor(window=10)
+    # G's loss drifts down slowly with small noise; gradients and diversity stay normal
+    points = [point(g_loss=2.0 - 0.02 * i + 0.01 * math.sin(i), g_grad=1.0 + 0.1 * math.cos(i)) for i in range(40)]
+    assert feed(monitor, points) == []
+
+
+def test_vanishing_gradients_is_reported_once_and_rearmed() -> None:
+    monitor = HealthMonitor(window=10)
+    assert feed(monitor, [point() for _ in range(5)]) == []
+    dead = point(g_grad=1e-4, d_acc=1.0)
+    assert feed(monitor, [dead]) == ["vanishing_gradients"]
+    assert feed(monitor, [dead, dead]) == []  # still active: not repeated
+    assert feed(monitor, [point()]) == []  # cleared
+    assert feed(monitor, [dead]) == ["vanishing_gradients"]
+
+
+def test_small_gradients_alone_are_not_vanishing() -> None:
+    # G's gradient may be small simply because D is confused (accuracy ~ 50 %): not a failure.
+    monitor = HealthMonitor(window=10)
+    feed(monitor, [point() for _ in range(5)])
+    assert feed(monitor, [point(g_grad=1e-4, d_acc=0.5)]) == []
+
+
+def test_mode_collapse_from_the_diversity_ratio() -> None:
+    monitor = HealthMonitor(window=10)
+    # the first few points are G's initialisation, always narrow: not reported
+    assert feed(monitor, [point(spread=0.05) for _ in range(5)]) == []
+    assert feed(monitor, [point(spread=0.9), point(spread=0.5)]) == []
+    warnings = monitor.update(point(spread=0.1))
+    assert [w.kind for w in warnings] == ["mode_collapse"]
+    assert "10%" in warnings[0].message
+    record = warnings[0].record(1234)
+    assert record["event"] == "warning" and record["step"] == 1234 and record["kind"] == "mode_collapse"
+
+
+def test_oscillating_losses_are_non_convergence_but_a_trend_is_not() -> None:
+    monitor = HealthMonitor(window=10)
+    swings = [point(g_loss=0.2 if i % 2 else 3.0) for i in range(10)]
+    assert feed(monitor, swings) == ["non_convergence"]
+    monitor = HealthMonitor(window=10)
+    falling = [point(g_loss=5.0 - 0.5 * i) for i in range(10)]
+    assert feed(monitor, falling) == []
+
+
+def test_diversity_is_the_mean_pairwise_distance() -> None:
+    assert diversity(torch.tensor([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)
+    # three points on a line at 0, 1, 3: distances 1, 3, 2 -> mean 2
+    assert diversity(torch.tensor([[0.0], [1.0], [3.0]])) == pytest.approx(2.0)
+    assert diversity(torch.ones(10, 1, 4, 4)) == 0.0
