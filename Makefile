@@ -31,9 +31,10 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# A short training run on the toy ring, with its samples, plots and checkpoint under runs/demo.
+# A short training run on the toy ring (about a minute), with its samples, plots, checkpoints and
+# generator under a new runs/demo-DATE-TIME directory, so an earlier demo is never overwritten.
 demo: $(STAMP)
-	$(BIN)/gan-train --config configs/ring8.toml --out runs/demo
+	$(BIN)/gan-train --config configs/ring8.toml --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 # The loss comparison table in README.md (long: runs every loss on ring8 and digits).
 compare: $(STAMP)

@@ -19,7 +19,9 @@ import torch
 VANISHING_GRAD_RATIO = 0.01  # G grad norm below 1 % of its early median
 VANISHING_D_ACCURACY = 0.99  # while D is right on at least 99 % of real and fake samples
 COLLAPSE_DIVERSITY_RATIO = 0.35  # generated spread below 35 % of the real spread
+COLLAPSE_CLEAR_RATIO = 0.6  # ... and reported again only after it has recovered above 60 %
 OSCILLATION_CV = 0.5  # std over the window above half the loss's typical magnitude
+SATURATED_D_FAKE = 0.01  # minimax: mean D(G(z)) below this leaves G ~1 % of its gradient
 REFERENCE_POINTS = 5  # logged points that define "early" for gradient norms
 
 
@@ -39,6 +41,7 @@ class HealthMonitor:
     active: set[str] = field(default_factory=set)
     g_grad_reference: float | None = None
     points_seen: int = 0
+    saturating: bool = False  # minimax loss: G's gradient is proportional to D(G(z)) itself
 
     def update(self, point: dict[str, float]) -> list[HealthWarning]:
         """Feed one logged point (g_loss, g_grad_norm, d_accuracy, diversity_ratio, ...)."""
@@ -65,23 +68,31 @@ class HealthMonitor:
 
     def _vanishing(self, p: dict[str, float]) -> str | None:
         acc = p.get("d_accuracy")
-        if acc is None or self.g_grad_reference is None or self.g_grad_reference <= 0:
+        if acc is None or acc < VANISHING_D_ACCURACY:
             return None
-        ratio = p["g_grad_norm"] / self.g_grad_reference
-        if acc >= VANISHING_D_ACCURACY and ratio < VANISHING_GRAD_RATIO:
-            return (
-                f"vanishing generator gradients: |grad G| = {p['g_grad_norm']:.2e} "
-                f"({ratio:.1e} of its early level) while D is right on {acc:.1%} of samples; "
-                "try the nonsaturating loss, instance noise, or a weaker D"
-            )
-        return None
+        reference = self.g_grad_reference
+        collapsed = reference is not None and p["g_grad_norm"] < VANISHING_GRAD_RATIO * reference
+        # With the saturating loss d/dlogit log(1 - D(G(z))) = -D(G(z)): once D rejects every fake
+        # the gradient is gone, even if it was already gone when the early reference was taken.
+        saturated = self.saturating and p.get("d_fake", 1.0) < SATURATED_D_FAKE
+        if not (collapsed or saturated):
+            return None
+        early = f" ({p['g_grad_norm'] / reference:.1e} of its early level)" if reference else ""
+        return (
+            f"vanishing generator gradients: |grad G| = {p['g_grad_norm']:.2e}{early}, "
+            f"D(G(z)) = {p.get('d_fake', float('nan')):.2g}, D right on {acc:.1%} of samples; "
+            "try the nonsaturating loss, instance noise, or a weaker D"
+        )
 
     def _collapse(self, p: dict[str, float]) -> str | None:
         ratio = p.get("diversity_ratio")
         # A freshly initialised G maps every z close to one point; that is not a collapse yet.
         if self.points_seen <= REFERENCE_POINTS:
             return None
-        if ratio is not None and ratio < COLLAPSE_DIVERSITY_RATIO:
+        # Hysteresis: once reported, the warning clears only when the spread has clearly recovered,
+        # so a ratio hovering around the threshold does not repeat the warning at every dip.
+        limit = COLLAPSE_CLEAR_RATIO if "mode_collapse" in self.active else COLLAPSE_DIVERSITY_RATIO
+        if ratio is not None and ratio < limit:
             return (
                 f"mode collapse: generated samples spread {ratio:.0%} as much as real ones; "
                 "try a lower G learning rate, more D steps, wgan-gp, or spectral norm"

@@ -237,7 +237,7 @@ def _train(
     opt_d = make_optimizer(cfg, D.parameters(), cfg.d_lr)
     data_gen = torch.Generator().manual_seed(cfg.seed * 7919 + 2 * dist_info.rank + 1)
     noise_gen = torch.Generator().manual_seed(cfg.seed * 7919 + 2 * dist_info.rank + 2)
-    monitor = HealthMonitor(window=cfg.health_window)
+    monitor = HealthMonitor(window=cfg.health_window, saturating=cfg.loss == "minimax")
     start_step = 0
     if resume_from is not None:
         state = load_checkpoint(resume_from)

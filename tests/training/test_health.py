@@ -42,6 +42,14 @@ def test_small_gradients_alone_are_not_vanishing() -> None:
     assert feed(monitor, [point(g_grad=1e-4, d_acc=0.5)]) == []
 
 
+def test_saturated_minimax_is_vanishing_from_the_start() -> None:
+    # D rejects every fake from the first logged point on: no healthy early level to compare to,
+    # but with the minimax loss D(G(z)) ~ 0 means G's gradient is ~0.
+    saturated = {**point(g_grad=0.02, d_acc=1.0), "d_fake": 0.001}
+    assert feed(HealthMonitor(window=10, saturating=True), [saturated]) == ["vanishing_gradients"]
+    assert feed(HealthMonitor(window=10, saturating=False), [saturated] * 6) == []
+
+
 def test_mode_collapse_from_the_diversity_ratio() -> None:
     monitor = HealthMonitor(window=10)
     # the first few points are G's initialisation, always narrow: not reported
@@ -50,6 +58,9 @@ def test_mode_collapse_from_the_diversity_ratio() -> None:
     warnings = monitor.update(point(spread=0.1))
     assert [w.kind for w in warnings] == ["mode_collapse"]
     assert "10%" in warnings[0].message
+    # hovering around the threshold is one episode, not a warning per dip
+    assert feed(monitor, [point(spread=0.4), point(spread=0.2), point(spread=0.5), point(spread=0.1)]) == []
+    assert feed(monitor, [point(spread=0.9), point(spread=0.2)]) == ["mode_collapse"]
     record = warnings[0].record(1234)
     assert record["event"] == "warning" and record["step"] == 1234 and record["kind"] == "mode_collapse"
 

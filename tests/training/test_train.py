@@ -183,3 +183,27 @@ def test_linear_learning_rate_schedule() -> None:
     cfg = load_config(None, ["steps=100", "lr_schedule=linear", "lr_decay_start=0.5"])
     assert [lr_scale(cfg, s) for s in (0, 49, 50, 75, 99)] == [1.0, 1.0, 1.0, 0.5, pytest.approx(0.02)]
     assert lr_scale(load_config(None, ["steps=100"]), 99) == 1.0
+
+
+def test_folder_recipe_trains_on_a_users_images(tmp_path: Path) -> None:
+    from PIL import Image, ImageDraw
+
+    images = tmp_path / "images"
+    for label, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        (images / label).mkdir(parents=True)
+        for i in range(6):
+            img = Image.new("RGB", (40 + i, 36), "black")
+            ImageDraw.Draw(img).ellipse((4 + i, 4, 30 + i, 30), fill=colour)
+            img.save(images / label / f"{i}.{'png' if i % 2 else 'jpg'}")
+    (images / "red" / "corrupt.png").write_bytes(b"not an image")
+    out = tmp_path / "run"
+    result = run_cli("--config", "configs/folder_example.toml", "--set", f"data=folder:{images}", "--dry-run",
+                     "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"{images / 'red' / 'corrupt.png'}: UnidentifiedImageError" in result.stderr
+    g, meta = load_generator(out / "generator.pt")
+    assert meta["data"]["class_names"] == ["blue", "red"] and meta["data"]["skipped_files"] == 1
+    assert g(torch.randn(2, g.config.latent_dim), torch.tensor([0, 1])).shape == (2, 3, 32, 32)
+    strict = run_cli("--config", "configs/folder_example.toml", "--set", f"data=folder:{images}",
+                     "--set", "bad_files=error", "--dry-run", "--out", str(tmp_path / "strict"))
+    assert strict.returncode == 2 and "corrupt.png" in strict.stderr and "bad_files" in strict.stderr
