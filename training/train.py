@@ -479,6 +479,8 @@ def _train(
 
     # --- the end: served generator, final evaluation, plot ---
     if main:
+        # Saved before the evaluation too: an evaluation that fails must not cost the weights.
+        save_generator(out_dir / "generator.pt", served, cfg, info, {})
         final_eval = run_eval(cfg.steps)
         save_generator(out_dir / "generator.pt", served, cfg, info, final_eval)
         (out_dir / "eval.json").write_text(json.dumps(final_eval, indent=2, sort_keys=True) + "\n")
@@ -520,7 +522,11 @@ def _check_replicas(G: nn.Module, D: nn.Module, dist_info: DistInfo, step: int) 
     with torch.no_grad():
         sums = [float(sum(p.double().sum() for p in m.parameters())) for m in (G, D)]
     everyone = gather_to_main(sums, dist_info)
-    if any(not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) for s in everyone for a, b in zip(s, sums, strict=True)):
+    if any(
+        not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+        for s in everyone
+        for a, b in zip(s, sums, strict=True)
+    ):
         raise RunError(f"step {step}: DDP replicas diverged (parameter sums per rank: {everyone})")
 
 

@@ -43,7 +43,14 @@ def test_compare_rejects_unknown_losses(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_markdown_table_formats_both_kinds_of_rows() -> None:
     rows = [
-        {"recipe": "ring8", "loss": "hinge", "modes": 8, "modes_total": 8, "hq_fraction": 0.9, "seconds": 61.2},
+        {
+            "recipe": "ring8",
+            "loss": "hinge",
+            "modes": 8,
+            "modes_total": 8,
+            "hq_fraction": 0.9,
+            "seconds": 61.2,
+        },
         {
             "recipe": "digits",
             "loss": "hinge",

@@ -38,7 +38,7 @@ def test_two_process_ddp_run(tmp_path: Path, loss: str) -> None:
     assert [r["step"] for r in records if r["event"] == "train"] == [5, 10, 15, 20]
     assert [r["event"] for r in records].count("eval") == 1
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000010.pt", "step_00000020.pt"]
-    g, meta = load_generator(out / "generator.pt")
+    _, meta = load_generator(out / "generator.pt")
     assert meta["training"]["batch_size"] == 256
     assert json.loads((out / "eval.json").read_text())["modes_total"] == 8
 

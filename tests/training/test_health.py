@@ -10,8 +10,16 @@ import torch
 from training.health import HealthMonitor, diversity
 
 
-def point(g_loss: float = 1.0, g_grad: float = 1.0, d_acc: float = 0.6, spread: float = 1.0) -> dict[str, float]:
-    return {"g_loss": g_loss, "d_loss": 1.0, "g_grad_norm": g_grad, "d_accuracy": d_acc, "diversity_ratio": spread}
+def point(
+    g_loss: float = 1.0, g_grad: float = 1.0, d_acc: float = 0.6, spread: float = 1.0
+) -> dict[str, float]:
+    return {
+        "g_loss": g_loss,
+        "d_loss": 1.0,
+        "g_grad_norm": g_grad,
+        "d_accuracy": d_acc,
+        "diversity_ratio": spread,
+    }
 
 
 def feed(monitor: HealthMonitor, points: list[dict[str, float]]) -> list[str]:
@@ -21,7 +29,9 @@ def feed(monitor: HealthMonitor, points: list[dict[str, float]]) -> list[str]:
 def test_a_healthy_run_raises_nothing() -> None:
     monitor = HealthMonitor(window=10)
     # G's loss drifts down slowly with small noise; gradients and diversity stay normal
-    points = [point(g_loss=2.0 - 0.02 * i + 0.01 * math.sin(i), g_grad=1.0 + 0.1 * math.cos(i)) for i in range(40)]
+    points = [
+        point(g_loss=2.0 - 0.02 * i + 0.01 * math.sin(i), g_grad=1.0 + 0.1 * math.cos(i)) for i in range(40)
+    ]
     assert feed(monitor, points) == []
 
 

@@ -63,11 +63,11 @@ def test_mlp_shapes_for_points_and_images() -> None:
     assert d(torch.randn(7, 2)).shape == (7,)
     g = build_generator(
         "mlp",
-        config_to_dict(
-            MLPGeneratorConfig(8, (1, 8, 8), hidden=16, num_classes=3, output_activation="tanh")
-        ),
+        config_to_dict(MLPGeneratorConfig(8, (1, 8, 8), hidden=16, num_classes=3, output_activation="tanh")),
     )
-    d = build_discriminator("mlp", config_to_dict(MLPDiscriminatorConfig((1, 8, 8), hidden=16, num_classes=3)))
+    d = build_discriminator(
+        "mlp", config_to_dict(MLPDiscriminatorConfig((1, 8, 8), hidden=16, num_classes=3))
+    )
     labels = torch.tensor([0, 1, 2])
     out = g(torch.randn(3, 8), labels)
     assert out.shape == (3, 1, 8, 8) and out.abs().max() <= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -12,6 +13,8 @@ from training.evaluation.classifier import features, get_classifier, predict
 from training.evaluation.frechet import frechet_distance, precision_recall
 from training.evaluation.toy import toy_quality
 
+log = logging.getLogger(__name__)
+PR_NEIGHBOURS = 3  # k of the k-NN precision/recall
 EVAL_SEED = 1234  # the same latents at every evaluation, so numbers are comparable across steps
 
 
@@ -67,18 +70,23 @@ def evaluate(
     real_train = features(net, splits.train_x).numpy()
     fake_features = features(net, fake).numpy()
     m = real_heldout.shape[0]
-    precision, recall = precision_recall(real_heldout, fake_features[:m])
-    base_precision, base_recall = precision_recall(real_heldout, real_train[:m])
     result: dict[str, float | int | str] = {
         **net_info,
         "fd": frechet_distance(real_heldout, fake_features),
         "fd_real_baseline": frechet_distance(real_heldout, real_train),
-        "precision": precision,
-        "recall": recall,
-        "precision_real_baseline": base_precision,
-        "recall_real_baseline": base_recall,
         "eval_samples": n,
     }
+    if m > PR_NEIGHBOURS and min(n, real_train.shape[0]) > PR_NEIGHBOURS:
+        precision, recall = precision_recall(real_heldout, fake_features[:m], PR_NEIGHBOURS)
+        base_precision, base_recall = precision_recall(real_heldout, real_train[:m], PR_NEIGHBOURS)
+        result.update(
+            precision=precision,
+            recall=recall,
+            precision_real_baseline=base_precision,
+            recall_real_baseline=base_recall,
+        )
+    else:  # a tiny folder: k-NN balls need more than k held-out images
+        log.warning("precision/recall skipped: %d held-out image(s), need more than %d", m, PR_NEIGHBOURS)
     if labels is not None and net_info.get("feature_net") == "classifier":
         result["accuracy"] = float((predict(net, fake) == labels).float().mean())
     result["fd_ratio"] = float(result["fd"]) / max(float(result["fd_real_baseline"]), 1e-12)

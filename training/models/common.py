@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -45,8 +47,9 @@ def dcgan_init(module: nn.Module) -> None:
     """N(0, 0.02) weights as in Radford et al.; BatchNorm scale N(1, 0.02)."""
     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
         # Under spectral norm `weight` is recomputed on access; initialise the stored original.
+        parametrized: Any = module  # nn.Module attributes are untyped
         weight = (
-            module.parametrizations["weight"].original
+            parametrized.parametrizations.weight.original
             if parametrize.is_parametrized(module, "weight")
             else module.weight
         )
