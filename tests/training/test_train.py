@@ -211,6 +211,11 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
     assert len(saved) == 1
     step = int(saved[0].stem.split("_")[1])
     assert step >= 30
+    # an interrupted run can be evaluated from its checkpoint's EMA generator
+    evaluated = run_cli("eval", str(out), "--samples", "500")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["source"] == saved[0].name
+    assert json.loads((out / "eval.json").read_text())["modes_total"] == 8
     resumed = run_cli(*args[:4], "--set", f"steps={step + 10}", "--set", "log_every=10", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {saved[0]} at step {step}" in resumed.stderr
@@ -261,3 +266,14 @@ def test_folder_recipe_trains_on_a_users_images(tmp_path: Path) -> None:
         str(tmp_path / "strict"),
     )
     assert strict.returncode == 2 and "corrupt.png" in strict.stderr and "bad_files" in strict.stderr
+
+
+def test_failure_demo_reports_vanishing_gradients(tmp_path: Path) -> None:
+    # The minimax demo recipe, cut short: D rejects every fake within ~100 steps.
+    cfg = load_config(
+        REPO / "configs" / "ring8_minimax.toml", ["steps=150", "eval_every=0", "sample_every=150"]
+    )
+    train(cfg, tmp_path / "run")
+    warnings = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["event"] == "warning"]
+    assert "vanishing_gradients" in {w["kind"] for w in warnings}
+    assert "vanishing generator gradients" in (tmp_path / "run" / "train.log").read_text()
