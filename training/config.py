@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tomllib
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 LOSSES = ("minimax", "nonsaturating", "wgan", "wgan-gp", "hinge")
 MODELS = ("mlp", "dcgan")
