@@ -146,10 +146,8 @@ class TrainConfig:
             raise ConfigError(f"label_smoothing: must be in [0, 0.5), got {self.label_smoothing}")
         if not 0 < self.heldout_fraction < 0.9:
             raise ConfigError(f"heldout_fraction: must be in (0, 0.9), got {self.heldout_fraction}")
-        for key in ("gp_lambda", "r1_gamma", "clip_value", "instance_noise", "grad_clip"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
-        for key in ("instance_noise_anneal_steps", "ema_start"):
+        non_negative = ("gp_lambda", "r1_gamma", "clip_value", "instance_noise", "grad_clip")
+        for key in (*non_negative, "instance_noise_anneal_steps", "ema_start"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
         if self.toy_radius <= 0:

@@ -49,15 +49,6 @@ def gather_to_main(obj: Any, info: DistInfo) -> list[Any]:
     return out
 
 
-def broadcast_flag(flag: bool, info: DistInfo) -> bool:
-    """Rank 0's decision, shared (e.g. 'stop now' after Ctrl-C)."""
-    if not info.enabled:
-        return flag
-    box = [flag]
-    dist.broadcast_object_list(box, src=0)
-    return bool(box[0])
-
-
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

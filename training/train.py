@@ -140,6 +140,14 @@ def make_optimizer(cfg: TrainConfig, params: Any, lr: float) -> torch.optim.Opti
     return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
 
 
+DATA_STREAM, NOISE_STREAM = 1, 2
+
+
+def stream_seed(seed: int, rank: int, stream: int, step: int = 0) -> int:
+    """Seed of one random stream (data or noise) of one process: distinct per rank and stream."""
+    return seed * 7919 + step * 31 + 2 * rank + stream
+
+
 def lr_scale(cfg: TrainConfig, step: int) -> float:
     """Multiplier of the base learning rates at `step` (0-based): 1, or a linear decay that
     starts after `lr_decay_start` of the run and reaches 0 after the last step."""
@@ -235,8 +243,8 @@ def _train(
     assert cfg.g_lr is not None and cfg.d_lr is not None
     opt_g = make_optimizer(cfg, G.parameters(), cfg.g_lr)
     opt_d = make_optimizer(cfg, D.parameters(), cfg.d_lr)
-    data_gen = torch.Generator().manual_seed(cfg.seed * 7919 + 2 * dist_info.rank + 1)
-    noise_gen = torch.Generator().manual_seed(cfg.seed * 7919 + 2 * dist_info.rank + 2)
+    data_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, dist_info.rank, DATA_STREAM))
+    noise_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, dist_info.rank, NOISE_STREAM))
     monitor = HealthMonitor(window=cfg.health_window, saturating=cfg.loss == "minimax")
     start_step = 0
     if resume_from is not None:
@@ -252,8 +260,8 @@ def _train(
             data_gen.set_state(rng["data"])
             noise_gen.set_state(rng["noise"])
         else:  # a checkpoint saved on Ctrl-C under DDP holds rank 0's streams only
-            data_gen.manual_seed(cfg.seed * 7919 + state["step"] * 31 + 2 * dist_info.rank + 1)
-            noise_gen.manual_seed(cfg.seed * 7919 + state["step"] * 31 + 2 * dist_info.rank + 2)
+            data_gen.manual_seed(stream_seed(cfg.seed, dist_info.rank, DATA_STREAM, state["step"]))
+            noise_gen.manual_seed(stream_seed(cfg.seed, dist_info.rank, NOISE_STREAM, state["step"]))
         monitor = HealthMonitor(**state["health"])
         start_step = state["step"]
         if main:

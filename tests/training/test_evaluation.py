@@ -99,7 +99,7 @@ def test_image_metrics_separate_an_ideal_generator_from_noise(digits16: Any) -> 
     assert ideal["fd_real_baseline"] == noise["fd_real_baseline"]  # the same cached classifier
 
 
-def test_unlabelled_data_uses_a_fixed_random_feature_network(digits16: Any) -> None:
+def test_unlabelled_data_uses_a_fixed_random_feature_network() -> None:
     data = load_data(load_config(None, ["data=digits", "resolution=16", "model=dcgan"]))
     splits = data.splits
     assert splits is not None
@@ -113,7 +113,6 @@ def test_unlabelled_data_uses_a_fixed_random_feature_network(digits16: Any) -> N
 
 
 def test_generate_is_deterministic_and_restores_training_mode() -> None:
-    g = nn.Sequential()
     g = nn.Linear(4, 2)
     g.config = type("Config", (), {"latent_dim": 4})()  # type: ignore[assignment]
     wrapped = _TwoArg(g)

@@ -76,7 +76,7 @@ def evaluate(
         "fd_real_baseline": frechet_distance(real_heldout, real_train),
         "eval_samples": n,
     }
-    if m > PR_NEIGHBOURS and min(n, real_train.shape[0]) > PR_NEIGHBOURS:
+    if min(m, n) > PR_NEIGHBOURS:  # both k-NN manifolds (held-out real, fake[:m]) need > k points
         precision, recall = precision_recall(real_heldout, fake_features[:m], PR_NEIGHBOURS)
         base_precision, base_recall = precision_recall(real_heldout, real_train[:m], PR_NEIGHBOURS)
         result.update(
