@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from training.config import LOSSES, ConfigError, load_config
+from training.config import LOSSES, ConfigError
 from training.data import FolderError
 
 USAGE = """\
@@ -18,7 +18,11 @@ gan-train compare CONFIG [CONFIG ...] [--losses a,b,...] [--out DIR] [--set key=
 
 
 def train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gan-train", usage=USAGE, description="Train a GAN generator.")
+    p = argparse.ArgumentParser(
+        prog="gan-train",
+        usage=USAGE,
+        description="Train a GAN generator, or a super-resolution model (recipes with sr_* data).",
+    )
     p.add_argument("--config", type=Path, help="TOML recipe (see configs/)")
     p.add_argument(
         "--set",
@@ -36,7 +40,8 @@ def train_parser() -> argparse.ArgumentParser:
 
 def eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="gan-train eval", description="Evaluate a run's generator; writes eval.json."
+        prog="gan-train eval",
+        description="Evaluate a run's generator (or upscaler, on its held-out images); writes eval.json.",
     )
     p.add_argument("run_dir", type=Path)
     p.add_argument(
@@ -77,12 +82,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.train import RunError, train
+    from training.runtime import RunError
+    from training.sr.config import SRConfig, load_any_config
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_any_config(args.config, args.overrides)
     out = args.out or Path("runs") / (args.config.stem if args.config else cfg.name)
     try:
-        result = train(cfg, out, resume=args.resume, dry_run=args.dry_run)
+        if isinstance(cfg, SRConfig):
+            from training.sr.train import train_sr
+
+            result = train_sr(cfg, out, resume=args.resume, dry_run=args.dry_run)
+        else:
+            from training.train import train
+
+            result = train(cfg, out, resume=args.resume, dry_run=args.dry_run)
     except RunError as exc:
         print(f"gan-train: error: {exc}", file=sys.stderr)
         return 2

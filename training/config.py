@@ -96,42 +96,36 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(values: dict[str, Any]) -> TrainConfig:
-        fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-        hints = typing.get_type_hints(TrainConfig)
-        kwargs: dict[str, Any] = {}
-        for key, value in values.items():
-            if key not in fields:
-                raise ConfigError(f"unknown config key {key!r}{_suggest(key, fields)}")
-            kwargs[key] = _coerce(key, value, hints[key])
-        cfg = TrainConfig(**kwargs)
-        cfg.validate()
-        return cfg
+        return config_from_values(TrainConfig, values)
 
     def validate(self) -> None:
-        _choice("loss", self.loss, LOSSES)
-        _choice("model", self.model, MODELS)
-        _choice("upsample", self.upsample, UPSAMPLE_MODES)
-        _choice("bad_files", self.bad_files, BAD_FILE_POLICIES)
-        _choice("device", self.device, DEVICES)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("model", self.model, MODELS)
+        check_choice("upsample", self.upsample, UPSAMPLE_MODES)
+        check_choice("bad_files", self.bad_files, BAD_FILE_POLICIES)
+        check_choice("device", self.device, DEVICES)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if not 0 <= self.lr_decay_start < 1:
             raise ConfigError(f"lr_decay_start: must be in [0, 1), got {self.lr_decay_start}")
         if self.optimizer is not None:
-            _choice("optimizer", self.optimizer, OPTIMIZERS)
+            check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if not (self.data in (*TOY_DATA, "digits") or self.data.startswith("folder:")):
-            raise ConfigError(f"data: {self.data!r} is not one of ring8, grid25, digits, folder:PATH")
+            raise ConfigError(
+                f"data: {self.data!r} is not one of ring8, grid25, digits, folder:PATH "
+                "(sr_skimage and sr_folder:PATH are for super-resolution recipes)"
+            )
         if self.data == "folder:":
             raise ConfigError("data: folder: needs a path, e.g. folder:/data/faces")
         for key in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
-            _positive(key, getattr(self, key))
+            check_positive(key, getattr(self, key))
         for key in ("latent_dim", "g_width", "d_width", "mlp_layers", "embed_dim"):
-            _positive(key, getattr(self, key))
+            check_positive(key, getattr(self, key))
         for key in ("keep_checkpoints", "eval_samples", "classifier_epochs", "health_window"):
-            _positive(key, getattr(self, key))
+            check_positive(key, getattr(self, key))
         if self.eval_every < 0:
             raise ConfigError("eval_every: must be >= 0 (0 = evaluate at the end only)")
         if self.d_steps is not None:
-            _positive("d_steps", self.d_steps)
+            check_positive("d_steps", self.d_steps)
         for key in ("g_lr", "d_lr"):
             value = getattr(self, key)
             if value is not None and not (0 < value < 1):
@@ -175,8 +169,35 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+C = typing.TypeVar("C")
+
+
+def config_from_values(config_type: type[C], values: dict[str, Any]) -> C:
+    """Build and validate a config dataclass; an unknown key or a wrong type names the key."""
+    fields = {f.name for f in dataclasses.fields(config_type)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(config_type)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown config key {key!r}{_suggest(key, fields)}")
+        kwargs[key] = _coerce(key, value, hints[key])
+    cfg = config_type(**kwargs)
+    cfg.validate()  # type: ignore[attr-defined]
+    return cfg
+
+
+def is_super_resolution(values: dict[str, Any]) -> bool:
+    """SR recipes are told apart by their data (`sr_skimage`, `sr_folder:PATH`)."""
+    return str(values.get("data", "")).startswith("sr_")
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a TOML config (or start from defaults), apply `key=value` overrides, validate."""
+    """Read a GAN recipe (TOML, or defaults), apply `key=value` overrides, validate."""
+    return TrainConfig.from_dict(read_config_values(path, overrides))
+
+
+def read_config_values(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The raw key/value pairs of a TOML recipe with `key=value` overrides applied."""
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -192,7 +213,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for item in overrides or []:
         key, value = parse_override(item)
         values[key] = value
-    return TrainConfig.from_dict(values)
+    return values
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -241,12 +262,12 @@ def _type_names(allowed: tuple[type, ...]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in allowed if t is not type(None))
 
 
-def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
 
 
-def _positive(key: str, value: int) -> None:
+def check_positive(key: str, value: int) -> None:
     if value <= 0:
         raise ConfigError(f"{key}: must be > 0, got {value}")
 

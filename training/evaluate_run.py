@@ -1,4 +1,4 @@
-"""`gan-train eval RUN_DIR`: evaluate a finished (or interrupted) run's generator again."""
+"""`gan-train eval RUN_DIR`: evaluate a finished (or interrupted) run's generator again (GAN or SR)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 from torch import nn
 
 from training.checkpoint import latest_checkpoint, load_checkpoint
-from training.config import TrainConfig
+from training.config import TrainConfig, is_super_resolution
 from training.data import load_data
 from training.evaluation import evaluate
 from training.models import build_generator, config_to_dict, load_generator
+from training.sr.config import SRConfig
 from training.train import network_configs
 
 
@@ -21,25 +22,64 @@ def evaluate_run(run_dir: Path, samples: int | None = None, write: bool = True) 
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json)")
-    cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))
+    values = json.loads(config_path.read_text())
+    if is_super_resolution(values):
+        result = _evaluate_sr_run(run_dir, SRConfig.from_dict(values))
+    else:
+        result = _evaluate_gan_run(run_dir, TrainConfig.from_dict(values), samples)
+    if write:
+        (run_dir / "eval.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def _latest_weights(run_dir: Path) -> tuple[dict[str, Any], str]:
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir}: no generator.pt and no checkpoint to evaluate")
+    state = load_checkpoint(ckpt)
+    return state["generator_ema"] or state["generator"], ckpt.name
+
+
+def _evaluate_gan_run(run_dir: Path, cfg: TrainConfig, samples: int | None) -> dict[str, Any]:
     data = load_data(cfg)
     generator: nn.Module
     if (run_dir / "generator.pt").is_file():
         generator, _ = load_generator(run_dir / "generator.pt")
         source = "generator.pt"
     else:
-        ckpt = latest_checkpoint(run_dir / "checkpoints")
-        if ckpt is None:
-            raise FileNotFoundError(f"{run_dir}: no generator.pt and no checkpoint to evaluate")
-        state = load_checkpoint(ckpt)
         g_config, _ = network_configs(cfg, data.info)
         generator = build_generator(cfg.model, config_to_dict(g_config))
-        generator.load_state_dict(state["generator_ema"] or state["generator"])
-        source = ckpt.name
-    result = {
+        weights, source = _latest_weights(run_dir)
+        generator.load_state_dict(weights)
+    return {
         "source": source,
         **evaluate(generator, data, samples or cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir),
     }
-    if write:
-        (run_dir / "eval.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    return result
+
+
+def _evaluate_sr_run(run_dir: Path, cfg: SRConfig) -> dict[str, Any]:
+    """Held-out PSNR/SSIM/sharpness beside bicubic; comparison PNGs under RUN_DIR/eval/."""
+    from training.sr.data import load_hr_images
+    from training.sr.evaluation import evaluate_sr
+    from training.sr.train import generator_config
+
+    generator: nn.Module
+    if (run_dir / "generator.pt").is_file():
+        generator, _ = load_generator(run_dir / "generator.pt")
+        source = "generator.pt"
+    else:
+        generator = build_generator("srresnet", config_to_dict(generator_config(cfg)))
+        weights, source = _latest_weights(run_dir)
+        generator.load_state_dict(weights)
+    images = load_hr_images(cfg.data, cfg.patch_size, cfg.bad_files, cfg.heldout_fraction, cfg.max_memory_mb)
+    heldout = dict(list(images.heldout.items())[: cfg.eval_max_images or None])
+    result = evaluate_sr(
+        generator.eval(),
+        heldout,
+        cfg.scale,
+        cfg.eval_tile,
+        cfg.eval_overlap,
+        cfg.eval_batch,
+        run_dir / "eval",
+    )
+    return {"source": source, **result}

@@ -26,11 +26,10 @@ from training.artifacts import MetricsLog, save_image_grid, save_scatter, save_t
 from training.checkpoint import (
     atomic_save,
     checkpoint_path,
-    latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
 )
-from training.config import ConfigError, TrainConfig, dump_toml
+from training.config import ConfigError, TrainConfig
 from training.data import load_data
 from training.data.base import DataInfo
 from training.distributed import (
@@ -54,6 +53,19 @@ from training.models import (
 )
 from training.models.dcgan import DCGANDiscriminatorConfig, DCGANGeneratorConfig
 from training.models.mlp import MLPDiscriminatorConfig, MLPGeneratorConfig
+from training.runtime import (
+    DATA_STREAM,
+    NOISE_STREAM,
+    RunError,
+    format_metrics,
+    lr_scale,
+    pick_device,
+    prepare_run_dir,
+    progress_bar,
+    set_learning_rates,
+    stream_seed,
+    write_run_config,
+)
 
 log = logging.getLogger("training")
 
@@ -69,10 +81,6 @@ RESUMABLE_CHANGES = {
     "cache_dir",
 }
 DIVERSITY_SAMPLES = 256
-
-
-class RunError(RuntimeError):
-    """The run directory or the request cannot be honoured; nothing was changed."""
 
 
 def dry_run_config(cfg: TrainConfig) -> TrainConfig:
@@ -140,55 +148,6 @@ def make_optimizer(cfg: TrainConfig, params: Any, lr: float) -> torch.optim.Opti
     return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
 
 
-DATA_STREAM, NOISE_STREAM = 1, 2
-
-
-def stream_seed(seed: int, rank: int, stream: int, step: int = 0) -> int:
-    """Seed of one random stream (data or noise) of one process: distinct per rank and stream."""
-    return seed * 7919 + step * 31 + 2 * rank + stream
-
-
-def lr_scale(cfg: TrainConfig, step: int) -> float:
-    """Multiplier of the base learning rates at `step` (0-based): 1, or a linear decay that
-    starts after `lr_decay_start` of the run and reaches 0 after the last step."""
-    if cfg.lr_schedule == "constant":
-        return 1.0
-    start = cfg.lr_decay_start * cfg.steps
-    if step < start:
-        return 1.0
-    return max(0.0, 1.0 - (step - start) / max(cfg.steps - start, 1.0))
-
-
-def pick_device(name: str, dist_info: DistInfo) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RunError("device = cuda, but no CUDA device is available (use auto or cpu)")
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", dist_info.local_rank)
-
-
-def prepare_run_dir(out_dir: Path, cfg: TrainConfig, resume: bool) -> Path | None:
-    """Returns the checkpoint to resume from. Refuses to mix a new run into an existing one."""
-    ckpt = latest_checkpoint(out_dir / "checkpoints")
-    if resume:
-        if ckpt is None:
-            raise RunError(f"--resume: no checkpoint under {out_dir / 'checkpoints'}")
-        saved = json.loads((out_dir / "config.json").read_text())
-        changed = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v)
-        fixed = [k for k in changed if k not in RESUMABLE_CHANGES]
-        if fixed:
-            raise ConfigError(
-                f"--resume: {', '.join(fixed)} differ from the saved run; only "
-                f"{', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming"
-            )
-        if "steps" in changed and cfg.lr_schedule != "constant":
-            log.warning("--resume: steps changed, so the linear learning-rate decay is stretched to match")
-        return ckpt
-    if (out_dir / "metrics.jsonl").exists() or ckpt is not None:
-        raise RunError(f"{out_dir} already holds a run: pass --resume to continue it, or another --out")
-    return None
-
-
 def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, dry_run: bool = False) -> dict[str, Any]:
     """Run (or resume) training; returns the final evaluation. Rank 0 writes everything."""
     cfg = cfg.resolved()
@@ -206,7 +165,7 @@ def _train(
     cfg: TrainConfig, out_dir: Path, resume: bool, dist_info: DistInfo, cleanup: contextlib.ExitStack
 ) -> dict[str, Any]:
     main = dist_info.is_main
-    device = pick_device(cfg.device, dist_info)
+    device = pick_device(cfg.device, dist_info.local_rank)
     if cfg.batch_size % dist_info.world_size:
         raise ConfigError(
             f"batch_size: {cfg.batch_size} does not split over {dist_info.world_size} processes"
@@ -215,17 +174,10 @@ def _train(
     d_steps = cfg.d_steps or 1
 
     # --- run directory: config, log file, metrics ---
-    resume_from = prepare_run_dir(out_dir, cfg, resume)
+    resume_from = prepare_run_dir(out_dir, cfg, resume, RESUMABLE_CHANGES)
     barrier(dist_info)
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.toml").write_text(dump_toml(cfg.to_dict()))
-        (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        handler = logging.FileHandler(out_dir / "train.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logging.getLogger().addHandler(handler)
-        cleanup.callback(handler.close)
-        cleanup.callback(logging.getLogger().removeHandler, handler)
+        write_run_config(out_dir, cfg, cleanup)
     metrics = MetricsLog(out_dir / "metrics.jsonl")
 
     # --- data: a sampler for training; fixed splits for evaluation ---
@@ -343,7 +295,7 @@ def _train(
         result = evaluate(served, data, cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir)
         record = {"step": step, "event": "eval", **result, "eval_seconds": time.perf_counter() - t0}
         metrics.write(record)
-        log.info("eval @ %d: %s", step, _format(result))
+        log.info("eval @ %d: %s", step, format_metrics(result))
         return record
 
     # --- the loop ---
@@ -352,17 +304,14 @@ def _train(
     last_time = time.perf_counter()
     step = start_step
     final_eval: dict[str, Any] = {}
-    progress = _progress(cfg.steps, start_step, main)
+    progress = progress_bar(cfg.steps, start_step, main)
     try:
         for step in range(start_step, cfg.steps):
             G.train()
             D.train()
             sigma = reg.instance_noise_std(cfg.instance_noise, cfg.instance_noise_anneal_steps, step)
-            # The rate is a function of the step alone, so a resumed run follows the same schedule.
             scale = lr_scale(cfg, step)
-            for opt, base_lr in ((opt_g, cfg.g_lr), (opt_d, cfg.d_lr)):
-                for group in opt.param_groups:
-                    group["lr"] = base_lr * scale
+            set_learning_rates([(opt_g, cfg.g_lr), (opt_d, cfg.d_lr)], scale)
 
             # (1) D: d_steps updates to tell real x from G(z). Real and fake share one forward
             # pass (DDP-friendly, D has no BatchNorm); fakes get the real batch's labels.
@@ -545,20 +494,3 @@ def _d_output(loss: str, scores: torch.Tensor) -> float:
 
 def _cycle(labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
     return None if labels is None else labels.repeat(math.ceil(n / labels.shape[0]))[:n]
-
-
-def _format(result: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
-
-
-def _progress(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    # disable=None: shown on a terminal, silent in logs and CI.
-    return tqdm(
-        total=total,
-        initial=initial,
-        disable=None if enabled else True,
-        unit="step",
-        dynamic_ncols=True,
-    )

@@ -18,7 +18,8 @@ import torch
 from training.artifacts import read_jsonl
 from training.config import ConfigError, load_config
 from training.models import load_generator
-from training.train import RunError, lr_scale, train
+from training.runtime import RunError, lr_scale
+from training.train import train
 
 REPO = Path(__file__).parents[2]
 # Small but real: every stabilizer the loop has, on the toy ring.

@@ -25,14 +25,22 @@ from training.models.mlp import (
     MLPGenerator,
     MLPGeneratorConfig,
 )
+from training.models.srresnet import (
+    PatchDiscriminator,
+    PatchDiscriminatorConfig,
+    SRResNetConfig,
+    SRResNetGenerator,
+)
 
 GENERATORS: dict[str, tuple[type[nn.Module], type]] = {
     "mlp": (MLPGenerator, MLPGeneratorConfig),
     "dcgan": (DCGANGenerator, DCGANGeneratorConfig),
+    "srresnet": (SRResNetGenerator, SRResNetConfig),
 }
 DISCRIMINATORS: dict[str, tuple[type[nn.Module], type]] = {
     "mlp": (MLPDiscriminator, MLPDiscriminatorConfig),
     "dcgan": (DCGANDiscriminator, DCGANDiscriminatorConfig),
+    "patch": (PatchDiscriminator, PatchDiscriminatorConfig),
 }
 GENERATOR_FORMAT = "gan-serving/generator"
 GENERATOR_FORMAT_VERSION = 1

@@ -1,0 +1,1 @@
+"""Super-resolution training: SRResNet with a pixel loss (stage 1), then SRGAN (stage 2)."""

@@ -1,0 +1,352 @@
+"""The super-resolution training loop, read top to bottom.
+
+Stage 1 (`sr_pixel`): SRResNet learns to minimise a pixel loss against the HR crop (PSNR-oriented).
+Stage 2 (`srgan`): starting from a stage-1 generator, G also plays the GAN game against a patch
+discriminator and matches D's features on HR images: sharper textures at some cost in PSNR.
+
+Same run layout as the GAN job: config.toml/json, train.log, metrics.jsonl, samples/, plots/,
+checkpoints/ (resumable exactly), generator.pt (the EMA weights) and eval.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.artifacts import MetricsLog
+from training.checkpoint import atomic_save, checkpoint_path, load_checkpoint, prune_checkpoints
+from training.config import ConfigError
+from training.ema import EMA
+from training.models import GENERATOR_FORMAT, GENERATOR_FORMAT_VERSION, config_to_dict, load_generator
+from training.models.srresnet import (
+    PatchDiscriminator,
+    PatchDiscriminatorConfig,
+    SRResNetConfig,
+    SRResNetGenerator,
+)
+from training.runtime import (
+    DATA_STREAM,
+    RunError,
+    format_metrics,
+    lr_scale,
+    pick_device,
+    prepare_run_dir,
+    progress_bar,
+    set_learning_rates,
+    stream_seed,
+    write_run_config,
+)
+from training.sr import losses
+from training.sr.config import SRConfig
+from training.sr.data import HRImages, SRPairSampler, load_hr_images
+from training.sr.degradation import Degradation
+from training.sr.evaluation import evaluate_sr, save_comparison, upscale_triplet
+from training.sr.plots import save_sr_training_plot
+
+log = logging.getLogger("training")
+
+RESUMABLE_CHANGES = {
+    "steps",
+    "log_every",
+    "sample_every",
+    "eval_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "device",
+    "eval_tile",
+    "eval_overlap",
+    "eval_batch",
+    "eval_max_images",
+}
+
+
+def dry_run_config(cfg: SRConfig) -> SRConfig:
+    """Every code path in seconds: a few steps, every artifact, one held-out image."""
+    return dataclasses.replace(
+        cfg,
+        steps=min(cfg.steps, 3),
+        log_every=1,
+        sample_every=1,
+        eval_every=0,
+        checkpoint_every=2,
+        eval_max_images=1,
+    )
+
+
+def generator_config(cfg: SRConfig) -> SRResNetConfig:
+    return SRResNetConfig(scale=cfg.scale, channels=3, width=cfg.g_width, blocks=cfg.g_blocks)
+
+
+def load_stage1(cfg: SRConfig, expected: SRResNetConfig) -> nn.Module:
+    """The srgan stage's starting point: a stage-1 run's generator, checked against this recipe."""
+    path = Path(cfg.init_from).expanduser()
+    if path.is_dir():
+        path = path / "generator.pt"
+    if not path.is_file():
+        raise RunError(f"init_from: {path} not found (a stage-1 run directory or its generator.pt)")
+    try:
+        generator, meta = load_generator(path)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise RunError(f"init_from: {path}: {exc}") from exc
+    if meta.get("kind") != "srresnet":
+        raise RunError(f"init_from: {path} holds a {meta.get('kind')!r} generator, not an SRResNet")
+    saved = meta["config"]
+    if saved["scale"] != expected.scale:
+        raise ConfigError(
+            f"scale: init_from {path} is a x{saved['scale']} model, "
+            f"but this recipe has scale = {expected.scale}"
+        )
+    mismatched = [k for k in ("width", "blocks") if saved[k] != getattr(expected, k)]
+    if mismatched:
+        raise ConfigError(
+            f"init_from {path}: the stage-1 generator has "
+            + ", ".join(f"{k} = {saved[k]}" for k in mismatched)
+            + f"; set g_{mismatched[0]} (and the others) to match"
+        )
+    return generator.train()
+
+
+def train_sr(cfg: SRConfig, out_dir: Path, resume: bool = False, dry_run: bool = False) -> dict[str, Any]:
+    """Run (or resume) super-resolution training; returns the final evaluation."""
+    if dry_run:
+        cfg = dry_run_config(cfg)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RunError("super-resolution training runs in one process; launch it without torchrun")
+    with contextlib.ExitStack() as cleanup:
+        return _train_sr(cfg, Path(out_dir), resume, cleanup)
+
+
+def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.ExitStack) -> dict[str, Any]:
+    device = pick_device(cfg.device)
+    adversarial = cfg.stage == "srgan"
+
+    # --- run directory: config, log file, metrics ---
+    resume_from = prepare_run_dir(out_dir, cfg, resume, RESUMABLE_CHANGES)
+    write_run_config(out_dir, cfg, cleanup)
+    metrics = MetricsLog(out_dir / "metrics.jsonl")
+
+    # --- data: HR images split once; random (LR, HR) crops for training ---
+    images = load_hr_images(cfg.data, cfg.patch_size, cfg.bad_files, cfg.heldout_fraction, cfg.max_memory_mb)
+    degradation = Degradation(cfg.degrade_blur, cfg.degrade_noise, cfg.degrade_jpeg)
+    sampler = SRPairSampler(images.train, cfg.patch_size, cfg.scale, degradation)
+    heldout = dict(list(images.heldout.items())[: cfg.eval_max_images or None])
+
+    # --- models: G (from stage 1 for srgan), its EMA, D for srgan; optimisers ---
+    torch.manual_seed(cfg.seed)
+    g_config = generator_config(cfg)
+    G: nn.Module = (
+        load_stage1(cfg, g_config) if adversarial and resume_from is None else SRResNetGenerator(g_config)
+    )
+    G = G.to(device)
+    D = (
+        PatchDiscriminator(PatchDiscriminatorConfig(3, cfg.d_width, cfg.spectral_norm)).to(device)
+        if adversarial
+        else None
+    )
+    ema = EMA(G, cfg.ema_decay, cfg.ema_start) if cfg.ema_decay > 0 else None
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2)) if D else None
+    data_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, 0, DATA_STREAM))
+    start_step = 0
+    if resume_from is not None:
+        state = load_checkpoint(resume_from)
+        G.load_state_dict(state["generator"])
+        opt_g.load_state_dict(state["opt_g"])
+        if ema is not None:
+            ema.model.load_state_dict(state["generator_ema"])
+        if D is not None and opt_d is not None:
+            D.load_state_dict(state["discriminator"])
+            opt_d.load_state_dict(state["opt_d"])
+        data_gen.set_state(state["rng"]["data"])
+        start_step = state["step"]
+        metrics.truncate_after(start_step)
+        log.info("resumed from %s at step %d", resume_from, start_step)
+    served = ema.model if ema is not None else G  # the weights users will get
+    log.info(
+        "training x%d SRResNet G (%d params)%s, stage %s on %s (%d train / %d held-out images), "
+        "%d step(s) from %d, batch %d of %dpx crops, device %s",
+        cfg.scale,
+        sum(p.numel() for p in G.parameters()),
+        f" / patch D ({sum(p.numel() for p in D.parameters())} params)" if D else "",
+        cfg.stage,
+        cfg.data,
+        len(images.train),
+        len(images.heldout),
+        cfg.steps,
+        start_step,
+        cfg.batch_size,
+        cfg.patch_size,
+        device,
+    )
+
+    def checkpoint(step: int) -> None:
+        state = {
+            "step": step,
+            "config": cfg.to_dict(),
+            "generator": G.state_dict(),
+            "generator_ema": ema.model.state_dict() if ema is not None else None,
+            "discriminator": D.state_dict() if D is not None else None,
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict() if opt_d is not None else None,
+            "rng": {"data": data_gen.get_state()},
+            "data": images.summary(),
+        }
+        atomic_save(state, checkpoint_path(out_dir / "checkpoints", step))
+        prune_checkpoints(out_dir / "checkpoints", cfg.keep_checkpoints)
+
+    def write_samples(step: int) -> None:
+        hr = next(iter(heldout.values()))
+        triplet = upscale_triplet(served, hr, cfg.scale, cfg.eval_tile, cfg.eval_overlap, cfg.eval_batch)
+        save_comparison(triplet, cfg.scale, out_dir / "samples" / f"step_{step:08d}.png")
+        shutil.copyfile(out_dir / "samples" / f"step_{step:08d}.png", out_dir / "samples" / "latest.png")
+
+    def run_eval(step: int, compare_dir: Path | None = None) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        result = evaluate_sr(
+            served, heldout, cfg.scale, cfg.eval_tile, cfg.eval_overlap, cfg.eval_batch, compare_dir
+        )
+        scalars = {k: v for k, v in result.items() if k != "per_image"}
+        metrics.write({"step": step, "event": "eval", **scalars, "eval_seconds": time.perf_counter() - t0})
+        log.info("eval @ %d: %s", step, format_metrics(scalars))
+        return {"step": step, **result}
+
+    # --- the loop ---
+    totals: dict[str, float] = {}
+    count = 0
+    last_time = time.perf_counter()
+    step = start_step
+    progress = progress_bar(cfg.steps, start_step, True)
+    try:
+        for step in range(start_step, cfg.steps):
+            G.train()
+            scale = lr_scale(cfg, step)
+            set_learning_rates([(opt_g, cfg.g_lr)] + ([(opt_d, cfg.d_lr)] if opt_d else []), scale)
+            lr, hr = sampler.sample(cfg.batch_size, data_gen)  # (B, 3, p/s, p/s), (B, 3, p, p)
+            lr, hr = lr.to(device), hr.to(device)
+            sr = G(lr)  # (B, 3, p, p)
+            stats: dict[str, float] = {}
+
+            # (1) srgan only: D learns to tell HR crops from G's upscaled crops, patch by patch.
+            if D is not None and opt_d is not None:
+                real_logits, _ = D(hr)  # (B, 1, p/8, p/8)
+                fake_logits, _ = D(sr.detach())
+                d_loss = losses.discriminator_loss(cfg.adversarial_loss, real_logits, fake_logits)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                d_grad = nn.utils.clip_grad_norm_(D.parameters(), cfg.grad_clip or math.inf)
+                opt_d.step()
+                with torch.no_grad():
+                    correct = torch.cat([(real_logits > 0).flatten(), (fake_logits < 0).flatten()])
+                stats.update(
+                    d_loss=d_loss.item(), d_grad_norm=float(d_grad), d_accuracy=correct.float().mean().item()
+                )
+
+            # (2) G: the pixel loss, plus (srgan) the adversarial and feature losses through a frozen D.
+            pixel = losses.pixel_loss(cfg.pixel_loss, sr, hr)
+            g_loss = pixel if D is None else cfg.pixel_weight * pixel
+            if D is not None:
+                D.requires_grad_(False)
+                fake_logits, fake_features = D(sr)
+                with torch.no_grad():
+                    real_logits, real_features = D(hr)
+                g_adv = losses.generator_loss(cfg.adversarial_loss, real_logits, fake_logits)
+                feature = losses.feature_loss(fake_features, real_features)
+                g_loss = g_loss + cfg.adversarial_weight * g_adv + cfg.feature_weight * feature
+                D.requires_grad_(True)
+                stats.update(g_adv=g_adv.item(), feature_loss=feature.item())
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_grad = nn.utils.clip_grad_norm_(G.parameters(), cfg.grad_clip or math.inf)
+            opt_g.step()
+            if ema is not None:
+                ema.update(G, step)
+
+            # (3) bookkeeping: running means, then log / samples / eval / checkpoint
+            with torch.no_grad():
+                stats.update(pixel_loss=pixel.item(), g_loss=g_loss.item(), g_grad_norm=float(g_grad))
+                stats["train_psnr"] = _batch_psnr(sr.detach(), hr)
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+            count += 1
+            done = step + 1
+            progress.update(1)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                now = time.perf_counter()
+                record: dict[str, Any] = {"step": done, "event": "train"}
+                record.update({k: v / count for k, v in totals.items()})
+                record["lr_scale"] = scale
+                record["samples_per_s"] = count * cfg.batch_size / (now - last_time)
+                totals, count, last_time = {}, 0, now
+                metrics.write(record)
+                progress.set_postfix(pixel=f"{record['pixel_loss']:.4f}", refresh=False)
+            if done % cfg.sample_every == 0 or done == cfg.steps:
+                write_samples(done)
+            if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
+                run_eval(done)
+                save_sr_training_plot(metrics.read(), out_dir / "plots" / "training.png")
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                checkpoint(done)
+            step = done
+    except KeyboardInterrupt:
+        progress.close()
+        if step > start_step:
+            checkpoint(step)
+            log.warning("interrupted: checkpoint saved at step %d; continue with --resume", step)
+        raise
+    progress.close()
+
+    # --- the end: served generator, final evaluation on the held-out images, plot ---
+    save_sr_generator(out_dir / "generator.pt", served, cfg, images, {})
+    final = run_eval(cfg.steps, compare_dir=out_dir / "eval")
+    save_sr_generator(out_dir / "generator.pt", served, cfg, images, final)
+    (out_dir / "eval.json").write_text(json.dumps(final, indent=2, sort_keys=True) + "\n")
+    save_sr_training_plot(metrics.read(), out_dir / "plots" / "training.png")
+    log.info("done: %s", out_dir / "generator.pt")
+    return final
+
+
+def save_sr_generator(
+    path: Path, generator: nn.Module, cfg: SRConfig, images: HRImages, quality: dict[str, Any]
+) -> None:
+    """The file export reads: the same format as a GAN generator, kind "srresnet"."""
+    payload = {
+        "format": GENERATOR_FORMAT,
+        "format_version": GENERATOR_FORMAT_VERSION,
+        "kind": "srresnet",
+        "config": config_to_dict(generator.config),
+        "state_dict": generator.state_dict(),
+        "weights": "ema" if cfg.ema_decay > 0 else "raw",
+        "data": images.summary(),
+        "training": {
+            "task": "upscale",
+            "stage": cfg.stage,
+            "scale": cfg.scale,
+            "loss": cfg.pixel_loss if cfg.stage == "sr_pixel" else f"{cfg.pixel_loss}+{cfg.adversarial_loss}",
+            "steps": cfg.steps,
+            "model": "srresnet",
+            "data": cfg.data,
+            "seed": cfg.seed,
+            "batch_size": cfg.batch_size,
+            "patch_size": cfg.patch_size,
+            "init_from": cfg.init_from,
+        },
+        "metrics": {k: v for k, v in quality.items() if isinstance(v, int | float | str)},
+    }
+    atomic_save(payload, path)
+
+
+def _batch_psnr(sr: torch.Tensor, hr: torch.Tensor) -> float:
+    """PSNR (RGB, [0, 1]) of a training batch: a cheap progress signal, not the evaluation metric."""
+    mse = float(((sr.clamp(0, 1) - hr) ** 2).mean())
+    return 10 * math.log10(1 / max(mse, 1e-12))
