@@ -191,7 +191,7 @@ class SRPairSampler:
         if patch_size % scale:
             raise ValueError(f"patch_size {patch_size} is not a multiple of scale {scale}")
         # (3, H, W) uint8 tensors; cropping them is cheap, converting a crop to float is per step.
-        self.images = [torch.from_numpy(img).permute(2, 0, 1).contiguous() for img in images.values()]
+        self.images = [torch.tensor(img).permute(2, 0, 1).contiguous() for img in images.values()]
         for name, img in zip(images, self.images, strict=True):
             if min(img.shape[1:]) < patch_size:
                 raise ValueError(f"{name}: smaller than the patch size {patch_size}")
