@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from training.checkpoint import latest_checkpoint, load_checkpoint
-from training.config import TrainConfig, is_super_resolution
+from training.config import ConfigError, TrainConfig, is_super_resolution
 from training.data import load_data
 from training.evaluation import evaluate
 from training.models import build_generator, config_to_dict, load_generator
@@ -24,6 +24,8 @@ def evaluate_run(run_dir: Path, samples: int | None = None, write: bool = True) 
         raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json)")
     values = json.loads(config_path.read_text())
     if is_super_resolution(values):
+        if samples is not None:
+            raise ConfigError("--samples: a super-resolution run is evaluated on its held-out images")
         result = _evaluate_sr_run(run_dir, SRConfig.from_dict(values))
     else:
         result = _evaluate_gan_run(run_dir, TrainConfig.from_dict(values), samples)

@@ -18,6 +18,10 @@ from training.config import ConfigError, dump_toml
 log = logging.getLogger("training")
 
 DATA_STREAM, NOISE_STREAM = 1, 2
+# Keys that may change on --resume in every recipe: they steer bookkeeping, not the optimisation.
+BOOKKEEPING_KEYS = frozenset(
+    {"steps", "log_every", "sample_every", "eval_every", "checkpoint_every", "keep_checkpoints", "device"}
+)
 
 
 class RunError(RuntimeError):

@@ -45,15 +45,15 @@ from training.evaluation import balanced_labels, evaluate, generate
 from training.health import HealthMonitor, diversity
 from training.losses import discriminator_loss, generator_loss, uses_probabilities
 from training.models import (
-    GENERATOR_FORMAT,
-    GENERATOR_FORMAT_VERSION,
     build_discriminator,
     build_generator,
     config_to_dict,
+    save_generator_file,
 )
 from training.models.dcgan import DCGANDiscriminatorConfig, DCGANGeneratorConfig
 from training.models.mlp import MLPDiscriminatorConfig, MLPGeneratorConfig
 from training.runtime import (
+    BOOKKEEPING_KEYS,
     DATA_STREAM,
     NOISE_STREAM,
     RunError,
@@ -69,17 +69,7 @@ from training.runtime import (
 
 log = logging.getLogger("training")
 
-# Keys that may change on --resume: they steer bookkeeping, not the optimisation itself.
-RESUMABLE_CHANGES = {
-    "steps",
-    "log_every",
-    "sample_every",
-    "eval_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "device",
-    "cache_dir",
-}
+RESUMABLE_CHANGES = BOOKKEEPING_KEYS | {"cache_dir"}
 DIVERSITY_SAMPLES = 256
 
 
@@ -450,27 +440,17 @@ def _train(
 def save_generator(
     path: Path, generator: nn.Module, cfg: TrainConfig, info: DataInfo, quality: dict[str, Any]
 ) -> None:
-    """The file export reads: G's kind, constructor arguments, weights and what it was trained on."""
-    payload = {
-        "format": GENERATOR_FORMAT,
-        "format_version": GENERATOR_FORMAT_VERSION,
-        "kind": cfg.model,
-        "config": config_to_dict(generator.config),
-        "state_dict": generator.state_dict(),
-        "weights": "ema" if cfg.ema_decay > 0 else "raw",
-        "data": info.summary(),
-        "training": {
-            "loss": cfg.loss,
-            "steps": cfg.steps,
-            "model": cfg.model,
-            "data": cfg.data,
-            "seed": cfg.seed,
-            "conditional": cfg.conditional,
-            "batch_size": cfg.batch_size,
-        },
-        "metrics": {k: v for k, v in quality.items() if isinstance(v, int | float | str)},
+    training = {
+        "task": "generate",
+        "loss": cfg.loss,
+        "steps": cfg.steps,
+        "model": cfg.model,
+        "data": cfg.data,
+        "seed": cfg.seed,
+        "conditional": cfg.conditional,
+        "batch_size": cfg.batch_size,
     }
-    atomic_save(payload, path)
+    save_generator_file(path, generator, cfg.model, cfg.ema_decay > 0, info.summary(), training, quality)
 
 
 def _check_replicas(G: nn.Module, D: nn.Module, dist_info: DistInfo, step: int) -> None:

@@ -7,6 +7,7 @@ never hours into a run. Images are resized (shorter side) and centre-cropped to 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,16 @@ def load_image(path: Path, resolution: int, channels: int) -> np.ndarray:
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
+def report_bad_files(bad: Sequence[tuple[object, str]], policy: str, what: str) -> None:
+    """List the files that cannot be used: a warning (policy "skip") or a FolderError ("error")."""
+    if not bad:
+        return
+    listing = "\n".join(f"  {p}: {why}" for p, why in bad)
+    if policy == "error":
+        raise FolderError(f'{len(bad)} {what} image(s) (set bad_files = "skip" to skip them):\n{listing}')
+    log.warning("skipping %d %s image(s):\n%s", len(bad), what, listing)
+
+
 def load_folder_splits(
     root: str | Path,
     resolution: int,
@@ -94,13 +105,7 @@ def load_folder_splits(
             kept.append(label)
         except Exception as exc:  # PIL raises many types for broken files
             bad.append((path, f"{type(exc).__name__}: {exc}"))
-    if bad:
-        listing = "\n".join(f"  {p}: {why}" for p, why in bad)
-        if bad_files == "error":
-            raise FolderError(
-                f'{len(bad)} unreadable image(s) (set bad_files = "skip" to skip them):\n{listing}'
-            )
-        log.warning("skipping %d unreadable image(s):\n%s", len(bad), listing)
+    report_bad_files(bad, bad_files, "unreadable")
     if len(arrays) < 2:
         raise FolderError(f"{root}: only {len(arrays)} readable image(s); need at least 2")
     # (N, C, R, R) uint8 -> float in [-1, 1]

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from training.checkpoint import atomic_save
 from training.models.dcgan import (
     DCGANDiscriminator,
     DCGANDiscriminatorConfig,
@@ -72,6 +73,31 @@ def build_discriminator(kind: str, config: dict[str, Any]) -> nn.Module:
         raise ValueError(f"unknown discriminator kind {kind!r}; known: {', '.join(DISCRIMINATORS)}")
     cls, cfg_type = DISCRIMINATORS[kind]
     return cls(config_from_dict(cfg_type, config))
+
+
+def save_generator_file(
+    path: str | Path,
+    generator: nn.Module,
+    kind: str,
+    ema: bool,
+    data: dict[str, Any],
+    training: dict[str, Any],
+    quality: dict[str, Any],
+) -> None:
+    """Write `generator.pt`, the file export reads: G's kind, constructor arguments and weights,
+    what it was trained on and how, and its quality metrics (scalars only)."""
+    payload = {
+        "format": GENERATOR_FORMAT,
+        "format_version": GENERATOR_FORMAT_VERSION,
+        "kind": kind,
+        "config": config_to_dict(generator.config),
+        "state_dict": generator.state_dict(),
+        "weights": "ema" if ema else "raw",
+        "data": data,
+        "training": training,
+        "metrics": {k: v for k, v in quality.items() if isinstance(v, int | float | str)},
+    }
+    atomic_save(payload, Path(path))
 
 
 def load_generator(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

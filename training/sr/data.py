@@ -7,17 +7,14 @@ every step sees new crops.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from training.data.folder import IMAGE_SUFFIXES, FolderError
+from training.data.folder import IMAGE_SUFFIXES, FolderError, report_bad_files
 from training.sr.degradation import Degradation
-
-log = logging.getLogger(__name__)
 
 # The fixed split of scikit-image's bundled images (only those that ship inside the package; no
 # downloads). The held-out three are never trained on: a cat's fur (chelsea; `cat` is the same
@@ -117,13 +114,7 @@ def load_hr_images(
         if min(h, w) < min_side:
             bad.append((name, f"{w}x{h} is smaller than one training crop ({min_side}x{min_side})"))
             del images[name]
-    if bad:
-        listing = "\n".join(f"  {p}: {why}" for p, why in bad)
-        if bad_files == "error":
-            raise FolderError(
-                f'{len(bad)} unusable image(s) (set bad_files = "skip" to skip them):\n{listing}'
-            )
-        log.warning("skipping %d unusable image(s):\n%s", len(bad), listing)
+    report_bad_files(bad, bad_files, "unusable")
     train = [n for n in train if n in images]
     heldout = [n for n in heldout if n in images]
     if not train or not heldout:

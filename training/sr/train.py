@@ -28,7 +28,7 @@ from training.artifacts import MetricsLog
 from training.checkpoint import atomic_save, checkpoint_path, load_checkpoint, prune_checkpoints
 from training.config import ConfigError
 from training.ema import EMA
-from training.models import GENERATOR_FORMAT, GENERATOR_FORMAT_VERSION, config_to_dict, load_generator
+from training.models import load_generator, save_generator_file
 from training.models.srresnet import (
     PatchDiscriminator,
     PatchDiscriminatorConfig,
@@ -36,6 +36,7 @@ from training.models.srresnet import (
     SRResNetGenerator,
 )
 from training.runtime import (
+    BOOKKEEPING_KEYS,
     DATA_STREAM,
     RunError,
     format_metrics,
@@ -56,19 +57,7 @@ from training.sr.plots import save_sr_training_plot
 
 log = logging.getLogger("training")
 
-RESUMABLE_CHANGES = {
-    "steps",
-    "log_every",
-    "sample_every",
-    "eval_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "device",
-    "eval_tile",
-    "eval_overlap",
-    "eval_batch",
-    "eval_max_images",
-}
+RESUMABLE_CHANGES = BOOKKEEPING_KEYS | {"eval_tile", "eval_overlap", "eval_batch", "eval_max_images"}
 
 
 def dry_run_config(cfg: SRConfig) -> SRConfig:
@@ -319,31 +308,20 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
 def save_sr_generator(
     path: Path, generator: nn.Module, cfg: SRConfig, images: HRImages, quality: dict[str, Any]
 ) -> None:
-    """The file export reads: the same format as a GAN generator, kind "srresnet"."""
-    payload = {
-        "format": GENERATOR_FORMAT,
-        "format_version": GENERATOR_FORMAT_VERSION,
-        "kind": "srresnet",
-        "config": config_to_dict(generator.config),
-        "state_dict": generator.state_dict(),
-        "weights": "ema" if cfg.ema_decay > 0 else "raw",
-        "data": images.summary(),
-        "training": {
-            "task": "upscale",
-            "stage": cfg.stage,
-            "scale": cfg.scale,
-            "loss": cfg.pixel_loss if cfg.stage == "sr_pixel" else f"{cfg.pixel_loss}+{cfg.adversarial_loss}",
-            "steps": cfg.steps,
-            "model": "srresnet",
-            "data": cfg.data,
-            "seed": cfg.seed,
-            "batch_size": cfg.batch_size,
-            "patch_size": cfg.patch_size,
-            "init_from": cfg.init_from,
-        },
-        "metrics": {k: v for k, v in quality.items() if isinstance(v, int | float | str)},
+    training = {
+        "task": "upscale",
+        "stage": cfg.stage,
+        "scale": cfg.scale,
+        "loss": cfg.pixel_loss if cfg.stage == "sr_pixel" else f"{cfg.pixel_loss}+{cfg.adversarial_loss}",
+        "steps": cfg.steps,
+        "model": "srresnet",
+        "data": cfg.data,
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "patch_size": cfg.patch_size,
+        "init_from": cfg.init_from,
     }
-    atomic_save(payload, path)
+    save_generator_file(path, generator, "srresnet", cfg.ema_decay > 0, images.summary(), training, quality)
 
 
 def _batch_psnr(sr: torch.Tensor, hr: torch.Tensor) -> float:
