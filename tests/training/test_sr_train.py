@@ -104,6 +104,8 @@ def test_eval_command_rescores_a_run(tmp_path: Path) -> None:
     again = evaluate_run(tmp_path / "run")
     assert again["source"] == "generator.pt"
     assert again["psnr_y"] == pytest.approx(first["psnr_y"])
+    with pytest.raises(ConfigError, match="--samples"):
+        evaluate_run(tmp_path / "run", samples=100)
     (tmp_path / "run" / "generator.pt").unlink()  # an interrupted run: the newest checkpoint
     assert evaluate_run(tmp_path / "run")["source"].startswith("step_")
 
@@ -152,6 +154,11 @@ def test_srgan_from_a_model_of_another_scale_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="not found"):
         train_sr(
             tiny("scale=4", "stage=srgan", f"init_from={tmp_path / 'nope'}"), tmp_path / "gan2", dry_run=True
+        )
+    (tmp_path / "junk.pt").write_text("not a generator")
+    with pytest.raises(RunError, match="not a readable generator file"):
+        train_sr(
+            tiny("scale=4", "stage=srgan", f"init_from={tmp_path / 'junk.pt'}"), tmp_path / "c", dry_run=True
         )
 
 

@@ -86,8 +86,8 @@ def load_stage1(cfg: SRConfig, expected: SRResNetConfig) -> nn.Module:
         raise RunError(f"init_from: {path} not found (a stage-1 run directory or its generator.pt)")
     try:
         generator, meta = load_generator(path)
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise RunError(f"init_from: {path}: {exc}") from exc
+    except Exception as exc:  # torch.load raises many types for a file that is not a generator
+        raise RunError(f"init_from: {path} is not a readable generator file ({exc})") from exc
     if meta.get("kind") != "srresnet":
         raise RunError(f"init_from: {path} holds a {meta.get('kind')!r} generator, not an SRResNet")
     saved = meta["config"]
