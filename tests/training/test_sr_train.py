@@ -85,23 +85,14 @@ def test_srgan_starts_from_the_stage1_weights(tmp_path: Path) -> None:
 
 def test_training_improves_on_bicubic_and_resume_is_exact(tmp_path: Path) -> None:
     # device=cpu: CUDA's convolution kernels are not bit-reproducible, CPU ones are.
-    overrides = (
-        "scale=2",
-        "device=cpu",
-        "g_lr=2e-3",
-        "lr_schedule=constant",
-        "log_every=25",
-        "sample_every=150",
-    )
-    full = train_sr(
-        tiny(*overrides, "steps=150", "checkpoint_every=75", "sample_every=150"), tmp_path / "full"
-    )
+    overrides = ("scale=2", "device=cpu", "g_lr=2e-3", "lr_schedule=constant", "log_every=25")
+    run = (*overrides, "steps=150", "checkpoint_every=75", "sample_every=150")
+    full = train_sr(tiny(*run), tmp_path / "full")
     # A tiny net already beats bicubic on the held-out image after 150 steps (it starts equal).
     assert full["psnr_gain_db"] > 0
 
-    train_sr(tiny(*overrides, "steps=75", "checkpoint_every=75", "sample_every=150"), tmp_path / "split")
-    again = tiny(*overrides, "steps=150", "checkpoint_every=75", "sample_every=150")
-    resumed = train_sr(again, tmp_path / "split", resume=True)
+    train_sr(tiny(*run, "steps=75"), tmp_path / "split")  # the later steps=75 wins
+    resumed = train_sr(tiny(*run), tmp_path / "split", resume=True)
     a, _ = load_generator(tmp_path / "full" / "generator.pt")
     b, _ = load_generator(tmp_path / "split" / "generator.pt")
     for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
