@@ -7,19 +7,29 @@ from pathlib import Path
 import pytest
 
 from training.config import LOSS_DEFAULTS, ConfigError, TrainConfig, dump_toml, load_config, parse_override
+from training.sr.config import SRConfig, load_any_config
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_every_shipped_config_loads(path: Path) -> None:
-    cfg = load_config(path).resolved()
-    assert cfg.g_lr is not None and cfg.d_steps is not None
+    cfg = load_any_config(path)
+    if isinstance(cfg, SRConfig):
+        assert cfg.data.startswith("sr_")
+    else:
+        resolved = cfg.resolved()
+        assert resolved.g_lr is not None and resolved.d_steps is not None
 
 
 def test_shipped_configs_exist() -> None:
     names = {p.stem for p in CONFIGS}
-    assert {"ring8", "grid25", "digits_cdcgan"} <= names
+    assert {"ring8", "grid25", "digits_cdcgan", "sr_x2", "sr_x4", "srgan_x4"} <= names
+
+
+def test_a_gan_only_command_rejects_an_sr_recipe() -> None:
+    with pytest.raises(ConfigError, match="sr_skimage and sr_folder:PATH are for super-resolution"):
+        load_config(None, ["data=sr_skimage"])
 
 
 def test_overrides_are_typed_toml_literals(tmp_path: Path) -> None:
