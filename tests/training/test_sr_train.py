@@ -149,19 +149,19 @@ def test_bad_recipes_are_clear_errors(overrides: list[str], message: str) -> Non
 
 def test_srgan_from_a_model_of_another_scale_is_refused(tmp_path: Path) -> None:
     train_sr(tiny("scale=2"), tmp_path / "x2", dry_run=True)
+
+    def stage2(init_from: Path, out: str) -> None:
+        train_sr(tiny("scale=4", "stage=srgan", f"init_from={init_from}"), tmp_path / out, dry_run=True)
+
     with pytest.raises(ConfigError, match="is a x2 model, but this recipe has scale = 4"):
-        train_sr(
-            tiny("scale=4", "stage=srgan", f"init_from={tmp_path / 'x2'}"), tmp_path / "gan", dry_run=True
-        )
+        stage2(tmp_path / "x2", "a")
     with pytest.raises(RunError, match="not found"):
-        train_sr(
-            tiny("scale=4", "stage=srgan", f"init_from={tmp_path / 'nope'}"), tmp_path / "gan2", dry_run=True
-        )
+        stage2(tmp_path / "nope", "b")
     (tmp_path / "junk.pt").write_text("not a generator")
     with pytest.raises(RunError, match="not a readable generator file"):
-        train_sr(
-            tiny("scale=4", "stage=srgan", f"init_from={tmp_path / 'junk.pt'}"), tmp_path / "c", dry_run=True
-        )
+        stage2(tmp_path / "junk.pt", "c")
+    for out in "abc":  # a refused run leaves no half-made run directory behind
+        assert not (tmp_path / out).exists()
 
 
 def test_cli_reports_tiny_images_and_bad_scale_with_exit_2(tmp_path: Path) -> None:

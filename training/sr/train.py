@@ -120,8 +120,11 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
     device = pick_device(cfg.device)
     adversarial = cfg.stage == "srgan"
 
-    # --- run directory: config, log file, metrics ---
+    # --- run directory: config, log file, metrics (after the cheap checks that can refuse the run) ---
     resume_from = prepare_run_dir(out_dir, cfg, resume, RESUMABLE_CHANGES)
+    torch.manual_seed(cfg.seed)
+    g_config = generator_config(cfg)
+    stage1 = load_stage1(cfg, g_config) if adversarial and resume_from is None else None
     write_run_config(out_dir, cfg, cleanup)
     metrics = MetricsLog(out_dir / "metrics.jsonl")
 
@@ -132,12 +135,7 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
     heldout = dict(list(images.heldout.items())[: cfg.eval_max_images or None])
 
     # --- models: G (from stage 1 for srgan), its EMA, D for srgan; optimisers ---
-    torch.manual_seed(cfg.seed)
-    g_config = generator_config(cfg)
-    G: nn.Module = (
-        load_stage1(cfg, g_config) if adversarial and resume_from is None else SRResNetGenerator(g_config)
-    )
-    G = G.to(device)
+    G = (stage1 if stage1 is not None else SRResNetGenerator(g_config)).to(device)
     D = (
         PatchDiscriminator(PatchDiscriminatorConfig(3, cfg.d_width, cfg.spectral_norm)).to(device)
         if adversarial
