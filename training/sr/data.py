@@ -100,7 +100,7 @@ def load_hr_images(
     if data == "sr_skimage":
         names = [*SKIMAGE_TRAIN, *SKIMAGE_HELDOUT]
         images = {n: load_skimage(n) for n in names}
-        train = [n for n in SKIMAGE_TRAIN]
+        train = list(SKIMAGE_TRAIN)
         heldout = list(SKIMAGE_HELDOUT)
         bad: list[tuple[str, str]] = []
     elif data.startswith("sr_folder:"):
