@@ -34,25 +34,25 @@ def evaluate_run(run_dir: Path, samples: int | None = None, write: bool = True) 
     return result
 
 
-def _latest_weights(run_dir: Path) -> tuple[dict[str, Any], str]:
+def _run_generator(run_dir: Path, kind: str, config: dict[str, Any]) -> tuple[nn.Module, str]:
+    """The run's `generator.pt`, or else G (`kind`, `config`) with the newest checkpoint's (EMA)
+    weights, for a run that did not finish; and which of the two it is."""
+    if (run_dir / "generator.pt").is_file():
+        generator, _ = load_generator(run_dir / "generator.pt")
+        return generator, "generator.pt"
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise FileNotFoundError(f"{run_dir}: no generator.pt and no checkpoint to evaluate")
     state = load_checkpoint(ckpt)
-    return state["generator_ema"] or state["generator"], ckpt.name
+    generator = build_generator(kind, config)
+    generator.load_state_dict(state["generator_ema"] or state["generator"])
+    return generator.eval(), ckpt.name
 
 
 def _evaluate_gan_run(run_dir: Path, cfg: TrainConfig, samples: int | None) -> dict[str, Any]:
     data = load_data(cfg)
-    generator: nn.Module
-    if (run_dir / "generator.pt").is_file():
-        generator, _ = load_generator(run_dir / "generator.pt")
-        source = "generator.pt"
-    else:
-        g_config, _ = network_configs(cfg, data.info)
-        generator = build_generator(cfg.model, config_to_dict(g_config))
-        weights, source = _latest_weights(run_dir)
-        generator.load_state_dict(weights)
+    g_config, _ = network_configs(cfg, data.info)
+    generator, source = _run_generator(run_dir, cfg.model, config_to_dict(g_config))
     return {
         "source": source,
         **evaluate(generator, data, samples or cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir),
@@ -65,19 +65,11 @@ def _evaluate_sr_run(run_dir: Path, cfg: SRConfig) -> dict[str, Any]:
     from training.sr.evaluation import evaluate_sr
     from training.sr.train import generator_config
 
-    generator: nn.Module
-    if (run_dir / "generator.pt").is_file():
-        generator, _ = load_generator(run_dir / "generator.pt")
-        source = "generator.pt"
-    else:
-        generator = build_generator("srresnet", config_to_dict(generator_config(cfg)))
-        weights, source = _latest_weights(run_dir)
-        generator.load_state_dict(weights)
+    generator, source = _run_generator(run_dir, "srresnet", config_to_dict(generator_config(cfg)))
     images = load_hr_images(cfg.data, cfg.patch_size, cfg.bad_files, cfg.heldout_fraction, cfg.max_memory_mb)
-    heldout = dict(list(images.heldout.items())[: cfg.eval_max_images or None])
     result = evaluate_sr(
-        generator.eval(),
-        heldout,
+        generator,
+        images.evaluation_set(cfg.eval_max_images),
         cfg.scale,
         cfg.eval_tile,
         cfg.eval_overlap,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,6 +103,29 @@ def write_run_config(out_dir: Path, cfg: RunConfig, cleanup: contextlib.ExitStac
     logging.getLogger().addHandler(handler)
     cleanup.callback(handler.close)
     cleanup.callback(logging.getLogger().removeHandler, handler)
+
+
+class RunningMeans:
+    """Per-step statistics averaged over one logging interval, with the interval's throughput."""
+
+    def __init__(self, samples_per_step: int) -> None:
+        self.samples_per_step = samples_per_step
+        self.totals: dict[str, float] = {}
+        self.count = 0
+        self.since = time.perf_counter()
+
+    def add(self, stats: dict[str, float]) -> None:
+        for key, value in stats.items():
+            self.totals[key] = self.totals.get(key, 0.0) + value
+        self.count += 1
+
+    def flush(self) -> dict[str, float]:
+        """The means since the last flush, plus `samples_per_s`; starts a new interval."""
+        now = time.perf_counter()
+        means = {k: v / max(self.count, 1) for k, v in self.totals.items()}
+        means["samples_per_s"] = self.count * self.samples_per_step / max(now - self.since, 1e-9)
+        self.totals, self.count, self.since = {}, 0, now
+        return means
 
 
 def format_metrics(result: dict[str, Any]) -> str:

@@ -57,6 +57,7 @@ from training.runtime import (
     DATA_STREAM,
     NOISE_STREAM,
     RunError,
+    RunningMeans,
     format_metrics,
     lr_scale,
     pick_device,
@@ -289,9 +290,7 @@ def _train(
         return record
 
     # --- the loop ---
-    totals: dict[str, float] = {}
-    count = 0
-    last_time = time.perf_counter()
+    running = RunningMeans(samples_per_step=d_steps * cfg.batch_size)
     step = start_step
     final_eval: dict[str, Any] = {}
     progress = progress_bar(cfg.steps, start_step, main)
@@ -369,19 +368,14 @@ def _train(
                     stats["gp"] = gp.item()
                 if cfg.r1_gamma > 0:
                     stats["r1"] = r1.item()
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value
-            count += 1
+            running.add(stats)
             done = step + 1
             progress.update(1)
 
             if done % cfg.log_every == 0 or done == cfg.steps:
-                now = time.perf_counter()
-                record: dict[str, Any] = {"step": done, "event": "train"}
-                record.update({k: v / count for k, v in totals.items()})
+                record: dict[str, Any] = {"step": done, "event": "train", **running.flush()}
                 record["instance_noise"] = sigma
                 record["lr_scale"] = scale
-                record["samples_per_s"] = count * d_steps * cfg.batch_size / (now - last_time)
                 spread = diversity(
                     generate(
                         G_plain,
@@ -391,7 +385,6 @@ def _train(
                     )
                 )
                 record["diversity_ratio"] = spread / max(real_spread, 1e-12)
-                totals, count, last_time = {}, 0, now
                 for warning in monitor.update(record):
                     if main:
                         log.warning("step %d: %s", done, warning.message)

@@ -48,6 +48,10 @@ class HRImages:
     heldout: dict[str, np.ndarray]
     skipped_files: list[str] = field(default_factory=list)
 
+    def evaluation_set(self, limit: int = 0) -> dict[str, np.ndarray]:
+        """The first `limit` held-out images (0: all of them), in their fixed order."""
+        return dict(list(self.heldout.items())[: limit or None])
+
     def summary(self) -> dict[str, object]:
         return {
             "name": self.name,

@@ -39,6 +39,7 @@ from training.runtime import (
     BOOKKEEPING_KEYS,
     DATA_STREAM,
     RunError,
+    RunningMeans,
     format_metrics,
     lr_scale,
     pick_device,
@@ -132,7 +133,7 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
     images = load_hr_images(cfg.data, cfg.patch_size, cfg.bad_files, cfg.heldout_fraction, cfg.max_memory_mb)
     degradation = Degradation(cfg.degrade_blur, cfg.degrade_noise, cfg.degrade_jpeg)
     sampler = SRPairSampler(images.train, cfg.patch_size, cfg.scale, degradation)
-    heldout = dict(list(images.heldout.items())[: cfg.eval_max_images or None])
+    heldout = images.evaluation_set(cfg.eval_max_images)
 
     # --- models: G (from stage 1 for srgan), its EMA, D for srgan; optimisers ---
     G = (stage1 if stage1 is not None else SRResNetGenerator(g_config)).to(device)
@@ -209,9 +210,7 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
         return {"step": step, **result}
 
     # --- the loop ---
-    totals: dict[str, float] = {}
-    count = 0
-    last_time = time.perf_counter()
+    running = RunningMeans(samples_per_step=cfg.batch_size)
     step = start_step
     progress = progress_bar(cfg.steps, start_step, True)
     try:
@@ -263,18 +262,12 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
             with torch.no_grad():
                 stats.update(pixel_loss=pixel.item(), g_loss=g_loss.item(), g_grad_norm=float(g_grad))
                 stats["train_psnr"] = _batch_psnr(sr.detach(), hr)
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value
-            count += 1
+            running.add(stats)
             done = step + 1
             progress.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
-                now = time.perf_counter()
-                record: dict[str, Any] = {"step": done, "event": "train"}
-                record.update({k: v / count for k, v in totals.items()})
+                record: dict[str, Any] = {"step": done, "event": "train", **running.flush()}
                 record["lr_scale"] = scale
-                record["samples_per_s"] = count * cfg.batch_size / (now - last_time)
-                totals, count, last_time = {}, 0, now
                 metrics.write(record)
                 progress.set_postfix(pixel=f"{record['pixel_loss']:.4f}", refresh=False)
             if done % cfg.sample_every == 0 or done == cfg.steps:
@@ -294,6 +287,7 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
     progress.close()
 
     # --- the end: served generator, final evaluation on the held-out images, plot ---
+    # Saved before the evaluation too: an evaluation that fails must not cost the weights.
     save_sr_generator(out_dir / "generator.pt", served, cfg, images, {})
     final = run_eval(cfg.steps, compare_dir=out_dir / "eval")
     save_sr_generator(out_dir / "generator.pt", served, cfg, images, final)
