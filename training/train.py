@@ -248,6 +248,9 @@ def _train(
         state = {
             "step": step,
             "config": cfg.to_dict(),
+            # G's own constructor arguments: export rebuilds G from a checkpoint without this loop.
+            "generator_kind": cfg.model,
+            "generator_config": config_to_dict(g_config),
             "generator": G_plain.state_dict(),
             "discriminator": D_plain.state_dict(),
             "generator_ema": ema.model.state_dict() if ema is not None else None,

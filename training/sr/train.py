@@ -28,7 +28,7 @@ from training.artifacts import MetricsLog
 from training.checkpoint import atomic_save, checkpoint_path, load_checkpoint, prune_checkpoints
 from training.config import ConfigError
 from training.ema import EMA
-from training.models import load_generator, save_generator_file
+from training.models import config_to_dict, load_generator, save_generator_file
 from training.models.srresnet import (
     PatchDiscriminator,
     PatchDiscriminatorConfig,
@@ -182,6 +182,9 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
         state = {
             "step": step,
             "config": cfg.to_dict(),
+            # G's own constructor arguments: export rebuilds G from a checkpoint without this loop.
+            "generator_kind": "srresnet",
+            "generator_config": config_to_dict(g_config),
             "generator": G.state_dict(),
             "generator_ema": ema.model.state_dict() if ema is not None else None,
             "discriminator": D.state_dict() if D is not None else None,

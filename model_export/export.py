@@ -1,0 +1,159 @@
+"""Checkpoint -> published model version, top to bottom:
+
+1. check the arguments (name, version, precision, opset) before any slow work;
+2. rebuild the generator from the checkpoint's own constructor arguments (EMA weights if present);
+3. export two graphs into a scratch directory: the float graph (for the value check) and the
+   published pixel graph, each checked by onnx.checker;
+4. measure parity against PyTorch (refuse over the tolerance);
+5. write model.onnx, manifest.json (validated by the schema), sample.png and README.md into a
+   staging directory in the repository, then rename it to REPO/NAME/VERSION.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from model_export.card import write_card
+from model_export.errors import ExportError
+from model_export.graphs import PRECISIONS, GraphSpec, build_graph, graph_spec
+from model_export.manifest import MANIFEST_FILE, MODEL_FILE, dump_manifest, sha256_file, validate_manifest
+from model_export.onnx_graph import DEFAULT_OPSET, check_opset, export_graph
+from model_export.parity import TOLERANCES, ParityReport, measure_parity
+from model_export.repository import check_name, list_versions, publish_version
+from model_export.source import Source, load_source
+
+
+@dataclass
+class ExportResult:
+    name: str
+    version: int
+    directory: Path
+    manifest: dict[str, Any]
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    repo: Path,
+    name: str,
+    version: int | None = None,
+    precision: str = "fp32",
+    opset: int = DEFAULT_OPSET,
+    tolerance: float | None = None,
+    replace: bool = False,
+    card: bool = True,
+) -> ExportResult:
+    # 1. arguments
+    check_name(name)
+    check_opset(opset)
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    tolerance = TOLERANCES[precision] if tolerance is None else tolerance
+    if not tolerance > 0:
+        raise ExportError(f"tolerance must be > 0, got {tolerance}")
+    if version is not None and version in list_versions(repo, name) and not replace:
+        raise ExportError(
+            f"{name} version {version} already exists in {repo}; versions are immutable "
+            "(leave --version out for the next number, or pass --replace)"
+        )
+
+    # 2. the generator, rebuilt from the checkpoint
+    source = load_source(checkpoint)
+    spec = graph_spec(source)
+
+    with tempfile.TemporaryDirectory(prefix="gan-export-") as scratch:
+        # 3. float graph and pixel graph
+        float_path, pixel_path = Path(scratch) / "float.onnx", Path(scratch) / MODEL_FILE
+        export_graph(build_graph(source, spec, precision, pixels=False), spec, float_path, opset)
+        export_graph(build_graph(source, spec, precision, pixels=True), spec, pixel_path, opset)
+
+        # 4. parity against the fp32 PyTorch generator
+        reference = build_graph(source, spec, "fp32", pixels=False)
+        report = measure_parity(reference, float_path, pixel_path, spec, source.task, tolerance)
+
+        # 5. publish
+        manifests: list[dict[str, Any]] = []
+
+        def write(staging: Path, number: int) -> None:
+            shutil.copyfile(pixel_path, staging / MODEL_FILE)
+            manifest = build_manifest(
+                source, spec, name, number, precision, opset, staging / MODEL_FILE, report, tolerance
+            )
+            validate_manifest(manifest, "the new manifest")
+            (staging / MANIFEST_FILE).write_text(dump_manifest(manifest))
+            if card:
+                write_card(staging, manifest, str(repo))
+            manifests.append(manifest)
+
+        number, directory = publish_version(repo, name, write, version=version, replace=replace)
+    return ExportResult(name=name, version=number, directory=directory, manifest=manifests[0])
+
+
+def build_manifest(
+    source: Source,
+    spec: GraphSpec,
+    name: str,
+    version: int,
+    precision: str,
+    opset: int,
+    model_path: Path,
+    report: ParityReport,
+    tolerance: float,
+) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "schema_version": 1,
+        "name": name,
+        "version": version,
+        "task": source.task,
+        "created_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "file": {"name": MODEL_FILE, "sha256": sha256_file(model_path), "bytes": model_path.stat().st_size},
+        "precision": precision,
+        "opset": opset,
+        "inputs": spec.manifest_inputs,
+        "outputs": spec.manifest_outputs,
+        "generator" if source.task == "generate" else "upscaler": spec.task_section,
+        "value_range": {"model": list(spec.model_value_range), "pixels": [0, 255]},
+        "source": {
+            "checkpoint": str(source.path),
+            "sha256": source.sha256,
+            "format": source.format,
+            "step": source.step,
+            "architecture": {"kind": source.kind, "config": source.config, "parameters": source.parameters},
+            "weights": source.weights,
+            "training": source.training,
+            "data": source.data,
+        },
+        "metrics": source.metrics,
+        "parity": report.manifest(tolerance, precision),
+        "tools": tool_versions(),
+    }
+    return manifest
+
+
+def tool_versions() -> dict[str, str]:
+    def version_of(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "onnxscript": version_of("onnxscript"),
+        "numpy": np.__version__,
+        "gan_serving": version_of("gan-serving"),
+    }

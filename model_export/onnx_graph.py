@@ -1,0 +1,89 @@
+"""torch module -> one self-contained .onnx file, checked by onnx.checker, at exactly the opset asked."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from model_export.errors import ExportError
+from model_export.graphs import GraphSpec
+
+# torch's exporter emits opset >= 18 natively; 17 goes through the ONNX version converter.
+MIN_OPSET = 17
+DEFAULT_OPSET = 18
+
+
+def max_opset() -> int:
+    return int(onnx.defs.onnx_opset_version())
+
+
+def check_opset(opset: int) -> int:
+    if not MIN_OPSET <= opset <= max_opset():
+        raise ExportError(
+            f"opset must be between {MIN_OPSET} and {max_opset()} (onnx {onnx.__version__}), got {opset}"
+        )
+    return opset
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[io.StringIO]:
+    """The exporter narrates its passes on stdout and logs about optional packages (torchvision);
+    keep them for the error message, off the user's terminal."""
+    captured = io.StringIO()
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(captured):
+            warnings.simplefilter("ignore")
+            yield captured
+    finally:
+        logger.setLevel(level)
+
+
+def export_graph(module: nn.Module, spec: GraphSpec, path: Path, opset: int) -> onnx.ModelProto:
+    """Export `module` with the spec's dynamic axes to `path` (weights inside the file), then run
+    the full ONNX checker (with shape inference) and confirm the opset."""
+    check_opset(opset)
+    with _quiet_exporter() as captured:
+        try:
+            torch.onnx.export(
+                module,
+                spec.example_inputs,
+                str(path),
+                input_names=spec.input_names,
+                output_names=[spec.output_name],
+                dynamic_shapes=_dynamic_shapes(spec),
+                opset_version=opset,
+                external_data=False,
+                dynamo=True,
+                verbose=False,
+            )
+        except Exception as e:
+            tail = "\n".join(captured.getvalue().strip().splitlines()[-5:])
+            raise ExportError(f"the ONNX exporter failed: {type(e).__name__}: {e}\n{tail}".strip()) from None
+    model = onnx.load(str(path))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ExportError(f"onnx.checker rejected the exported graph: {e}") from None
+    got = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if got != opset:
+        raise ExportError(
+            f"the exporter could not produce opset {opset} for this model (it wrote opset {got})"
+        )
+    return model
+
+
+def _dynamic_shapes(spec: GraphSpec) -> dict[str, dict[int, object]]:
+    # torch.export matches dynamic_shapes to forward()'s parameter names; inputs left out of
+    # the example (labels of an unconditional G) must not appear.
+    return {name: spec.dynamic_shapes[name] for name in spec.input_names}
