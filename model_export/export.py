@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import platform
 import shutil
 import tempfile
@@ -87,11 +88,14 @@ def export_checkpoint(
 
         def write(staging: Path, number: int) -> None:
             shutil.copyfile(pixel_path, staging / MODEL_FILE)
-            manifest = build_manifest(
-                source, spec, name, number, precision, opset, staging / MODEL_FILE, report, tolerance
+            text = dump_manifest(
+                build_manifest(
+                    source, spec, name, number, precision, opset, staging / MODEL_FILE, report, tolerance
+                )
             )
+            manifest = json.loads(text)  # validate exactly what readers will read (tuples are lists)
             validate_manifest(manifest, "the new manifest")
-            (staging / MANIFEST_FILE).write_text(dump_manifest(manifest))
+            (staging / MANIFEST_FILE).write_text(text)
             if card:
                 write_card(staging, manifest, str(repo))
             manifests.append(manifest)

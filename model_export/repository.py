@@ -92,9 +92,11 @@ def publish_version(
     """Publish a new version of `name`: `write(staging_dir, version)` fills a hidden staging
     directory, which is then renamed to REPO/NAME/VERSION. version=None takes the next number.
 
-    An existing version is never overwritten unless `replace` is set; then the old directory is
-    renamed aside first and deleted after, so a reader sees the old version, briefly no version,
-    or the new one, never a mixture. On any error the staging directory is removed.
+    An existing version is never overwritten unless `replace` is set (meant for rebuilding a
+    repository offline, e.g. `make models`): the old directory is renamed aside and the new one
+    renamed in, so the directory always holds one complete version or, briefly, none; a reader
+    that opens its files one by one across the swap gets a sha256 mismatch from read_manifest,
+    not silently mixed files. On any error the staging directory is removed.
     """
     check_name(name)
     if version is not None and (isinstance(version, bool) or version < 1):

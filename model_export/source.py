@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,10 +66,16 @@ def _read_payload(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # weights_only refuses pickles that would construct arbitrary objects.
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"{path}: refused: not a plain-tensor PyTorch file ({first_line})") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        # torch's message is long advice; the line after "WeightsUnpickler error:" is the reason.
+        reason = str(e).split("WeightsUnpickler error:")[-1].strip().split("\n")[0].strip()
+        if "global" in reason.lower():  # a pickle that would construct arbitrary objects
+            raise ExportError(
+                f"{path}: refused: the file would construct Python objects, not just tensors ({reason})"
+            ) from None
+        raise ExportError(
+            f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {reason}"
+        ) from None
+    except Exception as e:  # garbage bytes fail anywhere in the unpickler (IndexError, KeyError, ...)
         raise ExportError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {e}") from None
     if not isinstance(payload, dict):
         raise ExportError(f"{path}: holds a {type(payload).__name__}, not a checkpoint dictionary")

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from model_export.export import ExportResult, export_checkpoint
 from training.models import build_generator, save_generator_file
 
 IMAGE_DATA = {"name": "test", "kind": "image", "value_range": [-1.0, 1.0], "skipped_files": 0}
@@ -83,3 +84,13 @@ def write_generator_file(path: Path, arch: str, ema: bool = True) -> Path:
 def generator_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("generators")
     return {arch: write_generator_file(directory / f"{arch}.pt", arch) for arch in ARCHITECTURES}
+
+
+@pytest.fixture(scope="session")
+def exported(
+    generator_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, ExportResult]:
+    """Every architecture exported once (fp32, with model cards) into one repository.
+    Read-only for tests: copy a version before changing it."""
+    repo = tmp_path_factory.mktemp("repo")
+    return {arch: export_checkpoint(path, repo, arch) for arch, path in generator_files.items()}

@@ -22,14 +22,6 @@ from model_export.source import load_source
 from tests.model_export.conftest import ARCHITECTURES, write_generator_file
 
 
-@pytest.fixture(scope="module")
-def exported(
-    generator_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, ExportResult]:
-    repo = tmp_path_factory.mktemp("repo")
-    return {arch: export_checkpoint(path, repo, arch) for arch, path in generator_files.items()}
-
-
 def _torch_pixels(path: Path, *inputs: torch.Tensor) -> np.ndarray:
     """What PyTorch computes for these inputs, as uint8 NHWC pixels, from the generator file."""
     source = load_source(path)
