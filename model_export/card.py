@@ -52,7 +52,7 @@ def _generator_sample(sess: ort.InferenceSession, manifest: dict[str, Any]) -> t
         feed["labels"] = labels
     images = sess.run(None, feed)[0]  # (rows*columns, H, W, C) uint8
     grid = _grid(images, rows, columns)
-    zoom = max(1, 256 // (columns * images.shape[2]))  # small images: enlarge, pixels kept sharp
+    zoom = max(1, 512 // (columns * images.shape[2]))  # small images: enlarge, pixels kept sharp
     return _to_pil(grid).resize(
         (grid.shape[1] * zoom, grid.shape[0] * zoom), Image.Resampling.NEAREST
     ), caption

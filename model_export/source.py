@@ -171,9 +171,14 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _scalars(values: dict[str, Any]) -> dict[str, Any]:
-    """Numbers (finite: JSON has no NaN) and strings; flags and nested values are left out."""
+    """Numbers (finite: JSON has no NaN) and strings; flags, nested values and the metrics log's
+    own bookkeeping ("event") are left out."""
     return {
         k: v
         for k, v in values.items()
-        if isinstance(v, str) or (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v))
+        if k != "event"
+        and (
+            isinstance(v, str)
+            or (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v))
+        )
     }

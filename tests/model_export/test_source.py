@@ -3,6 +3,8 @@ with a clear error)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from model_export.export import export_checkpoint
 from model_export.source import load_source
 from tests.model_export.conftest import write_generator_file
 from tests.training.test_train import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_generator_file(generator_files: dict[str, Path]) -> None:
@@ -130,3 +134,14 @@ def test_unknown_architecture_and_bad_weights(tmp_path: Path) -> None:
     torch.save(payload, tmp_path / "future.pt")
     with pytest.raises(ExportError, match="format_version 99"):
         load_source(tmp_path / "future.pt")
+
+
+def test_export_never_imports_a_training_loop(generator_files: dict[str, Path]) -> None:
+    code = (
+        "import sys; from pathlib import Path; import model_export.export as e; "
+        f"e.load_source(Path({str(generator_files['dcgan-conditional'])!r})); "
+        "print(sorted(m for m in sys.modules if m.startswith('training.') and "
+        "m.split('.')[1] not in ('models', 'checkpoint')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
