@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -11,20 +10,13 @@ from pathlib import Path
 
 from model_export.export import ExportResult
 from model_export.repository import list_versions, read_version
+from tests.training.test_train import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def gan_export(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "model_export", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+def gan_export(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, module="model_export", timeout=300)
 
 
 def test_export_while_a_reader_watches(generator_files: dict[str, Path], tmp_path: Path) -> None:

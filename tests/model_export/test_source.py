@@ -145,3 +145,14 @@ def test_export_never_imports_a_training_loop(generator_files: dict[str, Path]) 
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_super_resolution_training_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "sr"
+    result = run_cli("--config", "configs/sr_x2.toml", "--dry-run", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    source = load_source(sorted((out / "checkpoints").glob("step_*.pt"))[-1])
+    assert source.task == "upscale" and source.config["scale"] == 2 and source.weights == "ema"
+    assert source.training["stage"] == "sr_pixel" and source.training["loss"] == "l1"
+    m = export_checkpoint(source.path, tmp_path / "repo", "sr", card=False).manifest
+    assert m["upscaler"]["scale"] == 2 and m["source"]["step"] == source.step

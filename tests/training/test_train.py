@@ -39,10 +39,13 @@ RING = [
 ]
 
 
-def run_cli(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path = REPO, timeout: float = 120, module: str = "training"
+) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE ARGS` in a fresh process (gan-train by default, or gan-export)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "training", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
