@@ -16,7 +16,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install -e '.[train,export,dev]'
+	$(BIN)/python -m pip install -e '.[train,export,serve,client,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,0 +1,68 @@
+"""Dependencies as Annotated aliases: the engine, the settings, a request's deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from service.batching import CancelToken
+from service.config import Settings
+from service.engine import Engine
+from service.errors import InvalidRequest
+
+MAX_DEADLINE_MS = 3_600_000
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_deadline(
+    settings: Annotated[Settings, Depends(get_settings)],
+    x_deadline_ms: Annotated[
+        str | None, Header(description="milliseconds this request may take; 504 once that cannot be met")
+    ] = None,
+) -> float:
+    """The request's deadline on the monotonic clock."""
+    budget = settings.default_deadline_ms
+    if x_deadline_ms is not None:
+        if not x_deadline_ms.strip().isdigit() or not 1 <= int(x_deadline_ms) <= MAX_DEADLINE_MS:
+            raise InvalidRequest(f"X-Deadline-Ms must be an integer from 1 to {MAX_DEADLINE_MS}")
+        budget = int(x_deadline_ms)
+    return time.monotonic() + budget / 1000
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DeadlineDep = Annotated[float, Depends(get_deadline)]
+
+
+@contextlib.asynccontextmanager
+async def disconnect_watch(request: Request) -> AsyncIterator[CancelToken]:
+    """A token that is cancelled when the client disconnects. Enter it only after the body has
+    been read: from then on the only message the server can receive is the disconnect."""
+    token = CancelToken()
+
+    async def watch() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                token.cancel()
+                return
+
+    task = asyncio.create_task(watch())
+    try:
+        yield token
+    finally:
+        task.cancel()

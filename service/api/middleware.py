@@ -1,0 +1,109 @@
+"""One pure-ASGI middleware for what every request gets: an id (X-Request-ID, echoed or made),
+the body size limit (413), request metrics, and one structured access-log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.errors import error_response
+from service.metrics import ServiceMetrics
+
+access_log = logging.getLogger("gan.access")
+
+# Metric labels come from this fixed set, never from the raw path (unbounded cardinality).
+ENDPOINTS = {"/generate", "/upscale", "/v1/models", "/healthz", "/readyz", "/metrics"}
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from receive(): an HTTPException, so the framework's body parsing passes it on."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body is over {limit} bytes")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get("x-request-id", "")
+        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        path = scope["path"]
+        endpoint = path if path in ENDPOINTS else "other"
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = {"code": 500, "started": False}
+        limit = self.max_body_bytes
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                status["started"] = True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        in_flight = self.metrics.in_flight.labels(endpoint)
+        in_flight.inc()
+        try:
+            declared = headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                await error_response(413, "payload_too_large", f"the body is over {limit} bytes")(
+                    scope, receive, send_with_id
+                )
+            else:
+                await self.app(scope, receive_limited, send_with_id)
+        except BodyTooLarge:
+            if not status["started"]:
+                await error_response(413, "payload_too_large", f"the body is over {limit} bytes")(
+                    scope, receive, send_with_id
+                )
+        finally:
+            in_flight.dec()
+            elapsed = time.perf_counter() - started
+            model = str(state.get("model", ""))
+            version = str(state.get("version", ""))
+            code = status["code"] if status["started"] else 499
+            if endpoint != "/metrics":
+                self.metrics.requests.labels(endpoint, model, version, str(code)).inc()
+                self.metrics.latency.labels(endpoint, model).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    json.dumps(
+                        {
+                            "request_id": request_id,
+                            "method": scope["method"],
+                            "path": path,
+                            "status": code,
+                            "ms": round(elapsed * 1000, 2),
+                            "model": model or None,
+                            "client": scope["client"][0] if scope.get("client") else None,
+                        }
+                    )
+                )

@@ -1,0 +1,265 @@
+"""Dynamic batching for one model (or one upscaler tile shape): a bounded queue of jobs, cut into
+batches counted in work units (rows: images or tiles), run on an inference thread.
+
+- A job is one request's rows. A batch takes jobs from the head of the queue until it holds
+  `max_units` rows, splitting the job that does not fit: one n=64 request may span batches, many
+  n=1 requests share one.
+- When the model is idle, the queue's work runs at once: a lone request never waits for company.
+  Only when more requests are known to be on their way (being decoded for this model) does a
+  batch wait for them, and never longer than `max_delay` after its oldest job arrived.
+- While a batch runs, the next one accumulates; so under load batches fill by themselves.
+- The queue is bounded (QueueFull, with a Retry-After estimate). A job whose deadline cannot be
+  met, or whose client has gone, is dropped when it reaches the head, before any model time.
+- Outputs are checked 1:1 against inputs: a batch of k rows must return k rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.errors import ClientGone, DeadlineExceeded, InferenceFailed, QueueFull, ServiceError
+from service.metrics import BatcherMetrics
+
+
+class CancelToken:
+    """Set by the HTTP layer when the client disconnects; read by the batcher."""
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass(eq=False)
+class Job:
+    inputs: dict[str, np.ndarray]  # every array (units, ...)
+    deadline: float  # time.monotonic() after which the answer is useless
+    cancel: CancelToken
+    future: asyncio.Future[np.ndarray]
+    enqueued_at: float = 0.0
+    taken: int = 0  # rows handed to batches so far
+    parts: dict[int, np.ndarray] = field(default_factory=dict)  # row offset -> output rows
+    done_rows: int = 0
+
+    @property
+    def units(self) -> int:
+        return int(next(iter(self.inputs.values())).shape[0])
+
+    def fail(self, error: ServiceError) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+@dataclass
+class Slice:
+    job: Job
+    start: int
+    stop: int
+
+
+class Batcher:
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[dict[str, np.ndarray]], np.ndarray],
+        executor: Executor,
+        max_units: int,
+        max_delay_s: float,
+        max_queue_units: int,
+        metrics: BatcherMetrics,
+    ) -> None:
+        self.name = name
+        self._run = run
+        self._executor = executor
+        self.max_units = max_units
+        self.max_delay_s = max_delay_s
+        self.max_queue_units = max_queue_units
+        self._metrics = metrics
+        self._queue: deque[Job] = deque()
+        self._queued_units = 0
+        self._preparing = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._busy = False
+        # Seconds per batch, smoothed: for Retry-After and for deadlines that cannot be met.
+        self.batch_seconds = 0.0
+
+    # --- the request side -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def preparing(self) -> Iterator[None]:
+        """Wrap a request's decoding: while it runs, a batch may wait (up to max_delay) for it."""
+        self._preparing += 1
+        try:
+            yield
+        finally:
+            self._preparing -= 1
+            self._wakeup.set()
+
+    def estimated_wait(self, extra_units: int = 0) -> float:
+        batches = math.ceil((self._queued_units + extra_units) / self.max_units) + (1 if self._busy else 0)
+        return batches * self.batch_seconds
+
+    async def submit(self, inputs: dict[str, np.ndarray], deadline: float, cancel: CancelToken) -> np.ndarray:
+        """Queue one job's rows and wait for its output rows (same count, same order)."""
+        job = Job(inputs, deadline, cancel, asyncio.get_running_loop().create_future())
+        units = job.units
+        if units == 0:
+            raise ValueError("a job needs at least one row")
+        if self._queued_units + units > self.max_queue_units:
+            self._metrics.rejected("queue_full")
+            retry = max(1.0, math.ceil(self.estimated_wait()))
+            raise QueueFull(
+                f"model {self.name}: the queue is full ({self._queued_units} work units waiting); "
+                "retry later",
+                retry_after=retry,
+            )
+        now = time.monotonic()
+        if now + self.estimated_wait(units) > deadline:
+            self._metrics.rejected("deadline")
+            raise DeadlineExceeded(
+                f"model {self.name}: the deadline cannot be met (about {self.estimated_wait(units):.3f} s of "
+                "work is ahead of this request)"
+            )
+        job.enqueued_at = now
+        self._queue.append(job)
+        self._queued_units += units
+        self._metrics.queue_depth.set(self._queued_units)
+        self._wakeup.set()
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            cancel.cancel()  # the awaiting request was cancelled: its rows must not run
+            raise
+
+    # --- the model side ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for job in self._queue:
+            job.fail(ServiceError("the service is shutting down"))
+        self._queue.clear()
+
+    @property
+    def queued_units(self) -> int:
+        return self._queued_units
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._wait_for_company()
+            batch = self._cut()
+            if not batch:
+                continue
+            feed = {
+                name: np.concatenate([s.job.inputs[name][s.start : s.stop] for s in batch])
+                for name in batch[0].job.inputs
+            }
+            units = sum(s.stop - s.start for s in batch)
+            self._busy = True
+            started = time.perf_counter()
+            try:
+                output = await loop.run_in_executor(self._executor, self._run, feed)
+            except Exception as e:  # only this batch's requests fail; the loop goes on
+                for s in batch:
+                    s.job.fail(
+                        InferenceFailed(f"model {self.name}: inference failed: {type(e).__name__}: {e}")
+                    )
+                continue
+            finally:
+                self._busy = False
+            elapsed = time.perf_counter() - started
+            self.batch_seconds = (
+                elapsed if self.batch_seconds == 0 else 0.8 * self.batch_seconds + 0.2 * elapsed
+            )
+            self._metrics.inference.observe(elapsed)
+            self._metrics.batch_size.observe(units)
+            self._metrics.batch_fill.observe(units / self.max_units)
+            if output.shape[0] != units:  # outputs must match inputs 1:1
+                for s in batch:
+                    s.job.fail(
+                        InferenceFailed(f"model {self.name}: {units} inputs gave {output.shape[0]} outputs")
+                    )
+                continue
+            self._distribute(batch, output)
+
+    async def _wait_for_company(self) -> None:
+        """Hold the batch open only while requests for this model are being decoded, the batch is
+        not full, and its oldest job has waited less than max_delay."""
+        if self.max_delay_s <= 0:
+            return
+        close_at = self._queue[0].enqueued_at + self.max_delay_s
+        while self._preparing > 0 and self._queued_units < self.max_units:
+            left = close_at - time.monotonic()
+            if left <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), left)
+
+    def _cut(self) -> list[Slice]:
+        """Take up to max_units rows from the head of the queue, dropping jobs that are done,
+        whose client left, or whose deadline this batch would miss."""
+        batch: list[Slice] = []
+        room = self.max_units
+        now = time.monotonic()
+        finish_by = now + self.batch_seconds
+        while self._queue and room > 0:
+            job = self._queue[0]
+            remaining = job.units - job.taken
+            if job.future.done() or job.cancel.cancelled or finish_by > job.deadline:
+                self._queue.popleft()
+                self._queued_units -= remaining
+                if job.cancel.cancelled and not job.future.done():
+                    self._metrics.rejected("client_disconnected")
+                    job.fail(ClientGone("the client disconnected"))
+                elif not job.future.done():
+                    self._metrics.rejected("deadline")
+                    job.fail(DeadlineExceeded(f"model {self.name}: the deadline passed while queued"))
+                continue
+            take = min(remaining, room)
+            if job.taken == 0:
+                self._metrics.queue_wait.observe(now - job.enqueued_at)
+            batch.append(Slice(job, job.taken, job.taken + take))
+            job.taken += take
+            room -= take
+            self._queued_units -= take
+            if job.taken == job.units:
+                self._queue.popleft()
+        self._metrics.queue_depth.set(self._queued_units)
+        return batch
+
+    def _distribute(self, batch: list[Slice], output: np.ndarray) -> None:
+        offset = 0
+        for s in batch:
+            rows = s.stop - s.start
+            job = s.job
+            if not job.future.done():
+                job.parts[s.start] = output[offset : offset + rows]
+                job.done_rows += rows
+                if job.done_rows == job.units:
+                    parts = [job.parts[k] for k in sorted(job.parts)]
+                    job.future.set_result(parts[0] if len(parts) == 1 else np.concatenate(parts))
+            offset += rows

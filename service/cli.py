@@ -1,0 +1,89 @@
+"""gan-serve: run the service with uvicorn. Every option is also a GAN_SERVE_* environment variable.
+
+On SIGTERM (or Ctrl-C) readiness turns 503 at once; after GAN_SERVE_DRAIN_SECONDS the listener
+closes, queued and in-flight requests finish (up to GAN_SERVE_GRACEFUL_TIMEOUT_S), then the
+process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.api.app import create_app
+from service.config import Settings
+from service.engine import Engine
+
+log = logging.getLogger("gan.serve")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, but the first exit signal only marks the engine as draining; the usual
+    shutdown (stop accepting, finish in-flight requests) starts drain_seconds later."""
+
+    def __init__(self, config: uvicorn.Config, engine: Engine, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.engine = engine
+        self.drain_seconds = drain_seconds
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.engine.draining:  # a second signal: the normal (then forced) uvicorn shutdown
+            super().handle_exit(sig, frame)
+            return
+        self.engine.draining = True
+        log.info("signal %d: draining (not ready); closing in %.1f s", sig, self.drain_seconds)
+        if self.drain_seconds > 0:
+            timer = threading.Timer(self.drain_seconds, super().handle_exit, (sig, frame))
+            timer.daemon = True
+            timer.start()
+        else:
+            super().handle_exit(sig, frame)
+
+
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    p = argparse.ArgumentParser(
+        prog="gan-serve", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--models", type=Path, help="model repository (GAN_SERVE_MODELS_DIR, default models)")
+    p.add_argument("--host", help="address to listen on (GAN_SERVE_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (GAN_SERVE_PORT, default 8000; 0 picks a free one)")
+    args = p.parse_args(argv)
+    overrides = {"models_dir": args.models, "host": args.host, "port": args.port}
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:
+        print(f"gan-serve: error: bad setting: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,  # the service writes its own structured access log (gan.access)
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+        lifespan="on",
+    )
+    server = DrainingServer(config, app.state.engine, settings.drain_seconds)
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""One Settings object, read from the environment (prefix GAN_SERVE_) and the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GAN_SERVE_", extra="forbid")
+
+    models_dir: Path = Field(
+        Path("models"), description="model repository: NAME/VERSION/{model.onnx,manifest.json}"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+    # Batching, counted in work units (generated images, upscale tiles), not requests.
+    max_batch_size: int = Field(32, ge=1, description="largest batch sent to the model, in work units")
+    max_batch_delay_ms: float = Field(
+        2.0, ge=0, description="longest a batch waits for more work when more is known to be on its way"
+    )
+    max_queue_units: int = Field(1024, ge=1, description="queued work units per model before answering 429")
+    default_deadline_ms: int = Field(
+        30_000, ge=1, description="deadline when a request sends no X-Deadline-Ms"
+    )
+
+    # Request limits.
+    max_n: int = Field(64, ge=1, description="most images one /generate request may ask for")
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_input_pixels: int = Field(4096 * 4096, ge=1, description="largest upscale input, width x height")
+
+    # ONNX Runtime.
+    provider: Literal["auto", "cpu", "cuda"] = "auto"
+    intra_op_threads: int = Field(0, ge=0, description="0: ONNX Runtime's default (all cores)")
+    inter_op_threads: int = Field(0, ge=0)
+    warmup: bool = True
+
+    encode_threads: int = Field(2, ge=1, description="threads that decode and encode images")
+    drain_seconds: float = Field(
+        0.0, ge=0, description="on SIGTERM, report not-ready this long before closing the listener"
+    )
+    graceful_timeout_s: float = Field(
+        30.0, gt=0, description="on SIGTERM, how long in-flight requests may take"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,0 +1,256 @@
+"""The engine behind the HTTP layer: served models, their batchers, and the inference lifecycle
+(decode -> batch -> predict -> unbatch -> encode). No FastAPI imports; no per-request state on
+shared objects: everything a request needs travels in its own arguments and return value."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model_export.latents import MAX_SEED, latents_from_seeds
+from service.batching import Batcher, CancelToken
+from service.config import Settings
+from service.encoding import encode_image
+from service.errors import InvalidRequest, NotReady, UnknownModel
+from service.metrics import BatcherMetrics, ServiceMetrics
+from service.models import LoadedModel, load_models
+
+log = logging.getLogger("gan.engine")
+
+# Latents for this many images or fewer are drawn on the event loop (microseconds); more go to a thread.
+INLINE_LATENTS = 8
+
+
+@dataclass
+class GenerateSpec:
+    """A /generate request, already parsed; defaults are filled in by the engine from the manifest."""
+
+    model: str | None = None
+    n: int | None = None
+    seed: int | None = None
+    seeds: list[int] | None = None
+    labels: list[int | str] | int | str | None = None
+    truncation: float | None = None
+    fmt: str = "png"
+
+
+@dataclass
+class GeneratedImage:
+    seed: int
+    label: int | None
+    label_name: str | None
+    data: bytes
+
+
+@dataclass
+class GenerateResult:
+    model: str
+    version: int
+    fmt: str
+    height: int
+    width: int
+    channels: int
+    images: list[GeneratedImage]
+
+
+class Engine:
+    def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.models: dict[str, LoadedModel] = {}
+        self.failures: dict[str, str] = {}
+        self.batchers: dict[str, Batcher] = {}
+        self.started = False
+        self.draining = False
+        self._executors: list[ThreadPoolExecutor] = []
+        self.encode_pool = ThreadPoolExecutor(settings.encode_threads, thread_name_prefix="encode")
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.models, self.failures = await loop.run_in_executor(None, load_models, self.settings)
+        for name, reason in self.failures.items():
+            self.metrics.model_failures.labels(name).set(1)
+            log.error("not serving %s: %s", name, reason)
+        for name, model in self.models.items():
+            executor = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{name}")
+            self._executors.append(executor)
+            batcher = Batcher(
+                name,
+                model.run,
+                executor,
+                self.settings.max_batch_size,
+                self.settings.max_batch_delay_ms / 1000,
+                self.settings.max_queue_units,
+                BatcherMetrics(self.metrics, name),
+            )
+            if self.settings.warmup:
+                started = time.perf_counter()
+                await loop.run_in_executor(executor, self._warm_up, model)
+                log.info("warmed up %s in %.2f s", name, time.perf_counter() - started)
+            batcher.start()
+            self.batchers[name] = batcher
+            self.metrics.model_info.labels(name, str(model.version), model.task, model.provider).set(1)
+        self.started = True
+
+    def _warm_up(self, model: LoadedModel) -> None:
+        """Run every batch size the batcher can form, so no request pays for a first run (memory
+        arena growth, kernel selection) at a new shape."""
+        if model.task != "generate":
+            return
+        section = model.manifest["generator"]
+        for n in range(1, self.settings.max_batch_size + 1):
+            model.run(self._generator_feed(model, np.zeros((n, section["latent_size"]), np.float32), [0] * n))
+
+    async def stop(self) -> None:
+        for batcher in self.batchers.values():
+            await batcher.stop()
+        for executor in self._executors:
+            executor.shutdown(wait=True)
+        self.encode_pool.shutdown(wait=True)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        ready = self.started and not self.draining and not self.failures and bool(self.models)
+        if self.draining:
+            state = "draining"
+        elif not self.started:
+            state = "starting"
+        else:
+            state = "ready" if ready else "degraded"
+        return ready, {
+            "status": state,
+            "models": {
+                name: {"version": m.version, "provider": m.provider} for name, m in self.models.items()
+            },
+            "failed": self.failures,
+        }
+
+    # --- models -------------------------------------------------------------------------------
+
+    def model_infos(self) -> list[dict[str, Any]]:
+        return [self.models[name].info() for name in sorted(self.models)]
+
+    def resolve(self, name: str | None, task: str) -> LoadedModel:
+        if not self.started:
+            raise NotReady("the service is starting")
+        served = sorted(n for n, m in self.models.items() if m.task == task)
+        if name is None:
+            if not served:
+                raise UnknownModel(f"no {task} model is served")
+            return self.models[served[0]]
+        model = self.models.get(name)
+        if model is None:
+            raise UnknownModel(f"unknown model {name!r}; {task} models served: {', '.join(served) or 'none'}")
+        if model.task != task:
+            others = ", ".join(served) or "none"
+            raise InvalidRequest(f"model {name!r} is an {model.task} model; {task} models served: {others}")
+        return model
+
+    # --- generate -----------------------------------------------------------------------------
+
+    async def generate(self, spec: GenerateSpec, deadline: float, cancel: CancelToken) -> GenerateResult:
+        model = self.resolve(spec.model, "generate")
+        section = model.manifest["generator"]
+        batcher = self.batchers[model.name]
+        loop = asyncio.get_running_loop()
+        # decode: seeds, labels and latents
+        with batcher.preparing():
+            seeds = self._seeds(spec)
+            labels = self._labels(spec.labels, section["classes"], seeds)
+            if len(seeds) <= INLINE_LATENTS:
+                z = latents_from_seeds(seeds, section["latent_size"], spec.truncation)
+            else:
+                z = await loop.run_in_executor(
+                    self.encode_pool, latents_from_seeds, seeds, section["latent_size"], spec.truncation
+                )
+        # batch + predict + unbatch: (n, H, W, C) uint8, one row per seed
+        pixels = await batcher.submit(self._generator_feed(model, z, labels), deadline, cancel)
+        # encode
+        blobs = await loop.run_in_executor(self.encode_pool, _encode_all, pixels, spec.fmt)
+        self.metrics.images_generated.labels(model.name, str(model.version)).inc(len(blobs))
+        names = section["classes"]["names"]
+        out = section["output"]
+        return GenerateResult(
+            model=model.name,
+            version=model.version,
+            fmt=spec.fmt,
+            height=out["height"],
+            width=out["width"],
+            channels=out["channels"],
+            images=[
+                GeneratedImage(seed, label, names[label] if label is not None else None, blob)
+                for seed, label, blob in zip(seeds, labels, blobs, strict=True)
+            ],
+        )
+
+    @staticmethod
+    def _generator_feed(model: LoadedModel, z: np.ndarray, labels: list[int | None]) -> dict[str, np.ndarray]:
+        feed = {"z": z}
+        if "labels" in model.input_names:
+            feed["labels"] = np.asarray(labels, dtype=np.int64)
+        return feed
+
+    def _seeds(self, spec: GenerateSpec) -> list[int]:
+        max_n = self.settings.max_n
+        if spec.seeds is not None:
+            if spec.seed is not None:
+                raise InvalidRequest("give either seed or seeds, not both")
+            if spec.n is not None and spec.n != len(spec.seeds):
+                raise InvalidRequest(f"n is {spec.n} but {len(spec.seeds)} seeds were given")
+            seeds = list(spec.seeds)
+        else:
+            n = 1 if spec.n is None else spec.n
+            if spec.seed is None:
+                start = secrets.randbelow(MAX_SEED - max_n)
+            else:
+                start = spec.seed
+                if start + n - 1 > MAX_SEED:
+                    raise InvalidRequest(f"seed + n - 1 must be at most {MAX_SEED}")
+            seeds = list(range(start, start + n))
+        if not 1 <= len(seeds) <= max_n:
+            raise InvalidRequest(f"n must be between 1 and {max_n} (this server's limit), got {len(seeds)}")
+        if any(not 0 <= s <= MAX_SEED for s in seeds):
+            raise InvalidRequest(f"seeds must be between 0 and {MAX_SEED}")
+        return seeds
+
+    @staticmethod
+    def _labels(
+        requested: list[int | str] | int | str | None, classes: dict[str, Any], seeds: list[int]
+    ) -> list[int | None]:
+        count, names = int(classes["count"]), list(classes["names"])
+        if count == 0:
+            if requested is not None:
+                raise InvalidRequest("this model is unconditional: it takes no labels")
+            return [None] * len(seeds)
+        if requested is None:  # no label asked for: one per seed, reproducible from the seed
+            return [seed % count for seed in seeds]
+        wanted = requested if isinstance(requested, list) else [requested] * len(seeds)
+        if len(wanted) != len(seeds):
+            raise InvalidRequest(
+                f"{len(wanted)} labels for {len(seeds)} images; give one label, or one per image"
+            )
+        out: list[int | None] = []
+        for label in wanted:
+            if isinstance(label, bool):
+                raise InvalidRequest(f"label {label!r} is not a class; classes: {', '.join(names)}")
+            if isinstance(label, int) and 0 <= label < count:
+                out.append(label)
+            elif isinstance(label, str) and label in names:
+                out.append(names.index(label))
+            else:
+                raise InvalidRequest(
+                    f"unknown label {label!r}; classes are 0-{count - 1} or their names: {', '.join(names)}"
+                )
+        return out
+
+
+def _encode_all(pixels: np.ndarray, fmt: str) -> list[bytes]:
+    return [encode_image(image, fmt) for image in pixels]

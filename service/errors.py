@@ -1,0 +1,56 @@
+"""Errors the engine raises; the HTTP layer turns each into its status and the JSON body
+{"error": {"code", "message"}}. No FastAPI here: the engine does not know about HTTP routing."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class InvalidRequest(ServiceError):
+    status, code = 400, "invalid_request"
+
+
+class UnknownModel(ServiceError):
+    status, code = 404, "unknown_model"
+
+
+class NotAcceptable(ServiceError):
+    status, code = 406, "not_acceptable"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, code = 415, "unsupported_media_type"
+
+
+class QueueFull(ServiceError):
+    status, code = 429, "queue_full"
+
+
+class NotReady(ServiceError):
+    status, code = 503, "not_ready"
+
+
+class DeadlineExceeded(ServiceError):
+    status, code = 504, "deadline_exceeded"
+
+
+class ClientGone(ServiceError):
+    """The client disconnected before its work reached the model; nobody reads the answer."""
+
+    status, code = 499, "client_disconnected"
+
+
+class InferenceFailed(ServiceError):
+    status, code = 500, "inference_failed"
