@@ -94,21 +94,27 @@ class Engine:
             )
             if self.settings.warmup:
                 started = time.perf_counter()
-                await loop.run_in_executor(executor, self._warm_up, model)
+                # The largest batch's time seeds the batcher's estimate (Retry-After, deadlines).
+                batcher.batch_seconds = await loop.run_in_executor(executor, self._warm_up, model)
                 log.info("warmed up %s in %.2f s", name, time.perf_counter() - started)
             batcher.start()
             self.batchers[name] = batcher
             self.metrics.model_info.labels(name, str(model.version), model.task, model.provider).set(1)
         self.started = True
 
-    def _warm_up(self, model: LoadedModel) -> None:
+    def _warm_up(self, model: LoadedModel) -> float:
         """Run every batch size the batcher can form, so no request pays for a first run (memory
-        arena growth, kernel selection) at a new shape."""
+        arena growth, kernel selection) at a new shape. Returns the largest batch's seconds."""
         if model.task != "generate":
-            return
+            return 0.0
         section = model.manifest["generator"]
+        elapsed = 0.0
         for n in range(1, self.settings.max_batch_size + 1):
-            model.run(self._generator_feed(model, np.zeros((n, section["latent_size"]), np.float32), [0] * n))
+            feed = self._generator_feed(model, np.zeros((n, section["latent_size"]), np.float32), [0] * n)
+            started = time.perf_counter()
+            model.run(feed)
+            elapsed = time.perf_counter() - started
+        return elapsed
 
     async def stop(self) -> None:
         for batcher in self.batchers.values():

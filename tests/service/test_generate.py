@@ -1,0 +1,147 @@
+"""/generate against a real server with the bundled models: formats, determinism, bad input."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.service.conftest import Server
+
+
+def post(server: Server, body: dict[str, object], **headers: str) -> httpx.Response:
+    return httpx.post(f"{server.url}/generate", json=body, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp", "npy"])
+def test_every_format(server: Server, fmt: str) -> None:
+    r = post(
+        server, {"model": "digits-conditional", "n": 3, "seed": 10, "labels": [1, "2", 3], "format": fmt}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "digits-conditional" and body["version"] == 1 and body["format"] == fmt
+    assert (body["height"], body["width"], body["channels"]) == (32, 32, 1)
+    assert [i["seed"] for i in body["images"]] == [10, 11, 12]
+    assert [i["label"] for i in body["images"]] == [1, 2, 3]
+    assert [i["label_name"] for i in body["images"]] == ["1", "2", "3"]
+    for image in body["images"]:
+        data = base64.b64decode(image["data"])
+        if fmt == "npy":
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+            assert array.shape == (32, 32, 1) and array.dtype == np.uint8
+        else:
+            with Image.open(io.BytesIO(data)) as decoded:
+                assert decoded.format == fmt.upper() and decoded.size == (32, 32)
+
+
+def test_same_seed_same_bytes_and_binary_answer(server: Server) -> None:
+    first = post(server, {"model": "digits-conditional", "seeds": [7, 99], "labels": 4}).json()
+    again = post(server, {"model": "digits-conditional", "seeds": [99], "labels": "4"}).json()
+    assert first["images"][1]["data"] == again["images"][0]["data"]  # batch-independent, label by name
+    other = post(server, {"model": "digits-conditional", "seeds": [99], "labels": 5}).json()
+    assert other["images"][0]["data"] != again["images"][0]["data"]
+
+    r = post(server, {"model": "digits-conditional", "seed": 99, "labels": 4}, accept="image/png")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-seed"] == "99" and r.headers["x-label"] == "4" and r.headers["x-model-version"] == "1"
+    assert r.content == base64.b64decode(again["images"][0]["data"])
+
+
+def test_defaults_come_from_the_manifest(server: Server) -> None:
+    body = post(server, {"model": "digits-conditional", "n": 4, "seed": 20}).json()
+    assert [i["label"] for i in body["images"]] == [0, 1, 2, 3]  # seed mod 10 when no label is asked
+    random_seeds = post(server, {"model": "digits"}).json()
+    assert len(random_seeds["images"]) == 1 and random_seeds["images"][0]["label"] is None
+    truncated = post(server, {"model": "digits", "seed": 3, "truncation": 0.5}).json()
+    plain = post(server, {"model": "digits", "seed": 3}).json()
+    assert truncated["images"][0]["data"] != plain["images"][0]["data"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "message"),
+    [
+        (
+            {"model": "nope"},
+            {},
+            404,
+            "unknown model 'nope'; generate models served: digits, digits-conditional",
+        ),
+        ({"model": "srresnet-x2"}, {}, 400, "is an upscale model"),
+        ({"model": "digits-conditional", "labels": "cat"}, {}, 400, "unknown label 'cat'; classes are 0-9"),
+        ({"model": "digits-conditional", "labels": 10}, {}, 400, "unknown label 10"),
+        ({"model": "digits-conditional", "n": 2, "labels": [1, 2, 3]}, {}, 400, "3 labels for 2 images"),
+        ({"model": "digits", "labels": 1}, {}, 400, "unconditional"),
+        ({"model": "digits", "n": 65}, {}, 400, "n must be between 1 and 64"),
+        ({"model": "digits", "n": 0}, {}, 422, "n: Input should be greater than or equal to 1"),
+        (
+            {"model": "digits", "format": "gif"},
+            {},
+            422,
+            "format: Input should be 'png', 'jpeg', 'webp' or 'npy'",
+        ),
+        ({"model": "digits", "seed": -1}, {}, 422, "seed"),
+        ({"model": "digits", "seed": 1, "seeds": [2]}, {}, 400, "either seed or seeds"),
+        ({"model": "digits", "n": 3, "seeds": [1, 2]}, {}, 400, "n is 3 but 2 seeds"),
+        ({"model": "digits", "truncation": 0.0}, {}, 422, "truncation"),
+        ({"model": "digits", "colour": "red"}, {}, 422, "Extra inputs are not permitted"),
+        ({"model": "digits", "n": 2}, {"accept": "image/png"}, 406, "only for n=1"),
+        ({"model": "digits"}, {"x-deadline-ms": "soon"}, 400, "X-Deadline-Ms must be an integer"),
+    ],
+)
+def test_bad_requests_are_named(
+    server: Server, body: dict[str, object], headers: dict[str, str], status: int, message: str
+) -> None:
+    r = post(server, body, **headers)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert message in error["message"] and error["code"]
+    assert "Traceback" not in r.text
+
+
+def test_malformed_and_oversized_bodies(server: Server) -> None:
+    r = httpx.post(
+        f"{server.url}/generate", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+    r = httpx.post(
+        f"{server.url}/generate",
+        content=b"x" * (21 * 1024 * 1024),
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    r = httpx.get(f"{server.url}/nowhere")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
+def test_request_id_is_echoed_or_made(server: Server) -> None:
+    r = post(server, {"model": "digits"}, **{"x-request-id": "job-42.7"})
+    assert r.headers["x-request-id"] == "job-42.7"
+    assert '"request_id": "job-42.7"' in server.log()
+    made = post(server, {"model": "digits"}, **{"x-request-id": "bad id with spaces"}).headers["x-request-id"]
+    assert len(made) == 32 and made != "bad id with spaces"
+
+
+def test_models_health_and_metrics(server: Server) -> None:
+    models = httpx.get(f"{server.url}/v1/models").json()
+    assert [m["name"] for m in models["models"]] == [
+        "digits",
+        "digits-conditional",
+        "srgan-x4",
+        "srresnet-x2",
+        "srresnet-x4",
+    ]
+    assert all(m["provider"] == "CPUExecutionProvider" and m["file"]["sha256"] for m in models["models"])
+    assert models["failed"] == {}
+    ready = httpx.get(f"{server.url}/readyz").json()
+    assert ready["status"] == "ready" and set(ready["models"]) == {m["name"] for m in models["models"]}
+    post(server, {"model": "digits", "n": 2})
+    assert server.metric("gan_images_generated_total", model="digits") >= 2
+    assert server.metric("gan_model_info", model="digits", provider="CPUExecutionProvider") == 1
+    assert server.metric("gan_requests_total", endpoint="/generate", model="digits", status="200") >= 1
