@@ -145,3 +145,15 @@ def test_models_health_and_metrics(server: Server) -> None:
     assert server.metric("gan_images_generated_total", model="digits") >= 2
     assert server.metric("gan_model_info", model="digits", provider="CPUExecutionProvider") == 1
     assert server.metric("gan_requests_total", endpoint="/generate", model="digits", status="200") >= 1
+
+
+def test_the_serving_path_never_imports_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, service.cli, service.api.app, service.engine; "
+        "print(sorted(m for m in ('torch', 'training', 'onnx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
