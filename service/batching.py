@@ -30,6 +30,25 @@ from service.errors import ClientGone, DeadlineExceeded, InferenceFailed, QueueF
 from service.metrics import BatcherMetrics
 
 
+class Preparing:
+    """Requests being decoded for one model, shared by that model's batchers: while any are, a
+    batch that is not full may wait (up to max_delay) for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.batchers: list[Batcher] = []
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        self.count += 1
+        try:
+            yield
+        finally:
+            self.count -= 1
+            for batcher in self.batchers:
+                batcher.wake()
+
+
 class CancelToken:
     """Set by the HTTP layer when the client disconnects; read by the batcher."""
 
@@ -79,6 +98,7 @@ class Batcher:
         max_delay_s: float,
         max_queue_units: int,
         metrics: BatcherMetrics,
+        preparing: Preparing | None = None,
     ) -> None:
         self.name = name
         self._run = run
@@ -89,7 +109,8 @@ class Batcher:
         self._metrics = metrics
         self._queue: deque[Job] = deque()
         self._queued_units = 0
-        self._preparing = 0
+        self.preparing = preparing or Preparing()
+        self.preparing.batchers.append(self)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._busy = False
@@ -98,15 +119,19 @@ class Batcher:
 
     # --- the request side -------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def preparing(self) -> Iterator[None]:
-        """Wrap a request's decoding: while it runs, a batch may wait (up to max_delay) for it."""
-        self._preparing += 1
-        try:
-            yield
-        finally:
-            self._preparing -= 1
-            self._wakeup.set()
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def check_room(self, units: int) -> None:
+        """Raise QueueFull unless `units` more work units fit in the queue."""
+        if self._queued_units + units > self.max_queue_units:
+            self._metrics.rejected("queue_full")
+            retry = max(1.0, math.ceil(self.estimated_wait()))
+            raise QueueFull(
+                f"model {self.name}: the queue is full ({self._queued_units} work units waiting); "
+                "retry later",
+                retry_after=retry,
+            )
 
     def estimated_wait(self, extra_units: int = 0) -> float:
         batches = math.ceil((self._queued_units + extra_units) / self.max_units) + (1 if self._busy else 0)
@@ -118,14 +143,7 @@ class Batcher:
         units = job.units
         if units == 0:
             raise ValueError("a job needs at least one row")
-        if self._queued_units + units > self.max_queue_units:
-            self._metrics.rejected("queue_full")
-            retry = max(1.0, math.ceil(self.estimated_wait()))
-            raise QueueFull(
-                f"model {self.name}: the queue is full ({self._queued_units} work units waiting); "
-                "retry later",
-                retry_after=retry,
-            )
+        self.check_room(units)
         now = time.monotonic()
         if now + self.estimated_wait(units) > deadline:
             self._metrics.rejected("deadline")
@@ -211,7 +229,7 @@ class Batcher:
         if self.max_delay_s <= 0:
             return
         close_at = self._queue[0].enqueued_at + self.max_delay_s
-        while self._preparing > 0 and self._queued_units < self.max_units:
+        while self.preparing.count > 0 and self._queued_units < self.max_units:
             left = close_at - time.monotonic()
             if left <= 0:
                 return

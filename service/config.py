@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     # Request limits.
     max_n: int = Field(64, ge=1, description="most images one /generate request may ask for")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1)
-    max_input_pixels: int = Field(4096 * 4096, ge=1, description="largest upscale input, width x height")
+    max_input_pixels: int = Field(1024 * 1024, ge=1, description="largest upscale input, width x height")
+    max_batch_tiles: int = Field(4, ge=1, description="largest upscaler batch, in tiles")
+    max_queue_tiles: int = Field(512, ge=1, description="queued tiles per upscaler before answering 429")
 
     # ONNX Runtime.
     provider: Literal["auto", "cpu", "cuda"] = "auto"

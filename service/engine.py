@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 
 from model_export.latents import MAX_SEED, latents_from_seeds
-from service.batching import Batcher, CancelToken
+from model_export.tiling import RowBlender, extract_tiles, plan_tiles
+from service.batching import Batcher, CancelToken, Preparing
 from service.config import Settings
 from service.encoding import encode_image
 from service.errors import InvalidRequest, NotReady, UnknownModel
+from service.imaging import compose, decode_image, upscale_alpha
 from service.metrics import BatcherMetrics, ServiceMetrics
 from service.models import LoadedModel, load_models
 
@@ -50,6 +52,16 @@ class GeneratedImage:
 
 
 @dataclass
+class UpscaleResult:
+    model: str
+    version: int
+    fmt: str
+    input_size: tuple[int, int]  # (width, height)
+    output_size: tuple[int, int]
+    data: bytes
+
+
+@dataclass
 class GenerateResult:
     model: str
     version: int
@@ -66,7 +78,10 @@ class Engine:
         self.metrics = metrics
         self.models: dict[str, LoadedModel] = {}
         self.failures: dict[str, str] = {}
-        self.batchers: dict[str, Batcher] = {}
+        self.batchers: dict[str, Batcher] = {}  # generators
+        self.tile_batchers: dict[tuple[str, int, int], Batcher] = {}  # upscalers, per tile shape
+        self._inference: dict[str, ThreadPoolExecutor] = {}
+        self._preparing: dict[str, Preparing] = {}
         self.started = False
         self.draining = False
         self._executors: list[ThreadPoolExecutor] = []
@@ -81,32 +96,63 @@ class Engine:
             self.metrics.model_failures.labels(name).set(1)
             log.error("not serving %s: %s", name, reason)
         for name, model in self.models.items():
+            # One inference thread per model: its batches run one after another.
             executor = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{name}")
             self._executors.append(executor)
-            batcher = Batcher(
-                name,
-                model.run,
-                executor,
-                self.settings.max_batch_size,
-                self.settings.max_batch_delay_ms / 1000,
-                self.settings.max_queue_units,
-                BatcherMetrics(self.metrics, name),
-            )
+            self._inference[name] = executor
+            self._preparing[name] = Preparing()
+            if model.task == "generate":
+                batcher = self._new_batcher(
+                    model, name, self.settings.max_batch_size, self.settings.max_queue_units
+                )
+                self.batchers[name] = batcher
+            else:
+                tile = int(model.manifest["upscaler"]["tile"])
+                batcher = self._tile_batcher(model, tile, tile)
             if self.settings.warmup:
                 started = time.perf_counter()
                 # The largest batch's time seeds the batcher's estimate (Retry-After, deadlines).
                 batcher.batch_seconds = await loop.run_in_executor(executor, self._warm_up, model)
                 log.info("warmed up %s in %.2f s", name, time.perf_counter() - started)
-            batcher.start()
-            self.batchers[name] = batcher
             self.metrics.model_info.labels(name, str(model.version), model.task, model.provider).set(1)
         self.started = True
+
+    def _new_batcher(self, model: LoadedModel, label: str, max_units: int, max_queue: int) -> Batcher:
+        batcher = Batcher(
+            label,
+            model.run,
+            self._inference[model.name],
+            max_units,
+            self.settings.max_batch_delay_ms / 1000,
+            max_queue,
+            BatcherMetrics(self.metrics, model.name),
+            self._preparing[model.name],
+        )
+        batcher.start()
+        return batcher
+
+    def _tile_batcher(self, model: LoadedModel, height: int, width: int) -> Batcher:
+        """The queue for one tile shape of an upscaler (the full tile, or a small image's own size)."""
+        key = (model.name, height, width)
+        if key not in self.tile_batchers:
+            label = f"{model.name}@{height}x{width}"
+            self.tile_batchers[key] = self._new_batcher(
+                model, label, self.settings.max_batch_tiles, self.settings.max_queue_tiles
+            )
+        return self.tile_batchers[key]
 
     def _warm_up(self, model: LoadedModel) -> float:
         """Run every batch size the batcher can form, so no request pays for a first run (memory
         arena growth, kernel selection) at a new shape. Returns the largest batch's seconds."""
-        if model.task != "generate":
-            return 0.0
+        if model.task == "upscale":
+            section = model.manifest["upscaler"]
+            tiles = np.zeros((1, section["tile"], section["tile"], section["channels"]), np.uint8)
+            elapsed = 0.0
+            for n in sorted({1, self.settings.max_batch_tiles}):
+                started = time.perf_counter()
+                model.run({"image": np.repeat(tiles, n, axis=0)})
+                elapsed = time.perf_counter() - started
+            return elapsed
         section = model.manifest["generator"]
         elapsed = 0.0
         for n in range(1, self.settings.max_batch_size + 1):
@@ -117,7 +163,7 @@ class Engine:
         return elapsed
 
     async def stop(self) -> None:
-        for batcher in self.batchers.values():
+        for batcher in [*self.batchers.values(), *self.tile_batchers.values()]:
             await batcher.stop()
         for executor in self._executors:
             executor.shutdown(wait=True)
@@ -197,6 +243,51 @@ class Engine:
             ],
         )
 
+    # --- upscale ------------------------------------------------------------------------------
+
+    async def upscale(
+        self, data: bytes, model_name: str | None, fmt: str | None, deadline: float, cancel: CancelToken
+    ) -> UpscaleResult:
+        model = self.resolve(model_name, "upscale")
+        section = model.manifest["upscaler"]
+        scale, channels = int(section["scale"]), int(section["channels"])
+        loop = asyncio.get_running_loop()
+        # decode, then cut into tiles; every tile row is one job, queued at once
+        with self._preparing[model.name]():
+            image = await loop.run_in_executor(
+                self.encode_pool, decode_image, data, self.settings.max_input_pixels
+            )
+            pixels = image.rgb if channels == 3 else image.rgb[:, :, :1]
+            h, w = pixels.shape[:2]
+            plan = plan_tiles(h, w, int(section["tile"]), int(section["overlap"]))
+            batcher = self._tile_batcher(model, plan.tile_h, plan.tile_w)
+            batcher.check_room(len(plan.origins))
+            rows = [
+                asyncio.ensure_future(
+                    batcher.submit({"image": extract_tiles(pixels, plan, r)}, deadline, cancel)
+                )
+                for r in range(len(plan.ys))
+            ]
+        # predict, row by row as they finish; unbatch into the output (memory: one band of rows)
+        blender = RowBlender(plan, scale, channels)
+        try:
+            for r, row in enumerate(rows):
+                tiles = await row  # (len(plan.xs), th*s, tw*s, C) uint8
+                await loop.run_in_executor(self.encode_pool, blender.add_row, r, tiles)
+        except BaseException:
+            cancel.cancel()  # the rest of this image is useless now
+            for row in rows:
+                row.cancel()
+            await asyncio.gather(*rows, return_exceptions=True)
+            raise
+        # encode, with the alpha channel upscaled beside the RGB
+        out_format = fmt or image.source_format
+        blob = await loop.run_in_executor(
+            self.encode_pool, _finish_upscale, blender, image, scale, out_format
+        )
+        self.metrics.pixels_upscaled.labels(model.name, str(model.version)).inc(h * w * scale * scale)
+        return UpscaleResult(model.name, model.version, out_format, (w, h), (w * scale, h * scale), blob)
+
     @staticmethod
     def _generator_feed(model: LoadedModel, z: np.ndarray, labels: list[int | None]) -> dict[str, np.ndarray]:
         feed = {"z": z}
@@ -256,6 +347,14 @@ class Engine:
                     f"unknown label {label!r}; classes are 0-{count - 1} or their names: {', '.join(names)}"
                 )
         return out
+
+
+def _finish_upscale(blender: RowBlender, image: Any, scale: int, fmt: str) -> bytes:
+    rgb = blender.result()
+    if rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    alpha = upscale_alpha(image.alpha, scale) if image.alpha is not None else None
+    return encode_image(compose(rgb, alpha, image.gray), fmt)
 
 
 def _encode_all(pixels: np.ndarray, fmt: str) -> list[bytes]:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
+from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.responses import Response
 
 from service.api.deps import DeadlineDep, EngineDep, disconnect_watch
 from service.api.schemas import ErrorBody, GenerateBody, GenerateResponse
 from service.encoding import FORMAT_OF_MEDIA_TYPE, MEDIA_TYPES
 from service.engine import GenerateResult, GenerateSpec
-from service.errors import NotAcceptable
+from service.errors import InvalidRequest, NotAcceptable
+from service.imaging import MEDIA_TYPE_FORMATS, check_media_type
 from service.metrics import CONTENT_TYPE
 
 router = APIRouter()
@@ -112,6 +114,68 @@ def _generate_payload(result: GenerateResult) -> dict[str, Any]:
             for image in result.images
         ],
     }
+
+
+UPSCALE_BODY = {
+    "required": True,
+    "content": {
+        **{media: {"schema": {"type": "string", "format": "binary"}} for media in MEDIA_TYPE_FORMATS},
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+        },
+    },
+}
+
+
+@router.post(
+    "/upscale",
+    openapi_extra={"requestBody": UPSCALE_BODY},
+    responses={
+        **ERRORS,
+        415: {"model": ErrorBody, "description": "not a PNG, JPEG or WebP upload"},
+        200: {
+            "description": "the upscaled image (headers X-Input-Size, X-Output-Size as WIDTHxHEIGHT)",
+            "content": {media: {} for media in MEDIA_TYPES.values()},
+        },
+    },
+)
+async def upscale(
+    request: Request,
+    engine: EngineDep,
+    deadline: DeadlineDep,
+    model: Annotated[
+        str | None, Query(description="a served upscale model (default: the first by name)")
+    ] = None,
+    format: Annotated[
+        Literal["png", "jpeg", "webp", "npy"] | None,
+        Query(description="output format (default: the input's)"),
+    ] = None,
+) -> Response:
+    """The image as the raw body (Content-Type image/png, image/jpeg or image/webp) or as the
+    `file` field of a multipart form. Alpha is upscaled beside the colour; EXIF orientation is
+    applied; grayscale stays grayscale. Large images run as overlapping tiles."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("file")
+        if not isinstance(upload, StarletteUploadFile):
+            raise InvalidRequest("the multipart form needs the image in a field named 'file'")
+        if upload.content_type not in (None, "", "application/octet-stream"):
+            check_media_type(upload.content_type)
+        data = await upload.read()
+    else:
+        check_media_type(content_type)
+        data = await request.body()
+    async with disconnect_watch(request) as cancel:
+        result = await engine.upscale(data, model, format, deadline, cancel)
+    request.state.model, request.state.version = result.model, result.version
+    headers = {
+        "X-Model": result.model,
+        "X-Model-Version": str(result.version),
+        "X-Input-Size": "{}x{}".format(*result.input_size),
+        "X-Output-Size": "{}x{}".format(*result.output_size),
+    }
+    return Response(result.data, media_type=MEDIA_TYPES[result.fmt], headers=headers)
 
 
 @router.get("/v1/models")

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from model_export.tiling import tiled_upscale
 from training.sr import metrics
 from training.sr.degradation import downsample, upsample_bicubic
-from training.sr.tiling import tiled_upscale
 
 
 def mod_crop(image: np.ndarray, scale: int) -> np.ndarray:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from model_export.tiling import RowBlender, TileBlender, axis_starts, extract_tiles, plan_tiles, tiled_upscale
 from training.models.srresnet import SRResNetConfig, SRResNetGenerator
 from training.sr.evaluation import torch_predict
-from training.sr.tiling import axis_starts, plan_tiles, tiled_upscale
 
 
 def _random_model(scale: int, seed: int = 0) -> SRResNetGenerator:
@@ -94,3 +94,34 @@ def test_bad_inputs_are_clear_errors(image: np.ndarray, tile: int, overlap: int,
 def test_a_predict_that_changes_the_batch_is_caught() -> None:
     with pytest.raises(ValueError, match="predict returned shape"):
         tiled_upscale(lambda t: _nearest(t)[:1], np.zeros((3, 20, 20), np.float32), 3, tile=8, overlap=2)
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "tile", "overlap", "scale"), [(50, 37, 16, 8, 2), (9, 70, 16, 4, 4), (5, 5, 16, 8, 2)]
+)
+def test_row_blender_matches_tile_blender(h: int, w: int, tile: int, overlap: int, scale: int) -> None:
+    rng = np.random.default_rng(h * w)
+    plan = plan_tiles(h, w, tile, overlap)
+    outputs = {
+        origin: rng.integers(0, 256, (plan.tile_h * scale, plan.tile_w * scale, 3)).astype(np.uint8)
+        for origin in plan.origins
+    }
+    reference = TileBlender(plan, scale, 3)
+    rows = RowBlender(plan, scale, 3)
+    for r, y in enumerate(plan.ys):
+        for x in plan.xs:
+            reference.add(y, x, outputs[(y, x)])
+        rows.add_row(r, np.stack([outputs[(y, x)] for x in plan.xs]))
+    expected = np.clip(np.rint(reference.result()), 0, 255).astype(np.uint8)
+    diff = np.abs(rows.result().astype(int) - expected.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # float32 vs float64 rounding only
+    with pytest.raises(ValueError, match="in order"):
+        RowBlender(plan, scale, 3).add_row(len(plan.ys) - 1 if len(plan.ys) > 1 else 1, np.zeros((1,)))
+
+
+def test_extract_tiles_by_row() -> None:
+    image = np.arange(40 * 30 * 3, dtype=np.uint8).reshape(40, 30, 3)
+    plan = plan_tiles(40, 30, 16, 4)
+    everything = extract_tiles(image, plan)
+    per_row = np.concatenate([extract_tiles(image, plan, r) for r in range(len(plan.ys))])
+    assert np.array_equal(everything, per_row) and everything.shape[1:] == (16, 16, 3)
