@@ -148,7 +148,7 @@ class Engine:
             section = model.manifest["upscaler"]
             tiles = np.zeros((1, section["tile"], section["tile"], section["channels"]), np.uint8)
             elapsed = 0.0
-            for n in sorted({1, self.settings.max_batch_tiles}):
+            for n in range(1, self.settings.max_batch_tiles + 1):
                 started = time.perf_counter()
                 model.run({"image": np.repeat(tiles, n, axis=0)})
                 elapsed = time.perf_counter() - started

@@ -59,6 +59,16 @@ class Server:
         return self.process.returncode
 
 
+def model_subset(tmp_path: Path, names: list[str]) -> Path:
+    """A repository holding only some bundled models (links): a server starts faster with fewer."""
+    repo = tmp_path / ("models-" + "-".join(names))
+    repo.mkdir(exist_ok=True)
+    for name in names:
+        if not (repo / name).exists():
+            (repo / name).symlink_to(REPO / "models" / name, target_is_directory=True)
+    return repo
+
+
 def start_server(tmp_path: Path, models: Path = REPO / "models", **settings: object) -> Server:
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_SERVE_INTRA_OP_THREADS": "1"}
@@ -100,8 +110,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def make(**settings: object) -> Server:
-        srv = start_server(tmp_path, **settings)
+    def make(models: list[str] | None = None, **settings: object) -> Server:
+        repo = REPO / "models" if models is None else model_subset(tmp_path, models)
+        srv = start_server(tmp_path, repo, **settings)
         started.append(srv)
         return srv
 

@@ -157,3 +157,16 @@ def test_the_serving_path_never_imports_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_openapi_documents_every_endpoint(server: Server) -> None:
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert {"/generate", "/upscale", "/v1/models", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+    upscale = spec["paths"]["/upscale"]["post"]
+    assert {"image/png", "image/jpeg", "image/webp", "multipart/form-data"} <= set(
+        upscale["requestBody"]["content"]
+    )
+    assert {"413", "415", "429", "504"} <= set(upscale["responses"])
+    generate = spec["paths"]["/generate"]["post"]
+    assert "image/png" in generate["responses"]["200"]["content"]
+    assert httpx.get(f"{server.url}/docs").status_code == 200

@@ -40,7 +40,7 @@ def test_concurrent_requests_share_batches(server: Server) -> None:
 
 
 def test_a_large_request_spans_batches(make_server: Callable[..., Server]) -> None:
-    srv = make_server(max_batch_size=8)
+    srv = make_server(["digits"], max_batch_size=8)
     r = httpx.post(f"{srv.url}/generate", json={"model": "digits", "n": 60, "seed": 0}, timeout=30)
     assert r.status_code == 200 and len(r.json()["images"]) == 60
     assert srv.metric("gan_batch_size_units_count", model="digits") == 8  # 7 x 8 + 4
@@ -50,7 +50,7 @@ def test_a_large_request_spans_batches(make_server: Callable[..., Server]) -> No
 
 
 def test_full_queue_answers_429_at_once(make_server: Callable[..., Server]) -> None:
-    srv = make_server(max_batch_size=1, max_queue_units=8)
+    srv = make_server(["digits"], max_batch_size=1, max_queue_units=8)
     responses = asyncio.run(_burst(srv.url, [{"model": "digits", "n": 4, "seed": i} for i in range(12)]))
     statuses = sorted(r.status_code for r in responses)
     assert set(statuses) == {200, 429} and statuses.count(200) >= 2
@@ -61,7 +61,7 @@ def test_full_queue_answers_429_at_once(make_server: Callable[..., Server]) -> N
 
 
 def test_deadline_that_cannot_be_met_costs_no_model_time(make_server: Callable[..., Server]) -> None:
-    srv = make_server(max_batch_size=1)
+    srv = make_server(["digits"], max_batch_size=1)
     before = srv.metric("gan_batch_size_units_sum", model="digits")
     r = httpx.post(
         f"{srv.url}/generate", json={"model": "digits", "n": 64, "seed": 0}, headers={"x-deadline-ms": "1"}
@@ -85,7 +85,7 @@ def _raw_request(url: str, body: bytes) -> socket.socket:
 
 
 def test_a_vanished_clients_work_is_skipped(make_server: Callable[..., Server]) -> None:
-    srv = make_server(max_batch_size=1)
+    srv = make_server(["digits"], max_batch_size=1)
     busy = [_raw_request(srv.url, b'{"model": "digits", "n": 64, "seed": 0}') for _ in range(4)]
     time.sleep(0.05)
     gone = _raw_request(srv.url, b'{"model": "digits", "n": 64, "seed": 1000}')
@@ -104,7 +104,7 @@ def test_a_vanished_clients_work_is_skipped(make_server: Callable[..., Server]) 
 
 
 def test_sigterm_drains_without_losing_accepted_requests(make_server: Callable[..., Server]) -> None:
-    srv = make_server(max_batch_size=4, drain_seconds=1)
+    srv = make_server(["digits"], max_batch_size=4, drain_seconds=1)
 
     async def scenario() -> tuple[list[httpx.Response], int]:
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=40)) as client:

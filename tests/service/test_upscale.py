@@ -141,7 +141,7 @@ def test_animated_and_formless_multipart(server: Server) -> None:
 
 
 def test_tiles_of_concurrent_requests_share_batches(make_server: Callable[..., Server]) -> None:
-    srv = make_server(max_batch_tiles=8)
+    srv = make_server(["srresnet-x2"], max_batch_tiles=8)
     data = encode(Image.fromarray(skimage.data.chelsea()).crop((0, 0, 200, 150)))  # 2x2 tiles each
 
     async def burst() -> list[httpx.Response]:
