@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-train-dev
 # pytest-xdist is not used: the suite is sized for 2 cores as it is.
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint typecheck demo clean compare sr models
+.PHONY: venv test lint typecheck demo clean compare sr models serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The service gets a venv of its own with only the `serve` extra: no torch on the serving path.
+SERVE_VENV ?= .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed-serve
+$(SERVE_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install --upgrade pip
+	$(SERVE_VENV)/bin/python -m pip install -e '.[serve]'
+	touch $(SERVE_STAMP)
+
+# The service on the bundled models, on http://127.0.0.1:8000 (GAN_SERVE_* variables configure it).
+serve: $(SERVE_STAMP)
+	$(SERVE_VENV)/bin/gan-serve --models models
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -70,4 +83,4 @@ models: $(BUNDLED:%=models/%/1/manifest.json)
 	du -sh models
 
 clean:
-	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SERVE_VENV) runs .mypy_cache .ruff_cache .pytest_cache
