@@ -11,6 +11,9 @@ batches counted in work units (rows: images or tiles), run on an inference threa
 - The queue is bounded (QueueFull, with a Retry-After estimate). A job whose deadline cannot be
   met, or whose client has gone, is dropped when it reaches the head, before any model time.
 - Outputs are checked 1:1 against inputs: a batch of k rows must return k rows.
+- A job may carry a `finish` step (encoding): it runs on the inference thread right after the
+  batch when the job fit in that one batch (no extra thread hop per request), or on the finish
+  pool once all the parts of a job that spanned batches are in.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +70,8 @@ class Job:
     inputs: dict[str, np.ndarray]  # every array (units, ...)
     deadline: float  # time.monotonic() after which the answer is useless
     cancel: CancelToken
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[Any]
+    finish: Callable[[np.ndarray], Any] | None = None  # output rows -> the job's result
     enqueued_at: float = 0.0
     taken: int = 0  # rows handed to batches so far
     parts: dict[int, np.ndarray] = field(default_factory=dict)  # row offset -> output rows
@@ -87,6 +92,19 @@ class Slice:
     start: int
     stop: int
 
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.stop == self.job.units
+
+
+class _Rows:
+    """Marks a slice's raw output rows (the job's finish step, if any, has not run on them)."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+
 
 class Batcher:
     def __init__(
@@ -99,10 +117,12 @@ class Batcher:
         max_queue_units: int,
         metrics: BatcherMetrics,
         preparing: Preparing | None = None,
+        finish_executor: Executor | None = None,
     ) -> None:
         self.name = name
         self._run = run
         self._executor = executor
+        self._finish_executor = finish_executor
         self.max_units = max_units
         self.max_delay_s = max_delay_s
         self.max_queue_units = max_queue_units
@@ -137,9 +157,16 @@ class Batcher:
         batches = math.ceil((self._queued_units + extra_units) / self.max_units) + (1 if self._busy else 0)
         return batches * self.batch_seconds
 
-    async def submit(self, inputs: dict[str, np.ndarray], deadline: float, cancel: CancelToken) -> np.ndarray:
-        """Queue one job's rows and wait for its output rows (same count, same order)."""
-        job = Job(inputs, deadline, cancel, asyncio.get_running_loop().create_future())
+    async def submit(
+        self,
+        inputs: dict[str, np.ndarray],
+        deadline: float,
+        cancel: CancelToken,
+        finish: Callable[[np.ndarray], Any] | None = None,
+    ) -> Any:
+        """Queue one job's rows and wait for its output rows (same count, same order), or for
+        finish(output rows) when a finish step is given."""
+        job = Job(inputs, deadline, cancel, asyncio.get_running_loop().create_future(), finish)
         units = job.units
         if units == 0:
             raise ValueError("a job needs at least one row")
@@ -197,9 +224,10 @@ class Batcher:
             }
             units = sum(s.stop - s.start for s in batch)
             self._busy = True
-            started = time.perf_counter()
             try:
-                output = await loop.run_in_executor(self._executor, self._run, feed)
+                results, elapsed = await loop.run_in_executor(
+                    self._executor, self._execute, feed, batch, units
+                )
             except Exception as e:  # only this batch's requests fail; the loop goes on
                 for s in batch:
                     s.job.fail(
@@ -208,20 +236,36 @@ class Batcher:
                 continue
             finally:
                 self._busy = False
-            elapsed = time.perf_counter() - started
             self.batch_seconds = (
                 elapsed if self.batch_seconds == 0 else 0.8 * self.batch_seconds + 0.2 * elapsed
             )
             self._metrics.inference.observe(elapsed)
             self._metrics.batch_size.observe(units)
             self._metrics.batch_fill.observe(units / self.max_units)
-            if output.shape[0] != units:  # outputs must match inputs 1:1
-                for s in batch:
-                    s.job.fail(
-                        InferenceFailed(f"model {self.name}: {units} inputs gave {output.shape[0]} outputs")
-                    )
-                continue
-            self._distribute(batch, output)
+            self._distribute(batch, results)
+
+    def _execute(
+        self, feed: dict[str, np.ndarray], batch: list[Slice], units: int
+    ) -> tuple[list[Any], float]:
+        """On the inference thread: run the batch, check it 1:1, finish the jobs it completed."""
+        started = time.perf_counter()
+        output = self._run(feed)
+        elapsed = time.perf_counter() - started
+        if output.shape[0] != units:  # outputs must match inputs 1:1
+            raise RuntimeError(f"{units} inputs gave {output.shape[0]} outputs")
+        results: list[Any] = []
+        offset = 0
+        for s in batch:
+            rows = output[offset : offset + s.stop - s.start]
+            offset += s.stop - s.start
+            if s.whole and s.job.finish is not None:
+                try:
+                    results.append(s.job.finish(rows))
+                except Exception as e:
+                    results.append(InferenceFailed(f"model {self.name}: postprocessing failed: {e}"))
+            else:
+                results.append(_Rows(rows))
+        return results, elapsed
 
     async def _wait_for_company(self) -> None:
         """Hold the batch open only while requests for this model are being decoded, the batch is
@@ -269,15 +313,37 @@ class Batcher:
         self._metrics.queue_depth.set(self._queued_units)
         return batch
 
-    def _distribute(self, batch: list[Slice], output: np.ndarray) -> None:
-        offset = 0
-        for s in batch:
-            rows = s.stop - s.start
+    def _distribute(self, batch: list[Slice], results: list[Any]) -> None:
+        for s, result in zip(batch, results, strict=True):
             job = s.job
-            if not job.future.done():
-                job.parts[s.start] = output[offset : offset + rows]
-                job.done_rows += rows
+            if job.future.done():
+                continue
+            if isinstance(result, InferenceFailed):
+                job.fail(result)
+            elif not isinstance(result, _Rows):  # finished on the inference thread
+                job.future.set_result(result)
+            else:
+                job.parts[s.start] = result.rows
+                job.done_rows += s.stop - s.start
                 if job.done_rows == job.units:
                     parts = [job.parts[k] for k in sorted(job.parts)]
-                    job.future.set_result(parts[0] if len(parts) == 1 else np.concatenate(parts))
-            offset += rows
+                    rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                    if job.finish is None:
+                        job.future.set_result(rows)
+                    else:
+                        self._finish_later(job, rows)
+
+    def _finish_later(self, job: Job, rows: np.ndarray) -> None:
+        """A job that spanned batches: its finish step runs on the finish pool."""
+        assert job.finish is not None
+        pending = asyncio.get_running_loop().run_in_executor(self._finish_executor, job.finish, rows)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if job.future.done():
+                return
+            if f.exception() is not None:
+                job.fail(InferenceFailed(f"model {self.name}: postprocessing failed: {f.exception()}"))
+            else:
+                job.future.set_result(f.result())
+
+        pending.add_done_callback(done)

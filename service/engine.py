@@ -127,6 +127,7 @@ class Engine:
             max_queue,
             BatcherMetrics(self.metrics, model.name),
             self._preparing[model.name],
+            self.encode_pool,
         )
         batcher.start()
         return batcher
@@ -223,10 +224,12 @@ class Engine:
                 z = await loop.run_in_executor(
                     self.encode_pool, latents_from_seeds, seeds, section["latent_size"], spec.truncation
                 )
-        # batch + predict + unbatch: (n, H, W, C) uint8, one row per seed
-        pixels = await batcher.submit(self._generator_feed(model, z, labels), deadline, cancel)
-        # encode
-        blobs = await loop.run_in_executor(self.encode_pool, _encode_all, pixels, spec.fmt)
+        # batch + predict + unbatch + encode: one file per seed (encoded on the inference thread
+        # right after the batch; small images cost less to encode than a thread hop)
+        fmt = spec.fmt
+        blobs: list[bytes] = await batcher.submit(
+            self._generator_feed(model, z, labels), deadline, cancel, lambda pixels: _encode_all(pixels, fmt)
+        )
         self.metrics.images_generated.labels(model.name, str(model.version)).inc(len(blobs))
         names = section["classes"]["names"]
         out = section["output"]

@@ -62,6 +62,10 @@ def make_session(path: Path, settings: Settings) -> ort.InferenceSession:
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = settings.inter_op_threads
     options.log_severity_level = 3
+    # ORT's pool threads busy-wait between ops by default: on a small CPU that steals the cores
+    # the event loop and the encoders need. Sleep instead.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=choose_providers(settings.provider))
 
 

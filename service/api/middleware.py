@@ -3,11 +3,12 @@ the body size limit (413), request metrics, and one structured access-log line."
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -23,6 +24,17 @@ ENDPOINTS = {"/generate", "/upscale", "/v1/models", "/healthz", "/readyz", "/met
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+class RequestIds:
+    """Unique ids without a system call per request: a random per-process prefix and a counter."""
+
+    def __init__(self) -> None:
+        self.prefix = os.urandom(6).hex()
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}-{next(self.counter):x}"
+
+
 class BodyTooLarge(HTTPException):
     """Raised from receive(): an HTTPException, so the framework's body parsing passes it on."""
 
@@ -35,6 +47,8 @@ class RequestContextMiddleware:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.ids = RequestIds()
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,7 +57,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         given = headers.get("x-request-id", "")
-        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if given and REQUEST_ID.match(given) else self.ids.next()
         path = scope["path"]
         endpoint = path if path in ENDPOINTS else "other"
         state: dict[str, Any] = scope.setdefault("state", {})
@@ -91,8 +105,16 @@ class RequestContextMiddleware:
             version = str(state.get("version", ""))
             code = status["code"] if status["started"] else 499
             if endpoint != "/metrics":
-                self.metrics.requests.labels(endpoint, model, version, str(code)).inc()
-                self.metrics.latency.labels(endpoint, model).observe(elapsed)
+                key = (endpoint, model, version, str(code))
+                children = self._children.get(key)
+                if children is None:  # labels() is slow enough to matter per request: cache it
+                    children = (
+                        self.metrics.requests.labels(*key),
+                        self.metrics.latency.labels(endpoint, model),
+                    )
+                    self._children[key] = children
+                children[0].inc()
+                children[1].observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     json.dumps(

@@ -1,0 +1,292 @@
+"""Benchmark: the limit (in-process ONNX Runtime + encoding), a plain FastAPI endpoint, and this
+service, on the same bundled models and the same scenarios. Prints a table and writes JSON.
+Loopback only; every load run is bounded in time (wrk -d) and stops by itself.
+
+    python bench/serve_bench.py [--duration 15] [--out bench/results/serve.json]
+
+Needs `wrk` on PATH (Debian: apt-get install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from model_export.latents import latents_from_seeds  # noqa: E402
+from model_export.tiling import plan_tiles  # noqa: E402
+from service.encoding import encode_image  # noqa: E402
+
+GENERATOR = "digits-conditional"
+UPSCALER = "srresnet-x4"
+UPSCALE_SIDE = 512
+
+
+@dataclass
+class Scenario:
+    name: str
+    endpoint: str
+    clients: int
+    n: int  # images per request (1 for upscale)
+
+
+SCENARIOS = [
+    Scenario("n=1 x 64 clients", "generate", 64, 1),
+    Scenario("n=16 x 8 clients", "generate", 8, 16),
+    Scenario("n=1 x 1 client", "generate", 1, 1),
+    Scenario(f"upscale {UPSCALE_SIDE}x{UPSCALE_SIDE} x4 x 4 clients", "upscale", 4, 1),
+]
+
+
+@dataclass
+class Result:
+    scenario: str
+    system: str
+    images_per_s: float
+    p50_ms: float | None
+    p99_ms: float | None
+    requests: int
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- the limit: no HTTP ----------------------------------------------------------------------
+
+
+def generator_limit(seconds: float) -> tuple[float, int]:
+    """Best images/s over batch sizes: latents + one ORT run + PNG encoding of every image."""
+    sess = ort.InferenceSession(
+        str(ROOT / "models" / GENERATOR / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    best = (0.0, 1)
+    for batch in (1, 8, 16, 32, 64):
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            z = latents_from_seeds(list(range(done, done + batch)), 64)
+            images = sess.run(None, {"z": z, "labels": np.arange(batch, dtype=np.int64) % 10})[0]
+            for image in images:
+                encode_image(image, "png")
+            done += batch
+        rate = done / (time.perf_counter() - start)
+        best = max(best, (rate, batch))
+    return best
+
+
+def upscaler_limit(seconds: float, tiles_per_batch: int, tile: int) -> float:
+    """Tiles/s of the upscaler at the service's tile shape and batch size (inference only)."""
+    sess = ort.InferenceSession(
+        str(ROOT / "models" / UPSCALER / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    batch = np.random.default_rng(0).integers(0, 256, (tiles_per_batch, tile, tile, 3), dtype=np.uint8)
+    sess.run(None, {"image": batch})
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        sess.run(None, {"image": batch})
+        done += tiles_per_batch
+    return done / (time.perf_counter() - start)
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+
+def start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    path = "/readyz" if "service" in command else "/docs"
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{command} did not start")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def run_wrk(
+    url: str, clients: int, seconds: float, body: Path, content_type: str, deadline_ms: int = 0
+) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "BENCH_BODY_FILE": str(body),
+        "BENCH_CONTENT_TYPE": content_type,
+        "BENCH_DEADLINE_MS": str(deadline_ms) if deadline_ms else "",
+    }
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{clients}",
+        f"-d{int(seconds)}s",
+        "--timeout",
+        "60s",
+        "-s",
+        str(ROOT / "bench/wrk/post.lua"),
+        url,
+    ]
+    out = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=seconds + 120, check=True
+    ).stdout
+    match = re.search(r"BENCH_JSON (\{.*\})", out)
+    if not match:
+        raise RuntimeError(f"wrk printed no summary:\n{out}")
+    return dict(json.loads(match.group(1)))
+
+
+def measure(system: str, port: int, scenario: Scenario, seconds: float, bodies: dict[str, Path]) -> Result:
+    if scenario.endpoint == "generate":
+        body = bodies[f"generate-{scenario.n}-{system}"]
+        url, content_type = f"http://127.0.0.1:{port}/generate", "application/json"
+    else:
+        body = bodies["upscale"]
+        url, content_type = f"http://127.0.0.1:{port}/upscale?model={UPSCALER}", "image/png"
+    # A batch upscale job waits its turn: it sends a deadline long enough for the whole queue.
+    deadline_ms = 600_000 if scenario.endpoint == "upscale" else 0
+    stats = run_wrk(url, scenario.clients, seconds, body, content_type, deadline_ms)
+    ok = stats["requests"] - stats["non2xx"]
+    return Result(
+        scenario=scenario.name,
+        system=system,
+        images_per_s=ok * scenario.n / (stats["duration_us"] / 1e6),
+        p50_ms=stats["p50_us"] / 1000,
+        p99_ms=stats["p99_us"] / 1000,
+        requests=stats["requests"],
+        errors=stats["non2xx"] + stats["socket_errors"],
+    )
+
+
+def write_bodies(directory: Path) -> dict[str, Path]:
+    bodies: dict[str, Path] = {}
+    for n in (1, 16):
+        # The same work for both servers: n images of one class from consecutive seeds.
+        service_body = {"model": GENERATOR, "n": n, "seed": 1, "labels": 3}
+        plain_body = {"n": n, "seed": 1, "labels": 3}
+        for system, payload in (("service", service_body), ("plain", plain_body)):
+            path = directory / f"generate-{n}-{system}.json"
+            path.write_text(json.dumps(payload))
+            bodies[f"generate-{n}-{system}"] = path
+    import skimage.data  # the bench runs in the dev environment
+
+    photo = Image.fromarray(skimage.data.astronaut()).resize((UPSCALE_SIDE, UPSCALE_SIDE))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="PNG")
+    bodies["upscale"] = directory / "upscale.png"
+    bodies["upscale"].write_bytes(buffer.getvalue())
+    return bodies
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=15.0, help="seconds per wrk run")
+    p.add_argument("--out", type=Path, default=ROOT / "bench/results/serve.json")
+    p.add_argument("--only", choices=["plain", "service"], help="run just one server")
+    args = p.parse_args()
+    if shutil.which("wrk") is None:
+        print("serve_bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+
+    results: list[Result] = []
+    rate, batch = generator_limit(3.0)
+    settings_tiles, tile = 4, 128
+    tiles_per_s = upscaler_limit(10.0, settings_tiles, tile)
+    plan = plan_tiles(UPSCALE_SIDE, UPSCALE_SIDE, tile, 32)
+    tiles_per_image = len(plan.origins)
+    for scenario in SCENARIOS[:3]:
+        results.append(Result(scenario.name, f"limit (batch {batch})", rate, None, None, 0, 0))
+    results.append(
+        Result(SCENARIOS[3].name, "limit (tiles)", tiles_per_s / tiles_per_image, None, None, 0, 0)
+    )
+
+    env = {**os.environ}
+    with tempfile.TemporaryDirectory() as scratch:
+        bodies = write_bodies(Path(scratch))
+        systems = {
+            "plain": [
+                sys.executable,
+                "bench/plain_server.py",
+                "--generator",
+                f"models/{GENERATOR}/1/model.onnx",
+                "--upscaler",
+                f"models/{UPSCALER}/1/model.onnx",
+            ],
+            "service": [sys.executable, "-m", "service", "--models", str(ROOT / "models")],
+        }
+        for system, command in systems.items():
+            if args.only and system != args.only:
+                continue
+            port = free_port()
+            process = start([*command, "--port", str(port)], port, env)
+            try:
+                for scenario in SCENARIOS:
+                    run_wrk_seconds = args.duration * (2 if scenario.endpoint == "upscale" else 1)
+                    results.append(measure(system, port, scenario, run_wrk_seconds, bodies))
+                    print(asdict(results[-1]), flush=True)
+            finally:
+                stop(process)
+
+    print_table(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "onnxruntime": ort.__version__,
+                },
+                "duration_s": args.duration,
+                "tiles_per_image": tiles_per_image,
+                "results": [asdict(r) for r in results],
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+def print_table(results: list[Result]) -> None:
+    print(f"\n{'scenario':<36} {'system':<18} {'images/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
+    for r in results:
+        p50 = f"{r.p50_ms:.2f}" if r.p50_ms is not None else "-"
+        p99 = f"{r.p99_ms:.2f}" if r.p99_ms is not None else "-"
+        print(f"{r.scenario:<36} {r.system:<18} {r.images_per_s:>10.1f} {p50:>9} {p99:>9} {r.errors:>7}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
