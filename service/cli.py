@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.handlers
+import queue
 import sys
 import threading
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from service.api.app import create_app
+from service.api.app import create_service
 from service.config import Settings
 from service.engine import Engine
 
@@ -67,12 +69,26 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as e:
         print(f"gan-serve: error: bad setting: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    app = create_app(settings)
+    # Log records are formatted where they happen but written by a listener thread: a write to
+    # stderr per request would otherwise be paid on the event loop.
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    stream = logging.StreamHandler()
+    stream.setFormatter(logging.Formatter("%(message)s"))  # already formatted by the queue handler
+    listener = logging.handlers.QueueListener(records, stream)
+    listener.start()
+    to_queue = logging.handlers.QueueHandler(records)
+    to_queue.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[to_queue])
+    try:
+        return _serve(settings)
+    finally:
+        listener.stop()
+
+
+def _serve(settings: Settings) -> int:
+    asgi, app = create_service(settings)
     config = uvicorn.Config(
-        app,
+        asgi,
         host=settings.host,
         port=settings.port,
         access_log=False,  # the service writes its own structured access log (gan.access)

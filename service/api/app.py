@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from service.api.errors import install_error_handlers
+from service.api.hot_paths import HotPaths
 from service.api.middleware import RequestContextMiddleware
 from service.api.routes import router
 from service.config import Settings
@@ -41,5 +43,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # router adds routing layers that every request pays for.
     app.router.routes.extend(router.routes)
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def create_service(settings: Settings) -> tuple[ASGIApp, FastAPI]:
+    """The ASGI application uvicorn runs, and the FastAPI app inside it. Outermost: request ids,
+    body limit, metrics and the access log for every request; then the hot path for POST
+    /generate; then FastAPI for everything else (and the lifespan)."""
+    app = create_app(settings)
+    hot = HotPaths(app, app.state.engine, settings)
+    return RequestContextMiddleware(hot, app.state.metrics, settings.max_body_bytes), app

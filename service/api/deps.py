@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.types import Receive
 
 from service.batching import CancelToken
 from service.config import Settings
@@ -38,11 +39,15 @@ async def get_deadline(
     ] = None,
 ) -> float:
     """The request's deadline on the monotonic clock."""
+    return deadline_from_header(x_deadline_ms, settings)
+
+
+def deadline_from_header(value: str | None, settings: Settings) -> float:
     budget = settings.default_deadline_ms
-    if x_deadline_ms is not None:
-        if not x_deadline_ms.strip().isdigit() or not 1 <= int(x_deadline_ms) <= MAX_DEADLINE_MS:
+    if value is not None:
+        if not value.strip().isdigit() or not 1 <= int(value) <= MAX_DEADLINE_MS:
             raise InvalidRequest(f"X-Deadline-Ms must be an integer from 1 to {MAX_DEADLINE_MS}")
-        budget = int(x_deadline_ms)
+        budget = int(value)
     return time.monotonic() + budget / 1000
 
 
@@ -52,14 +57,14 @@ DeadlineDep = Annotated[float, Depends(get_deadline)]
 
 
 @contextlib.asynccontextmanager
-async def disconnect_watch(request: Request) -> AsyncIterator[CancelToken]:
+async def disconnect_watch(receive: Receive) -> AsyncIterator[CancelToken]:
     """A token that is cancelled when the client disconnects. Enter it only after the body has
     been read: from then on the only message the server can receive is the disconnect."""
     token = CancelToken()
 
     async def watch() -> None:
         while True:
-            message = await request.receive()
+            message = await receive()
             if message["type"] == "http.disconnect":
                 token.cancel()
                 return

@@ -9,11 +9,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.responses import Response
+from starlette.types import Receive
 
 from service.api.deps import DeadlineDep, EngineDep, disconnect_watch
 from service.api.schemas import ErrorBody, GenerateBody, GenerateResponse
 from service.encoding import FORMAT_OF_MEDIA_TYPE, MEDIA_TYPES
-from service.engine import GenerateResult, GenerateSpec
+from service.engine import Engine, GenerateResult, GenerateSpec
 from service.errors import InvalidRequest, NotAcceptable
 from service.imaging import MEDIA_TYPE_FORMATS, check_media_type
 from service.metrics import CONTENT_TYPE
@@ -71,6 +72,21 @@ async def generate(
     deadline: DeadlineDep,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
+    # Served by service.api.hot_paths in the running service; declared here for the OpenAPI
+    # document and for the FastAPI app used on its own.
+    return await answer_generate(engine, body, accept, deadline, request.receive, request.scope["state"])
+
+
+async def answer_generate(
+    engine: Engine,
+    body: GenerateBody,
+    accept: str | None,
+    deadline: float,
+    receive: Receive,
+    state: dict[str, Any],
+) -> Response:
+    """The /generate answer once the request is parsed: JSON with base64 images, or one image's
+    bytes when the Accept header asks for an image type and n is 1."""
     binary = _binary_format(accept)
     fmt = binary or body.format
     spec = GenerateSpec(
@@ -84,9 +100,9 @@ async def generate(
     )
     if binary and (spec.n or len(spec.seeds or [1])) != 1:
         raise NotAcceptable("a single image's bytes can be returned only for n=1; ask for JSON for more")
-    async with disconnect_watch(request) as cancel:
+    async with disconnect_watch(receive) as cancel:
         result = await engine.generate(spec, deadline, cancel)
-    request.state.model, request.state.version = result.model, result.version
+    state["model"], state["version"] = result.model, result.version
     if binary:
         image = result.images[0]
         headers = {"X-Seed": str(image.seed), "X-Model": result.model, "X-Model-Version": str(result.version)}
@@ -166,7 +182,7 @@ async def upscale(
     else:
         check_media_type(content_type)
         data = await request.body()
-    async with disconnect_watch(request) as cancel:
+    async with disconnect_watch(request.receive) as cancel:
         result = await engine.upscale(data, model, format, deadline, cancel)
     request.state.model, request.state.version = result.model, result.version
     headers = {
