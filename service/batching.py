@@ -11,15 +11,16 @@ batches counted in work units (rows: images or tiles), run on an inference threa
 - The queue is bounded (QueueFull, with a Retry-After estimate). A job whose deadline cannot be
   met, or whose client has gone, is dropped when it reaches the head, before any model time.
 - Outputs are checked 1:1 against inputs: a batch of k rows must return k rows.
-- A job may carry a `finish` step (encoding): it runs on the inference thread right after the
-  batch when the job fit in that one batch (no extra thread hop per request), or on the finish
-  pool once all the parts of a job that spanned batches are in.
+- A job may carry a `finish` step (encoding). A batch's finish steps run together on the finish
+  pool (one thread hop per batch, not per request) while the next batch runs on the model; a
+  job that spanned batches is finished once all its parts are in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 from collections import deque
@@ -225,9 +226,7 @@ class Batcher:
             units = sum(s.stop - s.start for s in batch)
             self._busy = True
             try:
-                results, elapsed = await loop.run_in_executor(
-                    self._executor, self._execute, feed, batch, units
-                )
+                output, elapsed = await loop.run_in_executor(self._executor, self._infer, feed, units)
             except Exception as e:  # only this batch's requests fail; the loop goes on
                 for s in batch:
                     s.job.fail(
@@ -242,17 +241,31 @@ class Batcher:
             self._metrics.inference.observe(elapsed)
             self._metrics.batch_size.observe(units)
             self._metrics.batch_fill.observe(units / self.max_units)
-            self._distribute(batch, results)
+            if self._finish_executor is None or not any(s.whole and s.job.finish for s in batch):
+                self._distribute(batch, self._finish_slices(batch, output))
+                continue
+            finishing = loop.run_in_executor(self._finish_executor, self._finish_slices, batch, output)
+            finishing.add_done_callback(functools.partial(self._finished, batch))
 
-    def _execute(
-        self, feed: dict[str, np.ndarray], batch: list[Slice], units: int
-    ) -> tuple[list[Any], float]:
-        """On the inference thread: run the batch, check it 1:1, finish the jobs it completed."""
+    def _infer(self, feed: dict[str, np.ndarray], units: int) -> tuple[np.ndarray, float]:
+        """On the inference thread: run the batch and check that it is 1:1."""
         started = time.perf_counter()
         output = self._run(feed)
         elapsed = time.perf_counter() - started
         if output.shape[0] != units:  # outputs must match inputs 1:1
             raise RuntimeError(f"{units} inputs gave {output.shape[0]} outputs")
+        return output, elapsed
+
+    def _finished(self, batch: list[Slice], finishing: asyncio.Future[list[Any]]) -> None:
+        if finishing.exception() is not None:
+            error = InferenceFailed(f"model {self.name}: postprocessing failed: {finishing.exception()}")
+            for s in batch:
+                s.job.fail(error)
+            return
+        self._distribute(batch, finishing.result())
+
+    def _finish_slices(self, batch: list[Slice], output: np.ndarray) -> list[Any]:
+        """Each slice's result: finish(rows) for a job wholly in this batch, else its raw rows."""
         results: list[Any] = []
         offset = 0
         for s in batch:
@@ -265,7 +278,7 @@ class Batcher:
                     results.append(InferenceFailed(f"model {self.name}: postprocessing failed: {e}"))
             else:
                 results.append(_Rows(rows))
-        return results, elapsed
+        return results
 
     async def _wait_for_company(self) -> None:
         """Hold the batch open only while requests for this model are being decoded, the batch is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
@@ -18,6 +19,7 @@ WEBP_QUALITY = 95
 # is most of the cost for a 32x32 image. Larger images go through PIL, whose adaptive row filters
 # compress photographs much better.
 SMALL_PNG_BYTES = 64 * 1024
+STORED_PNG_BYTES = 4096
 PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB, RGBA
 
 
@@ -25,20 +27,28 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
+@functools.cache
+def _png_head(height: int, width: int, channels: int) -> bytes:
+    """Signature and IHDR for one image shape (generators make one shape: computed once)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, PNG_COLOR_TYPES[channels], 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+
+
+_PNG_END = _png_chunk(b"IEND", b"")
+
+
 def small_png(pixels: np.ndarray) -> bytes:
     """(H, W, C) uint8 -> PNG bytes: 8-bit, no interlace, filter 'none' on every row."""
     h, w, c = pixels.shape
-    header = struct.pack(">IIBBBBB", w, h, 8, PNG_COLOR_TYPES[c], 0, 0, 0)
-    rows = np.zeros((h, 1 + w * c), dtype=np.uint8)  # each row: filter byte 0, then the pixels
+    rows = np.empty((h, 1 + w * c), dtype=np.uint8)  # each row: filter byte 0, then the pixels
+    rows[:, 0] = 0
     rows[:, 1:] = pixels.reshape(h, w * c)
-    return b"".join(
-        (
-            b"\x89PNG\r\n\x1a\n",
-            _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)),
-            _png_chunk(b"IEND", b""),
-        )
-    )
+    # A few KB of noisy pixels barely compress, and setting up deflate costs ~20 us, more than
+    # the rest of the file: tiny images are stored (level 0); larger ones are compressed.
+    level = 0 if rows.nbytes <= STORED_PNG_BYTES else 6
+    data = b"IDAT" + zlib.compress(rows.data, level)
+    idat = struct.pack(">I", len(data) - 4) + data + struct.pack(">I", zlib.crc32(data))
+    return _png_head(h, w, c) + idat + _PNG_END
 
 
 def encode_image(pixels: np.ndarray, fmt: str) -> bytes:
