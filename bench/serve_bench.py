@@ -285,7 +285,39 @@ def print_table(results: list[Result]) -> None:
     for r in results:
         p50 = f"{r.p50_ms:.2f}" if r.p50_ms is not None else "-"
         p99 = f"{r.p99_ms:.2f}" if r.p99_ms is not None else "-"
-        print(f"{r.scenario:<36} {r.system:<18} {r.images_per_s:>10.1f} {p50:>9} {p99:>9} {r.errors:>7}")
+        rate = f"{r.images_per_s:.1f}" if r.images_per_s >= 10 else f"{r.images_per_s:.3f}"
+        print(f"{r.scenario:<36} {r.system:<18} {rate:>10} {p50:>9} {p99:>9} {r.errors:>7}")
+    print_targets(results)
+
+
+def print_targets(results: list[Result]) -> None:
+    """The issue's targets, each with the measured ratio."""
+    by = {(r.scenario, r.system.split(" ")[0]): r for r in results}
+    names = [s.name for s in SCENARIOS]
+
+    def ratio(scenario: str, a: str, b: str) -> float | None:
+        x, y = by.get((scenario, a)), by.get((scenario, b))
+        return x.images_per_s / y.images_per_s if x and y and y.images_per_s else None
+
+    checks = [
+        ("(a) n=1 x 64: service / plain >= 2", ratio(names[0], "service", "plain"), 2.0),
+        ("(a) n=1 x 64: service / limit >= 0.65", ratio(names[0], "service", "limit"), 0.65),
+        ("(b) n=16 x 8: service / limit >= 0.90", ratio(names[1], "service", "limit"), 0.90),
+        ("(d) upscale: service / limit >= 0.85", ratio(names[3], "service", "limit"), 0.85),
+    ]
+    print()
+    for text, value, target in checks:
+        if value is not None:
+            print(f"{text:<42} {value:6.2f}  {'met' if value >= target else 'NOT met'}")
+    service, plain = by.get((names[0], "service")), by.get((names[0], "plain"))
+    if service and plain and service.p99_ms is not None and plain.p99_ms is not None:
+        met = "met" if service.p99_ms < plain.p99_ms else "NOT met"
+        print(f"{'(a) n=1 x 64: p99 below plain':<42} {service.p99_ms:.1f} vs {plain.p99_ms:.1f} ms  {met}")
+    service, plain = by.get((names[2], "service")), by.get((names[2], "plain"))
+    if service and plain and service.p50_ms is not None and plain.p50_ms is not None:
+        met = "met" if service.p50_ms - plain.p50_ms <= 1.0 else "NOT met"
+        label = "(c) one client: p50 within 1 ms of plain"
+        print(f"{label:<42} {service.p50_ms:.2f} vs {plain.p50_ms:.2f} ms  {met}")
 
 
 if __name__ == "__main__":
