@@ -74,7 +74,9 @@ async def generate(
 ) -> Response:
     # Served by service.api.hot_paths in the running service; declared here for the OpenAPI
     # document and for the FastAPI app used on its own.
-    return await answer_generate(engine, body, accept, deadline, request.receive, request.scope["state"])
+    return await answer_generate(
+        engine, body, accept, deadline, request.receive, request.scope.setdefault("state", {})
+    )
 
 
 async def answer_generate(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -171,3 +172,27 @@ def test_openapi_documents_every_endpoint(server: Server) -> None:
     generate = spec["paths"]["/generate"]["post"]
     assert "image/png" in generate["responses"]["200"]["content"]
     assert httpx.get(f"{server.url}/docs").status_code == 200
+
+
+def test_fastapi_route_and_hot_path_answer_alike(server: Server, tmp_path: Path) -> None:
+    """The running service answers POST /generate on its hot path; the FastAPI route (used when
+    the app runs on its own) must give the same answers and errors."""
+    from fastapi.testclient import TestClient
+
+    from service.api.app import create_app
+    from service.config import Settings
+    from tests.service.conftest import model_subset
+
+    settings = Settings(models_dir=model_subset(tmp_path, ["digits-conditional"]), warmup=False)
+    body = {"model": "digits-conditional", "seeds": [5, 6], "labels": [1, "2"]}
+    with TestClient(create_app(settings)) as client:
+        direct = client.post("/generate", json=body)
+        bad = client.post("/generate", json={"model": "digits-conditional", "labels": "cat"})
+        invalid = client.post("/generate", json={"n": 0})
+    hot = post(server, body)
+    assert direct.status_code == hot.status_code == 200
+    assert direct.json()["images"] == hot.json()["images"]
+    hot_bad = post(server, {"model": "digits-conditional", "labels": "cat"})
+    assert bad.status_code == hot_bad.status_code == 400 and bad.json() == hot_bad.json()
+    hot_invalid = post(server, {"n": 0})
+    assert invalid.status_code == hot_invalid.status_code == 422 and invalid.json() == hot_invalid.json()
