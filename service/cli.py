@@ -8,11 +8,13 @@ process exits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import logging.handlers
 import queue
 import sys
 import threading
+from collections.abc import Callable, Generator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,10 +33,23 @@ class DrainingServer(uvicorn.Server):
     """uvicorn's server, but the first exit signal only marks the engine as draining; the usual
     shutdown (stop accepting, finish in-flight requests) starts drain_seconds later."""
 
-    def __init__(self, config: uvicorn.Config, engine: Engine, drain_seconds: float) -> None:
+    def __init__(
+        self, config: uvicorn.Config, engine: Engine, drain_seconds: float, before_exit: Callable[[], None]
+    ) -> None:
         super().__init__(config)
         self.engine = engine
         self.drain_seconds = drain_seconds
+        self.before_exit = before_exit
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # After a signal-initiated shutdown uvicorn re-raises the signal when this context exits,
+        # which ends the process at once: flush what must not be lost (the log queue) first.
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self.before_exit()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.engine.draining:  # a second signal: the normal (then forced) uvicorn shutdown
@@ -79,13 +94,21 @@ def main(argv: list[str] | None = None) -> int:
     to_queue = logging.handlers.QueueHandler(records)
     to_queue.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[to_queue])
+    stopped = False
+
+    def stop_logging() -> None:  # writes out every queued record; safe to call twice
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            listener.stop()
+
     try:
-        return _serve(settings)
+        return _serve(settings, stop_logging)
     finally:
-        listener.stop()
+        stop_logging()
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, before_exit: Callable[[], None]) -> int:
     asgi, app = create_service(settings)
     config = uvicorn.Config(
         asgi,
@@ -96,7 +119,7 @@ def _serve(settings: Settings) -> int:
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
         lifespan="on",
     )
-    server = DrainingServer(config, app.state.engine, settings.drain_seconds)
+    server = DrainingServer(config, app.state.engine, settings.drain_seconds, before_exit)
     server.run()
     return 0 if server.started else 1
 
