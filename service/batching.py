@@ -1,27 +1,43 @@
-"""Dynamic batching for one model (or one upscaler tile shape): a bounded queue of jobs, cut into
-batches counted in work units (rows: images or tiles), run on an inference thread.
+"""Dynamic batching: bounded queues of jobs, cut into batches counted in work units (rows: images
+or tiles), run by a model's inference lanes.
 
-- A job is one request's rows. A batch takes jobs from the head of the queue until it holds
+- A job is one request's rows. A batch takes jobs from the head of one queue until it holds
   `max_units` rows, splitting the job that does not fit: one n=64 request may span batches, many
   n=1 requests share one.
-- When the model is idle, the queue's work runs at once: a lone request never waits for company.
+- A model has one queue (a generator) or one per tile shape (an upscaler), and `lanes` inference
+  threads shared by its queues. A free lane takes the next batch itself, from the queue whose
+  oldest job has waited longest: no event-loop round trip between one batch and the next, so a
+  busy event loop cannot leave the model idle. On CPU there is one lane per core, each running
+  ONNX Runtime on one thread, so whole runs sit side by side instead of one run split across
+  cores that the event loop also needs. The lanes run at a lower priority (nice): the event
+  loop, through which every request passes, goes first, and the model takes the rest of the CPU.
+  Without that, the lanes take two thirds of the cores while requests wait to be parsed and
+  answered, then sit idle while the event loop catches up.
+- When a lane is free, the queue's work runs at once: a lone request never waits for company.
   Only when more requests are known to be on their way (being decoded for this model) does a
-  batch wait for them, and never longer than `max_delay` after its oldest job arrived.
-- While a batch runs, the next one accumulates; so under load batches fill by themselves.
-- The queue is bounded (QueueFull, with a Retry-After estimate). A job whose deadline cannot be
-  met, or whose client has gone, is dropped when it reaches the head, before any model time.
+  batch wait for them, and never longer than `max_delay` after its oldest job arrived. While
+  every lane is busy the queue accumulates, so under load batches fill by themselves.
+- Queues are bounded (QueueFull, with a Retry-After estimate). A job whose deadline cannot be met,
+  or whose client has gone, is dropped when it reaches the head, before any model time.
 - Outputs are checked 1:1 against inputs: a batch of k rows must return k rows.
 - A job may carry a `finish` step (encoding). A batch's finish steps run together on the finish
-  pool (one thread hop per batch, not per request) while the next batch runs on the model; a
-  job that spanned batches is finished once all its parts are in.
+  pool, while the lane goes on to the next batch; a job that spanned batches is finished once all
+  its parts are in. Results reach the event loop once per batch.
+
+Threads: jobs are created, answered and failed on the event loop; the queues and counters are
+guarded by the lanes' condition; lanes and the finish pool hand results back through
+call_soon_threadsafe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import logging
 import math
+import os
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -34,14 +50,18 @@ import numpy as np
 from service.errors import ClientGone, DeadlineExceeded, InferenceFailed, QueueFull, ServiceError
 from service.metrics import BatcherMetrics
 
+log = logging.getLogger("gan.batching")
+
+RunBatch = Callable[[dict[str, np.ndarray]], np.ndarray]
+
 
 class Preparing:
-    """Requests being decoded for one model, shared by that model's batchers: while any are, a
-    batch that is not full may wait (up to max_delay) for them."""
+    """Requests being decoded for one model: while any are, a batch that is not full may wait (up
+    to max_delay) for them. Entered and left on the event loop."""
 
     def __init__(self) -> None:
         self.count = 0
-        self.batchers: list[Batcher] = []
+        self.lanes: Lanes | None = None
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
@@ -50,12 +70,12 @@ class Preparing:
             yield
         finally:
             self.count -= 1
-            for batcher in self.batchers:
-                batcher.wake()
+            if self.lanes is not None:
+                self.lanes.notify()
 
 
 class CancelToken:
-    """Set by the HTTP layer when the client disconnects; read by the batcher."""
+    """Set by the HTTP layer when the client disconnects; read by the lanes."""
 
     __slots__ = ("cancelled",)
 
@@ -69,6 +89,7 @@ class CancelToken:
 @dataclass(eq=False)
 class Job:
     inputs: dict[str, np.ndarray]  # every array (units, ...)
+    units: int
     deadline: float  # time.monotonic() after which the answer is useless
     cancel: CancelToken
     future: asyncio.Future[Any]
@@ -78,11 +99,8 @@ class Job:
     parts: dict[int, np.ndarray] = field(default_factory=dict)  # row offset -> output rows
     done_rows: int = 0
 
-    @property
-    def units(self) -> int:
-        return int(next(iter(self.inputs.values())).shape[0])
-
     def fail(self, error: ServiceError) -> None:
+        """On the event loop."""
         if not self.future.done():
             self.future.set_exception(error)
 
@@ -107,22 +125,100 @@ class _Rows:
         self.rows = rows
 
 
+class Lanes:
+    """A model's inference threads, shared by its queues (Batchers)."""
+
+    def __init__(self, name: str, count: int, preparing: Preparing | None = None, nice: int = 0) -> None:
+        if count < 1:
+            raise ValueError("a model needs at least one lane")
+        self.name = name
+        self.count = count
+        self.nice = nice
+        self.preparing = preparing or Preparing()
+        self.preparing.lanes = self
+        self.condition = threading.Condition()  # guards every queue of this model
+        self.ready: dict[Batcher, None] = {}  # the queues with work, in the order they got it
+        self.running = 0  # batches on the model now
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+
+    def notify(self) -> None:
+        with self.condition:
+            self.condition.notify_all()
+
+    def start(self) -> None:
+        for i in range(self.count):
+            thread = threading.Thread(target=self._lane, name=f"infer-{self.name}-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Let running batches end, then the threads (blocking: call off the event loop)."""
+        with self.condition:
+            self._closing = True
+            self.condition.notify_all()
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+    def _lane(self) -> None:
+        if self.nice and sys.platform.startswith("linux"):  # per-thread priority is a Linux feature
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except OSError as e:
+                log.warning("model %s: could not lower the inference threads' priority: %s", self.name, e)
+        while True:
+            with self.condition:
+                batcher = self._next_queue()
+                if batcher is None:
+                    return
+                batch = batcher.cut()
+                if not batch:
+                    continue
+                self.running += 1
+            try:
+                batcher.run(batch)
+            except Exception:  # a lane must outlive any one batch
+                log.exception("model %s: a batch failed outside inference", self.name)
+                batcher.fail(batch, InferenceFailed(f"model {self.name}: the batch failed"))
+            finally:
+                with self.condition:
+                    self.running -= 1
+                    self.condition.notify_all()
+
+    def _next_queue(self) -> Batcher | None:
+        """Under the condition: wait for work, then the queue whose oldest job has waited longest,
+        once its batch may be cut. None when closing."""
+        while True:
+            if self._closing:
+                return None
+            if not self.ready:
+                self.condition.wait()
+                continue
+            batcher = min(self.ready, key=lambda b: b.oldest())
+            hold = batcher.hold_for_company(self.preparing.count)
+            if hold <= 0:
+                return batcher
+            self.condition.wait(hold)
+
+
 class Batcher:
+    """One queue (a generator, or one tile shape of an upscaler) and how its batches run."""
+
     def __init__(
         self,
         name: str,
-        run: Callable[[dict[str, np.ndarray]], np.ndarray],
-        executor: Executor,
+        run: RunBatch,
+        lanes: Lanes,
         max_units: int,
         max_delay_s: float,
         max_queue_units: int,
         metrics: BatcherMetrics,
-        preparing: Preparing | None = None,
         finish_executor: Executor | None = None,
     ) -> None:
         self.name = name
         self._run = run
-        self._executor = executor
+        self.lanes = lanes
         self._finish_executor = finish_executor
         self.max_units = max_units
         self.max_delay_s = max_delay_s
@@ -130,18 +226,25 @@ class Batcher:
         self._metrics = metrics
         self._queue: deque[Job] = deque()
         self._queued_units = 0
-        self.preparing = preparing or Preparing()
-        self.preparing.batchers.append(self)
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._busy = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Seconds per batch, smoothed: for Retry-After and for deadlines that cannot be met.
         self.batch_seconds = 0.0
 
-    # --- the request side -------------------------------------------------------------------
+    def start(self) -> None:
+        """On the event loop: the loop that answers this queue's jobs."""
+        self._loop = asyncio.get_running_loop()
 
-    def wake(self) -> None:
-        self._wakeup.set()
+    async def stop(self) -> None:
+        """Fail whatever is still queued (the lanes are stopped separately)."""
+        with self.lanes.condition:
+            self.lanes.ready.pop(self, None)
+            jobs = list(self._queue)
+            self._queue.clear()
+            self._queued_units = 0
+        for job in jobs:
+            job.fail(ServiceError("the service is shutting down"))
+
+    # --- the request side (event loop) -------------------------------------------------------
 
     def check_room(self, units: int) -> None:
         """Raise QueueFull unless `units` more work units fit in the queue."""
@@ -155,8 +258,10 @@ class Batcher:
             )
 
     def estimated_wait(self, extra_units: int = 0) -> float:
-        batches = math.ceil((self._queued_units + extra_units) / self.max_units) + (1 if self._busy else 0)
-        return batches * self.batch_seconds
+        """Seconds until `extra_units` more rows would be done: the batches ahead of them and the
+        running ones, `lanes` at a time."""
+        batches = math.ceil((self._queued_units + extra_units) / self.max_units) + self.lanes.running
+        return math.ceil(batches / self.lanes.count) * self.batch_seconds
 
     async def submit(
         self,
@@ -167,10 +272,11 @@ class Batcher:
     ) -> Any:
         """Queue one job's rows and wait for its output rows (same count, same order), or for
         finish(output rows) when a finish step is given."""
-        job = Job(inputs, deadline, cancel, asyncio.get_running_loop().create_future(), finish)
-        units = job.units
+        units = int(next(iter(inputs.values())).shape[0])
         if units == 0:
             raise ValueError("a job needs at least one row")
+        assert self._loop is not None, "the batcher is not started"
+        job = Job(inputs, units, deadline, cancel, self._loop.create_future(), finish)
         self.check_room(units)
         now = time.monotonic()
         if now + self.estimated_wait(units) > deadline:
@@ -180,89 +286,105 @@ class Batcher:
                 "work is ahead of this request)"
             )
         job.enqueued_at = now
-        self._queue.append(job)
-        self._queued_units += units
-        self._metrics.queue_depth.set(self._queued_units)
-        self._wakeup.set()
+        with self.lanes.condition:
+            self._queue.append(job)
+            self.lanes.ready[self] = None
+            self._queued_units += units
+            self._metrics.queue_depth.set(self._queued_units)
+            self.lanes.condition.notify()
         try:
             return await job.future
         except asyncio.CancelledError:
             cancel.cancel()  # the awaiting request was cancelled: its rows must not run
             raise
 
-    # --- the model side ---------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.name}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for job in self._queue:
-            job.fail(ServiceError("the service is shutting down"))
-        self._queue.clear()
-
     @property
     def queued_units(self) -> int:
         return self._queued_units
 
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+    # --- the model side (a lane; queue methods under the lanes' condition) ---------------------
+
+    def oldest(self) -> float:
+        return self._queue[0].enqueued_at
+
+    def hold_for_company(self, preparing: int) -> float:
+        """Seconds the next batch should still wait for requests being decoded (<= 0: cut now).
+        Only while some are, the batch is not full, and its oldest job has waited < max_delay."""
+        if self.max_delay_s <= 0 or preparing <= 0 or self._queued_units >= self.max_units:
+            return 0.0
+        return self._queue[0].enqueued_at + self.max_delay_s - time.monotonic()
+
+    def cut(self) -> list[Slice]:
+        """Take up to max_units rows from the head of the queue, dropping jobs that are done,
+        whose client left, or whose deadline this batch would miss."""
+        batch: list[Slice] = []
+        room = self.max_units
+        now = time.monotonic()
+        finish_by = now + self.batch_seconds
+        while self._queue and room > 0:
+            job = self._queue[0]
+            remaining = job.units - job.taken
+            if job.future.done() or job.cancel.cancelled or finish_by > job.deadline:
+                self._queue.popleft()
+                self._queued_units -= remaining
+                if job.future.done():
+                    continue
+                if job.cancel.cancelled:
+                    self._metrics.rejected("client_disconnected")
+                    self._answer(job.fail, ClientGone("the client disconnected"))
+                else:
+                    self._metrics.rejected("deadline")
+                    self._answer(
+                        job.fail, DeadlineExceeded(f"model {self.name}: the deadline passed while queued")
+                    )
                 continue
-            await self._wait_for_company()
-            batch = self._cut()
-            if not batch:
-                continue
+            take = min(remaining, room)
+            if job.taken == 0:
+                self._metrics.queue_wait.observe(now - job.enqueued_at)
+            batch.append(Slice(job, job.taken, job.taken + take))
+            job.taken += take
+            room -= take
+            self._queued_units -= take
+            if job.taken == job.units:
+                self._queue.popleft()
+        if not self._queue:
+            self.lanes.ready.pop(self, None)
+        self._metrics.queue_depth.set(self._queued_units)
+        return batch
+
+    def run(self, batch: list[Slice]) -> None:
+        """On a lane, outside the condition: run the batch, check it is 1:1, hand the outputs on."""
+        units = sum(s.stop - s.start for s in batch)
+        try:
             feed = {
                 name: np.concatenate([s.job.inputs[name][s.start : s.stop] for s in batch])
                 for name in batch[0].job.inputs
             }
-            units = sum(s.stop - s.start for s in batch)
-            self._busy = True
-            try:
-                output, elapsed = await loop.run_in_executor(self._executor, self._infer, feed, units)
-            except Exception as e:  # only this batch's requests fail; the loop goes on
-                for s in batch:
-                    s.job.fail(
-                        InferenceFailed(f"model {self.name}: inference failed: {type(e).__name__}: {e}")
-                    )
-                continue
-            finally:
-                self._busy = False
-            self.batch_seconds = (
-                elapsed if self.batch_seconds == 0 else 0.8 * self.batch_seconds + 0.2 * elapsed
-            )
-            self._metrics.inference.observe(elapsed)
-            self._metrics.batch_size.observe(units)
-            self._metrics.batch_fill.observe(units / self.max_units)
-            if self._finish_executor is None or not any(s.whole and s.job.finish for s in batch):
-                self._distribute(batch, self._finish_slices(batch, output))
-                continue
-            finishing = loop.run_in_executor(self._finish_executor, self._finish_slices, batch, output)
-            finishing.add_done_callback(functools.partial(self._finished, batch))
-
-    def _infer(self, feed: dict[str, np.ndarray], units: int) -> tuple[np.ndarray, float]:
-        """On the inference thread: run the batch and check that it is 1:1."""
-        started = time.perf_counter()
-        output = self._run(feed)
-        elapsed = time.perf_counter() - started
-        if output.shape[0] != units:  # outputs must match inputs 1:1
-            raise RuntimeError(f"{units} inputs gave {output.shape[0]} outputs")
-        return output, elapsed
-
-    def _finished(self, batch: list[Slice], finishing: asyncio.Future[list[Any]]) -> None:
-        if finishing.exception() is not None:
-            error = InferenceFailed(f"model {self.name}: postprocessing failed: {finishing.exception()}")
-            for s in batch:
-                s.job.fail(error)
+            started = time.perf_counter()
+            output = self._run(feed)
+            elapsed = time.perf_counter() - started
+            if output.shape[0] != units:  # outputs must match inputs 1:1
+                raise RuntimeError(f"{units} inputs gave {output.shape[0]} outputs")
+        except Exception as e:  # only this batch's requests fail; the lanes go on
+            self.fail(batch, InferenceFailed(f"model {self.name}: inference failed: {type(e).__name__}: {e}"))
             return
-        self._distribute(batch, finishing.result())
+        self.batch_seconds = elapsed if self.batch_seconds == 0 else 0.8 * self.batch_seconds + 0.2 * elapsed
+        self._metrics.inference.observe(elapsed)
+        self._metrics.batch_size.observe(units)
+        self._metrics.batch_fill.observe(units / self.max_units)
+        if self._finish_executor is not None and any(s.whole and s.job.finish for s in batch):
+            with contextlib.suppress(RuntimeError):  # a pool shut down: finish here instead
+                self._finish_executor.submit(self._finish_and_answer, batch, output)
+                return
+        self._answer(self._distribute, batch, self._finish_slices(batch, output))
+
+    def fail(self, batch: list[Slice], error: ServiceError) -> None:
+        """From any thread: fail every job of the batch."""
+        self._answer(self._fail_batch, batch, error)
+
+    def _finish_and_answer(self, batch: list[Slice], output: np.ndarray) -> None:
+        """On the finish pool: the batch's finish steps, then one hop to the event loop."""
+        self._answer(self._distribute, batch, self._finish_slices(batch, output))
 
     def _finish_slices(self, batch: list[Slice], output: np.ndarray) -> list[Any]:
         """Each slice's result: finish(rows) for a job wholly in this batch, else its raw rows."""
@@ -280,51 +402,18 @@ class Batcher:
                 results.append(_Rows(rows))
         return results
 
-    async def _wait_for_company(self) -> None:
-        """Hold the batch open only while requests for this model are being decoded, the batch is
-        not full, and its oldest job has waited less than max_delay."""
-        if self.max_delay_s <= 0:
-            return
-        close_at = self._queue[0].enqueued_at + self.max_delay_s
-        while self.preparing.count > 0 and self._queued_units < self.max_units:
-            left = close_at - time.monotonic()
-            if left <= 0:
-                return
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), left)
+    def _answer(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run callback(*args) on the event loop (from any thread)."""
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            self._loop.call_soon_threadsafe(callback, *args)
 
-    def _cut(self) -> list[Slice]:
-        """Take up to max_units rows from the head of the queue, dropping jobs that are done,
-        whose client left, or whose deadline this batch would miss."""
-        batch: list[Slice] = []
-        room = self.max_units
-        now = time.monotonic()
-        finish_by = now + self.batch_seconds
-        while self._queue and room > 0:
-            job = self._queue[0]
-            remaining = job.units - job.taken
-            if job.future.done() or job.cancel.cancelled or finish_by > job.deadline:
-                self._queue.popleft()
-                self._queued_units -= remaining
-                if job.cancel.cancelled and not job.future.done():
-                    self._metrics.rejected("client_disconnected")
-                    job.fail(ClientGone("the client disconnected"))
-                elif not job.future.done():
-                    self._metrics.rejected("deadline")
-                    job.fail(DeadlineExceeded(f"model {self.name}: the deadline passed while queued"))
-                continue
-            take = min(remaining, room)
-            if job.taken == 0:
-                self._metrics.queue_wait.observe(now - job.enqueued_at)
-            batch.append(Slice(job, job.taken, job.taken + take))
-            job.taken += take
-            room -= take
-            self._queued_units -= take
-            if job.taken == job.units:
-                self._queue.popleft()
-        self._metrics.queue_depth.set(self._queued_units)
-        return batch
+    # --- answers (event loop) ------------------------------------------------------------------
+
+    @staticmethod
+    def _fail_batch(batch: list[Slice], error: ServiceError) -> None:
+        for s in batch:
+            s.job.fail(error)
 
     def _distribute(self, batch: list[Slice], results: list[Any]) -> None:
         for s, result in zip(batch, results, strict=True):
@@ -333,7 +422,7 @@ class Batcher:
                 continue
             if isinstance(result, InferenceFailed):
                 job.fail(result)
-            elif not isinstance(result, _Rows):  # finished on the inference thread
+            elif not isinstance(result, _Rows):  # finished with its batch
                 job.future.set_result(result)
             else:
                 job.parts[s.start] = result.rows
@@ -348,8 +437,8 @@ class Batcher:
 
     def _finish_later(self, job: Job, rows: np.ndarray) -> None:
         """A job that spanned batches: its finish step runs on the finish pool."""
-        assert job.finish is not None
-        pending = asyncio.get_running_loop().run_in_executor(self._finish_executor, job.finish, rows)
+        assert job.finish is not None and self._loop is not None
+        pending = self._loop.run_in_executor(self._finish_executor, job.finish, rows)
 
         def done(f: asyncio.Future[Any]) -> None:
             if job.future.done():

@@ -22,6 +22,7 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
+from service.access_log import AccessLog
 from service.api.app import create_service
 from service.config import Settings
 from service.engine import Engine
@@ -94,22 +95,25 @@ def main(argv: list[str] | None = None) -> int:
     to_queue = logging.handlers.QueueHandler(records)
     to_queue.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[to_queue])
+    access_log = AccessLog(sys.stderr)
+    access_log.start()
     stopped = False
 
-    def stop_logging() -> None:  # writes out every queued record; safe to call twice
+    def stop_logging() -> None:  # writes out every queued record and access line; safe to call twice
         nonlocal stopped
         if not stopped:
             stopped = True
+            access_log.stop()
             listener.stop()
 
     try:
-        return _serve(settings, stop_logging)
+        return _serve(settings, access_log, stop_logging)
     finally:
         stop_logging()
 
 
-def _serve(settings: Settings, before_exit: Callable[[], None]) -> int:
-    asgi, app = create_service(settings)
+def _serve(settings: Settings, access_log: AccessLog, before_exit: Callable[[], None]) -> int:
+    asgi, app = create_service(settings, access_log)
     config = uvicorn.Config(
         asgi,
         host=settings.host,

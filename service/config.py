@@ -37,8 +37,21 @@ class Settings(BaseSettings):
 
     # ONNX Runtime.
     provider: Literal["auto", "cpu", "cuda"] = "auto"
-    intra_op_threads: int = Field(0, ge=0, description="0: ONNX Runtime's default (all cores)")
+    concurrent_batches: int = Field(
+        0,
+        ge=0,
+        description="batches of one model run at once; 0: one per CPU core on CPU, 1 on CUDA",
+    )
+    intra_op_threads: int = Field(
+        0, ge=0, description="ONNX Runtime threads per run; 0: the cores divided among concurrent batches"
+    )
     inter_op_threads: int = Field(0, ge=0)
+    inference_nice: int = Field(
+        19,
+        ge=0,
+        le=19,
+        description="nice value of the inference threads (Linux): HTTP work goes first; 0: same priority",
+    )
     warmup: bool = True
 
     encode_threads: int = Field(2, ge=1, description="threads that decode and encode images")

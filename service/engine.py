@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from model_export.latents import MAX_SEED, latents_from_seeds
+from model_export.latents import MAX_SEED, MIN_TRUNCATION, latent_from_seed
 from model_export.tiling import RowBlender, extract_tiles, plan_tiles
-from service.batching import Batcher, CancelToken, Preparing
+from service.batching import Batcher, CancelToken, Lanes, Preparing
 from service.config import Settings
 from service.encoding import encode_image
 from service.errors import InvalidRequest, NotReady, UnknownModel
@@ -25,9 +27,6 @@ from service.metrics import BatcherMetrics, ServiceMetrics
 from service.models import LoadedModel, load_models
 
 log = logging.getLogger("gan.engine")
-
-# Latents for this many images or fewer are drawn on the event loop (microseconds); more go to a thread.
-INLINE_LATENTS = 8
 
 
 @dataclass
@@ -80,11 +79,13 @@ class Engine:
         self.failures: dict[str, str] = {}
         self.batchers: dict[str, Batcher] = {}  # generators
         self.tile_batchers: dict[tuple[str, int, int], Batcher] = {}  # upscalers, per tile shape
-        self._inference: dict[str, ThreadPoolExecutor] = {}
+        self._lanes: dict[str, Lanes] = {}
         self._preparing: dict[str, Preparing] = {}
+        self._batch_functions: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
+        self._served: dict[str, list[str]] = {}  # task -> model names
+        self._generated: dict[str, Any] = {}  # model -> its images-generated counter
         self.started = False
         self.draining = False
-        self._executors: list[ThreadPoolExecutor] = []
         self.encode_pool = ThreadPoolExecutor(settings.encode_threads, thread_name_prefix="encode")
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -96,11 +97,15 @@ class Engine:
             self.metrics.model_failures.labels(name).set(1)
             log.error("not serving %s: %s", name, reason)
         for name, model in self.models.items():
-            # One inference thread per model: its batches run one after another.
-            executor = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{name}")
-            self._executors.append(executor)
-            self._inference[name] = executor
+            # What a batch of queued rows runs: an upscaler's rows are its inputs, a generator's
+            # are seeds and labels.
+            self._batch_functions[name] = _generator_rows(model) if model.task == "generate" else model.run
+            # One inference thread (lane) per batch the model may run at once.
             self._preparing[name] = Preparing()
+            self._lanes[name] = Lanes(
+                name, model.concurrent_batches, self._preparing[name], self.settings.inference_nice
+            )
+            self._lanes[name].start()
             if model.task == "generate":
                 batcher = self._new_batcher(
                     model, name, self.settings.max_batch_size, self.settings.max_queue_units
@@ -112,7 +117,7 @@ class Engine:
             if self.settings.warmup:
                 started = time.perf_counter()
                 # The largest batch's time seeds the batcher's estimate (Retry-After, deadlines).
-                batcher.batch_seconds = await loop.run_in_executor(executor, self._warm_up, model)
+                batcher.batch_seconds = await loop.run_in_executor(None, self._warm_up, model)
                 log.info("warmed up %s in %.2f s", name, time.perf_counter() - started)
             self.metrics.model_info.labels(name, str(model.version), model.task, model.provider).set(1)
         self.started = True
@@ -120,13 +125,12 @@ class Engine:
     def _new_batcher(self, model: LoadedModel, label: str, max_units: int, max_queue: int) -> Batcher:
         batcher = Batcher(
             label,
-            model.run,
-            self._inference[model.name],
+            self._batch_functions[model.name],
+            self._lanes[model.name],
             max_units,
             self.settings.max_batch_delay_ms / 1000,
             max_queue,
             BatcherMetrics(self.metrics, model.name),
-            self._preparing[model.name],
             self.encode_pool,
         )
         batcher.start()
@@ -144,30 +148,39 @@ class Engine:
 
     def _warm_up(self, model: LoadedModel) -> float:
         """Run every batch size the batcher can form, so no request pays for a first run (memory
-        arena growth, kernel selection) at a new shape. Returns the largest batch's seconds."""
+        arena growth, kernel selection) at a new shape, then the largest on every lane at once
+        (the arena grows for concurrent runs too). Returns the largest batch's seconds."""
         if model.task == "upscale":
             section = model.manifest["upscaler"]
-            tiles = np.zeros((1, section["tile"], section["tile"], section["channels"]), np.uint8)
-            elapsed = 0.0
-            for n in range(1, self.settings.max_batch_tiles + 1):
-                started = time.perf_counter()
-                model.run({"image": np.repeat(tiles, n, axis=0)})
-                elapsed = time.perf_counter() - started
-            return elapsed
-        section = model.manifest["generator"]
+            tile = np.zeros((1, section["tile"], section["tile"], section["channels"]), np.uint8)
+            sizes = range(1, self.settings.max_batch_tiles + 1)
+            feeds = [{"image": np.repeat(tile, n, axis=0)} for n in sizes]
+        else:
+            feeds = [
+                {
+                    "seed": np.arange(n, dtype=np.int64),
+                    "truncation": np.full(n, np.nan),
+                    "labels": np.zeros(n, dtype=np.int64),
+                }
+                for n in range(1, self.settings.max_batch_size + 1)
+            ]
+        run = self._batch_functions[model.name]
         elapsed = 0.0
-        for n in range(1, self.settings.max_batch_size + 1):
-            feed = self._generator_feed(model, np.zeros((n, section["latent_size"]), np.float32), [0] * n)
+        for feed in feeds:
             started = time.perf_counter()
-            model.run(feed)
+            run(feed)
             elapsed = time.perf_counter() - started
+        if model.concurrent_batches > 1:
+            with ThreadPoolExecutor(model.concurrent_batches) as pool:
+                list(pool.map(run, [feeds[-1]] * model.concurrent_batches))
         return elapsed
 
     async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        for lanes in self._lanes.values():  # running batches end and answer first
+            await loop.run_in_executor(None, lanes.stop)
         for batcher in [*self.batchers.values(), *self.tile_batchers.values()]:
             await batcher.stop()
-        for executor in self._executors:
-            executor.shutdown(wait=True)
         self.encode_pool.shutdown(wait=True)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -194,7 +207,9 @@ class Engine:
     def resolve(self, name: str | None, task: str) -> LoadedModel:
         if not self.started:
             raise NotReady("the service is starting")
-        served = sorted(n for n, m in self.models.items() if m.task == task)
+        served = self._served.get(task)
+        if served is None:  # the served models do not change once started
+            served = self._served[task] = sorted(n for n, m in self.models.items() if m.task == task)
         if name is None:
             if not served:
                 raise UnknownModel(f"no {task} model is served")
@@ -213,24 +228,28 @@ class Engine:
         model = self.resolve(spec.model, "generate")
         section = model.manifest["generator"]
         batcher = self.batchers[model.name]
-        loop = asyncio.get_running_loop()
-        # decode: seeds, labels and latents
-        with batcher.preparing():
-            seeds = self._seeds(spec)
-            labels = self._labels(spec.labels, section["classes"], seeds)
-            if len(seeds) <= INLINE_LATENTS:
-                z = latents_from_seeds(seeds, section["latent_size"], spec.truncation)
-            else:
-                z = await loop.run_in_executor(
-                    self.encode_pool, latents_from_seeds, seeds, section["latent_size"], spec.truncation
-                )
-        # batch + predict + unbatch + encode: one file per seed (encoded on the inference thread
-        # right after the batch; small images cost less to encode than a thread hop)
+        # decode: seeds and labels (the latents are drawn on the inference thread, per batch)
+        seeds = self._seeds(spec)
+        labels = self._labels(spec.labels, section["classes"], seeds)
+        truncation = spec.truncation
+        if truncation is not None and not MIN_TRUNCATION <= truncation <= 10.0:
+            raise InvalidRequest(f"truncation must be between {MIN_TRUNCATION} and 10")
+        rows = {
+            "seed": np.array(seeds, dtype=np.int64),
+            "truncation": np.full(len(seeds), np.nan if truncation is None else truncation),
+            "labels": np.array([-1 if label is None else label for label in labels], dtype=np.int64),
+        }
+        # batch + predict + unbatch + encode: one file per seed, encoded on the finish pool
         fmt = spec.fmt
         blobs: list[bytes] = await batcher.submit(
-            self._generator_feed(model, z, labels), deadline, cancel, lambda pixels: _encode_all(pixels, fmt)
+            rows, deadline, cancel, lambda pixels: _encode_all(pixels, fmt)
         )
-        self.metrics.images_generated.labels(model.name, str(model.version)).inc(len(blobs))
+        counter = self._generated.get(model.name)
+        if counter is None:
+            counter = self._generated[model.name] = self.metrics.images_generated.labels(
+                model.name, str(model.version)
+            )
+        counter.inc(len(blobs))
         names = section["classes"]["names"]
         out = section["output"]
         return GenerateResult(
@@ -291,13 +310,6 @@ class Engine:
         self.metrics.pixels_upscaled.labels(model.name, str(model.version)).inc(h * w * scale * scale)
         return UpscaleResult(model.name, model.version, out_format, (w, h), (w * scale, h * scale), blob)
 
-    @staticmethod
-    def _generator_feed(model: LoadedModel, z: np.ndarray, labels: list[int | None]) -> dict[str, np.ndarray]:
-        feed = {"z": z}
-        if "labels" in model.input_names:
-            feed["labels"] = np.asarray(labels, dtype=np.int64)
-        return feed
-
     def _seeds(self, spec: GenerateSpec) -> list[int]:
         max_n = self.settings.max_n
         if spec.seeds is not None:
@@ -325,7 +337,7 @@ class Engine:
     def _labels(
         requested: list[int | str] | int | str | None, classes: dict[str, Any], seeds: list[int]
     ) -> list[int | None]:
-        count, names = int(classes["count"]), list(classes["names"])
+        count, names = int(classes["count"]), classes["names"]
         if count == 0:
             if requested is not None:
                 raise InvalidRequest("this model is unconditional: it takes no labels")
@@ -358,6 +370,25 @@ def _finish_upscale(blender: RowBlender, image: Any, scale: int, fmt: str) -> by
         rgb = np.repeat(rgb, 3, axis=2)
     alpha = upscale_alpha(image.alpha, scale) if image.alpha is not None else None
     return encode_image(compose(rgb, alpha, image.gray), fmt)
+
+
+def _generator_rows(model: LoadedModel) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """A generator's batch function on the inference thread: rows of (seed, truncation, label)
+    -> latents -> the model -> pixels. Drawing the latents here keeps them off the event loop."""
+    latent_size = int(model.manifest["generator"]["latent_size"])
+    conditional = "labels" in model.input_names
+
+    def run(rows: dict[str, np.ndarray]) -> np.ndarray:
+        # seed (B,) int64; truncation (B,) float64, NaN for none; labels (B,) int64, -1 for none
+        z = np.empty((len(rows["seed"]), latent_size), dtype=np.float32)  # (B, latent)
+        for i, (seed, truncation) in enumerate(
+            zip(rows["seed"].tolist(), rows["truncation"].tolist(), strict=True)
+        ):
+            z[i] = latent_from_seed(seed, latent_size, None if math.isnan(truncation) else truncation)
+        feed = {"z": z, "labels": rows["labels"]} if conditional else {"z": z}
+        return model.run(feed)  # (B, H, W, C) uint8
+
+    return run
 
 
 def _encode_all(pixels: np.ndarray, fmt: str) -> list[bytes]:

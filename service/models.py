@@ -4,6 +4,7 @@ Runtime session. A model that fails to load is reported and skipped; the others 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,24 @@ def choose_providers(preference: str) -> list[Any]:
     return [CPU]
 
 
+def cpu_count() -> int:
+    """Cores this process may run on (a container's cpuset, not the host's core count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def plan_parallelism(settings: Settings, provider: str, cpus: int) -> tuple[int, int]:
+    """(batches run at once, ONNX Runtime intra-op threads per run) for a model on `provider`.
+
+    On CPU the default is one batch per core, each run on one thread: a run split across cores
+    stalls on its slowest part whenever the event loop or an encoder holds one of those cores,
+    while whole runs side by side keep every core busy. On CUDA one batch at a time keeps the
+    device's queue in order; 0 threads leaves ONNX Runtime's default for its CPU-side work."""
+    if provider == CUDA:
+        return settings.concurrent_batches or 1, settings.intra_op_threads
+    lanes = settings.concurrent_batches or cpus
+    return lanes, settings.intra_op_threads or max(1, cpus // lanes)
+
+
 @dataclass
 class LoadedModel:
     name: str
@@ -44,6 +63,8 @@ class LoadedModel:
     provider: str
     load_seconds: float
     input_names: list[str] = field(default_factory=list)
+    concurrent_batches: int = 1
+    intra_op_threads: int = 0  # 0: ONNX Runtime's default
 
     @property
     def task(self) -> str:
@@ -54,12 +75,18 @@ class LoadedModel:
         return np.asarray(self.session.run(None, feed)[0])
 
     def info(self) -> dict[str, Any]:
-        return {"provider": self.provider, "load_seconds": round(self.load_seconds, 3), **self.manifest}
+        return {
+            "provider": self.provider,
+            "concurrent_batches": self.concurrent_batches,
+            "intra_op_threads": self.intra_op_threads,
+            "load_seconds": round(self.load_seconds, 3),
+            **self.manifest,
+        }
 
 
-def make_session(path: Path, settings: Settings) -> ort.InferenceSession:
+def make_session(path: Path, settings: Settings, intra_op_threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = settings.intra_op_threads
+    options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = settings.inter_op_threads
     options.log_severity_level = 3
     # ORT's pool threads busy-wait between ops by default: on a small CPU that steals the cores
@@ -85,7 +112,9 @@ def load_models(settings: Settings) -> tuple[dict[str, LoadedModel], dict[str, s
         start = time.perf_counter()
         try:
             manifest = read_version(repo, name, version)
-            session = make_session(repo / name / str(version) / MODEL_FILE, settings)
+            provider = CUDA if choose_providers(settings.provider)[0] != CPU else CPU
+            lanes, threads = plan_parallelism(settings, provider, cpu_count())
+            session = make_session(repo / name / str(version) / MODEL_FILE, settings, threads)
         except Exception as e:  # a broken model must not stop the others: report it, go on
             failures[name] = f"version {version}: {e}"
             log.error("model %s version %s failed to load: %s", name, version, e)
@@ -99,6 +128,16 @@ def load_models(settings: Settings) -> tuple[dict[str, LoadedModel], dict[str, s
             provider=provider,
             load_seconds=time.perf_counter() - start,
             input_names=[i.name for i in session.get_inputs()],
+            concurrent_batches=lanes,
+            intra_op_threads=threads,
         )
-        log.info("loaded %s version %d (%s) on %s", name, version, manifest["task"], provider)
+        log.info(
+            "loaded %s version %d (%s) on %s: %d batch(es) at once, %s ONNX Runtime thread(s) each",
+            name,
+            version,
+            manifest["task"],
+            provider,
+            lanes,
+            threads or "default",
+        )
     return loaded, failures

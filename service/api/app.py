@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from service.access_log import AccessLog
 from service.api.errors import install_error_handlers
 from service.api.hot_paths import HotPaths
 from service.api.middleware import RequestContextMiddleware
@@ -25,6 +27,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.start()
+        # What exists now (modules, sessions, manifests) lives as long as the process: keep the
+        # garbage collector from walking it again on every full collection.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -46,10 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def create_service(settings: Settings) -> tuple[ASGIApp, FastAPI]:
+def create_service(settings: Settings, access_log: AccessLog | None = None) -> tuple[ASGIApp, FastAPI]:
     """The ASGI application uvicorn runs, and the FastAPI app inside it. Outermost: request ids,
     body limit, metrics and the access log for every request; then the hot path for POST
     /generate; then FastAPI for everything else (and the lifespan)."""
     app = create_app(settings)
     hot = HotPaths(app, app.state.engine, settings)
-    return RequestContextMiddleware(hot, app.state.metrics, settings.max_body_bytes), app
+    return RequestContextMiddleware(hot, app.state.metrics, settings.max_body_bytes, access_log), app

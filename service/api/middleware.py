@@ -1,11 +1,10 @@
 """One pure-ASGI middleware for what every request gets: an id (X-Request-ID, echoed or made),
-the body size limit (413), request metrics, and one structured access-log line."""
+the body size limit (413), request metrics, and one structured access-log line. It runs for
+every request, so it reads only the headers it needs and caches its metric children."""
 
 from __future__ import annotations
 
 import itertools
-import json
-import logging
 import os
 import re
 import time
@@ -14,10 +13,9 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.access_log import AccessLog
 from service.api.errors import error_response
 from service.metrics import ServiceMetrics
-
-access_log = logging.getLogger("gan.access")
 
 # Metric labels come from this fixed set, never from the raw path (unbounded cardinality).
 ENDPOINTS = {"/generate", "/upscale", "/v1/models", "/healthz", "/readyz", "/metrics"}
@@ -43,20 +41,28 @@ class BodyTooLarge(HTTPException):
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int, access_log: AccessLog | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
         self.ids = RequestIds()
         self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._in_flight: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id", "")
+        given = declared = None
+        for key, value in scope["headers"]:  # header names arrive lower-cased (ASGI)
+            if key == b"x-request-id":
+                given = value.decode("latin-1")
+            elif key == b"content-length":
+                declared = value
         request_id = given if given and REQUEST_ID.match(given) else self.ids.next()
         path = scope["path"]
         endpoint = path if path in ENDPOINTS else "other"
@@ -83,10 +89,11 @@ class RequestContextMiddleware:
                     raise BodyTooLarge(limit)
             return message
 
-        in_flight = self.metrics.in_flight.labels(endpoint)
+        in_flight = self._in_flight.get(endpoint)
+        if in_flight is None:
+            in_flight = self._in_flight[endpoint] = self.metrics.in_flight.labels(endpoint)
         in_flight.inc()
         try:
-            declared = headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 await error_response(413, "payload_too_large", f"the body is over {limit} bytes")(
                     scope, receive, send_with_id
@@ -115,17 +122,8 @@ class RequestContextMiddleware:
                     self._children[key] = children
                 children[0].inc()
                 children[1].observe(elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    json.dumps(
-                        {
-                            "request_id": request_id,
-                            "method": scope["method"],
-                            "path": path,
-                            "status": code,
-                            "ms": round(elapsed * 1000, 2),
-                            "model": model or None,
-                            "client": scope["client"][0] if scope.get("client") else None,
-                        }
-                    )
+            if self.access_log is not None and self.access_log.enabled():
+                client = scope.get("client")
+                self.access_log.record(
+                    (request_id, scope["method"], path, code, elapsed, model, client[0] if client else None)
                 )

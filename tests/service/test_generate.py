@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -125,7 +127,16 @@ def test_malformed_and_oversized_bodies(server: Server) -> None:
 def test_request_id_is_echoed_or_made(server: Server) -> None:
     r = post(server, {"model": "digits"}, **{"x-request-id": "job-42.7"})
     assert r.headers["x-request-id"] == "job-42.7"
+    # the access log is written in batches, off the event loop: within a moment
+    deadline = time.monotonic() + 5
+    while '"request_id": "job-42.7"' not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert '"request_id": "job-42.7"' in server.log()
+    line = next(line for line in server.log().splitlines() if '"request_id": "job-42.7"' in line)
+    assert " INFO gan.access " in line
+    entry = json.loads(line.split(" gan.access ", 1)[1])
+    assert entry["method"] == "POST" and entry["path"] == "/generate" and entry["status"] == 200
+    assert entry["model"] == "digits" and entry["client"] == "127.0.0.1" and entry["ms"] > 0
     made = post(server, {"model": "digits"}, **{"x-request-id": "bad id with spaces"}).headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", made)
 

@@ -85,12 +85,12 @@ def _raw_request(url: str, body: bytes) -> socket.socket:
 
 
 def test_a_vanished_clients_work_is_skipped(make_server: Callable[..., Server]) -> None:
-    srv = make_server(["digits"], max_batch_size=1)
-    busy = [_raw_request(srv.url, b'{"model": "digits", "n": 64, "seed": 0}') for _ in range(4)]
-    time.sleep(0.05)
+    srv = make_server(["digits"], max_batch_size=1, concurrent_batches=1)
+    busy = [_raw_request(srv.url, b'{"model": "digits", "n": 64, "seed": 0}') for _ in range(8)]
+    time.sleep(0.02)
     gone = _raw_request(srv.url, b'{"model": "digits", "n": 64, "seed": 1000}')
-    time.sleep(0.05)
-    gone.close()  # leaves while its 64 images are still queued behind 256 others
+    time.sleep(0.02)
+    gone.close()  # leaves while its 64 images are still queued behind 512 others, one per batch
     for sock in busy:
         sock.settimeout(60)
         assert b"200 OK" in sock.recv(65536)
@@ -99,8 +99,8 @@ def test_a_vanished_clients_work_is_skipped(make_server: Callable[..., Server]) 
     while srv.metric("gan_rejections_total", model="digits", reason="client_disconnected") < 1:
         assert time.monotonic() < deadline, srv.log()
         time.sleep(0.05)
-    assert srv.metric("gan_batch_size_units_sum", model="digits") == 4 * 64  # none of the vanished 64
-    assert srv.metric("gan_images_generated_total", model="digits") == 4 * 64
+    assert srv.metric("gan_batch_size_units_sum", model="digits") == 8 * 64  # none of the vanished 64
+    assert srv.metric("gan_images_generated_total", model="digits") == 8 * 64
 
 
 def test_sigterm_drains_without_losing_accepted_requests(make_server: Callable[..., Server]) -> None:

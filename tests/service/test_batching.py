@@ -1,0 +1,206 @@
+"""The batching engine on its own (no HTTP, no ONNX): lanes, queues, splitting, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from service.batching import Batcher, CancelToken, Lanes
+from service.config import Settings
+from service.errors import ClientGone, InferenceFailed
+from service.metrics import BatcherMetrics, ServiceMetrics
+from service.models import CPU, CUDA, plan_parallelism
+
+FAR = 3600.0  # a deadline nobody reaches
+
+
+def make(
+    run: Callable[[dict[str, np.ndarray]], np.ndarray], lanes: int = 1, max_units: int = 4, name: str = "m"
+) -> tuple[Batcher, Lanes, ServiceMetrics]:
+    metrics = ServiceMetrics()
+    pool = Lanes(name, lanes)
+    batcher = Batcher(name, run, pool, max_units, 0.0, 1000, BatcherMetrics(metrics, name))
+    return batcher, pool, metrics
+
+
+def rows(start: int, count: int) -> dict[str, np.ndarray]:
+    return {"x": np.arange(start, start + count, dtype=np.int64)}
+
+
+def doubled(feed: dict[str, np.ndarray]) -> np.ndarray:
+    return feed["x"] * 2
+
+
+def test_a_job_larger_than_a_batch_is_split_and_reassembled_in_order() -> None:
+    sizes: list[int] = []
+
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        sizes.append(len(feed["x"]))
+        time.sleep(0.01 * (len(sizes) % 2))  # the batches finish out of order on two lanes
+        return doubled(feed)
+
+    async def scenario() -> np.ndarray:
+        batcher, lanes, _ = make(run, lanes=2, max_units=4)
+        batcher.start()
+        lanes.start()
+        try:
+            return await batcher.submit(rows(0, 10), time.monotonic() + FAR, CancelToken())
+        finally:
+            lanes.stop()
+
+    out = asyncio.run(scenario())
+    assert out.tolist() == [2 * i for i in range(10)]
+    assert sorted(sizes) == [2, 4, 4]
+
+
+def test_two_lanes_run_two_batches_at_once() -> None:
+    both_running = threading.Barrier(2, timeout=10)
+
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        both_running.wait()  # raises BrokenBarrierError unless a second batch runs meanwhile
+        return doubled(feed)
+
+    async def scenario() -> list[np.ndarray]:
+        batcher, lanes, _ = make(run, lanes=2, max_units=1)
+        batcher.start()
+        lanes.start()
+        try:
+            deadline = time.monotonic() + FAR
+            return list(
+                await asyncio.gather(
+                    batcher.submit(rows(0, 1), deadline, CancelToken()),
+                    batcher.submit(rows(5, 1), deadline, CancelToken()),
+                )
+            )
+        finally:
+            lanes.stop()
+
+    assert [a.tolist() for a in asyncio.run(scenario())] == [[0], [10]]
+
+
+def test_a_failing_batch_fails_only_its_own_requests_and_the_lane_goes_on() -> None:
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        if 13 in feed["x"]:
+            raise RuntimeError("bad luck")
+        return doubled(feed)
+
+    async def scenario() -> tuple[BaseException | np.ndarray, ...]:
+        batcher, lanes, _ = make(run, lanes=1, max_units=1)
+        batcher.start()
+        lanes.start()
+        try:
+            deadline = time.monotonic() + FAR
+            return tuple(
+                await asyncio.gather(
+                    batcher.submit(rows(13, 1), deadline, CancelToken()),
+                    batcher.submit(rows(1, 1), deadline, CancelToken()),
+                    return_exceptions=True,
+                )
+            )
+        finally:
+            lanes.stop()
+
+    failed, fine = asyncio.run(scenario())
+    assert isinstance(failed, InferenceFailed) and "bad luck" in str(failed)
+    assert isinstance(fine, np.ndarray) and fine.tolist() == [2]
+
+
+def test_outputs_must_match_inputs_one_to_one() -> None:
+    async def scenario() -> None:
+        batcher, lanes, _ = make(lambda feed: np.zeros(len(feed["x"]) + 1), max_units=4)
+        batcher.start()
+        lanes.start()
+        try:
+            with pytest.raises(InferenceFailed, match="3 inputs gave 4 outputs"):
+                await batcher.submit(rows(0, 3), time.monotonic() + FAR, CancelToken())
+        finally:
+            lanes.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_job_never_reaches_the_model() -> None:
+    seen: list[int] = []
+    gate = threading.Event()
+
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        gate.wait(10)
+        seen.extend(feed["x"].tolist())
+        return doubled(feed)
+
+    async def scenario() -> tuple[BaseException | np.ndarray, ...]:
+        batcher, lanes, metrics = make(run, lanes=1, max_units=1)
+        batcher.start()
+        lanes.start()
+        try:
+            deadline = time.monotonic() + FAR
+            first = asyncio.ensure_future(batcher.submit(rows(1, 1), deadline, CancelToken()))
+            await asyncio.sleep(0.05)  # the first job is on the model, waiting at the gate
+            token = CancelToken()
+            second = asyncio.ensure_future(batcher.submit(rows(2, 1), deadline, token))
+            await asyncio.sleep(0.01)
+            token.cancel()  # its client left while it was queued
+            gate.set()
+            results = tuple(await asyncio.gather(first, second, return_exceptions=True))
+            assert metrics.rejections.labels("m", "client_disconnected")._value.get() == 1
+            return results
+        finally:
+            lanes.stop()
+
+    first, second = asyncio.run(scenario())
+    assert isinstance(first, np.ndarray) and first.tolist() == [2]
+    assert isinstance(second, ClientGone)
+    assert seen == [1]
+
+
+def test_the_queue_whose_oldest_job_waited_longest_goes_first() -> None:
+    order: list[str] = []
+    gate = threading.Event()
+
+    def runner(name: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+            gate.wait(10)
+            order.append(name)
+            return doubled(feed)
+
+        return run
+
+    async def scenario() -> None:
+        metrics = ServiceMetrics()
+        lanes = Lanes("m", 1)
+        queues = {
+            name: Batcher(name, runner(name), lanes, 1, 0.0, 100, BatcherMetrics(metrics, "m"))
+            for name in ("a", "b")
+        }
+        for q in queues.values():
+            q.start()
+        lanes.start()
+        try:
+            deadline = time.monotonic() + FAR
+            jobs = [asyncio.ensure_future(queues["a"].submit(rows(0, 1), deadline, CancelToken()))]
+            await asyncio.sleep(0.05)  # "a" holds the only lane, waiting at the gate
+            for name in ("b", "a", "b"):
+                jobs.append(asyncio.ensure_future(queues[name].submit(rows(0, 1), deadline, CancelToken())))
+                await asyncio.sleep(0.01)
+            gate.set()
+            await asyncio.gather(*jobs)
+        finally:
+            lanes.stop()
+
+    asyncio.run(scenario())
+    # after the first: b (queued first), then a, then b; never all of one queue before the other
+    assert order == ["a", "b", "a", "b"]
+
+
+def test_parallelism_plan() -> None:
+    auto = Settings()
+    assert plan_parallelism(auto, CPU, 2) == (2, 1)  # one single-threaded run per core
+    assert plan_parallelism(auto, CPU, 16) == (16, 1)
+    assert plan_parallelism(Settings(concurrent_batches=2), CPU, 16) == (2, 8)
+    assert plan_parallelism(Settings(concurrent_batches=1, intra_op_threads=3), CPU, 16) == (1, 3)
+    assert plan_parallelism(auto, CUDA, 16) == (1, 0)  # one batch at a time on the device
