@@ -195,7 +195,7 @@ def test_fastapi_route_and_hot_path_answer_alike(server: Server, tmp_path: Path)
     from tests.service.conftest import model_subset
 
     settings = Settings(models_dir=model_subset(tmp_path, ["digits-conditional"]), warmup=False)
-    body = {"model": "digits-conditional", "seeds": [5, 6], "labels": [1, "2"]}
+    body: dict[str, object] = {"model": "digits-conditional", "seeds": [5, 6], "labels": [1, "2"]}
     with TestClient(create_app(settings)) as client:
         direct = client.post("/generate", json=body)
         bad = client.post("/generate", json={"model": "digits-conditional", "labels": "cat"})
