@@ -8,11 +8,11 @@ or tiles), run by a model's inference lanes.
   threads shared by its queues. A free lane takes the next batch itself, from the queue whose
   oldest job has waited longest: no event-loop round trip between one batch and the next, so a
   busy event loop cannot leave the model idle. On CPU there is one lane per core, each running
-  ONNX Runtime on one thread, so whole runs sit side by side instead of one run split across
-  cores that the event loop also needs. The lanes run at a lower priority (nice): the event
-  loop, through which every request passes, goes first, and the model takes the rest of the CPU.
-  Without that, the lanes take two thirds of the cores while requests wait to be parsed and
-  answered, then sit idle while the event loop catches up.
+  ONNX Runtime on one thread and pinned to its core, so whole runs sit side by side instead of
+  one run split across cores that the event loop also needs. The lanes run at a lower priority
+  (nice): the event loop, through which every request passes, goes first, and the model takes
+  the rest of the CPU. Without that, the lanes take two thirds of the cores while requests wait
+  to be parsed and answered, then sit idle while the event loop catches up.
 - When a lane is free, the queue's work runs at once: a lone request never waits for company.
   Only when more requests are known to be on their way (being decoded for this model) does a
   batch wait for them, and never longer than `max_delay` after its oldest job arrived. While
@@ -20,9 +20,10 @@ or tiles), run by a model's inference lanes.
 - Queues are bounded (QueueFull, with a Retry-After estimate). A job whose deadline cannot be met,
   or whose client has gone, is dropped when it reaches the head, before any model time.
 - Outputs are checked 1:1 against inputs: a batch of k rows must return k rows.
-- A job may carry a `finish` step (encoding). A batch's finish steps run together on the finish
-  pool, while the lane goes on to the next batch; a job that spanned batches is finished once all
-  its parts are in. Results reach the event loop once per batch.
+- A job may carry a `finish` step (encoding). A batch's finish steps run together, on the finish
+  pool when the batcher has one (the lane goes on to the next batch meanwhile), else on the lane;
+  a job that spanned batches is finished once all its parts are in. Results reach the event loop
+  once per batch.
 
 Threads: jobs are created, answered and failed on the event loop; the queues and counters are
 guarded by the lanes' condition; lanes and the finish pool hand results back through
@@ -40,7 +41,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,12 +129,20 @@ class _Rows:
 class Lanes:
     """A model's inference threads, shared by its queues (Batchers)."""
 
-    def __init__(self, name: str, count: int, preparing: Preparing | None = None, nice: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        count: int,
+        preparing: Preparing | None = None,
+        nice: int = 0,
+        cores: Sequence[int] = (),
+    ) -> None:
         if count < 1:
             raise ValueError("a model needs at least one lane")
         self.name = name
         self.count = count
         self.nice = nice
+        self.cores = tuple(cores)  # lane i runs on cores[i % len(cores)]; empty: anywhere
         self.preparing = preparing or Preparing()
         self.preparing.lanes = self
         self.condition = threading.Condition()  # guards every queue of this model
@@ -148,7 +157,9 @@ class Lanes:
 
     def start(self) -> None:
         for i in range(self.count):
-            thread = threading.Thread(target=self._lane, name=f"infer-{self.name}-{i}", daemon=True)
+            thread = threading.Thread(
+                target=self._lane, args=(i,), name=f"infer-{self.name}-{i}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -161,12 +172,19 @@ class Lanes:
             thread.join()
         self._threads.clear()
 
-    def _lane(self) -> None:
-        if self.nice and sys.platform.startswith("linux"):  # per-thread priority is a Linux feature
+    def _lane(self, index: int) -> None:
+        # Per-thread priority and affinity are Linux features (a thread id is a process id there).
+        linux = sys.platform.startswith("linux")
+        if self.nice and linux:
             try:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
             except OSError as e:
                 log.warning("model %s: could not lower the inference threads' priority: %s", self.name, e)
+        if self.cores and linux:
+            try:
+                os.sched_setaffinity(threading.get_native_id(), {self.cores[index % len(self.cores)]})
+            except OSError as e:
+                log.warning("model %s: could not pin inference thread %d: %s", self.name, index, e)
         while True:
             with self.condition:
                 batcher = self._next_queue()

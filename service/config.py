@@ -52,6 +52,10 @@ class Settings(BaseSettings):
         le=19,
         description="nice value of the inference threads (Linux): HTTP work goes first; 0: same priority",
     )
+    pin_inference_threads: bool = Field(
+        True,
+        description="on CPU with single-threaded runs, pin each model's inference thread i to core i (Linux)",
+    )
     warmup: bool = True
 
     encode_threads: int = Field(2, ge=1, description="threads that decode and encode images")

@@ -102,8 +102,9 @@ class Engine:
             self._batch_functions[name] = _generator_rows(model) if model.task == "generate" else model.run
             # One inference thread (lane) per batch the model may run at once.
             self._preparing[name] = Preparing()
+            plan = model.parallelism
             self._lanes[name] = Lanes(
-                name, model.concurrent_batches, self._preparing[name], self.settings.inference_nice
+                name, plan.lanes, self._preparing[name], self.settings.inference_nice, plan.pinned_cores
             )
             self._lanes[name].start()
             if model.task == "generate":
@@ -131,7 +132,7 @@ class Engine:
             self.settings.max_batch_delay_ms / 1000,
             max_queue,
             BatcherMetrics(self.metrics, model.name),
-            self.encode_pool,
+            None if model.parallelism.finish_on_lane else self.encode_pool,
         )
         batcher.start()
         return batcher
@@ -170,9 +171,9 @@ class Engine:
             started = time.perf_counter()
             run(feed)
             elapsed = time.perf_counter() - started
-        if model.concurrent_batches > 1:
-            with ThreadPoolExecutor(model.concurrent_batches) as pool:
-                list(pool.map(run, [feeds[-1]] * model.concurrent_batches))
+        if model.parallelism.lanes > 1:
+            with ThreadPoolExecutor(model.parallelism.lanes) as pool:
+                list(pool.map(run, [feeds[-1]] * model.parallelism.lanes))
         return elapsed
 
     async def stop(self) -> None:

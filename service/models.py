@@ -36,22 +36,42 @@ def choose_providers(preference: str) -> list[Any]:
     return [CPU]
 
 
-def cpu_count() -> int:
-    """Cores this process may run on (a container's cpuset, not the host's core count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def usable_cpus() -> list[int]:
+    """The cores this process may run on (a container's cpuset, not the host's cores)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
 
 
-def plan_parallelism(settings: Settings, provider: str, cpus: int) -> tuple[int, int]:
-    """(batches run at once, ONNX Runtime intra-op threads per run) for a model on `provider`.
+@dataclass(frozen=True)
+class Parallelism:
+    """How one model runs its batches."""
+
+    lanes: int  # batches run at once, one inference thread each
+    intra_op_threads: int  # ONNX Runtime threads per run; 0: its default
+    pinned_cores: tuple[int, ...] = ()  # lane i runs on pinned_cores[i % len]; empty: not pinned
+    # Encode on the lane that ran the batch (True) or hand the batch to the encode pool (False).
+    finish_on_lane: bool = False
+
+
+def plan_parallelism(settings: Settings, provider: str, cpus: list[int]) -> Parallelism:
+    """How a model on `provider` runs its batches, given the cores the process may use.
 
     On CPU the default is one batch per core, each run on one thread: a run split across cores
     stalls on its slowest part whenever the event loop or an encoder holds one of those cores,
-    while whole runs side by side keep every core busy. On CUDA one batch at a time keeps the
-    device's queue in order; 0 threads leaves ONNX Runtime's default for its CPU-side work."""
+    while whole runs side by side keep every core busy. Such single-threaded lanes are pinned one
+    per core: they run at a low priority, and the scheduler otherwise tends to stack them on one
+    core while the other idles between the event loop's bursts. With a lane per core, a lane's
+    core encodes its batch either way, so it does it itself: a hand-off to the encode pool would
+    only add thread wake-ups. On CUDA one batch at a time keeps the device's queue in order, and
+    the encode pool works while the lane feeds the device its next batch; 0 threads leaves ONNX
+    Runtime's default for its CPU-side work."""
     if provider == CUDA:
-        return settings.concurrent_batches or 1, settings.intra_op_threads
-    lanes = settings.concurrent_batches or cpus
-    return lanes, settings.intra_op_threads or max(1, cpus // lanes)
+        return Parallelism(settings.concurrent_batches or 1, settings.intra_op_threads)
+    lanes = settings.concurrent_batches or len(cpus)
+    threads = settings.intra_op_threads or max(1, len(cpus) // lanes)
+    pinned = tuple(cpus) if settings.pin_inference_threads and threads == 1 and lanes > 1 else ()
+    return Parallelism(lanes, threads, pinned, finish_on_lane=threads == 1 and lanes >= len(cpus))
 
 
 @dataclass
@@ -63,8 +83,7 @@ class LoadedModel:
     provider: str
     load_seconds: float
     input_names: list[str] = field(default_factory=list)
-    concurrent_batches: int = 1
-    intra_op_threads: int = 0  # 0: ONNX Runtime's default
+    parallelism: Parallelism = field(default_factory=lambda: Parallelism(1, 0))
 
     @property
     def task(self) -> str:
@@ -77,8 +96,9 @@ class LoadedModel:
     def info(self) -> dict[str, Any]:
         return {
             "provider": self.provider,
-            "concurrent_batches": self.concurrent_batches,
-            "intra_op_threads": self.intra_op_threads,
+            "concurrent_batches": self.parallelism.lanes,
+            "intra_op_threads": self.parallelism.intra_op_threads,
+            "pinned_cores": list(self.parallelism.pinned_cores),
             "load_seconds": round(self.load_seconds, 3),
             **self.manifest,
         }
@@ -113,8 +133,8 @@ def load_models(settings: Settings) -> tuple[dict[str, LoadedModel], dict[str, s
         try:
             manifest = read_version(repo, name, version)
             provider = CUDA if choose_providers(settings.provider)[0] != CPU else CPU
-            lanes, threads = plan_parallelism(settings, provider, cpu_count())
-            session = make_session(repo / name / str(version) / MODEL_FILE, settings, threads)
+            plan = plan_parallelism(settings, provider, usable_cpus())
+            session = make_session(repo / name / str(version) / MODEL_FILE, settings, plan.intra_op_threads)
         except Exception as e:  # a broken model must not stop the others: report it, go on
             failures[name] = f"version {version}: {e}"
             log.error("model %s version %s failed to load: %s", name, version, e)
@@ -128,16 +148,16 @@ def load_models(settings: Settings) -> tuple[dict[str, LoadedModel], dict[str, s
             provider=provider,
             load_seconds=time.perf_counter() - start,
             input_names=[i.name for i in session.get_inputs()],
-            concurrent_batches=lanes,
-            intra_op_threads=threads,
+            parallelism=plan,
         )
         log.info(
-            "loaded %s version %d (%s) on %s: %d batch(es) at once, %s ONNX Runtime thread(s) each",
+            "loaded %s version %d (%s) on %s: %d batch(es) at once, %s ONNX Runtime thread(s) each%s",
             name,
             version,
             manifest["task"],
             provider,
-            lanes,
-            threads or "default",
+            plan.lanes,
+            plan.intra_op_threads or "default",
+            f", pinned to cores {list(plan.pinned_cores)}" if plan.pinned_cores else "",
         )
     return loaded, failures

@@ -118,23 +118,21 @@ async def answer_generate(
 def _generate_json(result: GenerateResult) -> bytes:
     """The JSON answer, assembled from pieces: the base64 strings need no escaping, and building
     one dict per image for json.dumps costs more than the images' encoding on a busy server."""
-    head = json.dumps(
-        {
-            "model": result.model,
-            "version": result.version,
-            "format": result.fmt,
-            "height": result.height,
-            "width": result.width,
-            "channels": result.channels,
-        },
-        separators=(",", ":"),
-    ).encode()
+    head = _json_head(result.model, result.version, result.fmt, result.height, result.width, result.channels)
     images = b",".join(
         b'{"seed":%d,"label":%s,"label_name":%s,"data":"%s"}'
         % (image.seed, _json_value(image.label), _json_value(image.label_name), base64.b64encode(image.data))
         for image in result.images
     )
-    return head[:-1] + b',"images":[' + images + b"]}"
+    return head + images + b"]}"
+
+
+@functools.lru_cache(maxsize=256)  # few distinct values: the served models and formats
+def _json_head(model: str, version: int, fmt: str, height: int, width: int, channels: int) -> bytes:
+    """The answer's fields before the images, up to the images list's opening bracket."""
+    fields = {"model": model, "version": version, "format": fmt, "height": height, "width": width}
+    head = json.dumps({**fields, "channels": channels}, separators=(",", ":")).encode()
+    return head[:-1] + b',"images":['
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from service.batching import Batcher, CancelToken, Lanes
 from service.config import Settings
 from service.errors import ClientGone, InferenceFailed
 from service.metrics import BatcherMetrics, ServiceMetrics
-from service.models import CPU, CUDA, plan_parallelism
+from service.models import CPU, CUDA, Parallelism, plan_parallelism
 
 FAR = 3600.0  # a deadline nobody reaches
 
@@ -199,8 +200,51 @@ def test_the_queue_whose_oldest_job_waited_longest_goes_first() -> None:
 
 def test_parallelism_plan() -> None:
     auto = Settings()
-    assert plan_parallelism(auto, CPU, 2) == (2, 1)  # one single-threaded run per core
-    assert plan_parallelism(auto, CPU, 16) == (16, 1)
-    assert plan_parallelism(Settings(concurrent_batches=2), CPU, 16) == (2, 8)
-    assert plan_parallelism(Settings(concurrent_batches=1, intra_op_threads=3), CPU, 16) == (1, 3)
-    assert plan_parallelism(auto, CUDA, 16) == (1, 0)  # one batch at a time on the device
+    two, sixteen = [0, 1], list(range(16))
+    # one single-threaded run per core, pinned one per core, encoding on the lane
+    assert plan_parallelism(auto, CPU, two) == Parallelism(2, 1, (0, 1), finish_on_lane=True)
+    assert plan_parallelism(auto, CPU, [3, 5]).pinned_cores == (3, 5)  # the cores we may use
+    assert plan_parallelism(auto, CPU, sixteen) == Parallelism(16, 1, tuple(sixteen), finish_on_lane=True)
+    assert plan_parallelism(Settings(pin_inference_threads=False), CPU, two) == Parallelism(
+        2, 1, (), finish_on_lane=True
+    )
+    # fewer runs than cores: each run gets its share of threads; unpinned; the pool encodes
+    assert plan_parallelism(Settings(concurrent_batches=2), CPU, sixteen) == Parallelism(2, 8)
+    assert plan_parallelism(Settings(concurrent_batches=1, intra_op_threads=3), CPU, sixteen) == Parallelism(
+        1, 3
+    )
+    assert plan_parallelism(auto, CPU, [0]) == Parallelism(1, 1, (), finish_on_lane=True)
+    assert plan_parallelism(auto, CUDA, sixteen) == Parallelism(1, 0)  # one batch at a time on the device
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="thread affinity is a Linux feature")
+def test_lanes_are_pinned_and_niced() -> None:
+    """Each lane thread runs on its own core from the list, at the nice value given."""
+    cores = sorted(os.sched_getaffinity(0))
+    lanes = Lanes("m", 2, nice=5, cores=cores)
+    seen: dict[str, tuple[set[int], int]] = {}
+
+    def record(feed: dict[str, np.ndarray]) -> np.ndarray:
+        tid = threading.get_native_id()
+        seen[threading.current_thread().name] = (
+            os.sched_getaffinity(tid),
+            os.getpriority(os.PRIO_PROCESS, tid),
+        )
+        time.sleep(0.05)  # keep this lane busy so the next job goes to the other one
+        return feed["x"]
+
+    async def scenario() -> None:
+        batcher = Batcher("m", record, lanes, 1, 0.0, 100, BatcherMetrics(ServiceMetrics(), "m"))
+        batcher.start()
+        lanes.start()
+        try:
+            deadline = time.monotonic() + FAR
+            await asyncio.gather(*(batcher.submit(rows(i, 1), deadline, CancelToken()) for i in range(2)))
+        finally:
+            lanes.stop()
+
+    asyncio.run(scenario())
+    assert seen == {
+        "infer-m-0": ({cores[0]}, 5),
+        "infer-m-1": ({cores[1 % len(cores)]}, 5),
+    }
