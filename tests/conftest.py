@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Real servers for the service and client tests (fixtures `server`, `make_server`).
+pytest_plugins = ["tests.live_server"]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service.conftest import Server
+from tests.live_server import Server
 
 
 def post(server: Server, body: dict[str, object], **headers: str) -> httpx.Response:
@@ -192,7 +192,7 @@ def test_fastapi_route_and_hot_path_answer_alike(server: Server, tmp_path: Path)
 
     from service.api.app import create_app
     from service.config import Settings
-    from tests.service.conftest import model_subset
+    from tests.live_server import model_subset
 
     settings = Settings(models_dir=model_subset(tmp_path, ["digits-conditional"]), warmup=False)
     body: dict[str, object] = {"model": "digits-conditional", "seeds": [5, 6], "labels": [1, "2"]}

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from tests.service.conftest import Server
+from tests.live_server import Server
 
 
 async def _burst(

@@ -13,7 +13,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from tests.service.conftest import REPO, Server
+from tests.live_server import REPO, Server
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:

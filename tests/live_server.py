@@ -1,4 +1,6 @@
-"""A real gan-serve process on a free loopback port, serving the bundled models."""
+"""A real gan-serve process on a free loopback port, serving the bundled models: the fixtures
+`server` (shared per module, default settings) and `make_server` (per test, settings given),
+registered for the whole suite by tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

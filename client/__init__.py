@@ -1,0 +1,28 @@
+"""Python client for the GAN service: GanClient (blocking) and AsyncGanClient (asyncio), typed
+errors, and the `gan-client` batch CLI (client.cli)."""
+
+from client.api import AsyncGanClient, GanClient, GeneratedImage, GenerateResult, UpscaleResult
+from client.errors import (
+    ApiError,
+    GanClientError,
+    Overloaded,
+    RequestRejected,
+    ServerFailed,
+    ServerUnreachable,
+)
+from client.retry import RetryPolicy
+
+__all__ = [
+    "ApiError",
+    "AsyncGanClient",
+    "GanClient",
+    "GanClientError",
+    "GenerateResult",
+    "GeneratedImage",
+    "Overloaded",
+    "RequestRejected",
+    "RetryPolicy",
+    "ServerFailed",
+    "ServerUnreachable",
+    "UpscaleResult",
+]

@@ -1,0 +1,365 @@
+"""The service's API as Python calls, sync (GanClient) and async (AsyncGanClient), on httpx.
+
+    with GanClient("http://127.0.0.1:8000") as gan:
+        result = gan.generate(n=4, model="digits-conditional", seed=7, labels=3)
+        Path("seven.png").write_bytes(result.images[0].data)
+
+Both retry what may succeed later (429/502/503/504 and connection errors) per their RetryPolicy,
+waiting at least the server's Retry-After; errors about the request itself are raised at once as
+RequestRejected. Requests are built and answers parsed by the same functions for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from client.errors import ApiError, GanClientError, ServerUnreachable, error_from_response
+from client.files import format_of_bytes, sniff_format
+from client.retry import RetryPolicy
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+URL_ENV = "GAN_CLIENT_URL"
+API_KEY_ENV = "GAN_API_KEY"
+API_KEY_HEADER = "X-API-Key"
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "npy": "application/x-npy"}
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    seed: int
+    label: int | None
+    label_name: str | None
+    data: bytes  # the image file (or .npy) bytes
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    model: str
+    version: int
+    format: str
+    height: int
+    width: int
+    channels: int
+    images: list[GeneratedImage] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UpscaleResult:
+    data: bytes
+    media_type: str
+    model: str
+    version: int
+    input_size: tuple[int, int]  # (width, height)
+    output_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+    content: bytes | None = None
+    params: dict[str, str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# --- requests and answers, shared by both clients ----------------------------------------------
+
+
+def generate_request(
+    n: int | None = None,
+    *,
+    model: str | None = None,
+    seed: int | None = None,
+    seeds: list[int] | None = None,
+    labels: int | str | list[int | str] | None = None,
+    truncation: float | None = None,
+    format: str = "png",
+    deadline_ms: int | None = None,
+) -> Request:
+    body: dict[str, Any] = {"format": format}
+    for key, value in (
+        ("model", model),
+        ("n", n),
+        ("seed", seed),
+        ("seeds", seeds),
+        ("labels", labels),
+        ("truncation", truncation),
+    ):
+        if value is not None:
+            body[key] = value
+    return Request("POST", "/generate", json=body, headers=_deadline(deadline_ms))
+
+
+def parse_generate(response: httpx.Response) -> GenerateResult:
+    body = response.json()
+    return GenerateResult(
+        model=body["model"],
+        version=int(body["version"]),
+        format=body["format"],
+        height=int(body["height"]),
+        width=int(body["width"]),
+        channels=int(body["channels"]),
+        images=[
+            GeneratedImage(int(i["seed"]), i["label"], i["label_name"], base64.b64decode(i["data"]))
+            for i in body["images"]
+        ],
+    )
+
+
+def upscale_request(
+    image: bytes,
+    media_type: str,
+    *,
+    model: str | None = None,
+    format: str | None = None,
+    deadline_ms: int | None = None,
+) -> Request:
+    params = {k: v for k, v in (("model", model), ("format", format)) if v is not None}
+    headers = {"Content-Type": media_type, **_deadline(deadline_ms)}
+    return Request("POST", "/upscale", content=image, params=params, headers=headers)
+
+
+def parse_upscale(response: httpx.Response) -> UpscaleResult:
+    h = response.headers
+    return UpscaleResult(
+        data=response.content,
+        media_type=h.get("content-type", ""),
+        model=h.get("x-model", ""),
+        version=int(h.get("x-model-version", "0")),
+        input_size=_size(h.get("x-input-size", "0x0")),
+        output_size=_size(h.get("x-output-size", "0x0")),
+    )
+
+
+def media_type_of(path: Path) -> str:
+    """The upload media type of an image file, from its first bytes (not its name)."""
+    fmt = sniff_format(path)
+    if fmt is None:
+        raise ValueError(f"{path} is not a PNG, JPEG or WebP image")
+    return MEDIA_TYPES[fmt]
+
+
+def _deadline(deadline_ms: int | None) -> dict[str, str]:
+    return {} if deadline_ms is None else {"X-Deadline-Ms": str(int(deadline_ms))}
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    return int(width or 0), int(height or 0)
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    headers = {"User-Agent": "gan-client/0.1"}
+    if api_key:
+        headers[API_KEY_HEADER] = api_key
+    return headers
+
+
+def _check(response: httpx.Response) -> httpx.Response:
+    if response.is_success:
+        return response
+    raise error_from_response(response.status_code, response.content, dict(response.headers))
+
+
+def _settings(url: str | None, api_key: str | None) -> tuple[str, str | None]:
+    url = (url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"the service URL must start with http:// or https://, got {url!r}")
+    return url, api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+
+
+# --- the clients --------------------------------------------------------------------------------
+
+OnRetry = Callable[[Exception, float], None]  # (the error, seconds until the next try)
+
+
+class GanClient:
+    """Blocking client. url: the service (default $GAN_CLIENT_URL, else http://127.0.0.1:8000);
+    api_key: sent as X-API-Key (default $GAN_API_KEY); timeout: seconds per try."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        on_retry: OnRetry | None = None,
+    ) -> None:
+        self.url, api_key = _settings(url, api_key)
+        self.retry = retry or RetryPolicy()
+        self.on_retry = on_retry
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=_headers(api_key))
+
+    def __enter__(self) -> GanClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def send(self, request: Request) -> httpx.Response:
+        """One API call, retried per the policy; raises a GanClientError."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return _check(
+                    self._http.request(
+                        request.method,
+                        request.path,
+                        json=request.json,
+                        content=request.content,
+                        params=request.params,
+                        headers=request.headers,
+                    )
+                )
+            except (httpx.TransportError, ApiError) as e:
+                error = ServerUnreachable(f"{self.url}: {e}") if isinstance(e, httpx.TransportError) else e
+                if not self.retry.should_retry(error, attempt):
+                    raise error from e
+                wait = self.retry.delay(error, attempt)
+                if self.on_retry:
+                    self.on_retry(error, wait)
+                time.sleep(wait)
+
+    def generate(self, n: int | None = None, **options: Any) -> GenerateResult:
+        """POST /generate. options: model, seed, seeds, labels, truncation, format, deadline_ms."""
+        return parse_generate(self.send(generate_request(n, **options)))
+
+    def upscale(self, image: bytes | Path, media_type: str | None = None, **options: Any) -> UpscaleResult:
+        """POST /upscale with the image file's bytes (or its path). options: model, format, deadline_ms."""
+        data, media_type = _image(image, media_type)
+        return parse_upscale(self.send(upscale_request(data, media_type, **options)))
+
+    def models(self) -> list[dict[str, Any]]:
+        """The served models' manifests (GET /v1/models)."""
+        return list(self.send(Request("GET", "/v1/models")).json()["models"])
+
+    def health(self) -> bool:
+        """True when the service answers /healthz (no retries)."""
+        try:
+            return self._http.get("/healthz").is_success
+        except httpx.TransportError:
+            return False
+
+    def ready(self) -> bool:
+        """True when every model is loaded and warmed up (/readyz is 200; no retries)."""
+        try:
+            return self._http.get("/readyz").is_success
+        except httpx.TransportError:
+            return False
+
+
+class AsyncGanClient:
+    """The same API for asyncio; share one client between many concurrent calls."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        on_retry: OnRetry | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        self.url, api_key = _settings(url, api_key)
+        self.retry = retry or RetryPolicy()
+        self.on_retry = on_retry
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            timeout=timeout,
+            headers=_headers(api_key),
+            limits=httpx.Limits(max_connections=max_connections),
+        )
+
+    async def __aenter__(self) -> AsyncGanClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def send(self, request: Request) -> httpx.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return _check(
+                    await self._http.request(
+                        request.method,
+                        request.path,
+                        json=request.json,
+                        content=request.content,
+                        params=request.params,
+                        headers=request.headers,
+                    )
+                )
+            except (httpx.TransportError, ApiError) as e:
+                error = ServerUnreachable(f"{self.url}: {e}") if isinstance(e, httpx.TransportError) else e
+                if not self.retry.should_retry(error, attempt):
+                    raise error from e
+                wait = self.retry.delay(error, attempt)
+                if self.on_retry:
+                    self.on_retry(error, wait)
+                await asyncio.sleep(wait)
+
+    async def generate(self, n: int | None = None, **options: Any) -> GenerateResult:
+        return parse_generate(await self.send(generate_request(n, **options)))
+
+    async def upscale(
+        self, image: bytes | Path, media_type: str | None = None, **options: Any
+    ) -> UpscaleResult:
+        data, media_type = _image(image, media_type)
+        return parse_upscale(await self.send(upscale_request(data, media_type, **options)))
+
+    async def models(self) -> list[dict[str, Any]]:
+        return list((await self.send(Request("GET", "/v1/models"))).json()["models"])
+
+    async def health(self) -> bool:
+        try:
+            return (await self._http.get("/healthz")).is_success
+        except httpx.TransportError:
+            return False
+
+    async def ready(self) -> bool:
+        try:
+            return (await self._http.get("/readyz")).is_success
+        except httpx.TransportError:
+            return False
+
+
+def _image(image: bytes | Path, media_type: str | None) -> tuple[bytes, str]:
+    if isinstance(image, Path):
+        return image.read_bytes(), media_type or media_type_of(image)
+    if media_type is None:
+        fmt = format_of_bytes(image[:16])
+        if fmt is None:
+            raise ValueError("not a PNG, JPEG or WebP image; give media_type to send it anyway")
+        media_type = MEDIA_TYPES[fmt]
+    return image, media_type
+
+
+__all__ = [
+    "AsyncGanClient",
+    "GanClient",
+    "GanClientError",
+    "GenerateResult",
+    "GeneratedImage",
+    "UpscaleResult",
+]

@@ -1,0 +1,43 @@
+"""Output files written so that a crash never leaves a partial one, and image types told from
+their first bytes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Magic numbers of the formats the service takes for upscaling.
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"))
+EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "npy": ".npy"}
+
+
+def format_of_bytes(head: bytes) -> str | None:
+    """'png', 'jpeg' or 'webp' from a file's first 12+ bytes; None for anything else."""
+    for signature, fmt in _SIGNATURES:
+        if head.startswith(signature):
+            return fmt
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def sniff_format(path: Path) -> str | None:
+    with path.open("rb") as f:
+        return format_of_bytes(f.read(16))
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, flush it to disk, then rename it into place: a
+    reader (or a resumed job) sees the whole file or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

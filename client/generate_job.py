@@ -1,0 +1,268 @@
+"""`gan-client generate`: N labelled samples into a folder, resumable and reproducible.
+
+Image i of a job has seed `seed + i` and label `labels[i % len(labels)]`, so the job is a pure
+function of its parameters: a re-run computes the same file names, skips those already written,
+and the server (same model version, seed, label) gives the same bytes. The parameters are kept in
+OUT/job.json; a re-run with other parameters into the same folder is refused (n may grow or
+shrink). Files: OUT/LABEL/seedSEED_labelLABEL.EXT (OUT/seedSEED.EXT for an unconditional model),
+each written atomically, and OUT/manifest.jsonl with a line per file (file, seed, label,
+label_name, model, version, format), in seed order once the job ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from client.api import AsyncGanClient, GenerateResult
+from client.errors import GanClientError, ServerUnreachable
+from client.files import EXTENSIONS, atomic_write
+from client.runner import Abort, JobError, Progress, Summary, run_bounded
+
+JOB_FILE = "job.json"
+MANIFEST = "manifest.jsonl"
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class GenerateJob:
+    model: str
+    n: int
+    seed: int
+    labels: list[int] | None  # class indices cycled over the images; None: unconditional
+    format: str = "png"
+    truncation: float | None = None
+
+    def item(self, i: int) -> tuple[int, int | None]:
+        """(seed, label) of image i."""
+        return self.seed + i, None if self.labels is None else self.labels[i % len(self.labels)]
+
+    def file_name(self, seed: int, label: int | None) -> str:
+        ext = EXTENSIONS[self.format]
+        return f"seed{seed}{ext}" if label is None else f"{label}/seed{seed}_label{label}{ext}"
+
+
+def parse_labels(text: str) -> list[str]:
+    """'0-9' -> ['0', ..., '9']; '0,3,7', 'cat,dog', '0-2,7' -> the items in order."""
+    out: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            raise JobError(f"empty label in {text!r}")
+        low, dash, high = part.partition("-")
+        if dash and low.isdigit() and high.isdigit():
+            if int(low) > int(high):
+                raise JobError(f"label range {part!r} runs backwards")
+            out.extend(str(k) for k in range(int(low), int(high) + 1))
+        else:
+            out.append(part)
+    return out
+
+
+def resolve_model(models: list[dict[str, Any]], name: str | None) -> dict[str, Any]:
+    """The served generate model asked for (default: the first by name, as the server does)."""
+    generators = sorted((m for m in models if m.get("task") == "generate"), key=lambda m: m["name"])
+    if not generators:
+        raise JobError("the server serves no generate model")
+    if name is None:
+        return generators[0]
+    for m in generators:
+        if m["name"] == name:
+            return m
+    raise JobError(f"unknown generate model {name!r}; served: {', '.join(m['name'] for m in generators)}")
+
+
+def resolve_labels(manifest: dict[str, Any], wanted: list[str] | None) -> list[int] | None:
+    """Class indices for the labels asked for (indices or names), checked against the model."""
+    classes = manifest["generator"]["classes"]
+    count, names = int(classes["count"]), list(classes["names"])
+    if count == 0:
+        if wanted:
+            raise JobError(f"model {manifest['name']} is unconditional: it takes no labels")
+        return None
+    if not wanted:
+        return list(range(count))  # every class in turn
+    out = []
+    for label in wanted:
+        if label.isdigit() and int(label) < count:
+            out.append(int(label))
+        elif label in names:
+            out.append(names.index(label))
+        else:
+            raise JobError(f"unknown label {label!r}; classes are 0-{count - 1} or {', '.join(names)}")
+    return out
+
+
+def settle_job(out: Path, job: GenerateJob, seed_given: bool) -> GenerateJob:
+    """The job to run in `out`: a new one is recorded in job.json; an existing one must match
+    (with no --seed given, the recorded seed is reused, which is what makes a bare re-run resume)."""
+    path = out / JOB_FILE
+    if path.exists():
+        try:
+            recorded = json.loads(path.read_text())
+        except ValueError as e:
+            raise JobError(f"{path} is not valid JSON ({e}); move it away to start a new job") from e
+        if not seed_given:
+            job = GenerateJob(**{**asdict(job), "seed": recorded.get("seed", job.seed)})
+        ours = {k: v for k, v in asdict(job).items() if k != "n"}
+        theirs = {k: v for k, v in recorded.items() if k != "n"}
+        if ours != theirs:
+            diff = ", ".join(
+                f"{k}: {theirs.get(k)!r} there, {v!r} now" for k, v in ours.items() if theirs.get(k) != v
+            )
+            raise JobError(f"{out} holds another job ({diff}); use another --out or the same parameters")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, (json.dumps(asdict(job), indent=2) + "\n").encode())
+    return job
+
+
+def read_manifest(out: Path) -> dict[str, dict[str, Any]]:
+    """file -> entry, for entries whose file exists. A line cut short by a crash is dropped, and
+    so is a file written just before a crash but never recorded: it is simply made again."""
+    entries: dict[str, dict[str, Any]] = {}
+    path = out / MANIFEST
+    if not path.exists():
+        return entries
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+            name = entry["file"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(name, str) and (out / name).is_file():
+            entries[name] = entry
+    return entries
+
+
+def write_manifest(out: Path, entries: dict[str, dict[str, Any]]) -> None:
+    ordered = sorted(entries.values(), key=lambda e: (e["seed"], e["file"]))
+    atomic_write(out / MANIFEST, "".join(json.dumps(e, sort_keys=True) + "\n" for e in ordered).encode())
+
+
+def chunks(job: GenerateJob, done: set[str], per_request: int) -> Iterator[list[tuple[int, int | None]]]:
+    """The (seed, label) items still to make, in groups of at most per_request."""
+    group: list[tuple[int, int | None]] = []
+    for i in range(job.n):
+        seed, label = job.item(i)
+        if job.file_name(seed, label) in done:
+            continue
+        group.append((seed, label))
+        if len(group) == per_request:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _write_images(out: Path, job: GenerateJob, result: GenerateResult) -> list[dict[str, Any]]:
+    """Each image to its file, atomically; the manifest entries, in the answer's order."""
+    entries = []
+    for image in result.images:
+        name = job.file_name(image.seed, image.label)
+        atomic_write(out / name, image.data)
+        entries.append(
+            {
+                "file": name,
+                "seed": image.seed,
+                "label": image.label,
+                "label_name": image.label_name,
+                "model": result.model,
+                "version": result.version,
+                "format": result.format,
+            }
+        )
+    return entries
+
+
+async def run_generate(
+    client: AsyncGanClient,
+    out: Path,
+    *,
+    model: str | None,
+    n: int,
+    labels: list[str] | None,
+    seed: int | None,
+    format: str = "png",
+    truncation: float | None = None,
+    per_request: int = 16,
+    concurrency: int = 4,
+    progress: bool = True,
+) -> Summary:
+    if n < 1:
+        raise JobError(f"n must be at least 1, got {n}")
+    if per_request < 1:
+        raise JobError(f"--per-request must be at least 1, got {per_request}")
+    if format not in EXTENSIONS:
+        raise JobError(f"unknown format {format!r}; choose from {', '.join(EXTENSIONS)}")
+    if seed is not None and not 0 <= seed <= MAX_SEED - n:
+        raise JobError(f"seed must be between 0 and {MAX_SEED - n} for n={n}")
+    served = resolve_model(await client.models(), model)
+    job = GenerateJob(
+        model=served["name"],
+        n=n,
+        seed=seed if seed is not None else random.SystemRandom().randrange(MAX_SEED - 10**12),
+        labels=resolve_labels(served, labels),
+        format=format,
+        truncation=truncation,
+    )
+    job = settle_job(out, job, seed_given=seed is not None)
+    started = time.perf_counter()
+    entries = read_manifest(out)
+    write_manifest(out, entries)  # rewritten clean: no half line for the appends below to follow
+    wanted = {job.file_name(*job.item(i)) for i in range(n)}
+    summary = Summary(skipped=len(wanted & entries.keys()))
+    versions = {e.get("version") for e in entries.values()}
+    bar = Progress(n, "img", progress)
+    bar.advance(summary.skipped)
+    older = sorted(str(v) for v in versions - {served["version"]})
+    if older:
+        bar.note(
+            f"note: the server now serves {job.model} version {served['version']}; "
+            f"files from version(s) {', '.join(older)} are kept as they are"
+        )
+
+    with (out / MANIFEST).open("a") as manifest:
+
+        async def make(group: list[tuple[int, int | None]]) -> None:
+            seeds = [s for s, _ in group]
+            try:
+                result: GenerateResult = await client.generate(
+                    model=job.model,
+                    seeds=seeds,
+                    labels=None if job.labels is None else [label for _, label in group],
+                    format=job.format,
+                    truncation=job.truncation,
+                )
+            except ServerUnreachable as e:
+                summary.failed += len(group)
+                raise Abort(f"the server cannot be reached: {e}") from e
+            except GanClientError as e:
+                summary.failed += len(group)
+                summary.failures.append(f"seeds {seeds[0]}..{seeds[-1]}: {e}")
+                bar.note(f"failed: seeds {seeds[0]}..{seeds[-1]}: {e}")
+                bar.advance(len(group))
+                return
+            if [image.seed for image in result.images] != seeds:  # answers must match asks 1:1
+                summary.failed += len(group)
+                summary.failures.append(f"seeds {seeds[0]}..{seeds[-1]}: the answer's seeds do not match")
+                bar.advance(len(group))
+                return
+            # Written off the event loop (each file is flushed to disk), then recorded.
+            written = await asyncio.to_thread(_write_images, out, job, result)
+            for entry in written:
+                entries[entry["file"]] = entry
+                manifest.write(json.dumps(entry, sort_keys=True) + "\n")
+            manifest.flush()
+            summary.done += len(group)
+            bar.advance(len(group))
+
+        summary.aborted = await run_bounded(chunks(job, set(entries), per_request), make, concurrency)
+    bar.close()
+    write_manifest(out, entries)
+    summary.seconds = time.perf_counter() - started
+    return summary

@@ -1,0 +1,105 @@
+"""`gan-client upscale IN_DIR OUT_DIR`: every image of a folder through an upscaler.
+
+The folder structure is kept (OUT_DIR/sub/name); with --format the extension changes. Files are
+told apart by their first bytes: what is not a PNG, JPEG or WebP is skipped with a note. An output
+that exists is skipped, so a re-run resumes; outputs are written atomically, so an existing one is
+whole. The input is never written: OUT_DIR may not be IN_DIR, and OUT_DIR is left out of the walk
+when it lies inside IN_DIR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from client.api import MEDIA_TYPES, AsyncGanClient
+from client.errors import GanClientError, ServerUnreachable
+from client.files import EXTENSIONS, atomic_write, sniff_format
+from client.runner import Abort, JobError, Progress, Summary, run_bounded
+
+
+def find_inputs(in_dir: Path, out_dir: Path, recursive: bool) -> Iterator[Path]:
+    """Files under in_dir (sorted; into subfolders when recursive), except those under out_dir."""
+    out_resolved = out_dir.resolve()
+    for path in sorted(in_dir.rglob("*") if recursive else in_dir.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        resolved = path.resolve()
+        if resolved == out_resolved or out_resolved in resolved.parents:
+            continue
+        yield path
+
+
+def output_path(in_dir: Path, out_dir: Path, path: Path, fmt: str | None) -> Path:
+    relative = path.relative_to(in_dir)
+    target = out_dir / relative
+    return target.with_suffix(EXTENSIONS[fmt]) if fmt else target
+
+
+async def run_upscale(
+    client: AsyncGanClient,
+    in_dir: Path,
+    out_dir: Path,
+    *,
+    model: str | None = None,
+    format: str | None = None,
+    recursive: bool = False,
+    concurrency: int = 2,
+    progress: bool = True,
+) -> Summary:
+    if not in_dir.is_dir():
+        raise JobError(f"{in_dir} is not a folder")
+    if out_dir.resolve() == in_dir.resolve():
+        raise JobError("OUT_DIR is IN_DIR: the inputs would be overwritten; give another folder")
+    if format is not None and format not in EXTENSIONS:
+        raise JobError(f"unknown format {format!r}; choose from {', '.join(EXTENSIONS)}")
+    started = time.perf_counter()
+    summary = Summary()
+    todo: list[tuple[Path, Path, str]] = []
+    notes: list[str] = []
+    for path in find_inputs(in_dir, out_dir, recursive):
+        try:
+            fmt = sniff_format(path)
+        except OSError as e:
+            summary.failed += 1
+            summary.failures.append(f"{path}: cannot read: {e}")
+            continue
+        if fmt is None:
+            summary.ignored += 1
+            notes.append(f"skipped (not a PNG, JPEG or WebP image): {path}")
+            continue
+        target = output_path(in_dir, out_dir, path, format)
+        if target.resolve() == path.resolve():
+            raise JobError(f"{target} would overwrite its input")
+        if target.exists():
+            summary.skipped += 1
+            continue
+        todo.append((path, target, MEDIA_TYPES[fmt]))
+
+    bar = Progress(len(todo), "img", progress)
+    for note in notes:
+        bar.note(note)
+
+    async def upscale(item: tuple[Path, Path, str]) -> None:
+        path, target, media_type = item
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+            result = await client.upscale(data, media_type, model=model, format=format)
+        except ServerUnreachable as e:
+            summary.failed += 1
+            raise Abort(f"the server cannot be reached: {e}") from e
+        except (GanClientError, OSError) as e:
+            summary.failed += 1
+            summary.failures.append(f"{path}: {e}")
+            bar.note(f"failed: {path}: {e}")
+        else:
+            await asyncio.to_thread(atomic_write, target, result.data)
+            summary.done += 1
+        bar.advance(1)
+
+    summary.aborted = await run_bounded(todo, upscale, concurrency)
+    bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary

@@ -1,0 +1,176 @@
+"""The library against a real server: every call, typed errors, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import io
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from client import (
+    AsyncGanClient,
+    GanClient,
+    Overloaded,
+    RequestRejected,
+    RetryPolicy,
+    ServerUnreachable,
+)
+from client.errors import ServerFailed, error_from_response
+from tests.live_server import Server, free_port
+
+FAST = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
+
+
+def png(width: int, height: int, seed: int = 0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_generate_upscale_models_health(small_server: Server, tmp_path: Path) -> None:
+    with GanClient(small_server.url) as gan:
+        assert gan.health() and gan.ready()
+        assert {m["name"] for m in gan.models()} == {"digits-conditional", "srresnet-x2"}
+        result = gan.generate(3, model="digits-conditional", seed=40, labels=["7", 2, 7])
+        assert (result.model, result.format, result.height, result.width) == (
+            "digits-conditional",
+            "png",
+            32,
+            32,
+        )
+        assert [(i.seed, i.label) for i in result.images] == [(40, 7), (41, 2), (42, 7)]
+        assert all(i.data.startswith(b"\x89PNG") for i in result.images)
+        # same seed and label, same bytes, whatever else was in the request
+        again = gan.generate(seeds=[41], labels=2, model="digits-conditional")
+        assert again.images[0].data == result.images[1].data
+
+        path = tmp_path / "in.png"
+        path.write_bytes(png(24, 10))
+        up = gan.upscale(path, model="srresnet-x2", format="webp")
+        assert (up.media_type, up.model, up.input_size, up.output_size) == (
+            "image/webp",
+            "srresnet-x2",
+            (24, 10),
+            (48, 20),
+        )
+        assert Image.open(io.BytesIO(up.data)).size == (48, 20)
+        assert gan.upscale(png(8, 8)).output_size == (16, 16)  # bytes: the type is sniffed
+
+
+def test_errors_are_typed_with_the_servers_code(small_server: Server) -> None:
+    with GanClient(small_server.url, retry=FAST) as gan:
+        with pytest.raises(RequestRejected) as unknown:
+            gan.generate(1, model="nope")
+        assert (unknown.value.status, unknown.value.code) == (404, "unknown_model")
+        assert "digits-conditional" in unknown.value.message and unknown.value.request_id
+        with pytest.raises(RequestRejected) as label:
+            gan.generate(1, model="digits-conditional", labels="eleven")
+        assert (label.value.status, label.value.code) == (400, "invalid_request")
+        with pytest.raises(RequestRejected) as corrupt:
+            gan.upscale(b"\x89PNG\r\n\x1a\n" + b"x" * 50)
+        assert corrupt.value.status == 400
+        with pytest.raises(ValueError, match="not a PNG, JPEG or WebP"):
+            gan.upscale(b"hello")
+
+
+def test_async_client_runs_calls_concurrently(small_server: Server) -> None:
+    async def scenario() -> list[int]:
+        async with AsyncGanClient(small_server.url) as gan:
+            results = await asyncio.gather(*(gan.generate(2, seed=10 * k) for k in range(8)))
+            assert await gan.ready()
+            return [image.seed for r in results for image in r.images]
+
+    assert asyncio.run(scenario()) == [s for k in range(8) for s in (10 * k, 10 * k + 1)]
+
+
+def test_unreachable_server_is_retried_then_raised() -> None:
+    waits: list[float] = []
+    with GanClient(
+        f"http://127.0.0.1:{free_port()}", retry=FAST, on_retry=lambda e, w: waits.append(w)
+    ) as gan:
+        assert not gan.health()
+        with pytest.raises(ServerUnreachable):
+            gan.generate(1)
+    assert len(waits) == 2  # three tries in all
+
+
+class _Stub(http.server.BaseHTTPRequestHandler):
+    """Answers 429 (Retry-After: 1) to the first request, then 200 with an empty model list;
+    records each request's headers and time."""
+
+    seen: ClassVar[list[tuple[float, dict[str, str]]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append((time.monotonic(), dict(self.headers)))
+        if len(self.seen) == 1:
+            body, status, extra = (
+                b'{"error":{"code":"queue_full","message":"busy"}}',
+                429,
+                {"Retry-After": "1"},
+            )
+        else:
+            body, status, extra = b'{"models":[],"failed":{}}', 200, {}
+        self.send_response(status)
+        for key, value in {"Content-Type": "application/json", **extra}.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def stub_url() -> Iterator[str]:
+    _Stub.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_retry_after_is_honoured_and_the_api_key_sent(stub_url: str) -> None:
+    with GanClient(stub_url, api_key="s3cret", retry=FAST) as gan:
+        assert gan.models() == []
+    (first, headers), (second, _) = _Stub.seen
+    assert second - first >= 1.0  # the backoff alone would have waited at most 0.05 s
+    assert headers["X-API-Key"] == "s3cret"
+
+
+def test_retry_policy() -> None:
+    policy = RetryPolicy(attempts=4, base_delay_s=1.0, max_delay_s=3.0)
+    busy = Overloaded(429, "queue_full", "busy", retry_after=2.0)
+    assert policy.should_retry(busy, 1) and policy.should_retry(busy, 3) and not policy.should_retry(busy, 4)
+    assert not policy.should_retry(RequestRejected(400, "invalid_request", "bad"), 1)
+    assert not policy.should_retry(ServerFailed(500, "inference_failed", "boom"), 1)
+    assert policy.should_retry(ServerUnreachable("refused"), 1)
+    assert all(2.0 <= policy.delay(busy, 1) <= 3.0 for _ in range(200))  # Retry-After is a floor
+    delays = [policy.delay(ServerUnreachable("x"), attempt) for attempt in (1, 2, 3, 9) for _ in range(200)]
+    assert all(0 <= d <= 3.0 for d in delays) and len(set(delays)) > 100  # jittered, capped
+    with pytest.raises(ValueError):
+        RetryPolicy(attempts=0)
+
+
+def test_error_from_a_proxy_that_is_not_the_service() -> None:
+    error = error_from_response(
+        502, b"<html>Bad Gateway</html>", {"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}
+    )
+    assert isinstance(error, Overloaded) and error.code == "http_error" and "Bad Gateway" in error.message
+    assert error.retry_after is None  # the date form is not used
+    assert isinstance(error_from_response(413, b"{}", {}), RequestRejected)
+
+
+def test_bad_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="http://"):
+        GanClient("127.0.0.1:8000")
