@@ -183,7 +183,40 @@ def _settings(url: str | None, api_key: str | None) -> tuple[str, str | None]:
 OnRetry = Callable[[Exception, float], None]  # (the error, seconds until the next try)
 
 
-class GanClient:
+def _call(request: Request) -> dict[str, Any]:
+    """httpx request arguments."""
+    return {
+        "method": request.method,
+        "url": request.path,
+        "json": request.json,
+        "content": request.content,
+        "params": request.params,
+        "headers": request.headers,
+    }
+
+
+class _Retrying:
+    """What both clients do when a try fails: raise, or say how long to wait before the next."""
+
+    url: str
+    retry: RetryPolicy
+    on_retry: OnRetry | None
+
+    def _wait_or_raise(self, failure: httpx.TransportError | ApiError, attempt: int) -> float:
+        error = (
+            ServerUnreachable(f"{self.url}: {failure}")
+            if isinstance(failure, httpx.TransportError)
+            else failure
+        )
+        if not self.retry.should_retry(error, attempt):
+            raise error from failure
+        wait = self.retry.delay(error, attempt)
+        if self.on_retry:
+            self.on_retry(error, wait)
+        return wait
+
+
+class GanClient(_Retrying):
     """Blocking client. url: the service (default $GAN_CLIENT_URL, else http://127.0.0.1:8000);
     api_key: sent as X-API-Key (default $GAN_API_KEY); timeout: seconds per try."""
 
@@ -216,24 +249,9 @@ class GanClient:
         while True:
             attempt += 1
             try:
-                return _check(
-                    self._http.request(
-                        request.method,
-                        request.path,
-                        json=request.json,
-                        content=request.content,
-                        params=request.params,
-                        headers=request.headers,
-                    )
-                )
+                return _check(self._http.request(**_call(request)))
             except (httpx.TransportError, ApiError) as e:
-                error = ServerUnreachable(f"{self.url}: {e}") if isinstance(e, httpx.TransportError) else e
-                if not self.retry.should_retry(error, attempt):
-                    raise error from e
-                wait = self.retry.delay(error, attempt)
-                if self.on_retry:
-                    self.on_retry(error, wait)
-                time.sleep(wait)
+                time.sleep(self._wait_or_raise(e, attempt))
 
     def generate(self, n: int | None = None, **options: Any) -> GenerateResult:
         """POST /generate. options: model, seed, seeds, labels, truncation, format, deadline_ms."""
@@ -263,7 +281,7 @@ class GanClient:
             return False
 
 
-class AsyncGanClient:
+class AsyncGanClient(_Retrying):
     """The same API for asyncio; share one client between many concurrent calls."""
 
     def __init__(
@@ -300,24 +318,9 @@ class AsyncGanClient:
         while True:
             attempt += 1
             try:
-                return _check(
-                    await self._http.request(
-                        request.method,
-                        request.path,
-                        json=request.json,
-                        content=request.content,
-                        params=request.params,
-                        headers=request.headers,
-                    )
-                )
+                return _check(await self._http.request(**_call(request)))
             except (httpx.TransportError, ApiError) as e:
-                error = ServerUnreachable(f"{self.url}: {e}") if isinstance(e, httpx.TransportError) else e
-                if not self.retry.should_retry(error, attempt):
-                    raise error from e
-                wait = self.retry.delay(error, attempt)
-                if self.on_retry:
-                    self.on_retry(error, wait)
-                await asyncio.sleep(wait)
+                await asyncio.sleep(self._wait_or_raise(e, attempt))
 
     async def generate(self, n: int | None = None, **options: Any) -> GenerateResult:
         return parse_generate(await self.send(generate_request(n, **options)))
