@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Builds the images and runs them for real with podman, then tears everything down (always):
+#   1. the CPU image, and the compose stack's service + Prometheus (docker-compose.yml, its own
+#      network and DNS): the smoke client checks /readyz, a /generate, an /upscale, and that
+#      Prometheus scraped the service; then the container's user, its HEALTHCHECK, and a drain on
+#      SIGTERM (exit 0, "draining" logged);
+#   2. the GPU image, on a machine without a GPU: onnxruntime-gpu is in it, the entrypoint says it
+#      serves on CPU, and it does (smoke client again).
+# Grafana is not started: no Grafana image or package can be had without a registry; its
+# provisioning and dashboard are checked statically (tests/docker/test_static.py).
+# Usage: scripts/container-test.sh   (root; installs what it needs; about 5 minutes when cold)
+set -euo pipefail
+ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT_DIR"
+# shellcheck source=scripts/podman-setup.sh
+source scripts/podman-setup.sh
+
+PYTHON=${PYTHON:-python3}  # runs the smoke client (standard library only)
+COMPOSE=${PODMAN_COMPOSE:-podman-compose}
+PROJECT=gan-ct-$$
+GPU_CONTAINER=$PROJECT-gpu
+step() { echo "[container-test] $*" >&2; }
+fail() { echo "[container-test] FAILED: $*" >&2; exit 1; }
+free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+GAN_PORT=$(free_port)
+PROMETHEUS_PORT=$(free_port)
+GPU_PORT=$(free_port)
+export GAN_PORT PROMETHEUS_PORT
+
+cleanup() {
+    "$COMPOSE" -p "$PROJECT" -f docker-compose.yml down -t 2 -v > /dev/null 2>&1 || true
+    podman rm -f -t 2 "$GPU_CONTAINER" > /dev/null 2>&1 || true
+    step "torn down"
+}
+trap cleanup EXIT
+
+step "building the CPU image (docker/Dockerfile)"
+podman build -q -f docker/Dockerfile -t localhost/gan-serving:cpu . > /dev/null
+
+step "compose up: gan on :$GAN_PORT, prometheus on :$PROMETHEUS_PORT"
+"$COMPOSE" -p "$PROJECT" -f docker-compose.yml up -d --no-build gan prometheus > /dev/null 2>&1
+gan="${PROJECT}_gan_1"
+"$PYTHON" tests/docker/smoke.py --service "http://127.0.0.1:$GAN_PORT" --prometheus "http://127.0.0.1:$PROMETHEUS_PORT" \
+    || { podman logs "$gan" 2>&1 | tail -20 >&2; fail "smoke test of the compose stack"; }
+
+uid=$(podman exec "$gan" id -u)
+[ "$uid" != 0 ] || fail "the service runs as root"
+step "ok: the service runs as uid $uid"
+podman healthcheck run "$gan" > /dev/null 2>&1 || fail "the image's HEALTHCHECK reports unhealthy"
+step "ok: HEALTHCHECK (python3 -m service.healthcheck) passes"
+podman stop -t 30 "$gan" > /dev/null 2>&1
+code=$(podman inspect "$gan" --format '{{.State.ExitCode}}')
+[ "$code" = 0 ] || fail "exit status $code after SIGTERM"
+podman logs "$gan" 2>&1 | grep -q "draining (not ready)" || fail "no drain logged after SIGTERM"
+step "ok: SIGTERM: readiness off, drain logged, exit status 0"
+
+step "building the GPU image (docker/Dockerfile.gpu) on a stand-in base without CUDA"
+podman build -q -f docker/Dockerfile.gpu -t localhost/gan-serving:gpu . > /dev/null
+podman run --rm --entrypoint python3 localhost/gan-serving:gpu -c \
+    "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()" \
+    || fail "onnxruntime-gpu (with its CUDA provider) is not in the GPU image"
+step "ok: the GPU image has onnxruntime-gpu with the CUDA provider"
+podman run -d --name "$GPU_CONTAINER" -p "127.0.0.1:$GPU_PORT:8000" localhost/gan-serving:gpu > /dev/null 2>&1
+"$PYTHON" tests/docker/smoke.py --service "http://127.0.0.1:$GPU_PORT" \
+    || { podman logs "$GPU_CONTAINER" 2>&1 | tail -20 >&2; fail "smoke test of the GPU image without a GPU"; }
+podman logs "$GPU_CONTAINER" 2>&1 | grep -q "no NVIDIA GPU is visible in this container" \
+    || fail "the GPU image did not log its fallback to CPU"
+"$PYTHON" - "$GPU_PORT" << 'PY' || fail "a model of the GPU image is not on CPU"
+import json, sys, urllib.request
+models = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v1/models"))["models"]
+assert models and all(m["provider"] == "CPUExecutionProvider" for m in models), models
+PY
+step "ok: without a GPU the GPU image says so, and serves on CPU"
+step "all container checks passed"
