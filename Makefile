@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-train-dev
 # pytest-xdist is not used: the suite is sized for 2 cores as it is.
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint typecheck demo clean compare sr models serve
+.PHONY: venv test lint typecheck demo clean compare sr models serve containers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,3 +84,8 @@ models: $(BUNDLED:%=models/%/1/manifest.json)
 
 clean:
 	rm -rf $(VENV) $(SERVE_VENV) runs .mypy_cache .ruff_cache .pytest_cache
+
+# Build the images and run them with podman (root; installs podman if missing): what
+# tests/docker/test_containers.py runs inside `make test`.
+containers: $(STAMP)
+	PYTHON=$(BIN)/python PODMAN_COMPOSE=$(BIN)/podman-compose bash scripts/container-test.sh
