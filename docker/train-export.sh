@@ -1,8 +1,11 @@
 #!/bin/sh
 # train-export --config CONFIG --name NAME [gan-train options...]
-# Trains CONFIG into /runs/NAME (resuming when a checkpoint is there), then exports the generator
-# as the next version of NAME in the model repository mounted at /models.
+# Trains CONFIG into $RUNS_DIR/NAME (resuming when it has checkpoints), then exports the generator
+# as the next version of NAME in the model repository $MODELS_DIR. In the training image these
+# are the mounted volumes /runs and /models.
 set -eu
+MODELS_DIR=${MODELS_DIR:-/models}
+RUNS_DIR=${RUNS_DIR:-/runs}
 config="" name=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -15,7 +18,8 @@ if [ -z "$config" ] || [ -z "$name" ]; then
     echo "usage: train-export --config CONFIG --name NAME [gan-train options...]" >&2
     exit 2
 fi
-resume=""
-if [ -d "/runs/$name/checkpoints" ]; then resume="--resume"; fi
-gan-train --config "$config" --out "/runs/$name" $resume "$@"
-exec gan-export "/runs/$name/generator.pt" --name "$name" --repo /models
+if [ -d "$RUNS_DIR/$name/checkpoints" ]; then
+    set -- --resume "$@"
+fi
+gan-train --config "$config" --out "$RUNS_DIR/$name" "$@"
+exec gan-export "$RUNS_DIR/$name/generator.pt" --name "$name" --repo "$MODELS_DIR"
