@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from service.access_log import AccessLog
 from service.api.app import create_service
+from service.api.auth import load_api_keys
 from service.config import Settings
 from service.engine import Engine
 
@@ -82,8 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     overrides = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = Settings(**overrides)
+        load_api_keys(settings)  # a broken keys setting stops here, not after the models load
     except ValidationError as e:
         print(f"gan-serve: error: bad setting: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"gan-serve: error: {e}", file=sys.stderr)
         return 2
     # Log records are formatted where they happen but written by a listener thread: a write to
     # stderr per request would otherwise be paid on the event loop.

@@ -66,3 +66,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="on SIGTERM, how long in-flight requests may take"
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Authentication (off while no key is configured).
+    api_keys: str = Field("", description="comma-separated API keys; requests must send one (X-API-Key)")
+    api_keys_file: Path | None = Field(None, description="a file of API keys, one per line (# comments)")
+    auth_health: bool = Field(False, description="require a key on /healthz and /readyz too")
+    auth_metrics: bool = Field(False, description="require a key on /metrics too")

@@ -86,12 +86,15 @@ def start_server(tmp_path: Path, models: Path = REPO / "models", **settings: obj
             text=True,
         )
     server = Server(process, f"http://127.0.0.1:{port}", log_path)
+    # With API keys (and guarded health checks), readiness is asked with the first key.
+    key = str(settings.get("api_keys", "")).split(",")[0]
+    headers = {"X-API-Key": key} if key else {}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{server.url}/readyz", timeout=1, headers=headers).status_code == 200:
                 return server
         except httpx.TransportError:
             pass

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from service.access_log import AccessLog
+from service.api.auth import ApiKeyAuth, load_api_keys
 from service.api.errors import install_error_handlers
 from service.api.hot_paths import HotPaths
 from service.api.middleware import RequestContextMiddleware
@@ -54,8 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def create_service(settings: Settings, access_log: AccessLog | None = None) -> tuple[ASGIApp, FastAPI]:
     """The ASGI application uvicorn runs, and the FastAPI app inside it. Outermost: request ids,
-    body limit, metrics and the access log for every request; then the hot path for POST
-    /generate; then FastAPI for everything else (and the lifespan)."""
+    body limit, metrics and the access log for every request; then the API key check (when keys
+    are configured); then the hot path for POST /generate; then FastAPI for everything else (and
+    the lifespan). Raises ValueError when the API keys cannot be loaded."""
     app = create_app(settings)
     hot = HotPaths(app, app.state.engine, settings)
-    return RequestContextMiddleware(hot, app.state.metrics, settings.max_body_bytes, access_log), app
+    auth = ApiKeyAuth(hot, load_api_keys(settings), settings.auth_health, settings.auth_metrics)
+    return RequestContextMiddleware(auth, app.state.metrics, settings.max_body_bytes, access_log), app

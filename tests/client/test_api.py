@@ -7,7 +7,7 @@ import http.server
 import io
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -174,3 +174,13 @@ def test_error_from_a_proxy_that_is_not_the_service() -> None:
 def test_bad_url_is_refused() -> None:
     with pytest.raises(ValueError, match="http://"):
         GanClient("127.0.0.1:8000")
+
+
+def test_api_key_against_a_server_that_requires_one(make_server: Callable[..., Server]) -> None:
+    key = "client-test-key-0123456789"
+    srv = make_server(["digits"], api_keys=key)
+    with GanClient(srv.url, api_key=key, retry=FAST) as gan:
+        assert gan.generate(1, seed=3).images[0].seed == 3
+    with GanClient(srv.url, retry=FAST) as gan, pytest.raises(RequestRejected) as refused:
+        gan.generate(1)
+    assert (refused.value.status, refused.value.code) == (401, "unauthorized")  # not retried: a 4xx

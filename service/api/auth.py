@@ -1,0 +1,82 @@
+"""Optional API-key authentication, in front of every route (the hot path included).
+
+With keys configured (GAN_SERVE_API_KEYS, comma-separated, and/or GAN_SERVE_API_KEYS_FILE, one
+per line), a request must carry one in `X-API-Key` or as `Authorization: Bearer KEY`, else it
+gets 401 with the usual error body. Health (/healthz, /readyz) and /metrics stay open unless
+`auth_health` / `auth_metrics` say otherwise (load balancers and Prometheus usually have no key);
+the API documentation stays open. Keys are compared in constant time, against every configured
+key, so neither the answer's timing nor its content says how much of a key was right.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.api.errors import error_response
+from service.config import Settings
+
+HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
+DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+def load_api_keys(settings: Settings) -> list[bytes]:
+    """The configured keys (empty: authentication is off). A keys file that cannot be read, or a
+    key that is too short to be a secret, stops the service at start-up rather than serving open."""
+    keys = [k.strip() for k in settings.api_keys.split(",") if k.strip()]
+    if settings.api_keys_file is not None:
+        path = Path(settings.api_keys_file)
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as e:
+            raise ValueError(f"cannot read the API keys file {path}: {e}") from e
+        keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not keys:
+            raise ValueError(f"the API keys file {path} holds no key")
+    short = [k for k in keys if len(k) < 16]
+    if short:
+        raise ValueError(f"{len(short)} API key(s) shorter than 16 characters; use long random keys")
+    return [k.encode() for k in keys]
+
+
+class ApiKeyAuth:
+    def __init__(self, app: ASGIApp, keys: list[bytes], protect_health: bool, protect_metrics: bool) -> None:
+        self.app = app
+        self.keys = keys
+        self.open_paths = set(DOC_PATHS)
+        if not protect_health:
+            self.open_paths |= HEALTH_PATHS
+        if not protect_metrics:
+            self.open_paths.add("/metrics")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        if self._valid(self._presented(scope)):
+            await self.app(scope, receive, send)
+            return
+        response = error_response(
+            401, "unauthorized", "a valid API key is needed: send it as X-API-Key or Authorization: Bearer"
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="gan-serving"'
+        await response(scope, receive, send)
+
+    @staticmethod
+    def _presented(scope: Scope) -> bytes | None:
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                return bytes(value.strip())
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                return bytes(value[7:].strip())
+        return None
+
+    def _valid(self, presented: bytes | None) -> bool:
+        if not presented:
+            return False
+        match = False
+        for key in self.keys:  # every key, always: the time taken does not depend on which matched
+            match |= hmac.compare_digest(presented, key)
+        return match
