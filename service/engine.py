@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from model_export.latents import MAX_SEED, MIN_TRUNCATION, latent_from_seed
+from model_export.repository import NAME_PATTERN
 from model_export.tiling import RowBlender, extract_tiles, plan_tiles
 from service.batching import Batcher, CancelToken, Lanes, Preparing
 from service.config import Settings
@@ -215,6 +216,11 @@ class Engine:
             if not served:
                 raise UnknownModel(f"no {task} model is served")
             return self.models[served[0]]
+        if not NAME_PATTERN.fullmatch(name) or ".." in name:  # never echo, or look up, an arbitrary string
+            raise InvalidRequest(
+                "a model name is 1-64 characters: lowercase letters, digits, '.', '_', '-', starting with "
+                f"a letter or digit; {task} models served: {', '.join(served) or 'none'}"
+            )
         model = self.models.get(name)
         if model is None:
             raise UnknownModel(f"unknown model {name!r}; {task} models served: {', '.join(served) or 'none'}")

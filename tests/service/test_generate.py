@@ -76,6 +76,11 @@ def test_defaults_come_from_the_manifest(server: Server) -> None:
             "unknown model 'nope'; generate models served: digits, digits-conditional",
         ),
         ({"model": "srresnet-x2"}, {}, 400, "is an upscale model"),
+        # names that are not model names (paths, traversal, huge) are refused without an echo
+        ({"model": "../../etc/passwd"}, {}, 400, "a model name is 1-64 characters"),
+        ({"model": "digits/../digits"}, {}, 400, "a model name is 1-64 characters"),
+        ({"model": "digits\n"}, {}, 400, "a model name is 1-64 characters"),
+        ({"model": "x" * 5000}, {}, 400, "generate models served: digits, digits-conditional"),
         ({"model": "digits-conditional", "labels": "cat"}, {}, 400, "unknown label 'cat'; classes are 0-9"),
         ({"model": "digits-conditional", "labels": 10}, {}, 400, "unknown label 10"),
         ({"model": "digits-conditional", "n": 2, "labels": [1, 2, 3]}, {}, 400, "3 labels for 2 images"),

@@ -117,6 +117,13 @@ def test_alpha_gray_palette_and_orientation(server: Server) -> None:
         (encode(PHOTO)[:200], "image/png", {}, 400, "corrupt or truncated"),
         (encode(PHOTO), "image/png", {"model": "nope"}, 404, "unknown model 'nope'; upscale models served"),
         (encode(PHOTO), "image/png", {"model": "digits"}, 400, "is an generate model"),
+        (
+            encode(PHOTO),
+            "image/png",
+            {"model": "../models/srresnet-x2"},
+            400,
+            "a model name is 1-64 characters",
+        ),
         (encode(PHOTO), "image/png", {"format": "bmp"}, 422, "format"),
         (encode(Image.new("L", (1100, 1000))), "image/png", {}, 413, "1100x1000 = 1100000 pixels"),
         (encode(PHOTO, "GIF"), "image/png", {}, 400, "not PNG, JPEG or WebP"),
