@@ -71,7 +71,11 @@ def model_subset(tmp_path: Path, names: list[str]) -> Path:
     return repo
 
 
-def start_server(tmp_path: Path, models: Path = REPO / "models", **settings: object) -> Server:
+def start_server(
+    tmp_path: Path, models: Path = REPO / "models", *, degraded_ok: bool = False, **settings: object
+) -> Server:
+    """Start gan-serve and wait until it is ready (or, with degraded_ok, started with some models
+    failed: /readyz answers 503 "degraded")."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_SERVE_INTRA_OP_THREADS": "1"}
     env.update({f"GAN_SERVE_{k.upper()}": str(v) for k, v in settings.items()})
@@ -94,7 +98,8 @@ def start_server(tmp_path: Path, models: Path = REPO / "models", **settings: obj
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=1, headers=headers).status_code == 200:
+            ready = httpx.get(f"{server.url}/readyz", timeout=1, headers=headers)
+            if ready.status_code == 200 or (degraded_ok and ready.json().get("status") == "degraded"):
                 return server
         except httpx.TransportError:
             pass
