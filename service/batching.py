@@ -384,7 +384,18 @@ class Batcher:
             if output.shape[0] != units:  # outputs must match inputs 1:1
                 raise RuntimeError(f"{units} inputs gave {output.shape[0]} outputs")
         except Exception as e:  # only this batch's requests fail; the lanes go on
-            self.fail(batch, InferenceFailed(f"model {self.name}: inference failed: {type(e).__name__}: {e}"))
+            log.error(
+                "model %s: inference failed on a batch of %d rows: %s: %s",
+                self.name,
+                units,
+                type(e).__name__,
+                e,
+            )
+            # The runtime's own message stays in the log: it can describe the model's internals.
+            self.fail(
+                batch,
+                InferenceFailed(f"model {self.name}: inference failed for this batch; see the server log"),
+            )
             return
         self.batch_seconds = elapsed if self.batch_seconds == 0 else 0.8 * self.batch_seconds + 0.2 * elapsed
         self._metrics.inference.observe(elapsed)

@@ -84,7 +84,9 @@ def test_two_lanes_run_two_batches_at_once() -> None:
     assert [a.tolist() for a in asyncio.run(scenario())] == [[0], [10]]
 
 
-def test_a_failing_batch_fails_only_its_own_requests_and_the_lane_goes_on() -> None:
+def test_a_failing_batch_fails_only_its_own_requests_and_the_lane_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     def run(feed: dict[str, np.ndarray]) -> np.ndarray:
         if 13 in feed["x"]:
             raise RuntimeError("bad luck")
@@ -107,22 +109,24 @@ def test_a_failing_batch_fails_only_its_own_requests_and_the_lane_goes_on() -> N
             lanes.stop()
 
     failed, fine = asyncio.run(scenario())
-    assert isinstance(failed, InferenceFailed) and "bad luck" in str(failed)
+    assert isinstance(failed, InferenceFailed) and "see the server log" in str(failed)
+    assert "model m: inference failed on a batch of 1 rows: RuntimeError: bad luck" in caplog.text
     assert isinstance(fine, np.ndarray) and fine.tolist() == [2]
 
 
-def test_outputs_must_match_inputs_one_to_one() -> None:
+def test_outputs_must_match_inputs_one_to_one(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         batcher, lanes, _ = make(lambda feed: np.zeros(len(feed["x"]) + 1), max_units=4)
         batcher.start()
         lanes.start()
         try:
-            with pytest.raises(InferenceFailed, match="3 inputs gave 4 outputs"):
+            with pytest.raises(InferenceFailed, match="inference failed"):
                 await batcher.submit(rows(0, 3), time.monotonic() + FAR, CancelToken())
         finally:
             lanes.stop()
 
     asyncio.run(scenario())
+    assert "RuntimeError: 3 inputs gave 4 outputs" in caplog.text
 
 
 def test_a_cancelled_job_never_reaches_the_model() -> None:
