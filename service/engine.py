@@ -324,18 +324,19 @@ class Engine:
                 raise InvalidRequest("give either seed or seeds, not both")
             if spec.n is not None and spec.n != len(spec.seeds):
                 raise InvalidRequest(f"n is {spec.n} but {len(spec.seeds)} seeds were given")
+        count = len(spec.seeds) if spec.seeds is not None else 1 if spec.n is None else spec.n
+        # Checked before any list is built: n comes from the client and may be huge.
+        if not 1 <= count <= max_n:
+            raise InvalidRequest(f"n must be between 1 and {max_n} (this server's limit), got {count}")
+        if spec.seeds is not None:
             seeds = list(spec.seeds)
+        elif spec.seed is None:
+            start = secrets.randbelow(MAX_SEED - max_n)
+            seeds = list(range(start, start + count))
         else:
-            n = 1 if spec.n is None else spec.n
-            if spec.seed is None:
-                start = secrets.randbelow(MAX_SEED - max_n)
-            else:
-                start = spec.seed
-                if start + n - 1 > MAX_SEED:
-                    raise InvalidRequest(f"seed + n - 1 must be at most {MAX_SEED}")
-            seeds = list(range(start, start + n))
-        if not 1 <= len(seeds) <= max_n:
-            raise InvalidRequest(f"n must be between 1 and {max_n} (this server's limit), got {len(seeds)}")
+            if spec.seed + count - 1 > MAX_SEED:
+                raise InvalidRequest(f"seed + n - 1 must be at most {MAX_SEED}")
+            seeds = list(range(spec.seed, spec.seed + count))
         if any(not 0 <= s <= MAX_SEED for s in seeds):
             raise InvalidRequest(f"seeds must be between 0 and {MAX_SEED}")
         return seeds

@@ -86,6 +86,9 @@ def test_defaults_come_from_the_manifest(server: Server) -> None:
         ({"model": "digits-conditional", "n": 2, "labels": [1, 2, 3]}, {}, 400, "3 labels for 2 images"),
         ({"model": "digits", "labels": 1}, {}, 400, "unconditional"),
         ({"model": "digits", "n": 65}, {}, 400, "n must be between 1 and 64"),
+        # found by fuzzing: a huge n used to build its seed list before the limit was checked
+        ({"model": "digits", "n": 331187445862061568, "seed": 7}, {}, 400, "got 331187445862061568"),
+        ({"model": "digits", "n": 10**9}, {}, 400, "n must be between 1 and 64"),
         ({"model": "digits", "n": 0}, {}, 422, "n: Input should be greater than or equal to 1"),
         (
             {"model": "digits", "format": "gif"},
