@@ -223,7 +223,15 @@ async def readyz(engine: EngineDep) -> Response:
     return _json(body, 200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     """Prometheus text format."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
