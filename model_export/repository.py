@@ -18,8 +18,9 @@ from typing import Any
 
 from model_export.manifest import ManifestError, read_manifest
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}$")
+# \Z, not $: `$` also matches before a trailing newline ("digits\n" would pass).
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
+VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}\Z")
 STAGING_PREFIX = ".staging-"
 RETIRED_PREFIX = ".retired-"
 

@@ -69,7 +69,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     assert list((tmp_path / "gen").iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["", "A", "../x", "a/b", ".hidden", "-x", "x" * 65, "a b", "é"])
+@pytest.mark.parametrize("name", ["", "A", "../x", "a/b", ".hidden", "-x", "x" * 65, "a b", "é", "gen\n"])
 def test_bad_names_are_refused(name: str, tmp_path: Path) -> None:
     with pytest.raises(RepositoryError, match="is not allowed"):
         check_name(name)
