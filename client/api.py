@@ -196,11 +196,16 @@ def _call(request: Request) -> dict[str, Any]:
 
 
 class _Retrying:
-    """What both clients do when a try fails: raise, or say how long to wait before the next."""
+    """What both clients share: their settings, and what to do when a try fails (raise, or say
+    how long to wait before the next)."""
 
-    url: str
-    retry: RetryPolicy
-    on_retry: OnRetry | None
+    def __init__(
+        self, url: str | None, api_key: str | None, retry: RetryPolicy | None, on_retry: OnRetry | None
+    ) -> None:
+        self.url, key = _settings(url, api_key)
+        self.headers = _headers(key)  # sent with every request
+        self.retry = retry or RetryPolicy()
+        self.on_retry = on_retry
 
     def _wait_or_raise(self, failure: httpx.TransportError | ApiError, attempt: int) -> float:
         error = (
@@ -229,10 +234,8 @@ class GanClient(_Retrying):
         retry: RetryPolicy | None = None,
         on_retry: OnRetry | None = None,
     ) -> None:
-        self.url, api_key = _settings(url, api_key)
-        self.retry = retry or RetryPolicy()
-        self.on_retry = on_retry
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=_headers(api_key))
+        super().__init__(url, api_key, retry, on_retry)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=self.headers)
 
     def __enter__(self) -> GanClient:
         return self
@@ -294,13 +297,11 @@ class AsyncGanClient(_Retrying):
         on_retry: OnRetry | None = None,
         max_connections: int = 100,
     ) -> None:
-        self.url, api_key = _settings(url, api_key)
-        self.retry = retry or RetryPolicy()
-        self.on_retry = on_retry
+        super().__init__(url, api_key, retry, on_retry)
         self._http = httpx.AsyncClient(
             base_url=self.url,
             timeout=timeout,
-            headers=_headers(api_key),
+            headers=self.headers,
             limits=httpx.Limits(max_connections=max_connections),
         )
 

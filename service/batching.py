@@ -405,14 +405,14 @@ class Batcher:
             with contextlib.suppress(RuntimeError):  # a pool shut down: finish here instead
                 self._finish_executor.submit(self._finish_and_answer, batch, output)
                 return
-        self._answer(self._distribute, batch, self._finish_slices(batch, output))
+        self._finish_and_answer(batch, output)
 
     def fail(self, batch: list[Slice], error: ServiceError) -> None:
         """From any thread: fail every job of the batch."""
         self._answer(self._fail_batch, batch, error)
 
     def _finish_and_answer(self, batch: list[Slice], output: np.ndarray) -> None:
-        """On the finish pool: the batch's finish steps, then one hop to the event loop."""
+        """On the finish pool or the lane: the batch's finish steps, then one hop to the event loop."""
         self._answer(self._distribute, batch, self._finish_slices(batch, output))
 
     def _finish_slices(self, batch: list[Slice], output: np.ndarray) -> list[Any]:

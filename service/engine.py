@@ -94,6 +94,9 @@ class Engine:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.models, self.failures = await loop.run_in_executor(None, load_models, self.settings)
+        # The served models do not change once started: their names per task, for every request.
+        for task in ("generate", "upscale"):
+            self._served[task] = sorted(n for n, m in self.models.items() if m.task == task)
         for name, reason in self.failures.items():
             self.metrics.model_failures.labels(name).set(1)
             log.error("not serving %s: %s", name, reason)
@@ -209,14 +212,12 @@ class Engine:
     def resolve(self, name: str | None, task: str) -> LoadedModel:
         if not self.started:
             raise NotReady("the service is starting")
-        served = self._served.get(task)
-        if served is None:  # the served models do not change once started
-            served = self._served[task] = sorted(n for n, m in self.models.items() if m.task == task)
+        served = self._served.get(task, [])
         if name is None:
             if not served:
                 raise UnknownModel(f"no {task} model is served")
             return self.models[served[0]]
-        if not NAME_PATTERN.fullmatch(name) or ".." in name:  # never echo, or look up, an arbitrary string
+        if not NAME_PATTERN.match(name) or ".." in name:  # never echo, or look up, an arbitrary string
             raise InvalidRequest(
                 "a model name is 1-64 characters: lowercase letters, digits, '.', '_', '-', starting with "
                 f"a letter or digit; {task} models served: {', '.join(served) or 'none'}"
@@ -246,7 +247,7 @@ class Engine:
             "truncation": np.full(len(seeds), np.nan if truncation is None else truncation),
             "labels": np.array([-1 if label is None else label for label in labels], dtype=np.int64),
         }
-        # batch + predict + unbatch + encode: one file per seed, encoded on the finish pool
+        # batch + predict + unbatch + encode: one file per seed, encoded on the lane or the encode pool
         fmt = spec.fmt
         blobs: list[bytes] = await batcher.submit(
             rows, deadline, cancel, lambda pixels: _encode_all(pixels, fmt)

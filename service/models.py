@@ -104,7 +104,9 @@ class LoadedModel:
         }
 
 
-def make_session(path: Path, settings: Settings, intra_op_threads: int) -> ort.InferenceSession:
+def make_session(
+    path: Path, settings: Settings, providers: list[Any], intra_op_threads: int
+) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = settings.inter_op_threads
@@ -113,7 +115,7 @@ def make_session(path: Path, settings: Settings, intra_op_threads: int) -> ort.I
     # the event loop and the encoders need. Sleep instead.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=choose_providers(settings.provider))
+    return ort.InferenceSession(str(path), options, providers=providers)
 
 
 def load_models(settings: Settings) -> tuple[dict[str, LoadedModel], dict[str, str]]:
@@ -124,6 +126,8 @@ def load_models(settings: Settings) -> tuple[dict[str, LoadedModel], dict[str, s
     if not repo.is_dir():
         failures["*"] = f"model repository {repo} does not exist"
         return loaded, failures
+    providers = choose_providers(settings.provider)  # once: it warns when CUDA was asked for in vain
+    planned = CUDA if providers[0] != CPU else CPU
     for name in list_models(repo):
         versions = list_versions(repo, name)
         if not versions:
@@ -132,9 +136,9 @@ def load_models(settings: Settings) -> tuple[dict[str, LoadedModel], dict[str, s
         start = time.perf_counter()
         try:
             manifest = read_version(repo, name, version)
-            provider = CUDA if choose_providers(settings.provider)[0] != CPU else CPU
-            plan = plan_parallelism(settings, provider, usable_cpus())
-            session = make_session(repo / name / str(version) / MODEL_FILE, settings, plan.intra_op_threads)
+            plan = plan_parallelism(settings, planned, usable_cpus())
+            path = repo / name / str(version) / MODEL_FILE
+            session = make_session(path, settings, providers, plan.intra_op_threads)
         except Exception as e:  # a broken model must not stop the others: report it, go on
             failures[name] = f"version {version}: {e}"
             log.error("model %s version %s failed to load: %s", name, version, e)
