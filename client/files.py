@@ -4,6 +4,7 @@ their first bytes."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -25,6 +26,22 @@ def format_of_bytes(head: bytes) -> str | None:
 def sniff_format(path: Path) -> str | None:
     with path.open("rb") as f:
         return format_of_bytes(f.read(16))
+
+
+# atomic_write's temporary files: "." + the target's name + "." + mkstemp's 8 characters + ".part".
+PARTIAL = re.compile(r"^\..+\.[a-z0-9_]{8}\.part\Z")
+
+
+def remove_partial_files(folder: Path) -> int:
+    """Delete the temporary files that writers killed mid-write (kill -9, a power cut) left under
+    `folder`; nothing else matches their names. Returns how many were removed."""
+    removed = 0
+    if folder.is_dir():
+        for path in folder.rglob(".*.part"):
+            if path.is_file() and PARTIAL.match(path.name):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def atomic_write(path: Path, data: bytes) -> None:

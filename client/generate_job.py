@@ -22,7 +22,7 @@ from typing import Any
 
 from client.api import AsyncGanClient, GenerateResult
 from client.errors import GanClientError, ServerUnreachable
-from client.files import EXTENSIONS, atomic_write
+from client.files import EXTENSIONS, atomic_write, remove_partial_files
 from client.runner import Abort, JobError, Progress, Summary, run_bounded
 
 JOB_FILE = "job.json"
@@ -212,6 +212,7 @@ async def run_generate(
     )
     job = settle_job(out, job, seed_given=seed is not None)
     started = time.perf_counter()
+    remove_partial_files(out)  # a killed run's half-written files
     entries = read_manifest(out)
     write_manifest(out, entries)  # rewritten clean: no half line for the appends below to follow
     wanted = {job.file_name(*job.item(i)) for i in range(n)}

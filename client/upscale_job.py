@@ -16,7 +16,7 @@ from pathlib import Path
 
 from client.api import MEDIA_TYPES, AsyncGanClient
 from client.errors import GanClientError, ServerUnreachable
-from client.files import EXTENSIONS, atomic_write, sniff_format
+from client.files import EXTENSIONS, atomic_write, remove_partial_files, sniff_format
 from client.runner import Abort, JobError, Progress, Summary, run_bounded
 
 
@@ -56,6 +56,7 @@ async def run_upscale(
     if format is not None and format not in EXTENSIONS:
         raise JobError(f"unknown format {format!r}; choose from {', '.join(EXTENSIONS)}")
     started = time.perf_counter()
+    remove_partial_files(out_dir)  # a killed run's half-written files
     summary = Summary()
     todo: list[tuple[Path, Path, str]] = []
     notes: list[str] = []
