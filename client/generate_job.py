@@ -243,14 +243,15 @@ async def run_generate(
                 summary.failed += len(group)
                 raise Abort(f"the server cannot be reached: {e}") from e
             except GanClientError as e:
-                summary.failed += len(group)
-                summary.failures.append(f"seeds {seeds[0]}..{seeds[-1]}: {e}")
-                bar.note(f"failed: seeds {seeds[0]}..{seeds[-1]}: {e}")
+                bar.note(summary.fail(len(group), f"seeds {seeds[0]}..{seeds[-1]}: {e}"))
                 bar.advance(len(group))
                 return
             if [image.seed for image in result.images] != seeds:  # answers must match asks 1:1
-                summary.failed += len(group)
-                summary.failures.append(f"seeds {seeds[0]}..{seeds[-1]}: the answer's seeds do not match")
+                bar.note(
+                    summary.fail(
+                        len(group), f"seeds {seeds[0]}..{seeds[-1]}: the answer's seeds do not match"
+                    )
+                )
                 bar.advance(len(group))
                 return
             # Written off the event loop (each file is flushed to disk), then recorded.

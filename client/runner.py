@@ -25,6 +25,12 @@ class Summary:
     aborted: str | None = None  # why the job stopped early, if it did
     seconds: float = 0.0
 
+    def fail(self, items: int, reason: str) -> str:
+        """Count `items` failed items for `reason`; returns the line to show the user."""
+        self.failed += items
+        self.failures.append(reason)
+        return f"failed: {reason}"
+
     @property
     def rate(self) -> float:
         return self.done / self.seconds if self.seconds > 0 else 0.0

@@ -64,8 +64,7 @@ async def run_upscale(
         try:
             fmt = sniff_format(path)
         except OSError as e:
-            summary.failed += 1
-            summary.failures.append(f"{path}: cannot read: {e}")
+            notes.append(summary.fail(1, f"{path}: cannot read: {e}"))
             continue
         if fmt is None:
             summary.ignored += 1
@@ -92,9 +91,7 @@ async def run_upscale(
             summary.failed += 1
             raise Abort(f"the server cannot be reached: {e}") from e
         except (GanClientError, OSError) as e:
-            summary.failed += 1
-            summary.failures.append(f"{path}: {e}")
-            bar.note(f"failed: {path}: {e}")
+            bar.note(summary.fail(1, f"{path}: {e}"))
         else:
             await asyncio.to_thread(atomic_write, target, result.data)
             summary.done += 1
