@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 
 def http(
@@ -96,28 +97,25 @@ def main() -> int:
     print(f"ok: POST /upscale gave a 48x32 PNG ({len(data)} bytes, model version {version})")
 
     if opts.prometheus:
-        query = urllib.parse.urlencode({"query": 'gan_model_info{model="digits-conditional"}'})
-        url = f"{opts.prometheus.rstrip('/')}/api/v1/query?{query}"
+        prometheus = opts.prometheus.rstrip("/")
+
+        def query(expr: str) -> list[dict[str, Any]]:
+            """Prometheus's instant query result: empty until a scrape has the series."""
+            status, _, data = http(
+                "GET", f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+            )
+            return list(json.loads(data)["data"]["result"]) if status == 200 else []
 
         def scraped() -> bool:
-            status, _, data = http("GET", url)
-            result = json.loads(data)["data"]["result"] if status == 200 else []
+            result = query('gan_model_info{model="digits-conditional"}')
             return bool(result) and result[0]["metric"].get("job") == "gan-serving"
 
+        def saw_generate() -> bool:  # the request above shows up at the next scrape, not at once
+            result = query('sum(gan_requests_total{endpoint="/generate"})')
+            return bool(result) and float(result[0]["value"][1]) >= 1
+
         wait_for("Prometheus has scraped the service (gan_model_info in its query API)", scraped, 90)
-        query = urllib.parse.urlencode({"query": 'sum(gan_requests_total{endpoint="/generate"})'})
-        wait_for(
-            "Prometheus saw the /generate request",
-            lambda: (
-                float(
-                    json.loads(http("GET", f"{opts.prometheus}/api/v1/query?{query}")[2])["data"]["result"][
-                        0
-                    ]["value"][1]
-                )
-                >= 1
-            ),
-            60,
-        )
+        wait_for("Prometheus saw the /generate request", saw_generate, 60)
     return 0
 
 
