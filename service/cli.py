@@ -26,6 +26,7 @@ from service.access_log import AccessLog
 from service.api.app import create_service
 from service.api.auth import load_api_keys
 from service.config import Settings
+from service.connection_guard import ConnectionGuard, ConnectionLimits
 from service.engine import Engine
 
 log = logging.getLogger("gan.serve")
@@ -119,10 +120,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(settings: Settings, access_log: AccessLog, before_exit: Callable[[], None]) -> int:
     asgi, app = create_service(settings, access_log)
+    limits = ConnectionLimits(
+        header_timeout_s=settings.header_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        min_body_rate=settings.min_body_rate,
+        write_timeout_s=settings.write_timeout_s,
+    )
     config = uvicorn.Config(
         asgi,
         host=settings.host,
         port=settings.port,
+        http=ConnectionGuard(limits, app.state.metrics).protocol_class(),
+        ws="none",  # no WebSocket endpoints: upgrade requests are answered as plain HTTP
+        timeout_keep_alive=settings.keep_alive_s,
         access_log=False,  # the service writes its own structured access log (gan.access)
         log_config=None,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),

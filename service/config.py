@@ -65,6 +65,27 @@ class Settings(BaseSettings):
     graceful_timeout_s: float = Field(
         30.0, gt=0, description="on SIGTERM, how long in-flight requests may take"
     )
+    # Slow and stalled clients (service.connection_guard); checked about once a second.
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a request's headers must arrive within this long of the connection opening "
+        "(of the request's first byte on a kept-alive connection)",
+    )
+    body_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="a request body must arrive within this long, plus 1 s per min_body_rate bytes received",
+    )
+    min_body_rate: int = Field(
+        1024, ge=1, description="bytes per second a slow upload must keep up to extend its body_timeout_s"
+    )
+    write_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="a client that leaves its response unread (send buffer full) this long is disconnected",
+    )
+    keep_alive_s: int = Field(5, ge=1, description="an idle kept-alive connection is closed after this long")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # Authentication (off while no key is configured).

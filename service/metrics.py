@@ -71,6 +71,13 @@ class ServiceMetrics:
         self.model_info = Gauge(
             "gan_model_info", "Served models (value 1)", ["model", "version", "task", "provider"], registry=r
         )
+        self.connections_open = Gauge("gan_connections_open", "Open client connections", registry=r)
+        self.connections_closed = Counter(
+            "gan_connections_closed",
+            "Connections the server closed on a slow or stalled client, by the limit it was over",
+            ["reason"],
+            registry=r,
+        )
         self.model_failures = Gauge(
             "gan_model_load_failed", "Models that failed to load (value 1)", ["model"], registry=r
         )

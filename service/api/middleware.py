@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.access_log import AccessLog
 from service.api.errors import error_response
+from service.connection_guard import TIMED_OUT
 from service.metrics import ServiceMetrics
 
 # Metric labels come from this fixed set, never from the raw path (unbounded cardinality).
@@ -110,7 +111,8 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             model = str(state.get("model", ""))
             version = str(state.get("version", ""))
-            code = status["code"] if status["started"] else 499
+            # The guard timed the client out mid-request (408), or the client left unanswered (499).
+            code = 408 if TIMED_OUT in state else status["code"] if status["started"] else 499
             if endpoint != "/metrics":
                 key = (endpoint, model, version, str(code))
                 children = self._children.get(key)
