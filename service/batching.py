@@ -76,15 +76,25 @@ class Preparing:
 
 
 class CancelToken:
-    """Set by the HTTP layer when the client disconnects; read by the lanes."""
+    """Set by the HTTP layer when the client disconnects; read by the lanes.
 
-    __slots__ = ("cancelled",)
+    `on_queued` runs once, when the first of the request's work is queued: watching for a
+    disconnect costs a task per request, which a request refused at the door (429, 504) never
+    needs."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_on_queued", "cancelled")
+
+    def __init__(self, on_queued: Callable[[], None] | None = None) -> None:
         self.cancelled = False
+        self._on_queued = on_queued
 
     def cancel(self) -> None:
         self.cancelled = True
+
+    def queued(self) -> None:
+        if self._on_queued is not None:
+            on_queued, self._on_queued = self._on_queued, None
+            on_queued()
 
 
 @dataclass(eq=False)
@@ -310,6 +320,7 @@ class Batcher:
             self._queued_units += units
             self._metrics.queue_depth.set(self._queued_units)
             self.lanes.condition.notify()
+        cancel.queued()
         try:
             return await job.future
         except asyncio.CancelledError:

@@ -242,6 +242,7 @@ class Engine:
         truncation = spec.truncation
         if truncation is not None and not MIN_TRUNCATION <= truncation <= 10.0:
             raise InvalidRequest(f"truncation must be between {MIN_TRUNCATION} and 10")
+        batcher.check_room(len(seeds))  # refused before anything is built for it (checked again on submit)
         rows = {
             "seed": np.array(seeds, dtype=np.int64),
             "truncation": np.full(len(seeds), np.nan if truncation is None else truncation),

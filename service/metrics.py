@@ -97,6 +97,10 @@ class BatcherMetrics:
         self.queue_depth = metrics.queue_depth.labels(model)
         self._rejections = metrics.rejections
         self._model = model
+        self._rejected: dict[str, Counter] = {}  # labels() costs more than inc(): once per reason
 
     def rejected(self, reason: str, count: int = 1) -> None:
-        self._rejections.labels(self._model, reason).inc(count)
+        counter = self._rejected.get(reason)
+        if counter is None:
+            counter = self._rejected[reason] = self._rejections.labels(self._model, reason)
+        counter.inc(count)

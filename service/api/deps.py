@@ -59,8 +59,9 @@ DeadlineDep = Annotated[float, Depends(get_deadline)]
 @contextlib.asynccontextmanager
 async def disconnect_watch(receive: Receive) -> AsyncIterator[CancelToken]:
     """A token that is cancelled when the client disconnects. Enter it only after the body has
-    been read: from then on the only message the server can receive is the disconnect."""
-    token = CancelToken()
+    been read: from then on the only message the server can receive is the disconnect. The watch
+    starts when the request's work is queued (a refused request never starts one)."""
+    task: asyncio.Task[None] | None = None
 
     async def watch() -> None:
         while True:
@@ -69,8 +70,13 @@ async def disconnect_watch(receive: Receive) -> AsyncIterator[CancelToken]:
                 token.cancel()
                 return
 
-    task = asyncio.create_task(watch())
+    def start() -> None:
+        nonlocal task
+        task = asyncio.create_task(watch())
+
+    token = CancelToken(start)
     try:
         yield token
     finally:
-        task.cancel()
+        if task is not None:
+            task.cancel()

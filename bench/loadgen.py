@@ -1,0 +1,383 @@
+"""What the overload and soak benchmarks share: a gan-serve process on a free loopback port, a
+sampler of its resident memory, and a small asyncio HTTP/1.1 load generator that records the
+status, latency and Retry-After of every request.
+
+The generator speaks HTTP/1.1 over raw streams with keep-alive, one request at a time per
+connection: a general-purpose client costs several times more CPU per request, and here the
+client shares the machine's cores with the server. Every run is bounded in time and stops by
+itself; only loopback addresses are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(
+        cls, settings: dict[str, object], log_path: Path, models: Path = ROOT / "models"
+    ) -> ServerProcess:
+        """gan-serve with GAN_SERVE_* settings, once /readyz is 200 (at most 3 minutes)."""
+        port = free_port()
+        env = {**os.environ, **{f"GAN_SERVE_{k.upper()}": str(v) for k, v in settings.items()}}
+        env["GAN_SERVE_LOG_LEVEL"] = env.get("GAN_SERVE_LOG_LEVEL", "warning")  # no access log
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "service", "--models", str(models), "--port", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        server = cls(process, port)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"gan-serve exited with {process.returncode}:\n{log_path.read_text()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                    return server
+            time.sleep(0.2)
+        server.stop()
+        raise RuntimeError(f"gan-serve did not become ready:\n{log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """Sum of one metric's samples whose labels include `labels`, from the server's /metrics."""
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head.split("{", 1)[0] == name and all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def histogram(url: str, name: str, **labels: str) -> dict[float, float]:
+    """One histogram's cumulative bucket counts {upper bound: count} from /metrics, summed over
+    the series whose labels include `labels` (a label given as "" must be empty)."""
+    buckets: dict[float, float] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head.split("{", 1)[0] != f"{name}_bucket" or not all(
+            f'{k}="{v}"' in head for k, v in labels.items()
+        ):
+            continue
+        le = head.split('le="', 1)[1].split('"', 1)[0]
+        bound = float("inf") if le == "+Inf" else float(le)
+        buckets[bound] = buckets.get(bound, 0.0) + float(value)
+    return buckets
+
+
+def histogram_quantile(buckets: dict[float, float], q: float) -> float | None:
+    """The upper bound of the bucket holding the q-th quantile (0-1); None without observations."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    target = q * buckets[bounds[-1]]
+    return next(bound for bound in bounds if buckets[bound] >= target)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux /proc), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each thread of a process: {tid: (name, seconds)}."""
+    tick = os.sysconf("SC_CLK_TCK")
+    threads = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()  # fields[11], [12]: utime, stime
+            threads[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return threads
+
+
+def cpu_split(pid: int, before: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds since `before`: the main thread (the event loop) and all the others together."""
+    after = thread_cpu(pid)
+    used = {tid: seconds - before.get(tid, (name, 0.0))[1] for tid, (name, seconds) in after.items()}
+    return {
+        "event_loop": used.get(pid, 0.0),
+        "other_threads": sum(v for tid, v in used.items() if tid != pid),
+    }
+
+
+def model_repository(directory: Path, names: Sequence[str]) -> Path:
+    """A repository holding only some bundled models (links): the server starts faster."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (directory / name).symlink_to(ROOT / "models" / name, target_is_directory=True)
+    return directory
+
+
+class RssSampler:
+    """Samples a process's resident memory every `interval` seconds on a thread: (time, MiB)."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                self.samples.append((time.monotonic(), rss_mb(self.pid)))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, start: float, end: float) -> list[float]:
+        return [mb for t, mb in self.samples if start <= t <= end]
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+
+def generate_request(body: dict[str, object]) -> bytes:
+    data = json.dumps(body).encode()
+    head = (
+        "POST /generate HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}"
+    )
+    return head.encode() + b"\r\n\r\n" + data
+
+
+def upscale_request(image: bytes, model: str, media_type: str = "image/png") -> bytes:
+    head = (
+        f"POST /upscale?model={model} HTTP/1.1\r\nHost: bench\r\nContent-Type: {media_type}\r\n"
+        f"Content-Length: {len(image)}"
+    )
+    return head.encode() + b"\r\n\r\n" + image
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # which request template
+    sent: float  # when it was due (open loop) or sent (closed loop), time.monotonic()
+    latency: float  # seconds until the whole answer was read
+    status: int  # 0: no answer (the connection failed)
+    retry_after: float | None  # the answer's Retry-After, seconds
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; reconnects after the server closes it."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, raw: bytes) -> tuple[int, float | None]:
+        """Sends one request and reads the whole answer: (status, Retry-After in seconds)."""
+        if self.writer is None or self.reader is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 16)
+        try:
+            self.writer.write(raw)
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            length, retry_after, close = 0, None, False
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                name = name.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "retry-after":
+                    retry_after = float(value)
+                elif name == "connection" and "close" in value.lower():
+                    close = True
+            await self.reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
+            self.close()
+            raise
+        if close:
+            self.close()
+        return status, retry_after
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+@dataclass
+class Mix:
+    """Request templates and how often each is sent (weights), picked in a fixed rotation."""
+
+    requests: dict[str, bytes]
+    weights: dict[str, int] = field(default_factory=dict)
+
+    def rotation(self) -> list[str]:
+        """One round of kinds, interleaved (a, b, c, a, b, a, ...) rather than each in a run."""
+        remaining = {kind: self.weights.get(kind, 1) for kind in self.requests}
+        order: list[str] = []
+        while any(remaining.values()):
+            for kind, left in remaining.items():
+                if left > 0:
+                    order.append(kind)
+                    remaining[kind] = left - 1
+        return order
+
+
+async def _one(connection: Connection, kind: str, raw: bytes, due: float) -> Outcome:
+    try:
+        status, retry_after = await connection.request(raw)
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
+        status, retry_after = 0, None
+    return Outcome(kind, due, time.monotonic() - due, status, retry_after)
+
+
+async def closed_loop(
+    port: int, mix: Mix, clients: int, seconds: float, honor_retry_after: bool = False
+) -> list[Outcome]:
+    """`clients` connections, each sending its next request as soon as the last is answered; or,
+    with honor_retry_after, after a refusal's Retry-After plus up to 50 % of jitter (as gan-client
+    does)."""
+    stop = time.monotonic() + seconds
+    jitter = random.Random(0)
+    rotation = mix.rotation()
+    outcomes: list[Outcome] = []
+
+    async def client(offset: int) -> None:
+        connection = Connection(port)
+        i = offset
+        while time.monotonic() < stop:
+            kind = rotation[i % len(rotation)]
+            outcome = await _one(connection, kind, mix.requests[kind], time.monotonic())
+            outcomes.append(outcome)
+            i += 1
+            if honor_retry_after and outcome.retry_after is not None:
+                pause = outcome.retry_after * (1 + jitter.random() / 2)
+                await asyncio.sleep(min(pause, stop - time.monotonic()))
+        connection.close()
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return outcomes
+
+
+async def open_loop(
+    port: int, mix: Mix, rate: float, seconds: float, max_connections: int = 512
+) -> list[Outcome]:
+    """Requests due at a steady `rate` per second for `seconds`, each on a free connection (a new one
+    when all are busy, up to max_connections). Latency counts from when a request was due, so a
+    server that falls behind shows it (no coordinated omission)."""
+    start = time.monotonic()
+    rotation = mix.rotation()
+    idle: list[Connection] = []
+    outcomes: list[Outcome] = []
+    tasks: set[asyncio.Task[None]] = set()
+    capacity = asyncio.Semaphore(max_connections)
+
+    async def send(kind: str, due: float) -> None:
+        async with capacity:
+            connection = idle.pop() if idle else Connection(port)
+            outcomes.append(await _one(connection, kind, mix.requests[kind], due))
+            idle.append(connection)
+
+    i = 0
+    while True:
+        due = start + i / rate
+        if due - start >= seconds:
+            break
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        kind = rotation[i % len(rotation)]
+        task = asyncio.create_task(send(kind, due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        i += 1
+    if tasks:
+        await asyncio.wait(tasks, timeout=120)
+    for connection in idle:
+        connection.close()
+    return outcomes
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100, nearest rank) or None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.1f} ms"
+
+
+def windows(
+    outcomes: Sequence[Outcome], start: float, width: float, ok: Callable[[Outcome], bool]
+) -> Iterator[int]:
+    """Counts of `ok` answers per window of `width` seconds from `start` (by completion time)."""
+    if not outcomes:
+        return
+    end = max(o.sent + o.latency for o in outcomes)
+    counts = [0] * (int((end - start) / width) + 1)
+    for o in outcomes:
+        done = o.sent + o.latency
+        if ok(o) and done >= start:
+            counts[int((done - start) / width)] += 1
+    yield from counts
