@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import signal
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,6 +228,8 @@ class Connection:
 
     async def request(self, raw: bytes) -> tuple[int, float | None]:
         """Sends one request and reads the whole answer: (status, Retry-After in seconds)."""
+        if self.reader is not None and self.reader.at_eof():  # the server closed it while idle (keep-alive)
+            self.close()
         if self.writer is None or self.reader is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 16)
         try:
@@ -360,8 +363,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
 
 
 def ms(value: float | None) -> str:
@@ -370,14 +373,12 @@ def ms(value: float | None) -> str:
 
 def windows(
     outcomes: Sequence[Outcome], start: float, width: float, ok: Callable[[Outcome], bool]
-) -> Iterator[int]:
+) -> list[int]:
     """Counts of `ok` answers per window of `width` seconds from `start` (by completion time)."""
-    if not outcomes:
-        return
-    end = max(o.sent + o.latency for o in outcomes)
-    counts = [0] * (int((end - start) / width) + 1)
+    slots = [int((o.sent + o.latency - start) // width) for o in outcomes if o.sent + o.latency >= start]
+    counts = [0] * (max(slots) + 1 if slots else 0)
     for o in outcomes:
         done = o.sent + o.latency
-        if ok(o) and done >= start:
-            counts[int((done - start) / width)] += 1
-    yield from counts
+        if done >= start and ok(o):
+            counts[int((done - start) // width)] += 1
+    return counts

@@ -50,6 +50,7 @@ def test_every_operation_answers_within_its_schema(server: Server) -> None:
                 failures.append(f"{case.operation.label}: {type(e).__name__}: {e}"[:2000])
 
         check()
+    print(f"fuzzed {cases} requests over {len(operations)} operations")  # shown with pytest -s
     assert cases >= len(operations)
     assert not failures, "\n\n".join(failures[:5])
     assert server.metric("gan_requests_total", status="500") == 0
