@@ -1,7 +1,14 @@
 """Python client for the GAN service: GanClient (blocking) and AsyncGanClient (asyncio), typed
 errors, and the `gan-client` batch CLI (client.cli)."""
 
-from client.api import AsyncGanClient, GanClient, GeneratedImage, GenerateResult, UpscaleResult
+from client.api import (
+    AsyncGanClient,
+    GanClient,
+    GeneratedImage,
+    GenerateResult,
+    UpscaleResult,
+    WalkResult,
+)
 from client.errors import (
     ApiError,
     GanClientError,
@@ -25,4 +32,5 @@ __all__ = [
     "ServerFailed",
     "ServerUnreachable",
     "UpscaleResult",
+    "WalkResult",
 ]

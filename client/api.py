@@ -53,6 +53,20 @@ class GenerateResult:
 
 
 @dataclass(frozen=True)
+class WalkResult:
+    model: str
+    version: int
+    format: str
+    from_seed: int
+    to_seed: int
+    method: str
+    label: int | None
+    label_name: str | None
+    positions: list[float]  # t of each image: 0 is from_seed's image, 1 is to_seed's
+    images: list[bytes]  # the image files (or .npy), in walk order
+
+
+@dataclass(frozen=True)
 class UpscaleResult:
     data: bytes
     media_type: str
@@ -113,6 +127,47 @@ def parse_generate(response: httpx.Response) -> GenerateResult:
             GeneratedImage(int(i["seed"]), i["label"], i["label_name"], base64.b64decode(i["data"]))
             for i in body["images"]
         ],
+    )
+
+
+def walk_request(
+    from_seed: int,
+    to_seed: int,
+    steps: int = 8,
+    *,
+    model: str | None = None,
+    label: int | str | None = None,
+    truncation: float | None = None,
+    method: str = "slerp",
+    format: str = "png",
+    deadline_ms: int | None = None,
+) -> Request:
+    body: dict[str, Any] = {
+        "from_seed": from_seed,
+        "to_seed": to_seed,
+        "steps": steps,
+        "method": method,
+        "format": format,
+    }
+    for key, value in (("model", model), ("label", label), ("truncation", truncation)):
+        if value is not None:
+            body[key] = value
+    return Request("POST", "/walk", json=body, headers=_deadline(deadline_ms))
+
+
+def parse_walk(response: httpx.Response) -> WalkResult:
+    body = response.json()
+    return WalkResult(
+        model=body["model"],
+        version=int(body["version"]),
+        format=body["format"],
+        from_seed=int(body["from_seed"]),
+        to_seed=int(body["to_seed"]),
+        method=body["method"],
+        label=body["label"],
+        label_name=body["label_name"],
+        positions=[float(i["t"]) for i in body["images"]],
+        images=[base64.b64decode(i["data"]) for i in body["images"]],
     )
 
 
@@ -260,6 +315,11 @@ class GanClient(_Retrying):
         """POST /generate. options: model, seed, seeds, labels, truncation, format, deadline_ms."""
         return parse_generate(self.send(generate_request(n, **options)))
 
+    def walk(self, from_seed: int, to_seed: int, steps: int = 8, **options: Any) -> WalkResult:
+        """POST /walk: `steps` images from from_seed's to to_seed's. options: model, label,
+        truncation, method ("slerp" or "lerp"), format, deadline_ms."""
+        return parse_walk(self.send(walk_request(from_seed, to_seed, steps, **options)))
+
     def upscale(self, image: bytes | Path, media_type: str | None = None, **options: Any) -> UpscaleResult:
         """POST /upscale with the image file's bytes (or its path). options: model, format, deadline_ms."""
         data, media_type = _image(image, media_type)
@@ -325,6 +385,9 @@ class AsyncGanClient(_Retrying):
 
     async def generate(self, n: int | None = None, **options: Any) -> GenerateResult:
         return parse_generate(await self.send(generate_request(n, **options)))
+
+    async def walk(self, from_seed: int, to_seed: int, steps: int = 8, **options: Any) -> WalkResult:
+        return parse_walk(await self.send(walk_request(from_seed, to_seed, steps, **options)))
 
     async def upscale(
         self, image: bytes | Path, media_type: str | None = None, **options: Any

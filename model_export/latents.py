@@ -8,11 +8,14 @@ every component whose magnitude exceeds the threshold, from the same stream, unt
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 MAX_SEED = 2**63 - 1
 # Below this, redrawing until every component fits takes unboundedly long (acceptance ~ 0.8 t).
 MIN_TRUNCATION = 0.05
+INTERPOLATIONS = ("slerp", "lerp")
 
 
 def latent_from_seed(seed: int, size: int, truncation: float | None = None) -> np.ndarray:
@@ -37,3 +40,26 @@ def latents_from_seeds(seeds: list[int], size: int, truncation: float | None = N
     for i, seed in enumerate(seeds):
         out[i] = latent_from_seed(seed, size, truncation)
     return out
+
+
+def interpolate_latent(start: np.ndarray, end: np.ndarray, t: float, method: str = "slerp") -> np.ndarray:
+    """(size,) float32: the point t of the way (0 to 1) from `start` to `end`.
+
+    "slerp" follows the great circle between the two (White 2016, "Sampling Generative Networks"):
+    a high-dimensional Gaussian's samples lie near a sphere, and a straight line's midpoints fall
+    inside it, where the generator saw no latents in training. "lerp" is the straight line. Both
+    give `start` exactly at t=0 and `end` exactly at t=1, so a walk's ends are the seeds' own images.
+    """
+    if not 0.0 <= t <= 1.0:  # also refuses NaN
+        raise ValueError(f"t must be between 0 and 1, got {t}")
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"method must be one of {', '.join(INTERPOLATIONS)}, got {method!r}")
+    a, b = start.astype(np.float64), end.astype(np.float64)
+    if method == "slerp":
+        cosine = float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+        omega = math.acos(min(1.0, max(-1.0, cosine)))
+        sine = math.sin(omega)
+        if sine > 1e-6:  # (anti)parallel latents have no single great circle: the line will do
+            near, far = math.sin((1 - t) * omega) / sine, math.sin(t * omega) / sine
+            return (near * a + far * b).astype(np.float32)
+    return ((1 - t) * a + t * b).astype(np.float32)

@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from model_export.latents import MAX_SEED, MIN_TRUNCATION, latent_from_seed
+from model_export.latents import (
+    INTERPOLATIONS,
+    MAX_SEED,
+    MIN_TRUNCATION,
+    interpolate_latent,
+    latent_from_seed,
+)
 from model_export.repository import NAME_PATTERN
 from model_export.tiling import RowBlender, extract_tiles, plan_tiles
 from service.batching import Batcher, CancelToken, Lanes, Preparing
@@ -44,11 +50,42 @@ class GenerateSpec:
 
 
 @dataclass
+class WalkSpec:
+    """A /walk request, already parsed: `steps` images along the latent path between two seeds."""
+
+    from_seed: int
+    to_seed: int
+    steps: int
+    model: str | None = None
+    label: int | str | None = None
+    truncation: float | None = None
+    method: str = "slerp"
+    fmt: str = "png"
+
+
+@dataclass
 class GeneratedImage:
     seed: int
     label: int | None
     label_name: str | None
     data: bytes
+
+
+@dataclass
+class WalkResult:
+    model: str
+    version: int
+    fmt: str
+    height: int
+    width: int
+    channels: int
+    from_seed: int
+    to_seed: int
+    method: str
+    label: int | None
+    label_name: str | None
+    positions: list[float]  # t of each image, 0 (from_seed) to 1 (to_seed)
+    images: list[bytes]
 
 
 @dataclass
@@ -166,6 +203,9 @@ class Engine:
                     "seed": np.arange(n, dtype=np.int64),
                     "truncation": np.full(n, np.nan),
                     "labels": np.zeros(n, dtype=np.int64),
+                    "to_seed": np.full(n, -1, dtype=np.int64),
+                    "t": np.zeros(n),
+                    "lerp": np.zeros(n, dtype=np.bool_),
                 }
                 for n in range(1, self.settings.max_batch_size + 1)
             ]
@@ -209,6 +249,15 @@ class Engine:
     def model_infos(self) -> list[dict[str, Any]]:
         return [self.models[name].info() for name in sorted(self.models)]
 
+    def limits(self) -> dict[str, int]:
+        """The request limits a client must stay within (n and steps, upload size)."""
+        return {
+            "max_n": self.settings.max_n,
+            "max_walk_steps": self.settings.max_n,
+            "max_input_pixels": self.settings.max_input_pixels,
+            "max_body_bytes": self.settings.max_body_bytes,
+        }
+
     def resolve(self, name: str | None, task: str) -> LoadedModel:
         if not self.started:
             raise NotReady("the service is starting")
@@ -239,26 +288,23 @@ class Engine:
         # decode: seeds and labels (the latents are drawn on the inference thread, per batch)
         seeds = self._seeds(spec)
         labels = self._labels(spec.labels, section["classes"], seeds)
-        truncation = spec.truncation
-        if truncation is not None and not MIN_TRUNCATION <= truncation <= 10.0:
-            raise InvalidRequest(f"truncation must be between {MIN_TRUNCATION} and 10")
+        truncation = _truncation(spec.truncation)
         batcher.check_room(len(seeds))  # refused before anything is built for it (checked again on submit)
+        count = len(seeds)
         rows = {
             "seed": np.array(seeds, dtype=np.int64),
-            "truncation": np.full(len(seeds), np.nan if truncation is None else truncation),
+            "truncation": np.full(count, truncation),
             "labels": np.array([-1 if label is None else label for label in labels], dtype=np.int64),
+            "to_seed": np.full(count, -1, dtype=np.int64),
+            "t": np.zeros(count),
+            "lerp": np.zeros(count, dtype=np.bool_),
         }
         # batch + predict + unbatch + encode: one file per seed, encoded on the lane or the encode pool
         fmt = spec.fmt
         blobs: list[bytes] = await batcher.submit(
             rows, deadline, cancel, lambda pixels: _encode_all(pixels, fmt)
         )
-        counter = self._generated.get(model.name)
-        if counter is None:
-            counter = self._generated[model.name] = self.metrics.images_generated.labels(
-                model.name, str(model.version)
-            )
-        counter.inc(len(blobs))
+        self._count_generated(model, len(blobs))
         names = section["classes"]["names"]
         out = section["output"]
         return GenerateResult(
@@ -273,6 +319,67 @@ class Engine:
                 for seed, label, blob in zip(seeds, labels, blobs, strict=True)
             ],
         )
+
+    async def walk(self, spec: WalkSpec, deadline: float, cancel: CancelToken) -> WalkResult:
+        """`steps` images at evenly spaced points of the latent path from one seed's latent to
+        another's, with one label for all: the first and last are the seeds' own /generate images."""
+        model = self.resolve(spec.model, "generate")
+        section = model.manifest["generator"]
+        batcher = self.batchers[model.name]
+        # decode: the two seeds, the label, the positions along the path
+        if not 2 <= spec.steps <= self.settings.max_n:
+            raise InvalidRequest(
+                f"steps must be between 2 and {self.settings.max_n} (this server's limit), got {spec.steps}"
+            )
+        for seed in (spec.from_seed, spec.to_seed):
+            if not 0 <= seed <= MAX_SEED:
+                raise InvalidRequest(f"seeds must be between 0 and {MAX_SEED}")
+        if spec.method not in INTERPOLATIONS:
+            raise InvalidRequest(f"method must be one of {', '.join(INTERPOLATIONS)}")
+        if isinstance(spec.label, list):
+            raise InvalidRequest("a walk takes one label for all its images")
+        label = self._labels(spec.label, section["classes"], [spec.from_seed])[0]
+        truncation = _truncation(spec.truncation)
+        batcher.check_room(spec.steps)
+        positions = [i / (spec.steps - 1) for i in range(spec.steps)]
+        rows = {
+            "seed": np.full(spec.steps, spec.from_seed, dtype=np.int64),
+            "truncation": np.full(spec.steps, truncation),
+            "labels": np.full(spec.steps, -1 if label is None else label, dtype=np.int64),
+            "to_seed": np.full(spec.steps, spec.to_seed, dtype=np.int64),
+            "t": np.array(positions),
+            "lerp": np.full(spec.steps, spec.method == "lerp"),
+        }
+        # batch + predict + unbatch + encode, as for /generate
+        fmt = spec.fmt
+        blobs: list[bytes] = await batcher.submit(
+            rows, deadline, cancel, lambda pixels: _encode_all(pixels, fmt)
+        )
+        self._count_generated(model, len(blobs))
+        out = section["output"]
+        return WalkResult(
+            model=model.name,
+            version=model.version,
+            fmt=fmt,
+            height=out["height"],
+            width=out["width"],
+            channels=out["channels"],
+            from_seed=spec.from_seed,
+            to_seed=spec.to_seed,
+            method=spec.method,
+            label=label,
+            label_name=section["classes"]["names"][label] if label is not None else None,
+            positions=positions,
+            images=blobs,
+        )
+
+    def _count_generated(self, model: LoadedModel, count: int) -> None:
+        counter = self._generated.get(model.name)
+        if counter is None:
+            counter = self._generated[model.name] = self.metrics.images_generated.labels(
+                model.name, str(model.version)
+            )
+        counter.inc(count)
 
     # --- upscale ------------------------------------------------------------------------------
 
@@ -374,6 +481,15 @@ class Engine:
         return out
 
 
+def _truncation(value: float | None) -> float:
+    """A request's truncation as a row value: NaN for none."""
+    if value is None:
+        return math.nan
+    if not MIN_TRUNCATION <= value <= 10.0:
+        raise InvalidRequest(f"truncation must be between {MIN_TRUNCATION} and 10")
+    return value
+
+
 def _finish_upscale(blender: RowBlender, image: Any, scale: int, fmt: str) -> bytes:
     rgb = blender.result()
     if rgb.shape[2] == 1:
@@ -389,12 +505,24 @@ def _generator_rows(model: LoadedModel) -> Callable[[dict[str, np.ndarray]], np.
     conditional = "labels" in model.input_names
 
     def run(rows: dict[str, np.ndarray]) -> np.ndarray:
-        # seed (B,) int64; truncation (B,) float64, NaN for none; labels (B,) int64, -1 for none
+        # seed (B,) int64; truncation (B,) float64, NaN for none; labels (B,) int64, -1 for none;
+        # a walk's rows: to_seed (B,) int64, -1 for none; t (B,) float64; lerp (B,) bool
         z = np.empty((len(rows["seed"]), latent_size), dtype=np.float32)  # (B, latent)
-        for i, (seed, truncation) in enumerate(
-            zip(rows["seed"].tolist(), rows["truncation"].tolist(), strict=True)
+        for i, (seed, truncation, to_seed, t, lerp) in enumerate(
+            zip(
+                rows["seed"].tolist(),
+                rows["truncation"].tolist(),
+                rows["to_seed"].tolist(),
+                rows["t"].tolist(),
+                rows["lerp"].tolist(),
+                strict=True,
+            )
         ):
-            z[i] = latent_from_seed(seed, latent_size, None if math.isnan(truncation) else truncation)
+            threshold = None if math.isnan(truncation) else truncation
+            z[i] = latent_from_seed(seed, latent_size, threshold)
+            if to_seed >= 0:
+                end = latent_from_seed(to_seed, latent_size, threshold)
+                z[i] = interpolate_latent(z[i], end, t, "lerp" if lerp else "slerp")
         feed = {"z": z, "labels": rows["labels"]} if conditional else {"z": z}
         return model.run(feed)  # (B, H, W, C) uint8
 

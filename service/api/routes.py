@@ -13,9 +13,9 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from service.api.deps import DeadlineDep, EngineDep, disconnect_watch
-from service.api.schemas import ErrorBody, GenerateBody, GenerateResponse
+from service.api.schemas import ErrorBody, GenerateBody, GenerateResponse, WalkBody, WalkResponse
 from service.encoding import FORMAT_OF_MEDIA_TYPE, MEDIA_TYPES
-from service.engine import Engine, GenerateResult, GenerateSpec
+from service.engine import Engine, GenerateResult, GenerateSpec, WalkSpec
 from service.errors import InvalidRequest, NotAcceptable
 from service.imaging import MEDIA_TYPE_FORMATS, check_media_type
 from service.metrics import CONTENT_TYPE
@@ -141,6 +141,44 @@ def _json_value(value: int | str | None) -> bytes:
     return json.dumps(value).encode()
 
 
+@router.post("/walk", response_model=WalkResponse, responses=ERRORS)
+async def walk(body: WalkBody, request: Request, engine: EngineDep, deadline: DeadlineDep) -> Response:
+    """A latent walk: `steps` images at even steps along the path between two seeds' latents
+    (slerp or lerp), all with one label. The first image is from_seed's /generate image and the
+    last is to_seed's (with the same label and truncation)."""
+    spec = WalkSpec(
+        from_seed=body.from_seed,
+        to_seed=body.to_seed,
+        steps=body.steps,
+        model=body.model,
+        label=body.label,
+        truncation=body.truncation,
+        method=body.method,
+        fmt=body.format,
+    )
+    async with disconnect_watch(request.receive) as cancel:
+        result = await engine.walk(spec, deadline, cancel)
+    request.state.model, request.state.version = result.model, result.version
+    head = {
+        "model": result.model,
+        "version": result.version,
+        "format": result.fmt,
+        "height": result.height,
+        "width": result.width,
+        "channels": result.channels,
+        "from_seed": result.from_seed,
+        "to_seed": result.to_seed,
+        "method": result.method,
+        "label": result.label,
+        "label_name": result.label_name,
+    }
+    images = [
+        {"t": t, "data": base64.b64encode(data).decode("ascii")}
+        for t, data in zip(result.positions, result.images, strict=True)
+    ]
+    return _json({**head, "images": images})
+
+
 UPSCALE_BODY = {
     "required": True,
     "content": {
@@ -205,9 +243,9 @@ async def upscale(
 
 @router.get("/v1/models")
 async def list_models(engine: EngineDep) -> Response:
-    """Manifests of the served models (with the execution provider each runs on), and the models
-    that failed to load with the reason."""
-    return _json({"models": engine.model_infos(), "failed": engine.failures})
+    """Manifests of the served models (with the execution provider each runs on), the models that
+    failed to load with the reason, and this server's request limits."""
+    return _json({"models": engine.model_infos(), "failed": engine.failures, "limits": engine.limits()})
 
 
 @router.get("/healthz")

@@ -27,6 +27,25 @@ class GenerateBody(BaseModel):
     format: Literal["png", "jpeg", "webp", "npy"] = "png"
 
 
+class WalkBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="a served generate model (default: the first by name)")
+    from_seed: int = Field(ge=0, le=MAX_SEED, description="the walk's first image is this seed's image")
+    to_seed: int = Field(ge=0, le=MAX_SEED, description="the walk's last image is this seed's image")
+    steps: int = Field(8, ge=2, description="images along the walk, both ends included")
+    label: int | str | None = Field(
+        None, description="class index or name for every image (default: from_seed mod classes)"
+    )
+    truncation: float | None = Field(
+        None, ge=MIN_TRUNCATION, le=10.0, description="truncation trick threshold, for both ends"
+    )
+    method: Literal["slerp", "lerp"] = Field(
+        "slerp", description="slerp: along the great circle between the latents; lerp: the straight line"
+    )
+    format: Literal["png", "jpeg", "webp", "npy"] = "png"
+
+
 class ImageOut(BaseModel):
     seed: int
     label: int | None
@@ -42,6 +61,26 @@ class GenerateResponse(BaseModel):
     width: int
     channels: int
     images: list[ImageOut]
+
+
+class WalkImageOut(BaseModel):
+    t: float = Field(description="position along the walk: 0 is from_seed's image, 1 is to_seed's")
+    data: str = Field(description="the encoded image, base64")
+
+
+class WalkResponse(BaseModel):
+    model: str
+    version: int
+    format: str
+    height: int
+    width: int
+    channels: int
+    from_seed: int
+    to_seed: int
+    method: str
+    label: int | None
+    label_name: str | None
+    images: list[WalkImageOut]
 
 
 class ErrorDetail(BaseModel):

@@ -66,6 +66,21 @@ def test_generate_upscale_models_health(small_server: Server, tmp_path: Path) ->
         assert gan.upscale(png(8, 8)).output_size == (16, 16)  # bytes: the type is sniffed
 
 
+def test_walk_sync_and_async(small_server: Server) -> None:
+    with GanClient(small_server.url) as gan:
+        walk = gan.walk(3, 9, 4, model="digits-conditional", label="5", method="lerp")
+        assert (walk.from_seed, walk.to_seed, walk.method) == (3, 9, "lerp")
+        assert (walk.label, walk.label_name) == (5, "5")
+        assert walk.positions == pytest.approx([0, 1 / 3, 2 / 3, 1])
+        assert walk.images[-1] == gan.generate(seeds=[9], labels=5, model="digits-conditional").images[0].data
+
+    async def scenario() -> list[bytes]:
+        async with AsyncGanClient(small_server.url) as gan:
+            return (await gan.walk(3, 9, 4, model="digits-conditional", label=5, method="lerp")).images
+
+    assert asyncio.run(scenario()) == walk.images
+
+
 def test_errors_are_typed_with_the_servers_code(small_server: Server) -> None:
     with GanClient(small_server.url, retry=FAST) as gan:
         with pytest.raises(RequestRejected) as unknown:
