@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-train-dev
 # pytest-xdist is not used: the suite is sized for 2 cores as it is.
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint typecheck demo clean compare sr models serve containers
+.PHONY: venv test lint typecheck demo clean compare sr models serve containers browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# Chromium for the playground's browser tests: Debian's package (as root, with apt-get). Without
+# it those tests are skipped, and with CI=true they fail.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "chromium is not installed and cannot be here: the browser tests will be skipped"
+
+test: lint typecheck browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # A short training run on the toy ring (about a minute), with its samples, plots, checkpoints and

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
         description="a client that leaves its response unread (send buffer full) this long is disconnected",
     )
     keep_alive_s: int = Field(5, ge=1, description="an idle kept-alive connection is closed after this long")
+    playground: bool = Field(
+        True, description="serve the playground page at GET / (its files under /playground/); false: 404"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # Authentication (off while no key is configured).

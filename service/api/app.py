@@ -14,6 +14,7 @@ from service.api.auth import ApiKeyAuth, load_api_keys
 from service.api.errors import install_error_handlers
 from service.api.hot_paths import HotPaths
 from service.api.middleware import RequestContextMiddleware
+from service.api.playground import load_assets, playground_routes
 from service.api.routes import router
 from service.config import Settings
 from service.engine import Engine
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The routes are added to the app itself rather than through include_router: an included
     # router adds routing layers that every request pays for.
     app.router.routes.extend(router.routes)
+    assets = load_assets() if settings.playground else {}
+    app.router.routes.extend(playground_routes(assets))
+    app.state.static_paths = frozenset(assets)  # open without an API key: they hold no data
     install_error_handlers(app)
     return app
 
@@ -60,5 +64,6 @@ def create_service(settings: Settings, access_log: AccessLog | None = None) -> t
     the lifespan). Raises ValueError when the API keys cannot be loaded."""
     app = create_app(settings)
     hot = HotPaths(app, app.state.engine, settings)
-    auth = ApiKeyAuth(hot, load_api_keys(settings), settings.auth_health, settings.auth_metrics)
+    keys = load_api_keys(settings)
+    auth = ApiKeyAuth(hot, keys, settings.auth_health, settings.auth_metrics, app.state.static_paths)
     return RequestContextMiddleware(auth, app.state.metrics, settings.max_body_bytes, access_log), app

@@ -19,7 +19,7 @@ from service.connection_guard import TIMED_OUT
 from service.metrics import ServiceMetrics
 
 # Metric labels come from this fixed set, never from the raw path (unbounded cardinality).
-ENDPOINTS = {"/generate", "/upscale", "/v1/models", "/healthz", "/readyz", "/metrics"}
+ENDPOINTS = {"/generate", "/walk", "/upscale", "/v1/models", "/healthz", "/readyz", "/metrics"}
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 

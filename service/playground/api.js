@@ -1,0 +1,102 @@
+// Calls to the service's API, exactly as any client makes them: the same endpoints, the same
+// error bodies ({"error": {"code", "message"}}), the API key as X-API-Key.
+
+export const MAX_SEED = (1n << 63n) - 1n;
+const KEY_STORAGE = "gan-serving.api-key";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function apiKey() {
+  return sessionStorage.getItem(KEY_STORAGE) || "";
+}
+
+export function setApiKey(key) {
+  if (key) sessionStorage.setItem(KEY_STORAGE, key);
+  else sessionStorage.removeItem(KEY_STORAGE);
+}
+
+export function authHeaders() {
+  const key = apiKey();
+  return key ? { "X-API-Key": key } : {};
+}
+
+// fetch() with the key; any answer but 2xx becomes an ApiError carrying the server's message.
+export async function call(path, options = {}) {
+  const headers = new Headers({ ...(options.headers || {}), ...authHeaders() });
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers });
+  } catch (error) {
+    // The connection broke before an answer (server gone, or it closed an upload it refused).
+    throw new ApiError(0, "network", `no answer from the server (${error.message})`);
+  }
+  if (!response.ok) throw await errorOf(response);
+  return response;
+}
+
+async function errorOf(response) {
+  const text = await response.text();
+  try {
+    const body = JSON.parse(text);
+    if (body && body.error && body.error.message) {
+      return new ApiError(response.status, body.error.code, body.error.message);
+    }
+  } catch {
+    // not the service's JSON error: a proxy's page, say
+  }
+  const snippet = text.trim().slice(0, 200) || response.statusText;
+  return new ApiError(response.status, "http_" + response.status, `HTTP ${response.status}: ${snippet}`);
+}
+
+// A seed typed by a person: digits only, 0 to 2^63-1. Kept as a BigInt, since seeds above 2^53
+// lose digits as JavaScript numbers.
+export function parseSeed(text, what = "seed") {
+  const trimmed = String(text).trim();
+  if (!/^[0-9]{1,19}$/.test(trimmed)) {
+    throw new ApiError(0, "invalid_seed", `${what} must be a whole number from 0 to ${MAX_SEED}`);
+  }
+  const seed = BigInt(trimmed);
+  if (seed > MAX_SEED) {
+    throw new ApiError(0, "invalid_seed", `${what} must be at most ${MAX_SEED}`);
+  }
+  return seed;
+}
+
+export function randomSeed() {
+  return BigInt(crypto.getRandomValues(new Uint32Array(1))[0]);
+}
+
+// JSON with BigInt values written as plain numbers (JSON.stringify refuses BigInt).
+export function jsonBody(value) {
+  const marked = JSON.stringify(value, (_, v) => (typeof v === "bigint" ? `\u0000big:${v}` : v));
+  return marked.replace(/"\\u0000big:(\d+)"/g, "$1");
+}
+
+export async function postJson(path, body) {
+  const response = await call(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: jsonBody(body),
+  });
+  return response.json();
+}
+
+// base64 (as /generate and /walk answer) -> a Blob of the given type.
+export function blobOf(base64, type) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  return new Blob([bytes], { type });
+}
+
+export const MEDIA_TYPES = { png: "image/png", jpeg: "image/jpeg", webp: "image/webp" };
+export const EXTENSIONS = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp" };
+
+// "CPUExecutionProvider" -> "CPU": the provider's short name, for tight places.
+export function device(model) {
+  return String(model.provider).replace(/ExecutionProvider$/, "");
+}

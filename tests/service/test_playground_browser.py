@@ -1,0 +1,452 @@
+"""The playground page in headless Chromium (Debian's, driven by Playwright) against a real
+server: a grid of generated images, a label change, a latent walk, an upscale and its download, an
+oversize upload's error, the live view, keyboard use, an API key, a phone-sized screen.
+
+Every state is saved as a screenshot under test-artifacts/playground/ (or $GAN_TEST_ARTIFACTS).
+Without chromium the tests are skipped with the reason in the summary (`make browser` installs
+it); with CI=true they must run, so they fail instead."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.live_server import REPO, Server, model_subset, start_server
+
+MAX_PIXELS = 128 * 128  # the test server's upscale limit, so an oversize image is small
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # tests run as root here
+    "--disable-gpu",
+    # This machine's network is closed: no background connections, no update checks.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+ARTIFACTS = Path(os.environ.get("GAN_TEST_ARTIFACTS", REPO / "test-artifacts")) / "playground"
+
+
+def chromium_path() -> str:
+    found = os.environ.get("GAN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    reason = "chromium is not installed (make browser installs Debian's)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"the browser tests must run in CI, but cannot: {reason}")
+    pytest.skip(f"BROWSER TESTS NOT RUN: {reason}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = chromium_path()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("playground")
+    models = model_subset(tmp, ["digits", "digits-conditional", "srresnet-x2"])
+    srv = start_server(tmp, models, max_input_pixels=MAX_PIXELS)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def page(browser: Browser, live: Server) -> Iterator[Page]:
+    """A fresh tab (its own storage) that fails the test on any script error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.set_default_timeout(20_000)
+    yield tab
+    context.close()
+    assert not errors, f"script errors on the page: {errors}"
+
+
+def shot(tab: Page, name: str) -> None:
+    tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def open_model(tab: Page, live: Server, model: str) -> None:
+    tab.goto(f"{live.url}/#model={model}")
+    panel = "#upscaler" if model.startswith("sr") else "#generator"
+    tab.wait_for_selector(f"{panel}:not([hidden])")
+
+
+def image_digests(tab: Page, selector: str) -> list[str]:
+    """A digest of each shown image's pixels, as the browser decoded them (one channel: the
+    generators here are grayscale). The page's policy lets it fetch nothing but this server, so
+    the pixels are read through a canvas rather than by fetching the images' blob: URLs."""
+    channels: list[str] = tab.evaluate(
+        """(selector) => [...document.querySelectorAll(selector)].map((img) => {
+            const canvas = new OffscreenCanvas(img.naturalWidth, img.naturalHeight);
+            const context = canvas.getContext("2d");
+            context.drawImage(img, 0, 0);
+            const rgba = context.getImageData(0, 0, canvas.width, canvas.height).data;
+            return String.fromCharCode(...rgba.filter((_, i) => i % 4 === 0));
+        })""",
+        selector,
+    )
+    return [sha(channel.encode("latin-1")) for channel in channels]
+
+
+def pixel_digest(png: bytes) -> str:
+    with Image.open(io.BytesIO(png)) as image:
+        return sha(image.convert("L").tobytes())
+
+
+def wait_for_text(tab: Page, selector: str, text: str) -> None:
+    """Wait until the element's text contains `text`."""
+    tab.wait_for_function(
+        "([selector, text]) => document.querySelector(selector).textContent.includes(text)",
+        arg=[selector, text],
+    )
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def api_images(live: Server, path: str, body: dict[str, object]) -> list[bytes]:
+    answer = httpx.post(f"{live.url}{path}", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return [base64.b64decode(image["data"]) for image in answer.json()["images"]]
+
+
+def photo(width: int, height: int) -> bytes:
+    """A real photograph (scikit-image's bundled cat), resized: a PNG's bytes."""
+    from skimage import data
+
+    buffer = io.BytesIO()
+    Image.fromarray(data.chelsea()).resize((width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def generate_grid(tab: Page, n: int, seed: str, label: str | None) -> list[str]:
+    """Fill in the form, press Generate, wait for the new grid; its images' digests. label: a
+    class index, "" for "by seed", None for a model without classes."""
+    tab.fill("#gen-n", str(n))
+    tab.fill("#gen-seed", seed)
+    if label is not None:
+        tab.select_option("#gen-label", label)
+    before = tab.inner_text("#gen-summary")
+    tab.click("#gen-submit")
+    tab.wait_for_function(
+        "([before, n]) => document.querySelector('#gen-summary').textContent !== before"
+        " && document.querySelectorAll('#gen-grid img').length === n",
+        arg=[before, n],
+    )
+    return image_digests(tab, "#gen-grid img")
+
+
+def test_generate_a_grid_then_another_label(page: Page, live: Server) -> None:
+    open_model(page, live, "digits-conditional")
+    threes = generate_grid(page, 6, "100", "3")
+    shot(page, "01-generate-grid")
+    expected = api_images(
+        live, "/generate", {"model": "digits-conditional", "n": 6, "seed": 100, "labels": 3}
+    )
+    assert threes == [pixel_digest(image) for image in expected], "the page shows what the API answers"
+    captions = page.locator("#gen-grid .caption").all_inner_texts()
+    assert captions == [f"seed {100 + i} · 3" for i in range(6)]
+
+    sevens = generate_grid(page, 6, "100", "7")
+    shot(page, "02-generate-label-7")
+    assert len(set(sevens)) == 6 and not set(sevens) & set(threes), "another label, other images"
+
+    # Clicking an image downloads it, named after its model, seed and label.
+    with page.expect_download() as download:
+        page.click("#gen-grid li:nth-child(2) a")
+    saved = Path(download.value.path())
+    assert download.value.suggested_filename == "digits-conditional-v1-seed101-label7.png"
+    assert pixel_digest(saved.read_bytes()) == sevens[1]
+    again = api_images(live, "/generate", {"model": "digits-conditional", "seed": 101, "labels": 7})
+    assert saved.read_bytes() == again[0], "the download is the API's file, byte for byte"
+
+
+def test_seeds_beyond_javascript_numbers_and_the_random_button(page: Page, live: Server) -> None:
+    open_model(page, live, "digits")
+    big = str(2**63 - 3)  # above 2^53: a JavaScript number would round it
+    generate_grid(page, 3, big, None)
+    captions = page.locator("#gen-grid .caption").all_inner_texts()
+    assert captions == [f"seed {2**63 - 3 + i}" for i in range(3)]
+    expected = api_images(live, "/generate", {"model": "digits", "seed": 2**63 - 1})
+    assert image_digests(page, "#gen-grid li:nth-child(3) img") == [pixel_digest(expected[0])]
+
+    page.fill("#gen-seed", str(2**63))
+    page.click("#gen-submit")
+    page.wait_for_selector("#gen-error:not([hidden])")
+    assert "at most 9223372036854775807" in page.inner_text("#gen-error")
+
+    page.click("#gen-random")
+    page.wait_for_function(f"() => document.querySelector('#gen-seed').value !== '{2**63}'")
+    page.wait_for_selector("#gen-error", state="hidden")
+    seed = int(page.input_value("#gen-seed"))
+    page.wait_for_function(
+        f"() => document.querySelector('#gen-grid .caption').textContent === 'seed {seed}'"
+    )
+
+
+def test_latent_walk_strip(page: Page, live: Server) -> None:
+    open_model(page, live, "digits-conditional")
+    generate_grid(page, 4, "20", "5")  # the walk's seeds follow the grid: 20 to 21
+    assert page.input_value("#walk-from") == "20" and page.input_value("#walk-to") == "21"
+    page.fill("#walk-to", "29")
+    page.fill("#walk-steps", "7")
+    page.click("#walk-submit")
+    page.wait_for_function("() => document.querySelectorAll('#walk-strip img').length === 7")
+    shot(page, "03-latent-walk")
+    captions = page.locator("#walk-strip .caption").all_inner_texts()
+    assert captions[0] == "seed 20" and captions[-1] == "seed 29" and captions[3] == "t = 0.50"
+    expected = api_images(
+        live, "/walk", {"model": "digits-conditional", "from_seed": 20, "to_seed": 29, "steps": 7, "label": 5}
+    )
+    assert image_digests(page, "#walk-strip img") == [pixel_digest(image) for image in expected]
+    grid = image_digests(page, "#gen-grid img")
+    assert (
+        expected[0] != expected[-1] and pixel_digest(expected[0]) == grid[0]
+    )  # the walk starts at the grid's first
+
+
+def test_upscale_compare_and_download(page: Page, live: Server, tmp_path: Path) -> None:
+    picture = tmp_path / "cat.png"
+    picture.write_bytes(photo(40, 30))
+    open_model(page, live, "digits")
+    page.select_option("#model", "srresnet-x2")
+    page.wait_for_selector("#upscaler:not([hidden])")
+    assert page.locator("#generator").is_hidden()
+    page.set_input_files("#up-file", str(picture))
+    wait_for_text(page, "#up-chosen", "40×30")
+    page.click("#up-submit")
+    page.wait_for_selector("#up-result:not([hidden])")
+    assert page.inner_text("#up-sizes").startswith("Input 40×30 → output 80×60 (×2 by srresnet-x2")
+    # Before and after are shown at the same size.
+    boxes = [page.locator(f"#up-{which}").bounding_box() for which in ("before", "after")]
+    assert boxes[0] == boxes[1] and boxes[0]["width"] > 80
+    # The slider moves the split, by keyboard too.
+    page.focus("#up-split")
+    for _ in range(3):
+        page.keyboard.press("ArrowLeft")
+    assert page.input_value("#up-split") == "47"
+    assert (
+        page.evaluate("getComputedStyle(document.querySelector('#compare')).getPropertyValue('--split')")
+        == "47%"
+    )
+    shot(page, "04-upscale-slider")
+    page.check("#up-side")
+    shot(page, "05-upscale-side-by-side")
+    sides = [page.locator(f"#up-{which}").bounding_box() for which in ("before", "after")]
+    assert sides[0]["x"] < sides[1]["x"] and sides[0]["width"] == pytest.approx(sides[1]["width"], abs=1)
+
+    with page.expect_download() as download:
+        page.click("#up-download")
+    assert download.value.suggested_filename == "cat-srresnet-x2.png"
+    with Image.open(download.value.path()) as result:
+        assert (result.format, result.size) == ("PNG", (80, 60))
+    direct = httpx.post(
+        f"{live.url}/upscale?model=srresnet-x2",
+        content=picture.read_bytes(),
+        headers={"Content-Type": "image/png"},
+        timeout=30,
+    )
+    assert Path(download.value.path()).read_bytes() == direct.content
+
+
+def test_a_dropped_image_and_another_output_format(page: Page, live: Server) -> None:
+    open_model(page, live, "srresnet-x2")
+    encoded = base64.b64encode(photo(24, 16)).decode()
+    page.evaluate(
+        """(encoded) => {
+            const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+            document.querySelector("#drop-zone").dispatchEvent(
+                new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        }""",
+        encoded,
+    )
+    wait_for_text(page, "#up-chosen", "dropped.png")
+    page.select_option("#up-format", "webp")
+    page.click("#up-submit")
+    page.wait_for_selector("#up-result:not([hidden])")
+    assert re.match(r"Download 48×32 WEBP \(", page.inner_text("#up-download"))
+    with page.expect_download() as download:
+        page.click("#up-download")
+    assert download.value.suggested_filename == "dropped-srresnet-x2.webp"
+    with Image.open(download.value.path()) as result:
+        assert (result.format, result.size) == ("WEBP", (48, 32))
+
+
+def test_an_oversize_upload_shows_the_servers_message(page: Page, live: Server, tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    big.write_bytes(photo(200, 100))  # 20,000 pixels, over the server's 16,384
+    refused = httpx.post(
+        f"{live.url}/upscale", content=big.read_bytes(), headers={"Content-Type": "image/png"}, timeout=30
+    )
+    assert refused.status_code == 413
+    message = refused.json()["error"]["message"]
+    open_model(page, live, "srresnet-x2")
+    page.set_input_files("#up-file", str(big))
+    page.click("#up-submit")
+    page.wait_for_selector("#up-error:not([hidden])")
+    shot(page, "06-upscale-oversize")
+    assert page.inner_text("#up-error") == f"{message} (HTTP 413)"
+    assert page.get_attribute("#up-error", "role") == "alert"
+    assert page.locator("#up-result").is_hidden()
+
+    # Not an image at all: the server's word again, not a silent failure.
+    text = tmp_path / "notes.png"
+    text.write_text("not really a picture")
+    page.set_input_files("#up-file", str(text))
+    page.click("#up-submit")
+    page.wait_for_function(
+        "() => document.querySelector('#up-error').textContent.includes('not a readable image')"
+    )
+
+
+def test_live_view_of_the_service(page: Page, live: Server) -> None:
+    for seed in range(5):
+        api_images(live, "/generate", {"model": "digits", "n": 4, "seed": seed})
+    open_model(page, live, "digits")
+    page.wait_for_selector("#live-models tbody tr:nth-child(3)")
+    rows = page.locator("#live-models tbody tr").all_inner_texts()
+    assert [row.split("\t")[:3] for row in rows] == [
+        ["digits v1", "generate", "CPU"],
+        ["digits-conditional v1", "generate", "CPU"],
+        ["srresnet-x2 v1", "upscale", "CPU"],
+    ]
+    # Requests made while the page watches show up as a rate and a latency.
+    page.wait_for_timeout(2500)
+    for seed in range(10):
+        api_images(live, "/generate", {"model": "digits", "n": 2, "seed": seed})
+    page.wait_for_function(
+        """() => { const cells = document.querySelector('#live-endpoints tbody tr').children;
+                   return Number(cells[1].textContent) > 0 && cells[2].textContent.endsWith('s'); }"""
+    )
+    chart = page.get_attribute("#live-batches figure:first-child svg", "aria-label")
+    assert chart is not None and chart.startswith("Batch sizes of digits: up to ")
+    assert "service: ready" in page.inner_text("#service-status")
+    shot(page, "07-live-view")
+
+
+def test_metrics_arithmetic_in_the_page(page: Page, live: Server) -> None:
+    """The page's reading of Prometheus text and its quantiles, checked against hand-worked
+    values (PromQL's histogram_quantile: linear within a bucket)."""
+    page.goto(f"{live.url}/")
+    result = page.evaluate(
+        """async () => {
+            const m = await import("/playground/metrics.js");
+            const text = [
+                '# HELP x y',
+                'lat_bucket{endpoint="/a",le="0.1"} 10',
+                'lat_bucket{endpoint="/a",le="0.2"} 30',
+                'lat_bucket{endpoint="/a",le="0.5"} 40',
+                'lat_bucket{endpoint="/a",le="+Inf"} 40',
+                'lat_bucket{endpoint="/b",le="0.1"} 1',
+                'lat_bucket{endpoint="/b",le="0.2"} 1',
+                'lat_bucket{endpoint="/b",le="0.5"} 1',
+                'lat_bucket{endpoint="/b",le="+Inf"} 3',
+                'odd{name="say \\\\"hi\\\\""} 2.5',
+            ].join("\\n");
+            const s = m.parseMetrics(text);
+            const a = m.buckets(s, "lat", { endpoint: "/a" });
+            const b = m.buckets(s, "lat", { endpoint: "/b" });
+            return {
+                median: m.quantile(0.5, a), p99: m.quantile(0.99, a), tail: m.quantile(0.99, b),
+                empty: m.quantile(0.5, new Map()), odd: m.select(s, "odd")[0].labels.name,
+                delta: m.quantile(0.5, m.bucketDelta(a, m.buckets(s, "lat", { endpoint: "/a" }))),
+                bars: m.histogramBars(a).map((bar) => bar.count),
+            };
+        }"""
+    )
+    assert result["median"] == pytest.approx(0.15)  # rank 20: halfway through (0.1, 0.2]
+    assert result["p99"] == pytest.approx(0.488)  # rank 39.6: 96% through (0.2, 0.5]
+    assert result["tail"] == pytest.approx(0.5)  # in +Inf: the highest finite bound
+    assert result["empty"] is None and result["delta"] is None
+    assert result["odd"] == 'say "hi"'
+    assert result["bars"] == [10, 20, 10, 0]
+
+
+def test_keyboard_and_labels(page: Page, live: Server) -> None:
+    open_model(page, live, "digits-conditional")
+    # Every visible control has a label a screen reader announces.
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, button')]
+            .filter((el) => el.offsetParent !== null || el.type === 'file')
+            .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                            && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+            .map((el) => el.id || el.outerHTML)"""
+    )
+    assert unlabelled == []
+    # Type a seed and press Enter: the grid comes; Tab to an image and press Enter: it downloads.
+    page.fill("#gen-n", "2")
+    page.focus("#gen-seed")
+    page.keyboard.press("Control+a")
+    page.keyboard.type("77")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelectorAll('#gen-grid img').length === 2")
+    page.focus("#gen-submit")
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('#gen-grid') !== null"):
+            break
+    with page.expect_download() as download:
+        page.keyboard.press("Enter")
+    assert download.value.suggested_filename.startswith("digits-conditional-v1-seed77-")
+
+
+def test_narrow_screen(browser: Browser, live: Server) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    tab = context.new_page()
+    try:
+        open_model(tab, live, "digits-conditional")
+        generate_grid(tab, 4, "3", "")
+        tab.wait_for_selector("#live-models tbody tr")
+        shot(tab, "08-narrow")
+        overflow = tab.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page is {overflow} px wider than a 390 px screen"
+        live_box = tab.locator("#live").bounding_box()
+        try_box = tab.locator("#try").bounding_box()
+        assert live_box["y"] > try_box["y"] + try_box["height"] - 1, "one column: the live view below"
+    finally:
+        context.close()
+
+
+def test_api_key_asked_for_and_used(browser: Browser, make_server: Callable[..., Server]) -> None:
+    key = "playground-test-key-0123456789"
+    keyed = make_server(["digits"], api_keys=key)
+    context = browser.new_context()
+    tab = context.new_page()
+    try:
+        tab.goto(f"{keyed.url}/")
+        tab.wait_for_selector("#page-error:not([hidden])")
+        assert "a valid API key is needed" in tab.inner_text("#page-error")
+        assert tab.evaluate("document.querySelector('#key-box').open")
+        shot(tab, "09-api-key-needed")
+        tab.fill("#api-key", key)
+        tab.press("#api-key", "Enter")
+        tab.wait_for_selector("#generator:not([hidden])")
+        tab.click("#gen-submit")
+        tab.wait_for_selector("#gen-grid img")
+        tab.wait_for_function(
+            "() => document.querySelector('#service-status').textContent === 'service: ready'"
+        )
+    finally:
+        context.close()
