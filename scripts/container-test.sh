@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the images and runs them for real with podman, then tears everything down (always):
 #   1. the CPU image, and the compose stack's service + Prometheus (docker-compose.yml, its own
-#      network and DNS): the smoke client checks /readyz, a /generate, an /upscale, and that
-#      Prometheus scraped the service; then the container's user, its HEALTHCHECK, and a drain on
-#      SIGTERM (exit 0, "draining" logged);
+#      network and DNS): the smoke client checks /readyz, a /generate, an /upscale, the playground
+#      page, and that Prometheus scraped the service; then the container's user, its HEALTHCHECK,
+#      and a drain on SIGTERM (exit 0, "draining" logged);
 #   2. the GPU image, on a machine without a GPU: onnxruntime-gpu is in it, the entrypoint says it
 #      serves on CPU, and it does (smoke client again).
 # Grafana is not started: no Grafana image or package can be had without a registry; its

@@ -96,6 +96,13 @@ def main() -> int:
     version = headers.get("x-model-version")
     print(f"ok: POST /upscale gave a 48x32 PNG ({len(data)} bytes, model version {version})")
 
+    # The playground's files are package data: a non-editable install (the image's) must hold them.
+    status, _, data = http("GET", f"{service}/")
+    assert status == 200 and b"/playground/playground.js" in data, (status, data[:300])
+    status, _, script = http("GET", f"{service}/playground/playground.js")
+    assert status == 200 and b"import" in script, (status, script[:300])
+    print("ok: GET / served the playground page and its script")
+
     if opts.prometheus:
         prometheus = opts.prometheus.rstrip("/")
 

@@ -57,6 +57,7 @@ def test_images_and_the_compose_stack_run_for_real() -> None:
     for check in (
         "Prometheus has scraped the service",
         "POST /upscale gave a 48x32 PNG",
+        "GET / served the playground page and its script",
         "HEALTHCHECK",
         "SIGTERM: readiness off, drain logged, exit status 0",
         "without a GPU the GPU image says so, and serves on CPU",
