@@ -4,8 +4,8 @@ With keys configured (GAN_SERVE_API_KEYS, comma-separated, and/or GAN_SERVE_API_
 per line), a request must carry one in `X-API-Key` or as `Authorization: Bearer KEY`, else it
 gets 401 with the usual error body. Health (/healthz, /readyz) and /metrics stay open unless
 `auth_health` / `auth_metrics` say otherwise (load balancers and Prometheus usually have no key);
-the API documentation and the playground's files stay open (they hold no data: the page asks
-for a key and sends it with its API calls). Keys are compared in constant time, against every configured
+the API documentation and the playground's files stay open (they hold no data: the page asks for a
+key and sends it with its API calls). Keys are compared in constant time, against every configured
 key, so neither the answer's timing nor its content says how much of a key was right.
 """
 
