@@ -1,6 +1,7 @@
 """The playground page in headless Chromium (Debian's, driven by Playwright) against a real
 server: a grid of generated images, a label change, a latent walk, an upscale and its download, an
-oversize upload's error, the live view, keyboard use, an API key, a phone-sized screen.
+oversize upload's error, the live view, keyboard use, an accessibility audit (axe-core), an API
+key, a phone-sized screen.
 
 Every state is saved as a screenshot under test-artifacts/playground/ (or $GAN_TEST_ARTIFACTS).
 Without chromium the tests are skipped with the reason in the summary (`make browser` installs
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -410,6 +412,34 @@ def test_keyboard_and_labels(page: Page, live: Server) -> None:
     with page.expect_download() as download:
         page.keyboard.press("Enter")
     assert download.value.suggested_filename.startswith("digits-conditional-v1-seed77-")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_accessibility_violations(browser: Browser, live: Server, tmp_path: Path, scheme: str) -> None:
+    """axe-core's WCAG rules (labels, contrast, names, roles, landmarks, ...) on each panel with
+    its results shown, in both colour schemes."""
+    picture = tmp_path / "cat.png"
+    picture.write_bytes(photo(40, 30))
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
+    tab = context.new_page()
+    axe = Axe()
+    try:
+        open_model(tab, live, "digits-conditional")
+        generate_grid(tab, 4, "8", "2")
+        tab.click("#walk-submit")
+        tab.wait_for_selector("#walk-strip img")
+        tab.wait_for_selector("#live-batches figure")
+        generator = axe.run(tab)
+        assert generator.violations_count == 0, generator.generate_report()
+        tab.select_option("#model", "srresnet-x2")
+        tab.set_input_files("#up-file", str(picture))
+        tab.click("#up-submit")
+        tab.wait_for_selector("#up-result:not([hidden])")
+        upscaler = axe.run(tab)
+        assert upscaler.violations_count == 0, upscaler.generate_report()
+        shot(tab, f"10-upscaler-{scheme}")
+    finally:
+        context.close()
 
 
 def test_narrow_screen(browser: Browser, live: Server) -> None:
