@@ -2,6 +2,7 @@
 
     gan-client generate --model digits-conditional --n 100000 --labels 0-9 --out samples --seed 1
     gan-client upscale photos/ photos-x4/ --model srresnet-x4 --recursive
+    gan-client walk --model digits-conditional --from-seed 1 --to-seed 2 --steps 8 --label 6 --out walk
     gan-client models
     gan-client health
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from client.api import API_KEY_ENV, DEFAULT_URL, URL_ENV, AsyncGanClient, GanClient
 from client.errors import GanClientError
-from client.files import EXTENSIONS
+from client.files import EXTENSIONS, atomic_write
 from client.generate_job import parse_labels, run_generate
 from client.retry import RetryPolicy
 from client.runner import JobError, Summary
@@ -59,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--format", choices=list(EXTENSIONS), help="output format (default: the input's)")
     up.add_argument("--recursive", action="store_true", help="into subfolders too, keeping the structure")
 
+    walk = sub.add_parser("walk", parents=[common], help="a latent walk between two seeds, one file per step")
+    walk.add_argument("--model", help="a served generate model (default: the first by name)")
+    walk.add_argument("--from-seed", type=int, required=True, help="the first image is this seed's")
+    walk.add_argument("--to-seed", type=int, required=True, help="the last image is this seed's")
+    walk.add_argument("--steps", type=int, default=8, help="images, both ends included (default 8)")
+    walk.add_argument("--label", help="class index or name for every image (default: from-seed mod classes)")
+    walk.add_argument("--method", choices=["slerp", "lerp"], default="slerp")
+    walk.add_argument("--truncation", type=float, help="truncation threshold (0.05 to 10)")
+    walk.add_argument("--format", choices=list(EXTENSIONS), default="png")
+    walk.add_argument("--out", type=Path, required=True, help="output folder")
+
     sub.add_parser("models", parents=[common], help="print the served models as JSON")
     sub.add_parser("health", parents=[common], help="exit 0 when the service is up and ready")
     return parser
@@ -72,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("generate", "upscale"):
             summary = asyncio.run(_job(args))
+        elif args.command == "walk":
+            with _client(args) as gan:
+                return _walk(gan, args)
         elif args.command == "models":
             with _client(args) as gan:
                 print(json.dumps(gan.models(), indent=2))
@@ -136,6 +151,32 @@ async def _job(args: argparse.Namespace) -> Summary:
     if retry_notes:
         print(f"retried {len(retry_notes)} time(s); last: {retry_notes[-1]}", file=sys.stderr)
     return summary
+
+
+def _walk(gan: GanClient, args: argparse.Namespace) -> int:
+    """One /walk request; its frames as OUT/walk-FROM-TO-000.EXT and up, each written whole."""
+    label: int | str | None = None
+    if args.label is not None:
+        label = int(args.label) if args.label.isdigit() else args.label
+    result = gan.walk(
+        args.from_seed,
+        args.to_seed,
+        args.steps,
+        model=args.model,
+        label=label,
+        truncation=args.truncation,
+        method=args.method,
+        format=args.format,
+    )
+    stem = f"walk-{args.from_seed}-{args.to_seed}"
+    for i, frame in enumerate(result.images):
+        atomic_write(args.out / f"{stem}-{i:03d}{EXTENSIONS[args.format]}", frame)
+    named = "" if result.label_name is None else f", label {result.label_name}"
+    print(
+        f"wrote {len(result.images)} images to {args.out} ({result.model} v{result.version}, "
+        f"{result.method} from seed {result.from_seed} to {result.to_seed}{named})"
+    )
+    return 0
 
 
 def _report(summary: Summary) -> int:

@@ -184,3 +184,22 @@ def test_upscale_job_keeps_the_structure_and_reports_bad_inputs(small_server: Se
     # Output folder = input folder is refused before anything is sent.
     same = gan_client("upscale", str(photos), str(photos), url=small_server.url)
     assert same.returncode == 2 and "overwritten" in same.stderr
+
+
+def test_walk_writes_one_file_per_step(small_server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "walk"
+    run = gan_client(
+        "walk", "--model", "digits-conditional", "--from-seed", "4", "--to-seed", "9", "--steps", "5",
+        "--label", "3", "--out", str(out), url=small_server.url,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "wrote 5 images" in run.stdout and "label 3" in run.stdout
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"walk-4-9-{i:03d}.png" for i in range(5)]
+    assert all(Image.open(out / name).size == (32, 32) for name in names)
+    unknown = gan_client(
+        "walk", "--model", "digits-conditional", "--from-seed", "4", "--to-seed", "9", "--label", "eleven",
+        "--out", str(tmp_path / "nothing"), url=small_server.url,
+    )  # fmt: skip
+    assert unknown.returncode == 1 and "unknown label 'eleven'" in unknown.stderr
+    assert not (tmp_path / "nothing").exists()
