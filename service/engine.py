@@ -72,13 +72,19 @@ class GeneratedImage:
 
 
 @dataclass
-class WalkResult:
+class GeneratorOutput:
+    """What every generator answer says about its images."""
+
     model: str
     version: int
     fmt: str
     height: int
     width: int
     channels: int
+
+
+@dataclass
+class WalkResult(GeneratorOutput):
     from_seed: int
     to_seed: int
     method: str
@@ -99,13 +105,7 @@ class UpscaleResult:
 
 
 @dataclass
-class GenerateResult:
-    model: str
-    version: int
-    fmt: str
-    height: int
-    width: int
-    channels: int
+class GenerateResult(GeneratorOutput):
     images: list[GeneratedImage]
 
 

@@ -53,13 +53,16 @@ class ImageOut(BaseModel):
     data: str = Field(description="the encoded image, base64")
 
 
-class GenerateResponse(BaseModel):
+class GeneratorAnswer(BaseModel):
     model: str
     version: int
     format: str
     height: int
     width: int
     channels: int
+
+
+class GenerateResponse(GeneratorAnswer):
     images: list[ImageOut]
 
 
@@ -68,13 +71,7 @@ class WalkImageOut(BaseModel):
     data: str = Field(description="the encoded image, base64")
 
 
-class WalkResponse(BaseModel):
-    model: str
-    version: int
-    format: str
-    height: int
-    width: int
-    channels: int
+class WalkResponse(GeneratorAnswer):
     from_seed: int
     to_seed: int
     method: str
