@@ -17,7 +17,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.loadgen import free_port  # noqa: E402
 from model_export.latents import latents_from_seeds  # noqa: E402
 from model_export.tiling import plan_tiles  # noqa: E402
 from service.encoding import encode_image  # noqa: E402
@@ -70,12 +70,6 @@ class Result:
     p99_ms: float | None
     requests: int
     errors: int
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- the limit: no HTTP ----------------------------------------------------------------------

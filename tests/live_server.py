@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.loadgen import free_port, metric
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -37,18 +32,7 @@ class Server:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a metric's samples whose labels include `labels` (0 when absent)."""
-        text = httpx.get(f"{self.url}/metrics").text
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith("#") or not line.startswith(name):
-                continue
-            head, value = line.rsplit(" ", 1)
-            metric_name = head.split("{", 1)[0]
-            if metric_name != name:
-                continue
-            if all(f'{k}="{v}"' in head for k, v in labels.items()):
-                total += float(value)
-        return total
+        return metric(self.url, name, **labels)
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
