@@ -336,8 +336,6 @@ class Engine:
                 raise InvalidRequest(f"seeds must be between 0 and {MAX_SEED}")
         if spec.method not in INTERPOLATIONS:
             raise InvalidRequest(f"method must be one of {', '.join(INTERPOLATIONS)}")
-        if isinstance(spec.label, list):
-            raise InvalidRequest("a walk takes one label for all its images")
         label = self._labels(spec.label, section["classes"], [spec.from_seed])[0]
         truncation = _truncation(spec.truncation)
         batcher.check_room(spec.steps)
