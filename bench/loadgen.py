@@ -1,6 +1,6 @@
-"""What the overload and soak benchmarks share: a gan-serve process on a free loopback port, a
-sampler of its resident memory, and a small asyncio HTTP/1.1 load generator that records the
-status, latency and Retry-After of every request.
+"""What the overload and soak benchmarks share: readings of a server process (metrics, resident
+memory, CPU per thread) and a small asyncio HTTP/1.1 load generator that records the status,
+latency and Retry-After of every request. The server itself is started by bench.server.
 
 The generator speaks HTTP/1.1 over raw streams with keep-alive, one request at a time per
 connection: a general-purpose client costs several times more CPU per request, and here the
@@ -16,10 +16,6 @@ import json
 import math
 import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,64 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# --- the server --------------------------------------------------------------------------------
-
-
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen[bytes]
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @classmethod
-    def start(
-        cls, settings: dict[str, object], log_path: Path, models: Path = ROOT / "models"
-    ) -> ServerProcess:
-        """gan-serve with GAN_SERVE_* settings, once /readyz is 200 (at most 3 minutes)."""
-        port = free_port()
-        env = {**os.environ, **{f"GAN_SERVE_{k.upper()}": str(v) for k, v in settings.items()}}
-        env["GAN_SERVE_LOG_LEVEL"] = env.get("GAN_SERVE_LOG_LEVEL", "warning")  # no access log
-        with log_path.open("w") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "service", "--models", str(models), "--port", str(port)],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        server = cls(process, port)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"gan-serve exited with {process.returncode}:\n{log_path.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                    return server
-            time.sleep(0.2)
-        server.stop()
-        raise RuntimeError(f"gan-serve did not become ready:\n{log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def metric(url: str, name: str, **labels: str) -> float:
@@ -151,14 +89,6 @@ def cpu_split(pid: int, before: dict[int, tuple[str, float]]) -> dict[str, float
         "event_loop": used.get(pid, 0.0),
         "other_threads": sum(v for tid, v in used.items() if tid != pid),
     }
-
-
-def model_repository(directory: Path, names: Sequence[str]) -> Path:
-    """A repository holding only some bundled models (links): the server starts faster."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        (directory / name).symlink_to(ROOT / "models" / name, target_is_directory=True)
-    return directory
 
 
 class RssSampler:

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from PIL import Image
 from pydantic import BaseModel
 
-from model_export.latents import latents_from_seeds
+from model_repository.latents import latents_from_seeds
 
 
 class GenerateBody(BaseModel):

@@ -16,7 +16,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
@@ -35,9 +33,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import free_port  # noqa: E402
-from model_export.latents import latents_from_seeds  # noqa: E402
-from model_export.tiling import plan_tiles  # noqa: E402
+from bench.server import ServerProcess  # noqa: E402
+from model_repository.latents import latents_from_seeds  # noqa: E402
+from model_repository.tiling import plan_tiles  # noqa: E402
 from service.encoding import encode_image  # noqa: E402
 
 GENERATOR = "digits-conditional"
@@ -144,30 +142,6 @@ def upscaler_limit(seconds: float, tiles_per_batch: int, tile: int) -> tuple[flo
 # --- servers ---------------------------------------------------------------------------------
 
 
-def start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 120
-    path = "/readyz" if "service" in command else "/docs"
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{command} did not start")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 def run_wrk(
     url: str, clients: int, seconds: float, body: Path, content_type: str, deadline_ms: int = 0
 ) -> dict[str, Any]:
@@ -262,32 +236,33 @@ def main() -> int:
     )
     print(f"limits: {rate:.0f} images/s ({how}); {tiles_per_s:.2f} tiles/s ({tiles_how})", flush=True)
 
-    env = {**os.environ}
     with tempfile.TemporaryDirectory() as scratch:
         bodies = write_bodies(Path(scratch))
-        systems = {
-            "plain": [
-                sys.executable,
-                "bench/plain_server.py",
-                "--generator",
-                f"models/{GENERATOR}/1/model.onnx",
-                "--upscaler",
-                f"models/{UPSCALER}/1/model.onnx",
-            ],
-            "service": [sys.executable, "-m", "service", "--models", str(ROOT / "models")],
+        systems: dict[str, dict[str, Any]] = {
+            "plain": {
+                "command": [
+                    sys.executable,
+                    "bench/plain_server.py",
+                    "--generator",
+                    f"models/{GENERATOR}/1/model.onnx",
+                    "--upscaler",
+                    f"models/{UPSCALER}/1/model.onnx",
+                ],
+                "ready_path": "/docs",
+            },
+            "service": {},  # gan-serve on the bundled models, its default settings
         }
-        for system, command in systems.items():
+        for system, how in systems.items():
             if args.only and system != args.only:
                 continue
-            port = free_port()
-            process = start([*command, "--port", str(port)], port, env)
+            server = ServerProcess.start(Path(scratch) / f"{system}.log", **how)
             try:
                 for scenario in SCENARIOS:
                     run_wrk_seconds = args.duration * (2 if scenario.endpoint == "upscale" else 1)
-                    results.append(measure(system, port, scenario, run_wrk_seconds, bodies))
+                    results.append(measure(system, server.port, scenario, run_wrk_seconds, bodies))
                     print(asdict(results[-1]), flush=True)
             finally:
-                stop(process)
+                server.stop()
 
     print_table(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)

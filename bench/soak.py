@@ -38,14 +38,13 @@ from bench.loadgen import (  # noqa: E402
     Mix,
     Outcome,
     RssSampler,
-    ServerProcess,
     closed_loop,
     generate_request,
-    model_repository,
     open_loop,
     percentile,
     upscale_request,
 )
+from bench.server import ServerProcess, model_subset  # noqa: E402
 
 MODELS = ["digits", "digits-conditional", "srresnet-x2"]
 WINDOW_S = 10.0
@@ -152,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     mix = mixed_load()
     with tempfile.TemporaryDirectory() as scratch:
-        models = model_repository(Path(scratch) / "models", MODELS)
-        server = ServerProcess.start({}, Path(scratch) / "server.log", models)
+        models = model_subset(Path(scratch), MODELS)
+        # No access log: a line per request would cost the server CPU that the figures count.
+        server = ServerProcess.start(Path(scratch) / "server.log", {"log_level": "warning"}, models=models)
         try:
             calibration = asyncio.run(closed_loop(server.port, mix, args.clients, args.calibrate))
             capacity_rps = sum(o.status == 200 for o in calibration) / args.calibrate

@@ -25,12 +25,12 @@ import httpx
 from client.errors import ApiError, GanClientError, ServerUnreachable, error_from_response
 from client.files import format_of_bytes, sniff_format
 from client.retry import RetryPolicy
+from service.media import MEDIA_TYPES  # the server's own table (stdlib only)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "GAN_CLIENT_URL"
 API_KEY_ENV = "GAN_API_KEY"
 API_KEY_HEADER = "X-API-Key"
-MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "npy": "application/x-npy"}
 
 
 @dataclass(frozen=True)

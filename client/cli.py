@@ -21,7 +21,7 @@ from pathlib import Path
 from client.api import API_KEY_ENV, DEFAULT_URL, URL_ENV, AsyncGanClient, GanClient
 from client.errors import GanClientError
 from client.files import EXTENSIONS, atomic_write
-from client.generate_job import parse_labels, run_generate
+from client.generate_job import class_index, parse_labels, run_generate
 from client.retry import RetryPolicy
 from client.runner import JobError, Summary
 from client.upscale_job import run_upscale
@@ -157,7 +157,8 @@ def _walk(gan: GanClient, args: argparse.Namespace) -> int:
     """One /walk request; its frames as OUT/walk-FROM-TO-000.EXT and up, each written whole."""
     label: int | str | None = None
     if args.label is not None:
-        label = int(args.label) if args.label.isdigit() else args.label
+        index = class_index(args.label)
+        label = args.label if index is None else index
     result = gan.walk(
         args.from_seed,
         args.to_seed,

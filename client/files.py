@@ -8,22 +8,13 @@ import re
 import tempfile
 from pathlib import Path
 
-# Magic numbers of the formats the service takes for upscaling.
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"))
+from service.media import sniff_format as format_of_bytes  # the server's own table (stdlib only)
+
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "npy": ".npy"}
 
 
-def format_of_bytes(head: bytes) -> str | None:
-    """'png', 'jpeg' or 'webp' from a file's first 12+ bytes; None for anything else."""
-    for signature, fmt in _SIGNATURES:
-        if head.startswith(signature):
-            return fmt
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
 def sniff_format(path: Path) -> str | None:
+    """'png', 'jpeg' or 'webp' from a file's first bytes; None for anything else."""
     with path.open("rb") as f:
         return format_of_bytes(f.read(16))
 

@@ -48,17 +48,24 @@ class GenerateJob:
         return f"seed{seed}{ext}" if label is None else f"{label}/seed{seed}_label{label}{ext}"
 
 
+def class_index(label: str) -> int | None:
+    """A label that is a class index ('0', '12'), as an int; None for a class name. Only ASCII
+    digits count: str.isdigit() also takes '²', which int() refuses, and '٣', which it reads as 3."""
+    return int(label) if label.isascii() and label.isdigit() else None
+
+
 def parse_labels(text: str) -> list[str]:
     """'0-9' -> ['0', ..., '9']; '0,3,7', 'cat,dog', '0-2,7' -> the items in order."""
     out: list[str] = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
             raise JobError(f"empty label in {text!r}")
-        low, dash, high = part.partition("-")
-        if dash and low.isdigit() and high.isdigit():
-            if int(low) > int(high):
+        first, dash, last = part.partition("-")
+        low, high = class_index(first), class_index(last)
+        if dash and low is not None and high is not None:
+            if low > high:
                 raise JobError(f"label range {part!r} runs backwards")
-            out.extend(str(k) for k in range(int(low), int(high) + 1))
+            out.extend(str(k) for k in range(low, high + 1))
         else:
             out.append(part)
     return out
@@ -89,8 +96,9 @@ def resolve_labels(manifest: dict[str, Any], wanted: list[str] | None) -> list[i
         return list(range(count))  # every class in turn
     out = []
     for label in wanted:
-        if label.isdigit() and int(label) < count:
-            out.append(int(label))
+        index = class_index(label)
+        if index is not None and index < count:
+            out.append(index)
         elif label in names:
             out.append(names.index(label))
         else:

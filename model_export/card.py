@@ -10,8 +10,8 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from model_export.latents import latents_from_seeds
-from model_export.manifest import MODEL_FILE
+from model_repository.latents import latents_from_seeds
+from model_repository.manifest import MODEL_FILE
 
 SAMPLE_FILE = "sample.png"
 GRID_COLUMNS = 8
@@ -164,7 +164,7 @@ def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str
     if m["task"] == "generate":
         classes = m["generator"]["classes"]
         lines += [
-            "from model_export.latents import latents_from_seeds",
+            "from model_repository.latents import latents_from_seeds",
             f'sess = ort.InferenceSession("{model_path}")',
             f'feed = {{"z": latents_from_seeds([0, 1, 2], {m["generator"]["latent_size"]})}}  # seeds 0-2',
         ]

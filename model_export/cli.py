@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 from model_export.errors import ExportError
-from model_export.manifest import ManifestError
-from model_export.onnx_graph import DEFAULT_OPSET, MIN_OPSET
+from model_export.onnx_file import DEFAULT_OPSET, MIN_OPSET
 from model_export.parity import TOLERANCES
-from model_export.repository import RepositoryError, list_models, list_versions, read_version
+from model_repository.manifest import ManifestError
+from model_repository.repository import RepositoryError, list_models, list_versions, read_version
 
 
 def _export_parser() -> argparse.ArgumentParser:

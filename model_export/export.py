@@ -28,12 +28,12 @@ import torch
 
 from model_export.card import write_card
 from model_export.errors import ExportError
-from model_export.graphs import PRECISIONS, GraphSpec, build_graph, graph_spec
-from model_export.manifest import MANIFEST_FILE, MODEL_FILE, dump_manifest, sha256_file, validate_manifest
-from model_export.onnx_graph import DEFAULT_OPSET, check_opset, export_graph
+from model_export.onnx_file import DEFAULT_OPSET, check_opset, export_graph
 from model_export.parity import TOLERANCES, ParityReport, measure_parity
-from model_export.repository import check_name, list_versions, publish_version
+from model_export.pixel_graphs import PRECISIONS, GraphSpec, build_graph, graph_spec
 from model_export.source import Source, load_source
+from model_repository.manifest import MANIFEST_FILE, MODEL_FILE, dump_manifest, sha256_file, validate_manifest
+from model_repository.repository import check_name, list_versions, publish_version
 
 
 @dataclass

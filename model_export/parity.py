@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from model_export.errors import ExportError
-from model_export.graphs import GraphSpec, to_pixels
+from model_export.pixel_graphs import GraphSpec, to_pixels
 
 GENERATOR_BATCHES = (1, 3, 17)
 # (batch, height, width): odd and prime sides, a single pixel, and a batch of 17 tiles.

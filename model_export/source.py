@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from model_export.errors import ExportError
-from model_export.manifest import sha256_file
+from model_repository.manifest import sha256_file
 from training.models import GENERATOR_FORMAT, GENERATOR_FORMAT_VERSION, GENERATORS, build_generator
 
 UPSCALER_KINDS = {"srresnet"}

@@ -14,19 +14,21 @@ or tiles), run by a model's inference lanes.
   the rest of the CPU. Without that, the lanes take two thirds of the cores while requests wait
   to be parsed and answered, then sit idle while the event loop catches up.
 - When a lane is free, the queue's work runs at once: a lone request never waits for company.
-  Only when more requests are known to be on their way (being decoded for this model) does a
-  batch wait for them, and never longer than `max_delay` after its oldest job arrived. While
-  every lane is busy the queue accumulates, so under load batches fill by themselves.
+  Only while the model's decode gate is open (requests for it are being decoded, so more work is
+  known to be on its way) does a batch that is not full wait, and never longer than `max_delay`
+  after its oldest job arrived. While every lane is busy the queue accumulates, so under load
+  batches fill by themselves.
 - Queues are bounded (QueueFull, with a Retry-After estimate). A job whose deadline cannot be met,
   or whose client has gone, is dropped when it reaches the head, before any model time.
 - Outputs are checked 1:1 against inputs: a batch of k rows must return k rows.
-- A job may carry a `finish` step (encoding). A batch's finish steps run together, on the finish
-  pool when the batcher has one (the lane goes on to the next batch meanwhile), else on the lane;
-  a job that spanned batches is finished once all its parts are in. Results reach the event loop
-  once per batch.
+- A job may carry an `encode` step (its output rows -> image files). A batch's encode steps run
+  together, on the lane itself when the model encodes on its lanes (one lane per core: a hand-off
+  would only add thread wake-ups), else on the encode pool (the lane goes on to the next batch
+  meanwhile); a job that spanned batches is encoded on the encode pool once all its parts are in.
+  Results reach the event loop once per batch.
 
 Threads: jobs are created, answered and failed on the event loop; the queues and counters are
-guarded by the lanes' condition; lanes and the finish pool hand results back through
+guarded by the lanes' condition; lanes and the encode pool hand results back through
 call_soon_threadsafe.
 """
 
@@ -56,21 +58,23 @@ log = logging.getLogger("gan.batching")
 RunBatch = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
-class Preparing:
-    """Requests being decoded for one model: while any are, a batch that is not full may wait (up
-    to max_delay) for them. Entered and left on the event loop."""
+class DecodeGate:
+    """Open while requests for one model are being decoded (an upload read and cut into tiles):
+    more work is on its way, so a batch that is not full may wait for it (up to max_delay). A
+    request holds it from before its decoding until its work is queued. Entered and left on the
+    event loop."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.decoding = 0
         self.lanes: Lanes | None = None
 
     @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        self.count += 1
+    def held(self) -> Iterator[None]:
+        self.decoding += 1
         try:
             yield
         finally:
-            self.count -= 1
+            self.decoding -= 1
             if self.lanes is not None:
                 self.lanes.notify()
 
@@ -104,7 +108,7 @@ class Job:
     deadline: float  # time.monotonic() after which the answer is useless
     cancel: CancelToken
     future: asyncio.Future[Any]
-    finish: Callable[[np.ndarray], Any] | None = None  # output rows -> the job's result
+    encode: Callable[[np.ndarray], Any] | None = None  # output rows -> the job's result
     enqueued_at: float = 0.0
     taken: int = 0  # rows handed to batches so far
     parts: dict[int, np.ndarray] = field(default_factory=dict)  # row offset -> output rows
@@ -127,8 +131,8 @@ class Slice:
         return self.start == 0 and self.stop == self.job.units
 
 
-class _Rows:
-    """Marks a slice's raw output rows (the job's finish step, if any, has not run on them)."""
+class Unencoded:
+    """A slice's output rows as the model gave them (its job's encode step has not run on them)."""
 
     __slots__ = ("rows",)
 
@@ -143,7 +147,7 @@ class Lanes:
         self,
         name: str,
         count: int,
-        preparing: Preparing | None = None,
+        gate: DecodeGate | None = None,
         nice: int = 0,
         cores: Sequence[int] = (),
     ) -> None:
@@ -153,8 +157,8 @@ class Lanes:
         self.count = count
         self.nice = nice
         self.cores = tuple(cores)  # lane i runs on cores[i % len(cores)]; empty: anywhere
-        self.preparing = preparing or Preparing()
-        self.preparing.lanes = self
+        self.gate = gate or DecodeGate()
+        self.gate.lanes = self
         self.condition = threading.Condition()  # guards every queue of this model
         self.ready: dict[Batcher, None] = {}  # the queues with work, in the order they got it
         self.running = 0  # batches on the model now
@@ -224,14 +228,14 @@ class Lanes:
                 self.condition.wait()
                 continue
             batcher = min(self.ready, key=lambda b: b.oldest())
-            hold = batcher.hold_for_company(self.preparing.count)
+            hold = batcher.seconds_to_hold(self.gate.decoding)
             if hold <= 0:
                 return batcher
             self.condition.wait(hold)
 
 
 class Batcher:
-    """One queue (a generator, or one tile shape of an upscaler) and how its batches run."""
+    """One queue of a model (a generator's, an upscaler's tiles) and how its batches run."""
 
     def __init__(
         self,
@@ -242,12 +246,17 @@ class Batcher:
         max_delay_s: float,
         max_queue_units: int,
         metrics: BatcherMetrics,
-        finish_executor: Executor | None = None,
+        encode_pool: Executor | None = None,
+        encode_on_lane: bool = False,
     ) -> None:
         self.name = name
         self._run = run
         self.lanes = lanes
-        self._finish_executor = finish_executor
+        # Where jobs are encoded: a job whose rows all ran in one batch, on the lane when
+        # encode_on_lane, else on the pool; a job that spanned batches always on the pool (None:
+        # asyncio's default executor, for tests of the batcher alone).
+        self._encode_pool = encode_pool
+        self._encode_on_lane = encode_on_lane or encode_pool is None
         self.max_units = max_units
         self.max_delay_s = max_delay_s
         self.max_queue_units = max_queue_units
@@ -291,20 +300,20 @@ class Batcher:
         batches = math.ceil((self._queued_units + extra_units) / self.max_units) + self.lanes.running
         return math.ceil(batches / self.lanes.count) * self.batch_seconds
 
-    async def submit(
+    def enqueue(
         self,
         inputs: dict[str, np.ndarray],
         deadline: float,
         cancel: CancelToken,
-        finish: Callable[[np.ndarray], Any] | None = None,
-    ) -> Any:
-        """Queue one job's rows and wait for its output rows (same count, same order), or for
-        finish(output rows) when a finish step is given."""
+        encode: Callable[[np.ndarray], Any] | None = None,
+    ) -> asyncio.Future[Any]:
+        """Queue one job's rows now (QueueFull, DeadlineExceeded when it cannot be): the future
+        gets its output rows (same count, same order), or encode(output rows) when an encode step
+        is given. Awaiting it is the caller's; cancelling the token drops rows not yet run."""
         units = int(next(iter(inputs.values())).shape[0])
         if units == 0:
             raise ValueError("a job needs at least one row")
         assert self._loop is not None, "the batcher is not started"
-        job = Job(inputs, units, deadline, cancel, self._loop.create_future(), finish)
         self.check_room(units)
         now = time.monotonic()
         if now + self.estimated_wait(units) > deadline:
@@ -313,7 +322,7 @@ class Batcher:
                 f"model {self.name}: the deadline cannot be met (about {self.estimated_wait(units):.3f} s of "
                 "work is ahead of this request)"
             )
-        job.enqueued_at = now
+        job = Job(inputs, units, deadline, cancel, self._loop.create_future(), encode, enqueued_at=now)
         with self.lanes.condition:
             self._queue.append(job)
             self.lanes.ready[self] = None
@@ -321,8 +330,19 @@ class Batcher:
             self._metrics.queue_depth.set(self._queued_units)
             self.lanes.condition.notify()
         cancel.queued()
+        return job.future
+
+    async def submit(
+        self,
+        inputs: dict[str, np.ndarray],
+        deadline: float,
+        cancel: CancelToken,
+        encode: Callable[[np.ndarray], Any] | None = None,
+    ) -> Any:
+        """Queue one job's rows and wait for its result (see enqueue)."""
+        future = self.enqueue(inputs, deadline, cancel, encode)
         try:
-            return await job.future
+            return await future
         except asyncio.CancelledError:
             cancel.cancel()  # the awaiting request was cancelled: its rows must not run
             raise
@@ -336,10 +356,10 @@ class Batcher:
     def oldest(self) -> float:
         return self._queue[0].enqueued_at
 
-    def hold_for_company(self, preparing: int) -> float:
+    def seconds_to_hold(self, decoding: int) -> float:
         """Seconds the next batch should still wait for requests being decoded (<= 0: cut now).
         Only while some are, the batch is not full, and its oldest job has waited < max_delay."""
-        if self.max_delay_s <= 0 or preparing <= 0 or self._queued_units >= self.max_units:
+        if self.max_delay_s <= 0 or decoding <= 0 or self._queued_units >= self.max_units:
             return 0.0
         return self._queue[0].enqueued_at + self.max_delay_s - time.monotonic()
 
@@ -412,34 +432,35 @@ class Batcher:
         self._metrics.inference.observe(elapsed)
         self._metrics.batch_size.observe(units)
         self._metrics.batch_fill.observe(units / self.max_units)
-        if self._finish_executor is not None and any(s.whole and s.job.finish for s in batch):
-            with contextlib.suppress(RuntimeError):  # a pool shut down: finish here instead
-                self._finish_executor.submit(self._finish_and_answer, batch, output)
+        if not self._encode_on_lane and any(s.whole and s.job.encode for s in batch):
+            assert self._encode_pool is not None
+            with contextlib.suppress(RuntimeError):  # a pool shut down: encode here instead
+                self._encode_pool.submit(self._encode_and_answer, batch, output)
                 return
-        self._finish_and_answer(batch, output)
+        self._encode_and_answer(batch, output)
 
     def fail(self, batch: list[Slice], error: ServiceError) -> None:
         """From any thread: fail every job of the batch."""
         self._answer(self._fail_batch, batch, error)
 
-    def _finish_and_answer(self, batch: list[Slice], output: np.ndarray) -> None:
-        """On the finish pool or the lane: the batch's finish steps, then one hop to the event loop."""
-        self._answer(self._distribute, batch, self._finish_slices(batch, output))
+    def _encode_and_answer(self, batch: list[Slice], output: np.ndarray) -> None:
+        """On the encode pool or the lane: the batch's encode steps, then one hop to the event loop."""
+        self._answer(self._distribute, batch, self._encode_slices(batch, output))
 
-    def _finish_slices(self, batch: list[Slice], output: np.ndarray) -> list[Any]:
-        """Each slice's result: finish(rows) for a job wholly in this batch, else its raw rows."""
+    def _encode_slices(self, batch: list[Slice], output: np.ndarray) -> list[Any]:
+        """Each slice's result: encode(rows) for a job wholly in this batch, else Unencoded rows."""
         results: list[Any] = []
         offset = 0
         for s in batch:
             rows = output[offset : offset + s.stop - s.start]
             offset += s.stop - s.start
-            if s.whole and s.job.finish is not None:
+            if s.whole and s.job.encode is not None:
                 try:
-                    results.append(s.job.finish(rows))
+                    results.append(s.job.encode(rows))
                 except Exception as e:
-                    results.append(InferenceFailed(f"model {self.name}: postprocessing failed: {e}"))
+                    results.append(InferenceFailed(f"model {self.name}: encoding failed: {e}"))
             else:
-                results.append(_Rows(rows))
+                results.append(Unencoded(rows))
         return results
 
     def _answer(self, callback: Callable[..., None], *args: Any) -> None:
@@ -462,7 +483,7 @@ class Batcher:
                 continue
             if isinstance(result, InferenceFailed):
                 job.fail(result)
-            elif not isinstance(result, _Rows):  # finished with its batch
+            elif not isinstance(result, Unencoded):  # encoded with its batch
                 job.future.set_result(result)
             else:
                 job.parts[s.start] = result.rows
@@ -470,21 +491,21 @@ class Batcher:
                 if job.done_rows == job.units:
                     parts = [job.parts[k] for k in sorted(job.parts)]
                     rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                    if job.finish is None:
+                    if job.encode is None:
                         job.future.set_result(rows)
                     else:
-                        self._finish_later(job, rows)
+                        self._encode_later(job, rows)
 
-    def _finish_later(self, job: Job, rows: np.ndarray) -> None:
-        """A job that spanned batches: its finish step runs on the finish pool."""
-        assert job.finish is not None and self._loop is not None
-        pending = self._loop.run_in_executor(self._finish_executor, job.finish, rows)
+    def _encode_later(self, job: Job, rows: np.ndarray) -> None:
+        """A job that spanned batches: its encode step runs on the encode pool, once its rows are in."""
+        assert job.encode is not None and self._loop is not None
+        pending = self._loop.run_in_executor(self._encode_pool, job.encode, rows)
 
         def done(f: asyncio.Future[Any]) -> None:
             if job.future.done():
                 return
             if f.exception() is not None:
-                job.fail(InferenceFailed(f"model {self.name}: postprocessing failed: {f.exception()}"))
+                job.fail(InferenceFailed(f"model {self.name}: encoding failed: {f.exception()}"))
             else:
                 job.future.set_result(f.result())
 

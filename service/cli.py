@@ -1,8 +1,8 @@
 """gan-serve: run the service with uvicorn. Every option is also a GAN_SERVE_* environment variable.
 
-On SIGTERM (or Ctrl-C) readiness turns 503 at once; after GAN_SERVE_DRAIN_SECONDS the listener
-closes, queued and in-flight requests finish (up to GAN_SERVE_GRACEFUL_TIMEOUT_S), then the
-process exits.
+On SIGTERM (or Ctrl-C) readiness turns 503 at once; after GAN_SERVE_DRAIN_SECONDS (or at a second
+signal, if sooner) the listener closes, queued and in-flight requests finish (up to
+GAN_SERVE_GRACEFUL_TIMEOUT_S), then the process exits. A Ctrl-C after that exits at once.
 """
 
 from __future__ import annotations
@@ -26,23 +26,32 @@ from service.access_log import AccessLog
 from service.api.app import create_service
 from service.api.auth import load_api_keys
 from service.config import Settings
-from service.connection_guard import ConnectionGuard, ConnectionLimits
-from service.engine import Engine
+from service.connection_guard import ConnectionGuard, ConnectionLimits, IncompatibleUvicorn, check_uvicorn
+from service.registry import ModelRegistry
 
 log = logging.getLogger("gan.serve")
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn's server, but the first exit signal only marks the engine as draining; the usual
-    shutdown (stop accepting, finish in-flight requests) starts drain_seconds later."""
+    """uvicorn's server, but the first exit signal only marks the registry as draining; the usual
+    shutdown (stop accepting, finish in-flight requests) starts drain_seconds later, or at a second
+    signal, whichever comes first; a signal after that is uvicorn's (a Ctrl-C forces the exit)."""
 
     def __init__(
-        self, config: uvicorn.Config, engine: Engine, drain_seconds: float, before_exit: Callable[[], None]
+        self,
+        config: uvicorn.Config,
+        registry: ModelRegistry,
+        drain_seconds: float,
+        before_exit: Callable[[], None],
     ) -> None:
         super().__init__(config)
-        self.engine = engine
+        self.registry = registry
         self.drain_seconds = drain_seconds
         self.before_exit = before_exit
+        self._drain_timer: threading.Timer | None = None
+        # Taken by whichever starts the graceful shutdown, the drain timer (its own thread) or a
+        # signal: it starts once. A second uvicorn.Server.handle_exit(SIGINT) would force the exit.
+        self._shutdown_started = threading.Lock()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -55,17 +64,32 @@ class DrainingServer(uvicorn.Server):
                 self.before_exit()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.engine.draining:  # a second signal: the normal (then forced) uvicorn shutdown
-            super().handle_exit(sig, frame)
+        if not self.registry.draining:  # the first signal
+            self.registry.draining = True
+            log.info("signal %d: draining (not ready); closing in %.1f s", sig, self.drain_seconds)
+            if self.drain_seconds > 0:
+                self._drain_timer = threading.Timer(self.drain_seconds, self._shut_down, (sig, frame))
+                self._drain_timer.daemon = True
+                self._drain_timer.start()
+                return
+        elif self._drain_timer is not None and not self._shutdown_started.locked():
+            # A second signal while draining: the graceful shutdown starts now, and the timer must
+            # not repeat the signal later (a second SIGINT forces the exit, cutting requests off).
+            log.info("signal %d: closing now, before the drain period is over", sig)
+            self._drain_timer.cancel()
+            self._shut_down(sig, frame)  # (unless the timer is starting it at this very moment)
             return
-        self.engine.draining = True
-        log.info("signal %d: draining (not ready); closing in %.1f s", sig, self.drain_seconds)
-        if self.drain_seconds > 0:
-            timer = threading.Timer(self.drain_seconds, super().handle_exit, (sig, frame))
-            timer.daemon = True
-            timer.start()
-        else:
+        if not self._shut_down(sig, frame) and self.should_exit:
+            # The graceful shutdown is under way (not just being started by the timer): uvicorn's
+            # handling, where SIGINT forces the exit.
             super().handle_exit(sig, frame)
+
+    def _shut_down(self, sig: int, frame: FrameType | None) -> bool:
+        """Start uvicorn's graceful shutdown unless it was already: whether it was started now."""
+        if not self._shutdown_started.acquire(blocking=False):
+            return False
+        super().handle_exit(sig, frame)
+        return True
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -85,10 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings(**overrides)
         load_api_keys(settings)  # a broken keys setting stops here, not after the models load
+        check_uvicorn()  # the connection guard relies on uvicorn's internals: a mismatch stops here too
     except ValidationError as e:
         print(f"gan-serve: error: bad setting: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:
+    except (ValueError, IncompatibleUvicorn) as e:
         print(f"gan-serve: error: {e}", file=sys.stderr)
         return 2
     # Log records are formatted where they happen but written by a listener thread: a write to
@@ -135,10 +160,12 @@ def _serve(settings: Settings, access_log: AccessLog, before_exit: Callable[[], 
         timeout_keep_alive=settings.keep_alive_s,
         access_log=False,  # the service writes its own structured access log (gan.access)
         log_config=None,
-        timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+        # uvicorn annotates an int but hands the value to asyncio.wait_for, which takes float seconds:
+        # 0.5 s stays 0.5 s (int() made it 0 s, which cancelled every request still in flight).
+        timeout_graceful_shutdown=settings.graceful_timeout_s,  # type: ignore[arg-type]
         lifespan="on",
     )
-    server = DrainingServer(config, app.state.engine, settings.drain_seconds, before_exit)
+    server = DrainingServer(config, app.state.registry, settings.drain_seconds, before_exit)
     server.run()
     return 0 if server.started else 1
 

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         True,
         description="on CPU with single-threaded runs, pin each model's inference thread i to core i (Linux)",
     )
+    cpu_memory_arena: bool = Field(
+        False,
+        description="ONNX Runtime's CPU memory arena: keeps every session's largest working set "
+        "allocated for the life of the process (faster allocation, far more idle memory)",
+    )
     warmup: bool = True
 
     encode_threads: int = Field(2, ge=1, description="threads that decode and encode images")

@@ -10,9 +10,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
-FORMATS = ("png", "jpeg", "webp", "npy")
-MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "npy": "application/x-npy"}
-FORMAT_OF_MEDIA_TYPE = {v: k for k, v in MEDIA_TYPES.items()}
+from service.media import FORMATS
+
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
 # Below this many bytes of pixels, PNGs are written directly with zlib: PIL's per-image overhead

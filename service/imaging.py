@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from service.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import InvalidRequest, PayloadTooLarge
+from service.media import UPLOAD_FORMATS
 
-MEDIA_TYPE_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
-FORMAT_NAMES = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
+# PIL's names of the upload formats.
+FORMAT_NAMES = {fmt.upper(): fmt for fmt in UPLOAD_FORMATS}
 
 # The pixel limit is ours (checked from the header, before decoding); PIL's own bomb check would
 # only warn below twice its limit.
@@ -26,15 +27,6 @@ class DecodedImage:
     alpha: np.ndarray | None  # (h, w) uint8, when the input had transparency
     gray: bool  # the input was grayscale: the output is too
     source_format: str  # png | jpeg | webp
-
-
-def check_media_type(content_type: str | None) -> None:
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media not in MEDIA_TYPE_FORMATS:
-        allowed = ", ".join(MEDIA_TYPE_FORMATS)
-        raise UnsupportedMediaType(
-            f"Content-Type {media or '(none)'!r} is not accepted; send one of: {allowed}"
-        )
 
 
 def decode_image(data: bytes, max_pixels: int) -> DecodedImage:

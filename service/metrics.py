@@ -78,6 +78,12 @@ class ServiceMetrics:
             ["reason"],
             registry=r,
         )
+        self.model_memory = Gauge(
+            "gan_model_memory_bytes",
+            "Resident memory the process grew by while loading and warming up each served model",
+            ["model", "version"],
+            registry=r,
+        )
         self.model_failures = Gauge(
             "gan_model_load_failed", "Models that failed to load (value 1)", ["model"], registry=r
         )

@@ -1,100 +1,50 @@
-"""A real gan-serve process on a free loopback port, serving the bundled models: the fixtures
-`server` (shared per module, default settings) and `make_server` (per test, settings given),
-registered for the whole suite by tests/conftest.py."""
+"""A real gan-serve process on a free loopback port, serving the bundled models (bench.server's
+ServerProcess: the one way tests and benchmarks start a server): the fixtures `server` (one for
+the whole run, default settings) and `make_server` (per test, settings given), registered for the
+whole suite by tests/conftest.py."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
+import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from bench.loadgen import free_port, metric
+from bench.server import ROOT as REPO
+from bench.server import ServerProcess, free_port, model_subset
 
-REPO = Path(__file__).resolve().parents[1]
+Server = ServerProcess
 
-
-@dataclass
-class Server:
-    process: subprocess.Popen[str]
-    url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of a metric's samples whose labels include `labels` (0 when absent)."""
-        return metric(self.url, name, **labels)
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def model_subset(tmp_path: Path, names: list[str]) -> Path:
-    """A repository holding only some bundled models (links): a server starts faster with fewer."""
-    repo = tmp_path / ("models-" + "-".join(names))
-    repo.mkdir(exist_ok=True)
-    for name in names:
-        if not (repo / name).exists():
-            (repo / name).symlink_to(REPO / "models" / name, target_is_directory=True)
-    return repo
+# One ONNX Runtime thread per run, as on the 2-core machines the suite is sized for.
+TEST_ENV = {"OMP_NUM_THREADS": "1", "GAN_SERVE_INTRA_OP_THREADS": "1"}
 
 
 def start_server(
     tmp_path: Path, models: Path = REPO / "models", *, degraded_ok: bool = False, **settings: object
 ) -> Server:
     """Start gan-serve and wait until it is ready (or, with degraded_ok, started with some models
-    failed: /readyz answers 503 "degraded")."""
-    port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_SERVE_INTRA_OP_THREADS": "1"}
-    env.update({f"GAN_SERVE_{k.upper()}": str(v) for k, v in settings.items()})
-    log_path = tmp_path / f"server-{port}.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--models", str(models), "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", log_path)
-    # With API keys (and guarded health checks), readiness is asked with the first key.
+    failed: /readyz answers 503 "degraded"). With API keys (and guarded health checks), readiness
+    is asked with the first key."""
     key = str(settings.get("api_keys", "")).split(",")[0]
-    headers = {"X-API-Key": key} if key else {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{server.log()}")
-        try:
-            ready = httpx.get(f"{server.url}/readyz", timeout=1, headers=headers)
-            if ready.status_code == 200 or (degraded_ok and ready.json().get("status") == "degraded"):
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"the server did not become ready:\n{server.log()}")
+    handle, log_path = tempfile.mkstemp(prefix="server-", suffix=".log", dir=tmp_path)
+    os.close(handle)
+    return ServerProcess.start(
+        Path(log_path),
+        settings,
+        models=models,
+        env=TEST_ENV,
+        headers={"X-API-Key": key} if key else None,
+        degraded_ok=degraded_ok,
+        timeout=120,
+    )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One shared server with the default settings, for tests that do not change any."""
+    """One shared server with the default settings, for the tests that change none: a server
+    with every bundled model warmed up takes many seconds to start."""
     srv = start_server(tmp_path_factory.mktemp("server"))
     yield srv
     srv.stop()
@@ -113,3 +63,6 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield make
     for srv in started:
         srv.stop()
+
+
+__all__ = ["REPO", "Server", "free_port", "make_server", "model_subset", "server", "start_server"]

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,27 +20,16 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from training import regularizers as reg
-from training.artifacts import MetricsLog, save_image_grid, save_scatter, save_training_plot
-from training.checkpoint import (
-    atomic_save,
-    checkpoint_path,
-    load_checkpoint,
-    prune_checkpoints,
-)
+from training.artifacts import save_image_grid, save_scatter, save_training_plot
+from training.checkpoint import load_checkpoint
 from training.config import ConfigError, TrainConfig
 from training.data import load_data
 from training.data.base import DataInfo
-from training.distributed import (
-    DistInfo,
-    barrier,
-    gather_to_main,
-    init_distributed,
-    shutdown,
-    unwrap,
-)
+from training.distributed import DistInfo, gather_to_main, init_distributed, shutdown, unwrap
 from training.ema import EMA
 from training.evaluation import balanced_labels, evaluate, generate
 from training.health import HealthMonitor, diversity
+from training.loop import RunDir, TrainingLoop
 from training.losses import discriminator_loss, generator_loss, uses_probabilities
 from training.models import (
     build_discriminator,
@@ -61,11 +48,8 @@ from training.runtime import (
     format_metrics,
     lr_scale,
     pick_device,
-    prepare_run_dir,
-    progress_bar,
     set_learning_rates,
     stream_seed,
-    write_run_config,
 )
 
 log = logging.getLogger("training")
@@ -164,12 +148,9 @@ def _train(
     batch = cfg.batch_size // dist_info.world_size  # per process
     d_steps = cfg.d_steps or 1
 
-    # --- run directory: config, log file, metrics ---
-    resume_from = prepare_run_dir(out_dir, cfg, resume, RESUMABLE_CHANGES)
-    barrier(dist_info)
-    if main:
-        write_run_config(out_dir, cfg, cleanup)
-    metrics = MetricsLog(out_dir / "metrics.jsonl")
+    # --- run directory: config, log file, metrics (rank 0 writes) ---
+    run = RunDir.prepare(out_dir, cfg, resume, RESUMABLE_CHANGES, dist_info)
+    run.write_config(cleanup)
 
     # --- data: a sampler for training; fixed splits for evaluation ---
     data = load_data(cfg)
@@ -190,8 +171,8 @@ def _train(
     noise_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, dist_info.rank, NOISE_STREAM))
     monitor = HealthMonitor(window=cfg.health_window, saturating=cfg.loss == "minimax")
     start_step = 0
-    if resume_from is not None:
-        state = load_checkpoint(resume_from)
+    if run.resume_from is not None:
+        state = load_checkpoint(run.resume_from)
         G.load_state_dict(state["generator"])
         D.load_state_dict(state["discriminator"])
         if ema is not None:
@@ -207,9 +188,7 @@ def _train(
             noise_gen.manual_seed(stream_seed(cfg.seed, dist_info.rank, NOISE_STREAM, state["step"]))
         monitor = HealthMonitor(**state["health"])
         start_step = state["step"]
-        if main:
-            metrics.truncate_after(start_step)
-            log.info("resumed from %s at step %d", resume_from, start_step)
+        run.resumed_at(start_step)
     if dist_info.enabled:
         G = DDP(G, device_ids=[device.index] if device.type == "cuda" else None)
         D = DDP(D, device_ids=[device.index] if device.type == "cuda" else None)
@@ -244,13 +223,17 @@ def _train(
     def latents(n: int) -> torch.Tensor:
         return torch.randn((n, cfg.latent_dim), generator=noise_gen).to(device)
 
-    def checkpoint(step: int, rng_states: list[Any]) -> None:
-        state = {
-            "step": step,
-            "config": cfg.to_dict(),
-            # G's own constructor arguments: export rebuilds G from a checkpoint without this loop.
-            "generator_kind": cfg.model,
-            "generator_config": config_to_dict(g_config),
+    def rng_snapshot() -> dict[str, torch.Tensor]:
+        return {"data": data_gen.get_state(), "noise": noise_gen.get_state()}
+
+    def checkpoint_state(step: int, all_ranks: bool) -> dict[str, Any]:
+        if all_ranks:  # every rank's random streams, so that each rank resumes its own
+            rng_states = gather_to_main(rng_snapshot(), dist_info)
+            if dist_info.enabled:
+                _check_replicas(G_plain, D_plain, dist_info, step)
+        else:  # Ctrl-C: no collectives here, the other ranks may be gone
+            rng_states = [rng_snapshot()]
+        return {
             "generator": G_plain.state_dict(),
             "discriminator": D_plain.state_dict(),
             "generator_ema": ema.model.state_dict() if ema is not None else None,
@@ -260,20 +243,14 @@ def _train(
             "health": dataclasses.asdict(monitor),
             "data": info.summary(),
         }
-        ckpt_dir = out_dir / "checkpoints"
-        atomic_save(state, checkpoint_path(ckpt_dir, step))
-        prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
-
-    def rng_snapshot() -> dict[str, torch.Tensor]:
-        return {"data": data_gen.get_state(), "noise": noise_gen.get_state()}
 
     served = ema.model if ema is not None else G_plain  # the weights users will get
 
-    def write_samples(step: int) -> None:
+    def write_samples(step: int, path: Path) -> None:
         if info.kind == "toy":
             real = data.sampler.sample(1000, torch.Generator().manual_seed(0))[0]
             fake = generate(served, 1000, seed=cfg.seed)
-            save_scatter(fake, real, out_dir / "samples" / f"step_{step:08d}.png", f"step {step}")
+            save_scatter(fake, real, path, f"step {step}")
         else:
             images = generate(served, 100 if conditional else 64, seed=cfg.seed, labels=fixed_labels)
             rows = min(num_classes, 10) if conditional else 8
@@ -281,24 +258,29 @@ def _train(
                 # one row per class: (100,) labels cycle 0..C-1, so reorder by label
                 order = torch.argsort(fixed_labels[: images.shape[0]], stable=True)  # type: ignore[index]
                 images = images[order][: rows * 10]
-            save_image_grid(images, rows, out_dir / "samples" / f"step_{step:08d}.png")
-        shutil.copyfile(out_dir / "samples" / f"step_{step:08d}.png", out_dir / "samples" / "latest.png")
+            save_image_grid(images, rows, path)
 
     def run_eval(step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         result = evaluate(served, data, cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir)
         record = {"step": step, "event": "eval", **result, "eval_seconds": time.perf_counter() - t0}
-        metrics.write(record)
+        run.metrics.write(record)
         log.info("eval @ %d: %s", step, format_metrics(result))
         return record
 
-    # --- the loop ---
+    # --- the loop: progress bar, periodic samples / eval / checkpoint, Ctrl-C (training/loop.py) ---
     running = RunningMeans(samples_per_step=d_steps * cfg.batch_size)
-    step = start_step
-    final_eval: dict[str, Any] = {}
-    progress = progress_bar(cfg.steps, start_step, main)
-    try:
-        for step in range(start_step, cfg.steps):
+    with TrainingLoop(
+        run,
+        start_step,
+        generator_kind=cfg.model,
+        generator_config=config_to_dict(g_config),
+        checkpoint_state=checkpoint_state,
+        write_samples=write_samples,
+        evaluate=run_eval,
+        plot=save_training_plot,
+    ) as loop:
+        for step in loop.steps():
             G.train()
             D.train()
             sigma = reg.instance_noise_std(cfg.instance_noise, cfg.instance_noise_anneal_steps, step)
@@ -354,7 +336,8 @@ def _train(
             if ema is not None:
                 ema.update(G_plain, step)
 
-            # (3) bookkeeping: running means, then log / samples / eval / checkpoint
+            # (3) bookkeeping: running means, then log (with the health checks), then samples /
+            # eval / checkpoint when due
             with torch.no_grad():
                 stats = {
                     "d_loss": d_adv.item(),
@@ -373,9 +356,7 @@ def _train(
                     stats["r1"] = r1.item()
             running.add(stats)
             done = step + 1
-            progress.update(1)
-
-            if done % cfg.log_every == 0 or done == cfg.steps:
+            if loop.due(done, cfg.log_every):
                 record: dict[str, Any] = {"step": done, "event": "train", **running.flush()}
                 record["instance_noise"] = sigma
                 record["lr_scale"] = scale
@@ -391,46 +372,15 @@ def _train(
                 for warning in monitor.update(record):
                     if main:
                         log.warning("step %d: %s", done, warning.message)
-                        metrics.write(warning.record(done))
-                if main:
-                    metrics.write(record)
-                    progress.set_postfix(
-                        d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", refresh=False
-                    )
-            if main and (done % cfg.sample_every == 0 or done == cfg.steps):
-                write_samples(done)
-            if main and cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
-                run_eval(done)
-                save_training_plot(metrics.read(), out_dir / "plots" / "training.png")
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                rng_states = gather_to_main(rng_snapshot(), dist_info)
-                if dist_info.enabled:
-                    _check_replicas(G_plain, D_plain, dist_info, done)
-                if main:
-                    checkpoint(done, rng_states)
-            step = done
-    except KeyboardInterrupt:
-        progress.close()
-        if main and step > start_step:
-            # The interrupted step's updates are incomplete; the state after `step` G steps is
-            # not recoverable exactly, so save what we have under the completed-step count.
-            rng_states = [rng_snapshot()]  # no collectives here: the other ranks may be gone
-            checkpoint(step, rng_states)
-            log.warning("interrupted: checkpoint saved at step %d; continue with --resume", step)
-        raise
-    progress.close()
+                        run.metrics.write(warning.record(done))
+                loop.log(record, d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
+            loop.periodic(done)
 
-    # --- the end: served generator, final evaluation, plot ---
-    if main:
-        # Saved before the evaluation too: an evaluation that fails must not cost the weights.
-        save_generator(out_dir / "generator.pt", served, cfg, info, {})
-        final_eval = run_eval(cfg.steps)
-        save_generator(out_dir / "generator.pt", served, cfg, info, final_eval)
-        (out_dir / "eval.json").write_text(json.dumps(final_eval, indent=2, sort_keys=True) + "\n")
-        save_training_plot(metrics.read(), out_dir / "plots" / "training.png")
-        log.info("done: %s", out_dir / "generator.pt")
-    barrier(dist_info)
-    return final_eval
+    # --- the end (rank 0): generator.pt with the served weights, final evaluation, eval.json, plot ---
+    return loop.finish(
+        lambda path, quality: save_generator(path, served, cfg, info, quality),
+        final_eval=lambda: run_eval(cfg.steps),
+    )
 
 
 def save_generator(

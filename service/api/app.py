@@ -1,4 +1,10 @@
-"""The FastAPI application: settings, metrics and the engine on app.state; one middleware."""
+"""The application: one registry of served models, one router per resource, the layers every
+request passes through, and the lifespan that loads the models and retires them.
+
+A request's path, outermost first: RequestContextMiddleware (request id, body limit, metrics,
+access log) -> ApiKeyAuth (when keys are set) -> Dispatch (a service route's own handler, or
+FastAPI for everything else) -> the route's endpoint -> the served model (service.served).
+"""
 
 from __future__ import annotations
 
@@ -12,23 +18,23 @@ from starlette.types import ASGIApp
 from service.access_log import AccessLog
 from service.api.auth import ApiKeyAuth, load_api_keys
 from service.api.errors import install_error_handlers
-from service.api.hot_paths import HotPaths
 from service.api.middleware import RequestContextMiddleware
 from service.api.playground import load_assets, playground_routes
-from service.api.routes import router
+from service.api.route import Dispatch
+from service.api.routes import generate, health, models, upscale
 from service.config import Settings
-from service.engine import Engine
 from service.metrics import ServiceMetrics
+from service.registry import ModelRegistry
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = ServiceMetrics()
-    engine = Engine(settings, metrics)
+    registry = ModelRegistry(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await engine.start()
+        await registry.start()
         # What exists now (modules, sessions, manifests) lives as long as the process: keep the
         # garbage collector from walking it again on every full collection.
         gc.collect()
@@ -36,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await engine.stop()
+            await registry.stop()
 
     app = FastAPI(
         title="gan-serving",
@@ -46,10 +52,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.engine = engine
-    # The routes are added to the app itself rather than through include_router: an included
-    # router adds routing layers that every request pays for.
-    app.router.routes.extend(router.routes)
+    app.state.registry = registry
+    # The service's routes come first: the router tries routes in order.
+    routers = (
+        generate.router(registry, settings),
+        upscale.router(registry, settings),
+        models.router(registry),
+        health.router(registry, metrics),
+    )
+    app.router.routes[:0] = [route for router in routers for route in router.routes]
     assets = load_assets() if settings.playground else {}
     app.router.routes.extend(playground_routes(assets))
     app.state.static_paths = frozenset(assets)  # open without an API key: they hold no data
@@ -58,12 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def create_service(settings: Settings, access_log: AccessLog | None = None) -> tuple[ASGIApp, FastAPI]:
-    """The ASGI application uvicorn runs, and the FastAPI app inside it. Outermost: request ids,
-    body limit, metrics and the access log for every request; then the API key check (when keys
-    are configured); then the hot path for POST /generate; then FastAPI for everything else (and
-    the lifespan). Raises ValueError when the API keys cannot be loaded."""
+    """The ASGI application uvicorn runs, and the FastAPI app inside it (see the module's
+    docstring for the layers). Raises ValueError when the API keys cannot be loaded."""
     app = create_app(settings)
-    hot = HotPaths(app, app.state.engine, settings)
+    dispatch = Dispatch(app, app.routes)
     keys = load_api_keys(settings)
-    auth = ApiKeyAuth(hot, keys, settings.auth_health, settings.auth_metrics, app.state.static_paths)
+    auth = ApiKeyAuth(dispatch, keys, settings.auth_health, settings.auth_metrics, app.state.static_paths)
     return RequestContextMiddleware(auth, app.state.metrics, settings.max_body_bytes, access_log), app

@@ -1,4 +1,6 @@
-"""Every error leaves as {"error": {"code", "message"}}, with no stack trace."""
+"""Exceptions -> answers, in one place: every error leaves as {"error": {"code", "message"}}, with no
+stack trace. The routes' own handlers (service.api.route) and FastAPI's exception handlers (for
+what reaches the framework: unknown paths, methods, the docs) both answer through `error_answer`."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -19,6 +22,7 @@ from service.errors import ServiceError
 log = logging.getLogger("gan.api")
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 400: "invalid_request"}
+CLIENT_CLOSED = 499  # nginx's "client closed request": only the access log and metrics see it
 
 
 def error_response(status: int, code: str, message: str, retry_after: float | None = None) -> Response:
@@ -31,31 +35,31 @@ def validation_message(errors: Sequence[Any]) -> str:
     """pydantic errors -> 'field: problem; field: problem' (the body's own path, no 'body.')."""
     problems = []
     for err in errors:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query")) or "body"
         problems.append(f"{where}: {err.get('msg')}")
     return "; ".join(problems)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ServiceError)
-    async def service_error(request: Request, exc: ServiceError) -> Response:
+def error_answer(exc: Exception, method: str = "", path: str = "") -> Response:
+    """The answer to a request that raised `exc`."""
+    if isinstance(exc, ServiceError):
         return error_response(exc.status, exc.code, exc.message, exc.retry_after)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+    if isinstance(exc, ValidationError | RequestValidationError):
         return error_response(422, "invalid_request", validation_message(exc.errors()))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if isinstance(exc, StarletteHTTPException):
         return error_response(exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail))
+    if isinstance(exc, ClientDisconnect):
+        # The client left (or was timed out) before its body arrived: nobody reads the answer.
+        return Response(status_code=CLIENT_CLOSED)
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error; see the server log")
 
-    @app.exception_handler(ClientDisconnect)
-    async def client_left(request: Request, exc: ClientDisconnect) -> Response:
-        # The client left (or was timed out) before its body arrived: nobody to answer. The
-        # status is only what the access log and metrics record (nginx's "client closed").
-        return Response(status_code=499)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal error; see the server log")
+def install_error_handlers(app: FastAPI) -> None:
+    """What reaches the framework itself is answered the same way."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        return error_answer(exc, request.method, request.url.path)
+
+    for kind in (ServiceError, RequestValidationError, StarletteHTTPException, ClientDisconnect, Exception):
+        app.add_exception_handler(kind, handler)

@@ -117,7 +117,15 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
     ignored = (REPO / ".dockerignore").read_text().split()
     for heavy in (".git", ".venv", "runs"):
         assert heavy in ignored
-    for needed in ("models", "service", "model_export", "pyproject.toml", "README.md", "configs"):
+    for needed in (
+        "models",
+        "service",
+        "model_repository",
+        "model_export",
+        "pyproject.toml",
+        "README.md",
+        "configs",
+    ):
         assert needed not in ignored
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from model_export.export import ExportResult
-from model_export.repository import list_versions, read_version
+from model_repository.repository import list_versions, read_version
 from tests.training.test_train import run_cli
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,10 +15,10 @@ from PIL import Image
 
 from model_export.errors import ExportError
 from model_export.export import ExportResult, export_checkpoint
-from model_export.graphs import to_pixels
-from model_export.latents import latents_from_seeds
-from model_export.repository import read_version
+from model_export.pixel_graphs import to_pixels
 from model_export.source import load_source
+from model_repository.latents import latents_from_seeds
+from model_repository.repository import read_version
 from tests.model_export.conftest import ARCHITECTURES, write_generator_file
 
 

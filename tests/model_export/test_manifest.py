@@ -5,22 +5,20 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from model_export.export import ExportResult
-from model_export.manifest import (
+from model_repository.manifest import (
     ManifestError,
     manifest_schema,
     read_manifest,
     schema_errors,
     validate_manifest,
 )
-from model_export.repository import read_version
+from model_repository.repository import read_version
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,13 +99,3 @@ def test_manifest_must_describe_its_own_directory(exported: dict[str, ExportResu
     shutil.copytree(exported["srresnet-x2"].directory, tmp_path / "other" / "7")
     with pytest.raises(ManifestError, match="describes srresnet-x2 version 1"):
         read_version(tmp_path, "other", 7)
-
-
-def test_seam_modules_import_neither_torch_nor_onnx() -> None:
-    # The service reads the repository with these modules and must not pull in torch.
-    code = (
-        "import sys, model_export.manifest, model_export.repository, model_export.latents; "
-        "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

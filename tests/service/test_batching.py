@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 import time
@@ -15,7 +16,7 @@ from service.batching import Batcher, CancelToken, Lanes
 from service.config import Settings
 from service.errors import ClientGone, InferenceFailed
 from service.metrics import BatcherMetrics, ServiceMetrics
-from service.models import CPU, CUDA, Parallelism, plan_parallelism
+from service.runtime import CPU, CUDA, Parallelism, plan_parallelism
 
 FAR = 3600.0  # a deadline nobody reaches
 
@@ -206,18 +207,18 @@ def test_parallelism_plan() -> None:
     auto = Settings()
     two, sixteen = [0, 1], list(range(16))
     # one single-threaded run per core, pinned one per core, encoding on the lane
-    assert plan_parallelism(auto, CPU, two) == Parallelism(2, 1, (0, 1), finish_on_lane=True)
+    assert plan_parallelism(auto, CPU, two) == Parallelism(2, 1, (0, 1), encode_on_lane=True)
     assert plan_parallelism(auto, CPU, [3, 5]).pinned_cores == (3, 5)  # the cores we may use
-    assert plan_parallelism(auto, CPU, sixteen) == Parallelism(16, 1, tuple(sixteen), finish_on_lane=True)
+    assert plan_parallelism(auto, CPU, sixteen) == Parallelism(16, 1, tuple(sixteen), encode_on_lane=True)
     assert plan_parallelism(Settings(pin_inference_threads=False), CPU, two) == Parallelism(
-        2, 1, (), finish_on_lane=True
+        2, 1, (), encode_on_lane=True
     )
     # fewer runs than cores: each run gets its share of threads; unpinned; the pool encodes
     assert plan_parallelism(Settings(concurrent_batches=2), CPU, sixteen) == Parallelism(2, 8)
     assert plan_parallelism(Settings(concurrent_batches=1, intra_op_threads=3), CPU, sixteen) == Parallelism(
         1, 3
     )
-    assert plan_parallelism(auto, CPU, [0]) == Parallelism(1, 1, (), finish_on_lane=True)
+    assert plan_parallelism(auto, CPU, [0]) == Parallelism(1, 1, (), encode_on_lane=True)
     assert plan_parallelism(auto, CUDA, sixteen) == Parallelism(1, 0)  # one batch at a time on the device
 
 
@@ -252,3 +253,44 @@ def test_lanes_are_pinned_and_niced() -> None:
         "infer-m-0": ({cores[0]}, 5),
         "infer-m-1": ({cores[1 % len(cores)]}, 5),
     }
+
+
+@pytest.mark.parametrize("encode_on_lane", [True, False])
+def test_jobs_are_encoded_on_their_lane_or_the_encode_pool_never_elsewhere(encode_on_lane: bool) -> None:
+    """A job wholly in one batch is encoded on the lane (when the model encodes on its lanes) or
+    the encode pool; a job that spanned batches is encoded on the encode pool once all its rows
+    are in (it used to go to asyncio's default executor)."""
+    encoded_on: dict[int, str] = {}
+
+    def encoder(job: int) -> Callable[[np.ndarray], list[int]]:
+        def encode(out: np.ndarray) -> list[int]:
+            encoded_on[job] = threading.current_thread().name
+            return out.tolist()
+
+        return encode
+
+    async def scenario() -> list[list[int]]:
+        metrics = ServiceMetrics()
+        lanes = Lanes("m", 1)
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="encode")
+        batcher = Batcher(
+            "m", doubled, lanes, 4, 0.0, 100, BatcherMetrics(metrics, "m"), pool, encode_on_lane
+        )
+        batcher.start()
+        lanes.start()
+        try:
+            deadline = time.monotonic() + FAR
+            return list(
+                await asyncio.gather(
+                    batcher.submit(rows(0, 2), deadline, CancelToken(), encoder(0)),  # one batch
+                    batcher.submit(rows(10, 9), deadline, CancelToken(), encoder(1)),  # three batches
+                )
+            )
+        finally:
+            lanes.stop()
+            pool.shutdown()
+
+    small, large = asyncio.run(scenario())
+    assert small == [0, 2] and large == [2 * i for i in range(10, 19)]
+    assert encoded_on[0].startswith("infer-m" if encode_on_lane else "encode")
+    assert encoded_on[1].startswith("encode")

@@ -17,7 +17,7 @@ from PIL import Image
 from tests.live_server import Server
 
 
-def post(server: Server, body: dict[str, object], **headers: str) -> httpx.Response:
+def post(server: Server, body: dict[str, object], **headers: str | bytes) -> httpx.Response:
     return httpx.post(f"{server.url}/generate", json=body, headers=headers, timeout=30)
 
 
@@ -97,16 +97,26 @@ def test_defaults_come_from_the_manifest(server: Server) -> None:
             "format: Input should be 'png', 'jpeg', 'webp' or 'npy'",
         ),
         ({"model": "digits", "seed": -1}, {}, 422, "seed"),
-        ({"model": "digits", "seed": 1, "seeds": [2]}, {}, 400, "either seed or seeds"),
-        ({"model": "digits", "n": 3, "seeds": [1, 2]}, {}, 400, "n is 3 but 2 seeds"),
+        ({"model": "digits", "seed": 1, "seeds": [2]}, {}, 422, "either seed or seeds"),
+        ({"model": "digits", "n": 3, "seeds": [1, 2]}, {}, 422, "n is 3 but 2 seeds"),
+        ({"model": "digits", "seed": 2**63 - 2, "n": 3}, {}, 422, "seed + n - 1 must be at most"),
+        ({"model": "digits", "seeds": [1, 2**63]}, {}, 422, "seeds.1: Input should be less than or equal"),
         ({"model": "digits", "truncation": 0.0}, {}, 422, "truncation"),
         ({"model": "digits", "colour": "red"}, {}, 422, "Extra inputs are not permitted"),
         ({"model": "digits", "n": 2}, {"accept": "image/png"}, 406, "only for n=1"),
         ({"model": "digits"}, {"x-deadline-ms": "soon"}, 400, "X-Deadline-Ms must be an integer"),
+        # '²' is a digit to str.isdigit() but not to int(): it used to answer 500
+        (
+            {"model": "digits"},
+            {"x-deadline-ms": "²".encode("latin-1")},
+            400,
+            "X-Deadline-Ms must be an integer",
+        ),
+        ({"model": "digits"}, {"accept": "text/html"}, 406, "allows none of what this request"),
     ],
 )
 def test_bad_requests_are_named(
-    server: Server, body: dict[str, object], headers: dict[str, str], status: int, message: str
+    server: Server, body: dict[str, object], headers: dict[str, str | bytes], status: int, message: str
 ) -> None:
     r = post(server, body, **headers)
     assert r.status_code == status, r.text
@@ -173,7 +183,7 @@ def test_the_serving_path_never_imports_torch() -> None:
     import sys
 
     code = (
-        "import sys, service.cli, service.api.app, service.engine; "
+        "import sys, service.cli, service.api.app, service.registry, service.served; "
         "print(sorted(m for m in ('torch', 'training', 'onnx') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -193,9 +203,10 @@ def test_openapi_documents_every_endpoint(server: Server) -> None:
     assert httpx.get(f"{server.url}/docs").status_code == 200
 
 
-def test_fastapi_route_and_hot_path_answer_alike(server: Server, tmp_path: Path) -> None:
-    """The running service answers POST /generate on its hot path; the FastAPI route (used when
-    the app runs on its own) must give the same answers and errors."""
+def test_the_app_alone_answers_as_the_service_does(server: Server, tmp_path: Path) -> None:
+    """The running service hands /generate straight to its route's handler (service.api.route.
+    Dispatch); the FastAPI app on its own routes it through the framework: one handler, so the
+    same answers and errors."""
     from fastapi.testclient import TestClient
 
     from service.api.app import create_app
@@ -208,10 +219,37 @@ def test_fastapi_route_and_hot_path_answer_alike(server: Server, tmp_path: Path)
         direct = client.post("/generate", json=body)
         bad = client.post("/generate", json={"model": "digits-conditional", "labels": "cat"})
         invalid = client.post("/generate", json={"n": 0})
-    hot = post(server, body)
-    assert direct.status_code == hot.status_code == 200
-    assert direct.json()["images"] == hot.json()["images"]
-    hot_bad = post(server, {"model": "digits-conditional", "labels": "cat"})
-    assert bad.status_code == hot_bad.status_code == 400 and bad.json() == hot_bad.json()
-    hot_invalid = post(server, {"n": 0})
-    assert invalid.status_code == hot_invalid.status_code == 422 and invalid.json() == hot_invalid.json()
+        deadline = client.post("/generate", json={}, headers={"x-deadline-ms": "²".encode("latin-1")})
+    service = post(server, body)
+    assert direct.status_code == service.status_code == 200
+    assert direct.json()["images"] == service.json()["images"]
+    service_bad = post(server, {"model": "digits-conditional", "labels": "cat"})
+    assert bad.status_code == service_bad.status_code == 400 and bad.json() == service_bad.json()
+    service_invalid = post(server, {"n": 0})
+    assert invalid.status_code == service_invalid.status_code == 422
+    assert invalid.json() == service_invalid.json()
+    assert deadline.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("accept", "body", "media"),
+    [
+        # q-values and order count (RFC 9110): JSON is acceptable here, so n=4 is not a 406
+        ("application/json, image/png", {"n": 4}, "application/json"),
+        ("image/png, application/json", {"n": 4}, "application/json"),
+        ("application/json, image/png", {}, "application/json"),
+        ("image/png, application/json", {}, "image/png"),
+        ("image/png;q=0.5, application/json", {}, "application/json"),
+        ("application/json;q=0.2, image/webp", {}, "image/webp"),
+        ("image/*", {"format": "jpeg"}, "image/jpeg"),
+        ("image/*;q=0.9, */*;q=0.1", {}, "image/png"),
+        ("text/html, */*;q=0.8", {"n": 2}, "application/json"),
+        ("application/x-npy", {}, "application/x-npy"),
+    ],
+)
+def test_accept_is_negotiated(server: Server, accept: str, body: dict[str, object], media: str) -> None:
+    r = post(server, {"model": "digits", "seed": 3, **body}, accept=accept)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == media
+    if media != "application/json":
+        assert r.headers["x-seed"] == "3"

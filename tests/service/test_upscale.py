@@ -172,3 +172,73 @@ def test_tiles_of_concurrent_requests_share_batches(make_server: Callable[..., S
     batches = srv.metric("gan_batch_size_units_count", model="srresnet-x2")
     assert tiles == 6 * 4 and batches < 6 * 2  # fewer batches than tile rows: requests shared them
     assert srv.metric("gan_pixels_upscaled_total", model="srresnet-x2") == 6 * 400 * 300
+
+
+def test_small_images_of_any_size_share_one_queue_and_its_batches(make_server: Callable[..., Server]) -> None:
+    """Images smaller than a tile are mirrored out to the tile, so every tile has the model's one
+    shape: images of different small sizes batch together (each size used to get a queue of its
+    own, never freed and never warmed up), and each answer is cropped to its own size."""
+    srv = make_server(["srresnet-x2"], max_batch_tiles=4, concurrent_batches=1, max_batch_delay_ms=200)
+    photo = skimage.data.astronaut()
+    sizes = [(20, 13), (50, 41), (7, 90), (128, 3)]
+    images = [photo[100 : 100 + h, 150 : 150 + w] for w, h in sizes]
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"{srv.url}/upscale",
+                        content=encode(Image.fromarray(image)),
+                        params={"model": "srresnet-x2"},
+                        headers={"content-type": "image/png"},
+                    )
+                    for image in images
+                )
+            )
+
+    sess = ort.InferenceSession(
+        str(REPO / "models/srresnet-x2/1/model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    for (w, h), image, r in zip(sizes, images, asyncio.run(burst()), strict=True):
+        out = np.asarray(decoded(r), dtype=np.int16)
+        assert out.shape == (2 * h, 2 * w, 3)
+        # Away from the padded edges the answer is the model's own output for the image.
+        alone = sess.run(None, {"image": image[None]})[0][0].astype(np.int16)
+        inner = np.abs(out - alone)[: 2 * h - 48, : 2 * w - 48]
+        assert inner.size == 0 or inner.max() <= 2
+    tiles = srv.metric("gan_batch_size_units_sum", model="srresnet-x2")
+    batches = srv.metric("gan_batch_size_units_count", model="srresnet-x2")
+    assert tiles == len(sizes) and batches < len(sizes)
+
+
+def test_the_tiles_of_an_image_are_queued_before_a_batch_is_cut(make_server: Callable[..., Server]) -> None:
+    """The decode gate stays held until every tile row of an image is queued, so the lane cuts
+    whole images: 6 images of 2 rows of 2 tiles, on one lane at 4 tiles a batch, run as 6 full
+    batches. When the rows were queued after the gate opened, the lane could cut one row alone."""
+    srv = make_server(
+        ["srresnet-x2"],
+        max_batch_tiles=4,
+        concurrent_batches=1,
+        max_batch_delay_ms=1000,
+        default_deadline_ms=300_000,  # one lane on a busy 2-core machine: never the deadline
+    )
+    data = encode(Image.fromarray(skimage.data.astronaut()[:150, :200]))  # 128-px tiles, overlap 32: 2x2
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=300) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"{srv.url}/upscale",
+                        content=data,
+                        params={"model": "srresnet-x2"},
+                        headers={"content-type": "image/png"},
+                    )
+                    for _ in range(6)
+                )
+            )
+
+    assert all(decoded(r).size == (400, 300) for r in asyncio.run(burst()))
+    assert srv.metric("gan_batch_size_units_sum", model="srresnet-x2") == 24
+    assert srv.metric("gan_batch_size_units_count", model="srresnet-x2") == 6

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model_export.latents import interpolate_latent, latent_from_seed
+from model_repository.latents import interpolate_latent, latent_from_seed
 from tests.live_server import Server
 
 

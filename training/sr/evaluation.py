@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model_export.tiling import tiled_upscale
+from model_repository.tiling import tiled_upscale
 from training.sr import metrics
 from training.sr.degradation import downsample, upsample_bicubic
 

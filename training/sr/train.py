@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,10 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.artifacts import MetricsLog
-from training.checkpoint import atomic_save, checkpoint_path, load_checkpoint, prune_checkpoints
+from training.checkpoint import load_checkpoint
 from training.config import ConfigError
 from training.ema import EMA
+from training.loop import RunDir, TrainingLoop
 from training.models import config_to_dict, load_generator, save_generator_file
 from training.models.srresnet import (
     PatchDiscriminator,
@@ -43,11 +41,8 @@ from training.runtime import (
     format_metrics,
     lr_scale,
     pick_device,
-    prepare_run_dir,
-    progress_bar,
     set_learning_rates,
     stream_seed,
-    write_run_config,
 )
 from training.sr import losses
 from training.sr.config import SRConfig
@@ -122,12 +117,11 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
     adversarial = cfg.stage == "srgan"
 
     # --- run directory: config, log file, metrics (after the cheap checks that can refuse the run) ---
-    resume_from = prepare_run_dir(out_dir, cfg, resume, RESUMABLE_CHANGES)
+    run = RunDir.prepare(out_dir, cfg, resume, RESUMABLE_CHANGES)
     torch.manual_seed(cfg.seed)
     g_config = generator_config(cfg)
-    stage1 = load_stage1(cfg, g_config) if adversarial and resume_from is None else None
-    write_run_config(out_dir, cfg, cleanup)
-    metrics = MetricsLog(out_dir / "metrics.jsonl")
+    stage1 = load_stage1(cfg, g_config) if adversarial and run.resume_from is None else None
+    run.write_config(cleanup)
 
     # --- data: HR images split once; random (LR, HR) crops for training ---
     images = load_hr_images(cfg.data, cfg.patch_size, cfg.bad_files, cfg.heldout_fraction, cfg.max_memory_mb)
@@ -147,8 +141,8 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2)) if D else None
     data_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, 0, DATA_STREAM))
     start_step = 0
-    if resume_from is not None:
-        state = load_checkpoint(resume_from)
+    if run.resume_from is not None:
+        state = load_checkpoint(run.resume_from)
         G.load_state_dict(state["generator"])
         opt_g.load_state_dict(state["opt_g"])
         if ema is not None:
@@ -158,8 +152,7 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
             opt_d.load_state_dict(state["opt_d"])
         data_gen.set_state(state["rng"]["data"])
         start_step = state["step"]
-        metrics.truncate_after(start_step)
-        log.info("resumed from %s at step %d", resume_from, start_step)
+        run.resumed_at(start_step)
     served = ema.model if ema is not None else G  # the weights users will get
     log.info(
         "training x%d SRResNet G (%d params)%s, stage %s on %s (%d train / %d held-out images), "
@@ -178,13 +171,9 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
         device,
     )
 
-    def checkpoint(step: int) -> None:
-        state = {
-            "step": step,
-            "config": cfg.to_dict(),
-            # G's own constructor arguments: export rebuilds G from a checkpoint without this loop.
-            "generator_kind": "srresnet",
-            "generator_config": config_to_dict(g_config),
+    def checkpoint_state(step: int, all_ranks: bool) -> dict[str, Any]:
+        # one process: the same contents for a periodic checkpoint and one saved on Ctrl-C
+        return {
             "generator": G.state_dict(),
             "generator_ema": ema.model.state_dict() if ema is not None else None,
             "discriminator": D.state_dict() if D is not None else None,
@@ -193,14 +182,11 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
             "rng": {"data": data_gen.get_state()},
             "data": images.summary(),
         }
-        atomic_save(state, checkpoint_path(out_dir / "checkpoints", step))
-        prune_checkpoints(out_dir / "checkpoints", cfg.keep_checkpoints)
 
-    def write_samples(step: int) -> None:
+    def write_samples(step: int, path: Path) -> None:
         hr = next(iter(heldout.values()))
         triplet = upscale_triplet(served, hr, cfg.scale, cfg.eval_tile, cfg.eval_overlap, cfg.eval_batch)
-        save_comparison(triplet, cfg.scale, out_dir / "samples" / f"step_{step:08d}.png")
-        shutil.copyfile(out_dir / "samples" / f"step_{step:08d}.png", out_dir / "samples" / "latest.png")
+        save_comparison(triplet, cfg.scale, path)
 
     def run_eval(step: int, compare_dir: Path | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -208,16 +194,24 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
             served, heldout, cfg.scale, cfg.eval_tile, cfg.eval_overlap, cfg.eval_batch, compare_dir
         )
         scalars = {k: v for k, v in result.items() if k != "per_image"}
-        metrics.write({"step": step, "event": "eval", **scalars, "eval_seconds": time.perf_counter() - t0})
+        seconds = time.perf_counter() - t0
+        run.metrics.write({"step": step, "event": "eval", **scalars, "eval_seconds": seconds})
         log.info("eval @ %d: %s", step, format_metrics(scalars))
         return {"step": step, **result}
 
-    # --- the loop ---
+    # --- the loop: progress bar, periodic samples / eval / checkpoint, Ctrl-C (training/loop.py) ---
     running = RunningMeans(samples_per_step=cfg.batch_size)
-    step = start_step
-    progress = progress_bar(cfg.steps, start_step, True)
-    try:
-        for step in range(start_step, cfg.steps):
+    with TrainingLoop(
+        run,
+        start_step,
+        generator_kind="srresnet",
+        generator_config=config_to_dict(g_config),
+        checkpoint_state=checkpoint_state,
+        write_samples=write_samples,
+        evaluate=run_eval,
+        plot=save_sr_training_plot,
+    ) as loop:
+        for step in loop.steps():
             G.train()
             scale = lr_scale(cfg, step)
             set_learning_rates([(opt_g, cfg.g_lr)] + ([(opt_d, cfg.d_lr)] if opt_d else []), scale)
@@ -261,43 +255,24 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
             if ema is not None:
                 ema.update(G, step)
 
-            # (3) bookkeeping: running means, then log / samples / eval / checkpoint
+            # (3) bookkeeping: running means, then log / samples / eval / checkpoint when due
             with torch.no_grad():
                 stats.update(pixel_loss=pixel.item(), g_loss=g_loss.item(), g_grad_norm=float(g_grad))
                 stats["train_psnr"] = _batch_psnr(sr.detach(), hr)
             running.add(stats)
             done = step + 1
-            progress.update(1)
-            if done % cfg.log_every == 0 or done == cfg.steps:
+            if loop.due(done, cfg.log_every):
                 record: dict[str, Any] = {"step": done, "event": "train", **running.flush()}
                 record["lr_scale"] = scale
-                metrics.write(record)
-                progress.set_postfix(pixel=f"{record['pixel_loss']:.4f}", refresh=False)
-            if done % cfg.sample_every == 0 or done == cfg.steps:
-                write_samples(done)
-            if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
-                run_eval(done)
-                save_sr_training_plot(metrics.read(), out_dir / "plots" / "training.png")
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                checkpoint(done)
-            step = done
-    except KeyboardInterrupt:
-        progress.close()
-        if step > start_step:
-            checkpoint(step)
-            log.warning("interrupted: checkpoint saved at step %d; continue with --resume", step)
-        raise
-    progress.close()
+                loop.log(record, pixel=f"{record['pixel_loss']:.4f}")
+            loop.periodic(done)
 
-    # --- the end: served generator, final evaluation on the held-out images, plot ---
-    # Saved before the evaluation too: an evaluation that fails must not cost the weights.
-    save_sr_generator(out_dir / "generator.pt", served, cfg, images, {})
-    final = run_eval(cfg.steps, compare_dir=out_dir / "eval")
-    save_sr_generator(out_dir / "generator.pt", served, cfg, images, final)
-    (out_dir / "eval.json").write_text(json.dumps(final, indent=2, sort_keys=True) + "\n")
-    save_sr_training_plot(metrics.read(), out_dir / "plots" / "training.png")
-    log.info("done: %s", out_dir / "generator.pt")
-    return final
+    # --- the end: generator.pt with the served weights, final evaluation on the held-out images
+    # (per-image comparisons under eval/), eval.json, plot ---
+    return loop.finish(
+        lambda path, quality: save_sr_generator(path, served, cfg, images, quality),
+        final_eval=lambda: run_eval(cfg.steps, compare_dir=out_dir / "eval"),
+    )
 
 
 def save_sr_generator(

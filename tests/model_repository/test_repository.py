@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from model_export.repository import (
+from model_repository.repository import (
     RepositoryError,
     check_name,
     list_models,

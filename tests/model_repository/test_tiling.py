@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from model_export.tiling import RowBlender, TileBlender, axis_starts, extract_tiles, plan_tiles, tiled_upscale
+from model_repository.tiling import (
+    RowBlender,
+    TileBlender,
+    axis_starts,
+    extract_tiles,
+    plan_tiles,
+    tiled_upscale,
+)
 from training.models.srresnet import SRResNetConfig, SRResNetGenerator
 from training.sr.evaluation import torch_predict
 

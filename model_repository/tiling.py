@@ -64,6 +64,20 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> TilePlan:
     )
 
 
+def pad_to_tile(image: np.ndarray, tile: int) -> np.ndarray:
+    """(h, w, C) -> (max(h, tile), max(w, tile), C). Along an axis shorter than a tile the image is
+    mirrored out to the tile's length (the pre-padding of Real-ESRGAN), so every tile a model runs
+    has one shape whatever the image's size: one queue, one warmed-up shape, and the tiles of
+    different images batch together. The padded part's output is cropped away afterwards; the
+    mirror gives the pixels near the padded edge a plausible context, as an untiled run's zero
+    padding would not."""
+    h, w = image.shape[:2]
+    pad = ((0, max(0, tile - h)), (0, max(0, tile - w))) + ((0, 0),) * (image.ndim - 2)
+    if pad[0][1] == 0 and pad[1][1] == 0:
+        return image
+    return np.pad(image, pad, mode="reflect")
+
+
 def axis_weights(start: int, size: int, length: int, overlap: int, scale: int) -> np.ndarray:
     """(size*scale,) blending weights of one tile along one axis, in output pixels: 0 in the dead
     zone at an inner edge, a linear ramp across the middle of the overlap, 1 elsewhere."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from model_export.manifest import ManifestError, read_manifest
+from model_repository.manifest import ManifestError, read_manifest
 
 # \Z, not $: `$` also matches before a trailing newline ("digits\n" would pass).
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_export.latents import latent_from_seed, latents_from_seeds
+from model_repository.latents import latent_from_seed, latents_from_seeds
 
 
 def test_same_seed_same_latent_and_seeds_are_independent() -> None:

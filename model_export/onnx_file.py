@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from model_export.errors import ExportError
-from model_export.graphs import GraphSpec
+from model_export.pixel_graphs import GraphSpec
 
 # torch's exporter emits opset >= 18 natively; 17 goes through the ONNX version converter.
 MIN_OPSET = 17

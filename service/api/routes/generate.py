@@ -1,0 +1,142 @@
+"""POST /generate and POST /walk: a generator's images, as JSON with base64 files, or (one image,
+asked for by Accept) as the image's own bytes."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
+from service.api.responses import ERRORS, json_response
+from service.api.route import ServiceRoute
+from service.config import Settings
+from service.errors import NotAcceptable
+from service.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, negotiate
+from service.registry import ModelRegistry
+from service.schemas import Generated, GenerateRequest, Walk, WalkRequest
+from service.served import Generator
+
+
+def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
+    api = APIRouter(route_class=ServiceRoute)
+    default_deadline_ms = settings.default_deadline_ms
+
+    @api.post(
+        "/generate",
+        response_model=Generated,
+        responses={
+            **ERRORS,
+            200: {
+                "description": "JSON with base64 images; or, with Accept: image/png|image/jpeg|image/webp|"
+                "application/x-npy and n=1, the image bytes (headers X-Seed, X-Label, X-Model-Version)",
+                "content": {media: {} for media in MEDIA_TYPES.values()},
+            },
+        },
+        openapi_extra={"parameters": [DEADLINE_HEADER]},
+    )
+    async def generate(request: Request, body: GenerateRequest) -> Response:
+        """n images from consecutive seeds (or the seeds given), with a label each when the
+        model is conditional."""
+        deadline = deadline_from_header(request.headers.get("x-deadline-ms"), default_ms=default_deadline_ms)
+        binary = _binary_format(request.headers.get("accept"), body)
+        model = registry.resolve(body.model, Generator)
+        async with disconnect_watch(request.receive) as cancel:
+            result = await model.generate(body, binary or body.format, deadline, cancel)
+        request.state.model, request.state.version = result.model, result.version
+        if binary:
+            image = result.images[0]
+            headers = {
+                "X-Seed": str(image.seed),
+                "X-Model": result.model,
+                "X-Model-Version": str(result.version),
+            }
+            if image.label is not None:
+                headers["X-Label"] = str(image.label)
+            return Response(image.data, media_type=MEDIA_TYPES[result.format], headers=headers)
+        return Response(generated_json(result), media_type=JSON)
+
+    @api.post("/walk", response_model=Walk, responses=ERRORS, openapi_extra={"parameters": [DEADLINE_HEADER]})
+    async def walk(request: Request, body: WalkRequest) -> Response:
+        """A latent walk: `steps` images at even steps along the path between two seeds' latents
+        (slerp or lerp), all with one label. The first image is from_seed's /generate image and
+        the last is to_seed's (with the same label and truncation)."""
+        deadline = deadline_from_header(request.headers.get("x-deadline-ms"), default_ms=default_deadline_ms)
+        model = registry.resolve(body.model, Generator)
+        async with disconnect_watch(request.receive) as cancel:
+            result = await model.walk(body, deadline, cancel)
+        request.state.model, request.state.version = result.model, result.version
+        return json_response(walk_json(result))
+
+    return api
+
+
+def _binary_format(accept: str | None, body: GenerateRequest) -> str | None:
+    """The image format to answer with as raw bytes, when the Accept header prefers one to JSON
+    (only a single image can be sent so); None for JSON. 406 when it accepts neither."""
+    if not accept or accept == "*/*":
+        return None
+    images = [MEDIA_TYPES[body.format], *(m for f, m in MEDIA_TYPES.items() if f != body.format)]
+    single = body.count == 1
+    chosen = negotiate(accept, [JSON, *images] if single else [JSON])
+    if chosen is None:
+        if not single and negotiate(accept, images) is not None:
+            raise NotAcceptable("a single image's bytes can be returned only for n=1; ask for JSON for more")
+        offered = ", ".join([JSON, *images] if single else [JSON])
+        raise NotAcceptable(
+            f"the Accept header allows none of what this request can be answered with: {offered}"
+        )
+    return None if chosen == JSON else FORMAT_OF_MEDIA_TYPE[chosen]
+
+
+def generated_json(result: Generated) -> bytes:
+    """The /generate JSON answer, assembled from pieces: the base64 strings need no escaping, and
+    building one dict per image for json.dumps costs more than the images' encoding on a busy
+    server. Equal to the Generated schema's own serialization (a test holds it to that)."""
+    head = _json_head(
+        result.model, result.version, result.format, result.height, result.width, result.channels
+    )
+    images = b",".join(
+        b'{"seed":%d,"label":%s,"label_name":%s,"data":"%s"}'
+        % (image.seed, _json_value(image.label), _json_value(image.label_name), base64.b64encode(image.data))
+        for image in result.images
+    )
+    return head + images + b"]}"
+
+
+def walk_json(result: Walk) -> dict[str, Any]:
+    return {
+        "model": result.model,
+        "version": result.version,
+        "format": result.format,
+        "height": result.height,
+        "width": result.width,
+        "channels": result.channels,
+        "from_seed": result.from_seed,
+        "to_seed": result.to_seed,
+        "method": result.method,
+        "label": result.label,
+        "label_name": result.label_name,
+        "images": [
+            {"t": image.t, "data": base64.b64encode(image.data).decode("ascii")} for image in result.images
+        ],
+    }
+
+
+@functools.lru_cache(maxsize=256)  # few distinct values: the served models and formats
+def _json_head(model: str, version: int, fmt: str, height: int, width: int, channels: int) -> bytes:
+    """The answer's fields before the images, up to the images list's opening bracket."""
+    fields = {"model": model, "version": version, "format": fmt, "height": height, "width": width}
+    head = json.dumps({**fields, "channels": channels}, separators=(",", ":")).encode()
+    return head[:-1] + b',"images":['
+
+
+@functools.cache
+def _json_value(value: int | str | None) -> bytes:
+    """A label or label name as JSON (few distinct values: the served models' classes)."""
+    return json.dumps(value).encode()

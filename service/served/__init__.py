@@ -1,0 +1,56 @@
+"""The served models: one object per model version in service (`ServedModel`), one kind per task."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+from model_repository.manifest import MODEL_FILE
+from model_repository.repository import read_version
+from service.config import Settings
+from service.metrics import ServiceMetrics
+from service.runtime import Runtime
+from service.served.generator import Generator
+from service.served.model import ServedModel
+from service.served.upscaler import Upscaler
+
+log = logging.getLogger("gan.models")
+
+KINDS: dict[str, type[ServedModel]] = {kind.task: kind for kind in (Generator, Upscaler)}
+
+
+def load_model(
+    repo: Path,
+    name: str,
+    version: int,
+    settings: Settings,
+    metrics: ServiceMetrics,
+    encode_pool: Executor,
+    providers: list[Any],
+) -> ServedModel:
+    """Verify a published version (manifest schema, sha256 of the model file), open its session,
+    and make the served model of its task. Blocking (call off the event loop); raises on anything
+    wrong with the version."""
+    manifest = read_version(repo, name, version)
+    kind = KINDS.get(str(manifest["task"]))
+    if kind is None:
+        raise ValueError(f"task {manifest['task']!r} is not served; served tasks: {', '.join(KINDS)}")
+    runtime = Runtime(repo / name / str(version) / MODEL_FILE, settings, providers)
+    model = kind(name, version, manifest, runtime, settings, metrics, encode_pool)
+    plan = runtime.parallelism
+    log.info(
+        "loaded %s version %d (%s) on %s: %d batch(es) at once, %s ONNX Runtime thread(s) each%s",
+        name,
+        version,
+        kind.task,
+        runtime.provider,
+        plan.lanes,
+        plan.intra_op_threads or "default",
+        f", pinned to cores {list(plan.pinned_cores)}" if plan.pinned_cores else "",
+    )
+    return model
+
+
+__all__ = ["KINDS", "Generator", "ServedModel", "Upscaler", "load_model"]

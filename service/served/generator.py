@@ -1,0 +1,205 @@
+"""A served image generator: /generate and /walk.
+
+A request becomes rows of (seed, truncation, label, walk target): one row per image. The latents
+are drawn from the seeds on the inference lane, per batch, so the event loop never does it, and
+a walk's frames batch with other requests' images.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from typing import Any
+
+import numpy as np
+
+from model_repository.latents import MAX_SEED, interpolate_latent, latent_from_seed
+from service.batching import CancelToken
+from service.config import Settings
+from service.encoding import encode_image
+from service.errors import InvalidRequest
+from service.schemas import Generated, GeneratedImage, GenerateRequest, Label, Walk, WalkImage, WalkRequest
+from service.served.model import ServedModel
+
+
+class Generator(ServedModel):
+    task = "generate"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        section = self.manifest["generator"]
+        self.latent_size = int(section["latent_size"])
+        self.class_count = int(section["classes"]["count"])
+        self.class_names: list[str] = section["classes"]["names"]
+        self.output = section["output"]  # height, width, channels
+        self.conditional = "labels" in self.runtime.input_names
+        self._images_generated = self.metrics.images_generated.labels(self.name, str(self.version))
+
+    @staticmethod
+    def batch_limits(settings: Settings) -> tuple[int, int]:
+        return settings.max_batch_size, settings.max_queue_units
+
+    # --- rows: the one place a generator's batch input is built ----------------------------------
+
+    @staticmethod
+    def rows(
+        seeds: np.ndarray,
+        labels: np.ndarray,
+        truncation: float | None,
+        to_seeds: np.ndarray | None = None,
+        positions: np.ndarray | None = None,
+        lerp: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """One row per image. seed (B,) int64; truncation (B,) float64, NaN for none; labels (B,)
+        int64, -1 for none; a walk's rows: to_seed (B,) int64 (-1: not a walk), t (B,) float64,
+        lerp (B,) bool. Every request's rows have the same columns, so any requests can share a
+        batch."""
+        count = len(seeds)
+        return {
+            "seed": seeds,
+            "truncation": np.full(count, math.nan if truncation is None else truncation),
+            "labels": labels,
+            "to_seed": np.full(count, -1, dtype=np.int64) if to_seeds is None else to_seeds,
+            "t": np.zeros(count) if positions is None else positions,
+            "lerp": np.full(count, lerp),
+        }
+
+    def run_batch(self, rows: dict[str, np.ndarray]) -> np.ndarray:
+        """On a lane: rows -> latents (B, latent_size) float32 -> the model -> (B, H, W, C) uint8."""
+        z = np.empty((len(rows["seed"]), self.latent_size), dtype=np.float32)
+        for i, (seed, truncation, to_seed, t, lerp) in enumerate(
+            zip(
+                rows["seed"].tolist(),
+                rows["truncation"].tolist(),
+                rows["to_seed"].tolist(),
+                rows["t"].tolist(),
+                rows["lerp"].tolist(),
+                strict=True,
+            )
+        ):
+            threshold = None if math.isnan(truncation) else truncation
+            z[i] = latent_from_seed(seed, self.latent_size, threshold)
+            if to_seed >= 0:
+                end = latent_from_seed(to_seed, self.latent_size, threshold)
+                z[i] = interpolate_latent(z[i], end, t, "lerp" if lerp else "slerp")
+        feed = {"z": z, "labels": rows["labels"]} if self.conditional else {"z": z}
+        return self.runtime.run(feed)
+
+    def warm_up_rows(self, units: int) -> dict[str, np.ndarray]:
+        return self.rows(np.arange(units, dtype=np.int64), np.zeros(units, dtype=np.int64), None)
+
+    # --- requests ---------------------------------------------------------------------------------
+
+    async def generate(
+        self, request: GenerateRequest, fmt: str, deadline: float, cancel: CancelToken
+    ) -> Generated:
+        """n images (one per seed), encoded as `fmt`."""
+        # decode: seeds and labels (the latents are drawn on the lane, per batch)
+        seeds = self._seeds(request)
+        labels = self._labels(request.labels, seeds)
+        self.batcher.check_room(len(seeds))  # refused before anything is built for it
+        rows = self.rows(np.array(seeds, dtype=np.int64), _label_column(labels), request.truncation)
+        # batch + predict + unbatch + encode: one file per image
+        blobs: list[bytes] = await self.batcher.submit(rows, deadline, cancel, _encoder(fmt))
+        self._images_generated.inc(len(blobs))
+        names = self.class_names
+        return Generated(
+            model=self.name,
+            version=self.version,
+            format=fmt,
+            height=self.output["height"],
+            width=self.output["width"],
+            channels=self.output["channels"],
+            images=[
+                GeneratedImage(seed, label, None if label is None else names[label], blob)
+                for seed, label, blob in zip(seeds, labels, blobs, strict=True)
+            ],
+        )
+
+    async def walk(self, request: WalkRequest, deadline: float, cancel: CancelToken) -> Walk:
+        """`steps` images at evenly spaced points of the latent path from one seed's latent to
+        another's, with one label for all: the first and last are the seeds' own /generate images."""
+        steps = request.steps
+        if steps > self.settings.max_n:
+            raise InvalidRequest(
+                f"steps must be between 2 and {self.settings.max_n} (this server's limit), got {steps}"
+            )
+        label = self._labels(request.label, [request.from_seed])[0]
+        self.batcher.check_room(steps)
+        positions = [i / (steps - 1) for i in range(steps)]
+        rows = self.rows(
+            np.full(steps, request.from_seed, dtype=np.int64),
+            _label_column([label] * steps),
+            request.truncation,
+            to_seeds=np.full(steps, request.to_seed, dtype=np.int64),
+            positions=np.array(positions),
+            lerp=request.method == "lerp",
+        )
+        blobs: list[bytes] = await self.batcher.submit(rows, deadline, cancel, _encoder(request.format))
+        self._images_generated.inc(len(blobs))
+        return Walk(
+            model=self.name,
+            version=self.version,
+            format=request.format,
+            height=self.output["height"],
+            width=self.output["width"],
+            channels=self.output["channels"],
+            from_seed=request.from_seed,
+            to_seed=request.to_seed,
+            method=request.method,
+            label=label,
+            label_name=None if label is None else self.class_names[label],
+            images=[WalkImage(t, blob) for t, blob in zip(positions, blobs, strict=True)],
+        )
+
+    def _seeds(self, request: GenerateRequest) -> list[int]:
+        max_n = self.settings.max_n
+        count = request.count
+        # Checked before any list is built: n comes from the client and may be huge.
+        if count > max_n:
+            raise InvalidRequest(f"n must be between 1 and {max_n} (this server's limit), got {count}")
+        if request.seeds is not None:
+            return list(request.seeds)
+        start = secrets.randbelow(MAX_SEED - max_n) if request.seed is None else request.seed
+        return list(range(start, start + count))
+
+    def _labels(self, requested: list[Label] | Label | None, seeds: list[int]) -> list[int | None]:
+        """One class index per image (None for an unconditional model)."""
+        count, names = self.class_count, self.class_names
+        if count == 0:
+            if requested is not None:
+                raise InvalidRequest("this model is unconditional: it takes no labels")
+            return [None] * len(seeds)
+        if requested is None:  # no label asked for: one per seed, reproducible from the seed
+            return [seed % count for seed in seeds]
+        wanted = requested if isinstance(requested, list) else [requested] * len(seeds)
+        if len(wanted) != len(seeds):
+            raise InvalidRequest(
+                f"{len(wanted)} labels for {len(seeds)} images; give one label, or one per image"
+            )
+        out: list[int | None] = []
+        for label in wanted:
+            if isinstance(label, bool):
+                raise InvalidRequest(f"label {label!r} is not a class; classes: {', '.join(names)}")
+            if isinstance(label, int) and 0 <= label < count:
+                out.append(label)
+            elif isinstance(label, str) and label in names:
+                out.append(names.index(label))
+            else:
+                raise InvalidRequest(
+                    f"unknown label {label!r}; classes are 0-{count - 1} or their names: {', '.join(names)}"
+                )
+        return out
+
+
+def _label_column(labels: list[int | None]) -> np.ndarray:
+    return np.array([-1 if label is None else label for label in labels], dtype=np.int64)
+
+
+def _encoder(fmt: str) -> Any:
+    """The encode step of a generator's job: (B, H, W, C) uint8 -> one file per image."""
+
+    def encode(pixels: np.ndarray) -> list[bytes]:
+        return [encode_image(image, fmt) for image in pixels]
+
+    return encode

@@ -1,0 +1,130 @@
+"""A served model: one version of one model from the repository, with everything it needs to answer
+requests on its own.
+
+It owns its ONNX Runtime session (`Runtime`), its inference lanes (one thread per batch it may run
+at once), its queue (`Batcher`), its decode gate, its warm-up and the one function that builds its
+batch rows. Its life, each step on its own so that a model can be loaded or replaced while the
+others serve: created (`service.served.load_model`: manifest and sha256 verified, session opened),
+started (lanes running), warmed up (every batch shape run once), put in service by the registry,
+and retired (queued work refused, lanes stopped, session released).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import numpy as np
+
+from service.batching import Batcher, DecodeGate, Lanes
+from service.config import Settings
+from service.metrics import BatcherMetrics, ServiceMetrics
+from service.runtime import Runtime
+
+log = logging.getLogger("gan.models")
+
+
+class ServedModel(ABC):
+    task: ClassVar[str]  # the manifest's task: which endpoints this kind of model answers
+
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        manifest: dict[str, Any],
+        runtime: Runtime,
+        settings: Settings,
+        metrics: ServiceMetrics,
+        encode_pool: Executor,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.manifest = manifest
+        self.runtime = runtime
+        self.settings = settings
+        self.metrics = metrics
+        self.encode_pool = encode_pool
+        self.gate = DecodeGate()
+        plan = runtime.parallelism
+        self.lanes = Lanes(name, plan.lanes, self.gate, settings.inference_nice, plan.pinned_cores)
+        max_units, max_queue = self.batch_limits(settings)
+        self.batcher = Batcher(
+            name,
+            self.run_batch,
+            self.lanes,
+            max_units,
+            settings.max_batch_delay_ms / 1000,
+            max_queue,
+            BatcherMetrics(metrics, name),
+            encode_pool,
+            plan.encode_on_lane,
+        )
+        self.memory_bytes = 0  # resident memory the process grew by while loading and warming it
+        self.warm_up_seconds = 0.0
+
+    # --- what each kind of model says for itself ----------------------------------------------
+
+    @staticmethod
+    @abstractmethod
+    def batch_limits(settings: Settings) -> tuple[int, int]:
+        """(work units per batch, work units queued before 429) for this kind of model."""
+
+    @abstractmethod
+    def run_batch(self, rows: dict[str, np.ndarray]) -> np.ndarray:
+        """On a lane: one batch's rows -> (B, H, W, C) uint8 pixels, one image per row."""
+
+    @abstractmethod
+    def warm_up_rows(self, units: int) -> dict[str, np.ndarray]:
+        """A batch of `units` rows of the shape requests make, for the warm-up."""
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """On the event loop: the lanes start taking batches; the queue answers on this loop."""
+        self.lanes.start()
+        self.batcher.start()
+
+    def warm_up(self) -> None:
+        """Blocking (off the event loop): run every batch size the batcher can form, so no request
+        pays for a first run at a new shape, then the largest on every lane at once (concurrent
+        runs need memory of their own). The largest batch's time seeds the queue's estimate
+        (Retry-After, deadlines that cannot be met)."""
+        started = time.perf_counter()
+        feeds = [self.warm_up_rows(units) for units in range(1, self.batcher.max_units + 1)]
+        elapsed = 0.0
+        for feed in feeds:
+            run_started = time.perf_counter()
+            self.run_batch(feed)
+            elapsed = time.perf_counter() - run_started
+        lanes = self.runtime.parallelism.lanes
+        if lanes > 1:
+            with ThreadPoolExecutor(lanes) as pool:
+                list(pool.map(self.run_batch, [feeds[-1]] * lanes))
+        self.batcher.batch_seconds = elapsed
+        self.warm_up_seconds = time.perf_counter() - started
+        log.info("warmed up %s in %.2f s", self.name, self.warm_up_seconds)
+
+    async def retire(self) -> None:
+        """Out of service: running batches finish and answer, queued work is refused, the lanes
+        end. The session is released with the last reference to this object."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.lanes.stop)
+        await self.batcher.stop()
+
+    # --- what it says about itself ----------------------------------------------------------------
+
+    @property
+    def queued_units(self) -> int:
+        return self.batcher.queued_units
+
+    def info(self) -> dict[str, Any]:
+        return {
+            **self.runtime.info(),
+            "memory_bytes": self.memory_bytes,
+            "warm_up_seconds": round(self.warm_up_seconds, 3),
+            **self.manifest,
+        }
