@@ -1,15 +1,17 @@
-"""Memory of gan-serve on the bundled models: idle after start-up, and the peak under a mixed load,
-with ONNX Runtime's CPU memory arena off (the default) and on, side by side in one run.
+"""Memory of gan-serve on the bundled models: idle after start-up, and the peak under a mixed load;
+for this checkout and, to compare, others (--checkout, e.g. a `git worktree` of an older commit),
+side by side in one run.
 
-For each setting: one server on all five bundled models; its resident memory once ready (idle),
+For each checkout: one server on all five bundled models, default settings; its resident memory
+once ready (idle),
 each model's share as /v1/models reports it, then `--seconds` of a mixed closed-loop load
 (generate clients asking n=64 images of digits-conditional, and upscale clients sending a
 512x512 photo to the x4 models, alternately srgan-x4 and srresnet-x4), with the process's
 high-water mark of resident memory (VmHWM: every peak, not only sampled ones) and what the load
 got done. The results go to bench/results/memory.json.
 
-    python bench/memory_bench.py                      # about 3 minutes on 2 cores
-    python bench/memory_bench.py --seconds 10 --arena off
+    python bench/memory_bench.py                      # about 2 minutes on 2 cores
+    git worktree add /tmp/before eb3993e && python bench/memory_bench.py --checkout /tmp/before
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--generate-clients", type=int, default=4)
     p.add_argument("--upscale-clients", type=int, default=2)
     p.add_argument("--side", type=int, default=512, help="the upscale input's width and height")
-    p.add_argument("--arena", choices=["off", "on", "both"], default="both")
+    p.add_argument(
+        "--checkout", type=Path, action="append", default=[], help="another checkout to measure first"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench/results/memory.json")
     return p.parse_args(argv)
 
@@ -86,9 +90,10 @@ async def mixed_load(port: int, args: argparse.Namespace, image: bytes) -> dict[
     }
 
 
-def measure(arena: bool, args: argparse.Namespace, image: bytes, scratch: Path) -> dict[str, Any]:
-    settings = {"log_level": "warning", "cpu_memory_arena": str(arena).lower()}
-    server = ServerProcess.start(scratch / f"arena-{arena}.log", settings)
+def measure(checkout: Path, args: argparse.Namespace, image: bytes, scratch: Path) -> dict[str, Any]:
+    server = ServerProcess.start(
+        scratch / f"{checkout.name}.log", {"log_level": "warning"}, models=checkout / "models", cwd=checkout
+    )
     try:
         pid = server.process.pid
         idle = rss_mb(pid)
@@ -96,12 +101,12 @@ def measure(arena: bool, args: argparse.Namespace, image: bytes, scratch: Path) 
         models = httpx.get(f"{server.url}/v1/models", timeout=10).json()["models"]
         load = asyncio.run(mixed_load(server.port, args, image))
         result = {
-            "cpu_memory_arena": arena,
+            "checkout": str(checkout),
             "idle_rss_mib": round(idle, 1),
             "start_up_peak_mib": round(started_peak, 1),
             "load_peak_mib": round(high_water_mb(pid), 1),
             "after_load_rss_mib": round(rss_mb(pid), 1),
-            "models_mib": {m["name"]: round(m["memory_bytes"] / MIB, 1) for m in models},
+            "models_mib": {m["name"]: round(m.get("memory_bytes", 0) / MIB, 1) for m in models},
             **load,
         }
     finally:
@@ -113,13 +118,13 @@ def measure(arena: bool, args: argparse.Namespace, image: bytes, scratch: Path) 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     image = photo(args.side)
-    arenas = {"off": [False], "on": [True], "both": [False, True]}[args.arena]
+    checkouts = [checkout.resolve() for checkout in args.checkout] + [ROOT]
     with tempfile.TemporaryDirectory() as scratch:
-        results = [measure(arena, args, image, Path(scratch)) for arena in arenas]
-    print(f"\n{'arena':<6} {'idle MiB':>9} {'peak MiB':>9} {'images/s':>9} {'upscales/s':>11}  failed")
+        results = [measure(checkout, args, image, Path(scratch)) for checkout in checkouts]
+    print(f"\n{'checkout':<24} {'idle MiB':>9} {'peak MiB':>9} {'images/s':>9} {'upscales/s':>11}  failed")
     for r in results:
         print(
-            f"{'on' if r['cpu_memory_arena'] else 'off':<6} {r['idle_rss_mib']:>9} {r['load_peak_mib']:>9} "
+            f"{r['checkout'][-24:]:<24} {r['idle_rss_mib']:>9} {r['load_peak_mib']:>9} "
             f"{r['generated_images_per_s']:>9} {r['upscales_per_s']:>11}  {r['failed'] or '-'}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)

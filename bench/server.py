@@ -57,16 +57,18 @@ class ServerProcess:
         headers: Mapping[str, str] | None = None,
         degraded_ok: bool = False,
         timeout: float = 180,
+        cwd: Path = ROOT,
     ) -> ServerProcess:
         """gan-serve on `models` with GAN_SERVE_* `settings` (or another server's `command`, given
         the port as --port), once `ready_path` answers 200 (with degraded_ok, also once gan-serve
-        started with some models failed: /readyz says "degraded")."""
+        started with some models failed: /readyz says "degraded"). `cwd`: the checkout whose
+        service runs (another one's, to compare two versions)."""
         port = free_port()
         argv = [*(command or [sys.executable, "-m", "service", "--models", str(models)]), "--port", str(port)]
         environment = {**os.environ, **(env or {})}
         environment.update({f"GAN_SERVE_{k.upper()}": str(v) for k, v in (settings or {}).items()})
         with log_path.open("wb") as log:
-            process = subprocess.Popen(argv, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(argv, cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT)
         server = cls(process, f"http://127.0.0.1:{port}", log_path)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

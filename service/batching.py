@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import ClientGone, DeadlineExceeded, InferenceFailed, QueueFull, ServiceError
+from service.errors import ClientGone, DeadlineExceeded, InferenceFailed, NotReady, QueueFull, ServiceError
 from service.metrics import BatcherMetrics
 
 log = logging.getLogger("gan.batching")
@@ -264,6 +264,7 @@ class Batcher:
         self._queue: deque[Job] = deque()
         self._queued_units = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped = False
         # Seconds per batch, smoothed: for Retry-After and for deadlines that cannot be met.
         self.batch_seconds = 0.0
 
@@ -272,7 +273,9 @@ class Batcher:
         self._loop = asyncio.get_running_loop()
 
     async def stop(self) -> None:
-        """Fail whatever is still queued (the lanes are stopped separately)."""
+        """Fail whatever is still queued, and refuse what comes later (the lanes are stopped
+        separately)."""
+        self._stopped = True
         with self.lanes.condition:
             self.lanes.ready.pop(self, None)
             jobs = list(self._queue)
@@ -314,6 +317,8 @@ class Batcher:
         if units == 0:
             raise ValueError("a job needs at least one row")
         assert self._loop is not None, "the batcher is not started"
+        if self._stopped:  # retired, or the service is shutting down: no lane will run it
+            raise NotReady(f"model {self.name}: out of service; retry")
         self.check_room(units)
         now = time.monotonic()
         if now + self.estimated_wait(units) > deadline:

@@ -32,7 +32,12 @@ class Settings(BaseSettings):
     max_n: int = Field(64, ge=1, description="most images one /generate request may ask for")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_input_pixels: int = Field(1024 * 1024, ge=1, description="largest upscale input, width x height")
-    max_batch_tiles: int = Field(4, ge=1, description="largest upscaler batch, in tiles")
+    max_batch_tiles: int = Field(
+        0,
+        ge=0,
+        description="largest upscaler batch, in tiles; 0: 1 on CPU (a batch of tiles is no faster per "
+        "tile there and holds that many times the memory), 4 on CUDA",
+    )
     max_queue_tiles: int = Field(512, ge=1, description="queued tiles per upscaler before answering 429")
 
     # ONNX Runtime.
@@ -55,11 +60,6 @@ class Settings(BaseSettings):
     pin_inference_threads: bool = Field(
         True,
         description="on CPU with single-threaded runs, pin each model's inference thread i to core i (Linux)",
-    )
-    cpu_memory_arena: bool = Field(
-        False,
-        description="ONNX Runtime's CPU memory arena: keeps every session's largest working set "
-        "allocated for the life of the process (faster allocation, far more idle memory)",
     )
     warmup: bool = True
 

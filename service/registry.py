@@ -46,6 +46,7 @@ class ModelRegistry:
         self.settings = settings
         self.metrics = metrics
         self.models: dict[str, ServedModel] = {}
+        self._names: dict[type[ServedModel], list[str]] = {}  # by kind, sorted; reset on every change
         self.failures: dict[str, str] = {}  # model name (or "*" for the repository) -> reason
         self.started = False
         self.draining = False
@@ -104,6 +105,7 @@ class ModelRegistry:
         """Serve `model` under its name from now on; the model it replaces is retired."""
         old = self.models.get(model.name)
         self.models[model.name] = model
+        self._names.clear()
         self.failures.pop(model.name, None)
         self.metrics.model_failures.labels(model.name).set(0)
         self.metrics.model_info.labels(
@@ -114,14 +116,19 @@ class ModelRegistry:
             await self.retire(old)
 
     async def retire(self, model: ServedModel) -> None:
+        """Take `model` out of service: no new request gets it; those it is answering finish on
+        it (for up to graceful_timeout_s), then its lanes end and its memory is released."""
         if self.models.get(model.name) is model:
             del self.models[model.name]
-        self.metrics.model_info.remove(model.name, str(model.version), model.task, model.runtime.provider)
-        self.metrics.model_memory.remove(model.name, str(model.version))
-        await model.retire()
+            self._names.clear()
+        with contextlib.suppress(KeyError):  # its series go with it
+            self.metrics.model_info.remove(model.name, str(model.version), model.task, model.runtime.provider)
+            self.metrics.model_memory.remove(model.name, str(model.version))
+        await model.retire(self.settings.graceful_timeout_s)
 
     async def stop(self) -> None:
-        """Running batches end and answer, queued work is refused, the lanes end."""
+        """At shutdown (uvicorn has let the requests in flight finish): queued work is refused,
+        running batches end and answer, the lanes end."""
         for model in list(self.models.values()):
             await model.retire()
         self.encode_pool.shutdown(wait=True)
@@ -137,30 +144,31 @@ class ModelRegistry:
         """The served model of this kind called `name` (None: the first by name)."""
         if not self.started:
             raise NotReady("the service is starting")
+        model = self.models.get(name) if name is not None else None
+        if isinstance(model, kind):  # the usual case first: it runs on every request
+            return model
         served = self.names(kind)
+        listed = ", ".join(served) or "none"
         if name is None:
             if not served:
                 raise UnknownModel(f"no {kind.task} model is served")
-            name = served[0]
-        elif not NAME_PATTERN.match(name) or ".." in name:  # never echo, or look up, an arbitrary string
+            return self.resolve(served[0], kind)
+        if not NAME_PATTERN.match(name) or ".." in name:  # never echo an arbitrary string
             raise InvalidRequest(
                 "a model name is 1-64 characters: lowercase letters, digits, '.', '_', '-', starting with "
-                f"a letter or digit; {kind.task} models served: {', '.join(served) or 'none'}"
+                f"a letter or digit; {kind.task} models served: {listed}"
             )
-        model = self.models.get(name)
         if model is None:
-            raise UnknownModel(
-                f"unknown model {name!r}; {kind.task} models served: {', '.join(served) or 'none'}"
-            )
-        if not isinstance(model, kind):
-            others = ", ".join(served) or "none"
-            raise InvalidRequest(
-                f"model {name!r} is an {model.task} model; {kind.task} models served: {others}"
-            )
-        return model
+            raise UnknownModel(f"unknown model {name!r}; {kind.task} models served: {listed}")
+        raise InvalidRequest(f"model {name!r} is an {model.task} model; {kind.task} models served: {listed}")
 
     def names(self, kind: type[ServedModel]) -> list[str]:
-        return sorted(name for name, model in self.models.items() if isinstance(model, kind))
+        """The served models of this kind, by name (asked for on every request that names none:
+        kept until the served models change)."""
+        names = self._names.get(kind)
+        if names is None:
+            names = self._names[kind] = sorted(n for n, m in self.models.items() if isinstance(m, kind))
+        return names
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         ready = self.started and not self.draining and not self.failures and bool(self.models)

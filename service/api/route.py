@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -43,17 +43,38 @@ class ServiceRoute(APIRoute):
         self.app = self.handle
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
         try:
             if self.body is None:
-                response = await self.endpoint(request)
+                response = await self.endpoint(Request(scope, receive))
             else:
+                data = await read_body(receive)
                 name, model = self.body
-                body = model.model_validate_json(await request.body())
-                response = await self.endpoint(request, **{name: body})
+                body = model.model_validate_json(data)
+                response = await self.endpoint(Request(scope, receive), **{name: body})
         except Exception as exc:
             response = error_answer(exc, scope["method"], scope["path"])
         await response(scope, receive, send)
+
+
+async def read_body(receive: Receive) -> bytes:
+    """A request's whole body (ClientDisconnect when the client leaves before sending it)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """One request header's value (`name` in lowercase, as ASGI gives it), without building the
+    Headers of a Request for it."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 class Dispatch:

@@ -37,7 +37,7 @@ def load_model(
     kind = KINDS.get(str(manifest["task"]))
     if kind is None:
         raise ValueError(f"task {manifest['task']!r} is not served; served tasks: {', '.join(KINDS)}")
-    runtime = Runtime(repo / name / str(version) / MODEL_FILE, settings, providers)
+    runtime = Runtime(repo / name / str(version) / MODEL_FILE, settings, providers, kind.memory_pattern)
     model = kind(name, version, manifest, runtime, settings, metrics, encode_pool)
     plan = runtime.parallelism
     log.info(

@@ -19,7 +19,7 @@ from service.config import Settings
 from service.encoding import encode_image
 from service.errors import InvalidRequest
 from service.schemas import Generated, GeneratedImage, GenerateRequest, Label, Walk, WalkImage, WalkRequest
-from service.served.model import ServedModel
+from service.served.model import ServedModel, request
 
 
 class Generator(ServedModel):
@@ -36,7 +36,7 @@ class Generator(ServedModel):
         self._images_generated = self.metrics.images_generated.labels(self.name, str(self.version))
 
     @staticmethod
-    def batch_limits(settings: Settings) -> tuple[int, int]:
+    def batch_limits(settings: Settings, provider: str) -> tuple[int, int]:
         return settings.max_batch_size, settings.max_queue_units
 
     # --- rows: the one place a generator's batch input is built ----------------------------------
@@ -61,7 +61,7 @@ class Generator(ServedModel):
             "labels": labels,
             "to_seed": np.full(count, -1, dtype=np.int64) if to_seeds is None else to_seeds,
             "t": np.zeros(count) if positions is None else positions,
-            "lerp": np.full(count, lerp),
+            "lerp": np.full(count, True) if lerp else np.zeros(count, dtype=np.bool_),
         }
 
     def run_batch(self, rows: dict[str, np.ndarray]) -> np.ndarray:
@@ -90,6 +90,7 @@ class Generator(ServedModel):
 
     # --- requests ---------------------------------------------------------------------------------
 
+    @request
     async def generate(
         self, request: GenerateRequest, fmt: str, deadline: float, cancel: CancelToken
     ) -> Generated:
@@ -116,6 +117,7 @@ class Generator(ServedModel):
             ],
         )
 
+    @request
     async def walk(self, request: WalkRequest, deadline: float, cancel: CancelToken) -> Walk:
         """`steps` images at evenly spaced points of the latent path from one seed's latent to
         another's, with one label for all: the first and last are the seeds' own /generate images."""

@@ -12,11 +12,13 @@ and retired (queued work refused, lanes stopped, session released).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -27,9 +29,30 @@ from service.runtime import Runtime
 
 log = logging.getLogger("gan.models")
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def request(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Marks a served model's method that answers a request: the model counts the requests it is
+    answering, so that retiring it can wait for them to finish on it."""
+
+    @functools.wraps(method)
+    async def counted(*args: P.args, **kwargs: P.kwargs) -> R:
+        model = args[0]
+        assert isinstance(model, ServedModel)
+        model.requests += 1
+        try:
+            return await method(*args, **kwargs)
+        finally:
+            model.requests -= 1
+
+    return counted
+
 
 class ServedModel(ABC):
     task: ClassVar[str]  # the manifest's task: which endpoints this kind of model answers
+    memory_pattern: ClassVar[bool] = True  # ONNX Runtime's memory pattern (service.runtime)
 
     def __init__(
         self,
@@ -51,7 +74,7 @@ class ServedModel(ABC):
         self.gate = DecodeGate()
         plan = runtime.parallelism
         self.lanes = Lanes(name, plan.lanes, self.gate, settings.inference_nice, plan.pinned_cores)
-        max_units, max_queue = self.batch_limits(settings)
+        max_units, max_queue = self.batch_limits(settings, runtime.provider)
         self.batcher = Batcher(
             name,
             self.run_batch,
@@ -65,12 +88,13 @@ class ServedModel(ABC):
         )
         self.memory_bytes = 0  # resident memory the process grew by while loading and warming it
         self.warm_up_seconds = 0.0
+        self.requests = 0  # requests being answered by this model now (on the event loop)
 
     # --- what each kind of model says for itself ----------------------------------------------
 
     @staticmethod
     @abstractmethod
-    def batch_limits(settings: Settings) -> tuple[int, int]:
+    def batch_limits(settings: Settings, provider: str) -> tuple[int, int]:
         """(work units per batch, work units queued before 429) for this kind of model."""
 
     @abstractmethod
@@ -108,10 +132,15 @@ class ServedModel(ABC):
         self.warm_up_seconds = time.perf_counter() - started
         log.info("warmed up %s in %.2f s", self.name, self.warm_up_seconds)
 
-    async def retire(self) -> None:
-        """Out of service: running batches finish and answer, queued work is refused, the lanes
-        end. The session is released with the last reference to this object."""
+    async def retire(self, timeout: float = 0.0) -> None:
+        """Out of service (the registry no longer hands it to new requests): the requests it is
+        answering finish on it, for up to `timeout` seconds; then what is still queued is refused,
+        running batches end and answer, and the lanes end. The session is released with the last
+        reference to this object."""
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.requests and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         await loop.run_in_executor(None, self.lanes.stop)
         await self.batcher.stop()
 

@@ -19,12 +19,14 @@ from service.batching import CancelToken
 from service.config import Settings
 from service.encoding import encode_image
 from service.imaging import DecodedImage, compose, decode_image, upscale_alpha
+from service.runtime import CPU
 from service.schemas import Upscaled
-from service.served.model import ServedModel
+from service.served.model import ServedModel, request
 
 
 class Upscaler(ServedModel):
     task = "upscale"
+    memory_pattern = False  # see service.runtime.make_session
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -36,8 +38,11 @@ class Upscaler(ServedModel):
         self._pixels_upscaled = self.metrics.pixels_upscaled.labels(self.name, str(self.version))
 
     @staticmethod
-    def batch_limits(settings: Settings) -> tuple[int, int]:
-        return settings.max_batch_tiles, settings.max_queue_tiles
+    def batch_limits(settings: Settings, provider: str) -> tuple[int, int]:
+        # On CPU one tile a batch: measured, a batch of 4 x4 tiles ran no faster per tile (9.3
+        # against 9.9 tiles/s on 2 cores) and needs 4 times the memory. A GPU wants batches.
+        tiles = settings.max_batch_tiles or (1 if provider == CPU else 4)
+        return tiles, settings.max_queue_tiles
 
     def run_batch(self, rows: dict[str, np.ndarray]) -> np.ndarray:
         """On a lane: image (B, tile, tile, C) uint8 -> (B, tile*s, tile*s, C) uint8."""
@@ -46,6 +51,7 @@ class Upscaler(ServedModel):
     def warm_up_rows(self, units: int) -> dict[str, np.ndarray]:
         return {"image": np.zeros((units, self.tile, self.tile, self.channels), np.uint8)}
 
+    @request
     async def upscale(self, data: bytes, fmt: str | None, deadline: float, cancel: CancelToken) -> Upscaled:
         """The image file `data` upscaled, encoded as `fmt` (None: the input's format)."""
         loop = asyncio.get_running_loop()

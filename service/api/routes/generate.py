@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
 from service.api.responses import ERRORS, json_response
-from service.api.route import ServiceRoute
+from service.api.route import ServiceRoute, header
 from service.config import Settings
 from service.errors import NotAcceptable
 from service.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, negotiate
@@ -43,8 +43,10 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
     async def generate(request: Request, body: GenerateRequest) -> Response:
         """n images from consecutive seeds (or the seeds given), with a label each when the
         model is conditional."""
-        deadline = deadline_from_header(request.headers.get("x-deadline-ms"), default_ms=default_deadline_ms)
-        binary = _binary_format(request.headers.get("accept"), body)
+        deadline = deadline_from_header(
+            header(request.scope, b"x-deadline-ms"), default_ms=default_deadline_ms
+        )
+        binary = _binary_format(header(request.scope, b"accept"), body)
         model = registry.resolve(body.model, Generator)
         async with disconnect_watch(request.receive) as cancel:
             result = await model.generate(body, binary or body.format, deadline, cancel)
@@ -66,7 +68,9 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         """A latent walk: `steps` images at even steps along the path between two seeds' latents
         (slerp or lerp), all with one label. The first image is from_seed's /generate image and
         the last is to_seed's (with the same label and truncation)."""
-        deadline = deadline_from_header(request.headers.get("x-deadline-ms"), default_ms=default_deadline_ms)
+        deadline = deadline_from_header(
+            header(request.scope, b"x-deadline-ms"), default_ms=default_deadline_ms
+        )
         model = registry.resolve(body.model, Generator)
         async with disconnect_watch(request.receive) as cancel:
             result = await model.walk(body, deadline, cancel)

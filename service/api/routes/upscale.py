@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
 from service.api.responses import ERRORS
-from service.api.route import ServiceRoute
+from service.api.route import ServiceRoute, header
 from service.config import Settings
 from service.errors import InvalidRequest, UnsupportedMediaType
 from service.media import MEDIA_TYPES, UPLOAD_MEDIA_TYPES, media_type
@@ -69,7 +69,9 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         `file` field of a multipart form. Alpha is upscaled beside the colour; EXIF orientation is
         applied; grayscale stays grayscale. Large images run as overlapping tiles."""
         options = UpscaleOptions.model_validate(dict(request.query_params))
-        deadline = deadline_from_header(request.headers.get("x-deadline-ms"), default_ms=default_deadline_ms)
+        deadline = deadline_from_header(
+            header(request.scope, b"x-deadline-ms"), default_ms=default_deadline_ms
+        )
         model = registry.resolve(options.model, Upscaler)
         content_type = request.headers.get("content-type", "")
         if media_type(content_type) == "multipart/form-data":
