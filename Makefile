@@ -56,7 +56,7 @@ test: lint typecheck browser
 demo: $(STAMP)
 	$(BIN)/gan-train --config configs/ring8.toml --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
-# The loss comparison table in README.md (long: runs every loss on ring8 and digits).
+# The loss comparison table in docs/training.md (long: runs every loss on ring8 and digits).
 compare: $(STAMP)
 	$(BIN)/gan-train compare configs/ring8.toml configs/digits_cdcgan.toml --out runs/compare
 

@@ -3,6 +3,13 @@ service, on the same bundled models and the same scenarios. Prints a table and w
 Loopback only; every load run is bounded in time (wrk -d) and stops by itself.
 
     python bench/serve_bench.py [--duration 15] [--out bench/results/serve.json]
+    git worktree add /tmp/before eb3993e
+    python bench/serve_bench.py --only service --checkout /tmp/before --rounds 3 --out /tmp/ab.json
+
+With --checkout the service of another checkout (its own code and bundled models) is measured
+too, side by side: every server is started first, then each scenario is run against each server
+in turn, `--rounds` times in alternating order, so drift in the machine's speed falls on all of
+them alike; the table gives the mean of the rounds and the JSON every round.
 
 Needs `wrk` on PATH (Debian: apt-get install wrk).
 """
@@ -175,7 +182,7 @@ def run_wrk(
 
 def measure(system: str, port: int, scenario: Scenario, seconds: float, bodies: dict[str, Path]) -> Result:
     if scenario.endpoint == "generate":
-        body = bodies[f"generate-{scenario.n}-{system}"]
+        body = bodies[f"generate-{scenario.n}-{'plain' if system == 'plain' else 'service'}"]
         url, content_type = f"http://127.0.0.1:{port}/generate", "application/json"
     else:
         body = bodies["upscale"]
@@ -219,7 +226,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=15.0, help="seconds per wrk run")
     p.add_argument("--out", type=Path, default=ROOT / "bench/results/serve.json")
-    p.add_argument("--only", choices=["plain", "service"], help="run just one server")
+    p.add_argument(
+        "--only", choices=["plain", "service"], help="run just the plain endpoint, or the services"
+    )
+    p.add_argument(
+        "--checkout", type=Path, action="append", default=[], help="another checkout's service to compare"
+    )
+    p.add_argument("--rounds", type=int, default=1, help="runs of every scenario against every server")
     args = p.parse_args()
     if shutil.which("wrk") is None:
         print("serve_bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -240,8 +253,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as scratch:
         bodies = write_bodies(Path(scratch))
-        systems: dict[str, dict[str, Any]] = {
-            "plain": {
+        systems: dict[str, dict[str, Any]] = {}
+        if args.only != "service":
+            systems["plain"] = {
                 "command": [
                     sys.executable,
                     "bench/plain_server.py",
@@ -251,20 +265,28 @@ def main() -> int:
                     f"models/{UPSCALER}/1/model.onnx",
                 ],
                 "ready_path": "/docs",
-            },
-            "service": {},  # gan-serve on the bundled models, its default settings
-        }
-        for system, how in systems.items():
-            if args.only and system != args.only:
-                continue
-            server = ServerProcess.start(Path(scratch) / f"{system}.log", **how)
-            try:
+            }
+        if args.only != "plain":
+            for checkout in args.checkout:  # gan-serve of another checkout, its models, defaults
+                systems[f"service@{checkout.name}"] = {"models": checkout / "models", "cwd": checkout}
+            systems["service"] = {}  # gan-serve on the bundled models, its default settings
+        servers: dict[str, ServerProcess] = {}
+        runs: dict[tuple[str, str], list[Result]] = {}
+        try:
+            for system, how in systems.items():
+                servers[system] = ServerProcess.start(Path(scratch) / f"{system}.log", **how)
+            for round_ in range(args.rounds):
+                order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
                 for scenario in SCENARIOS:
-                    run_wrk_seconds = args.duration * (2 if scenario.endpoint == "upscale" else 1)
-                    results.append(measure(system, server.port, scenario, run_wrk_seconds, bodies))
-                    print(asdict(results[-1]), flush=True)
-            finally:
+                    for system in order:
+                        seconds = args.duration * (2 if scenario.endpoint == "upscale" else 1)
+                        result = measure(system, servers[system].port, scenario, seconds, bodies)
+                        runs.setdefault((scenario.name, system), []).append(result)
+                        print(asdict(result), flush=True)
+        finally:
+            for server in servers.values():
                 server.stop()
+        results += [mean_of(rounds) for rounds in runs.values()]
 
     print_table(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -277,14 +299,35 @@ def main() -> int:
                     "onnxruntime": ort.__version__,
                 },
                 "duration_s": args.duration,
+                "rounds": args.rounds,
                 "tiles_per_image": tiles_per_image,
                 "results": [asdict(r) for r in results],
+                "every_round": [asdict(r) for rounds in runs.values() for r in rounds],
             },
             indent=2,
         )
     )
     print(f"wrote {args.out}")
     return 0
+
+
+def mean_of(rounds: list[Result]) -> Result:
+    """One scenario on one server: the mean of its rounds (errors and requests summed)."""
+
+    def mean(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return sum(known) / len(known) if known else None
+
+    first = rounds[0]
+    return Result(
+        scenario=first.scenario,
+        system=first.system,
+        images_per_s=sum(r.images_per_s for r in rounds) / len(rounds),
+        p50_ms=mean([r.p50_ms for r in rounds]),
+        p99_ms=mean([r.p99_ms for r in rounds]),
+        requests=sum(r.requests for r in rounds),
+        errors=sum(r.errors for r in rounds),
+    )
 
 
 def print_table(results: list[Result]) -> None:

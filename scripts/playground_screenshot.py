@@ -1,4 +1,4 @@
-"""The README's screenshot of the playground: headless Chromium against a running service with the
+"""The screenshot of the playground in docs/api.md: headless Chromium against a running service with the
 bundled models (a grid of 16 digits, a latent walk, the live view after a little traffic).
 
     gan-serve --models models &

@@ -37,6 +37,26 @@ def decoded(r: httpx.Response) -> Image.Image:
     return Image.open(io.BytesIO(r.content))
 
 
+def upscale_all(srv: Server, images: list[bytes], model: str = "srresnet-x2") -> list[httpx.Response]:
+    """Upload every image at once (PNG bytes), each on its own connection."""
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=300) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"{srv.url}/upscale",
+                        content=data,
+                        params={"model": model},
+                        headers={"content-type": "image/png"},
+                    )
+                    for data in images
+                )
+            )
+
+    return asyncio.run(burst())
+
+
 PHOTO = Image.fromarray(skimage.data.coffee()).crop((40, 30, 40 + 75, 30 + 61))  # odd size, RGB
 
 
@@ -151,21 +171,7 @@ def test_tiles_of_concurrent_requests_share_batches(make_server: Callable[..., S
     srv = make_server(["srresnet-x2"], max_batch_tiles=8)
     data = encode(Image.fromarray(skimage.data.chelsea()).crop((0, 0, 200, 150)))  # 2x2 tiles each
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=120) as client:
-            return await asyncio.gather(
-                *(
-                    client.post(
-                        f"{srv.url}/upscale",
-                        content=data,
-                        params={"model": "srresnet-x2"},
-                        headers={"content-type": "image/png"},
-                    )
-                    for _ in range(6)
-                )
-            )
-
-    responses = asyncio.run(burst())
+    responses = upscale_all(srv, [data] * 6)
     assert all(r.status_code == 200 for r in responses)
     assert len({r.content for r in responses}) == 1  # the same image, the same bytes, whatever the batch
     tiles = srv.metric("gan_batch_size_units_sum", model="srresnet-x2")
@@ -183,24 +189,12 @@ def test_small_images_of_any_size_share_one_queue_and_its_batches(make_server: C
     sizes = [(20, 13), (50, 41), (7, 90), (128, 3)]
     images = [photo[100 : 100 + h, 150 : 150 + w] for w, h in sizes]
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=120) as client:
-            return await asyncio.gather(
-                *(
-                    client.post(
-                        f"{srv.url}/upscale",
-                        content=encode(Image.fromarray(image)),
-                        params={"model": "srresnet-x2"},
-                        headers={"content-type": "image/png"},
-                    )
-                    for image in images
-                )
-            )
-
     sess = ort.InferenceSession(
         str(REPO / "models/srresnet-x2/1/model.onnx"), providers=["CPUExecutionProvider"]
     )
-    for (w, h), image, r in zip(sizes, images, asyncio.run(burst()), strict=True):
+    for (w, h), image, r in zip(
+        sizes, images, upscale_all(srv, [encode(Image.fromarray(i)) for i in images]), strict=True
+    ):
         out = np.asarray(decoded(r), dtype=np.int16)
         assert out.shape == (2 * h, 2 * w, 3)
         # Away from the padded edges the answer is the model's own output for the image.
@@ -225,20 +219,6 @@ def test_the_tiles_of_an_image_are_queued_before_a_batch_is_cut(make_server: Cal
     )
     data = encode(Image.fromarray(skimage.data.astronaut()[:150, :200]))  # 128-px tiles, overlap 32: 2x2
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=300) as client:
-            return await asyncio.gather(
-                *(
-                    client.post(
-                        f"{srv.url}/upscale",
-                        content=data,
-                        params={"model": "srresnet-x2"},
-                        headers={"content-type": "image/png"},
-                    )
-                    for _ in range(6)
-                )
-            )
-
-    assert all(decoded(r).size == (400, 300) for r in asyncio.run(burst()))
+    assert all(decoded(r).size == (400, 300) for r in upscale_all(srv, [data] * 6))
     assert srv.metric("gan_batch_size_units_sum", model="srresnet-x2") == 24
     assert srv.metric("gan_batch_size_units_count", model="srresnet-x2") == 6
