@@ -272,9 +272,13 @@ class Batcher:
         """On the event loop: the loop that answers this queue's jobs."""
         self._loop = asyncio.get_running_loop()
 
+    def close(self) -> None:
+        """Refuse new work from now on (503: the model is out of service, retry)."""
+        self._stopped = True
+
     async def stop(self) -> None:
-        """Fail whatever is still queued, and refuse what comes later (the lanes are stopped
-        separately)."""
+        """Refuse new work, and fail what is still queued (the lanes are stopped separately: stop
+        them first, so that nothing is taken meanwhile)."""
         self._stopped = True
         with self.lanes.condition:
             self.lanes.ready.pop(self, None)
@@ -282,7 +286,7 @@ class Batcher:
             self._queue.clear()
             self._queued_units = 0
         for job in jobs:
-            job.fail(ServiceError("the service is shutting down"))
+            job.fail(NotReady(f"model {self.name}: out of service before this work ran; retry"))
 
     # --- the request side (event loop) -------------------------------------------------------
 
@@ -507,10 +511,11 @@ class Batcher:
         pending = self._loop.run_in_executor(self._encode_pool, job.encode, rows)
 
         def done(f: asyncio.Future[Any]) -> None:
+            error = f.exception()  # retrieved even when nobody waits any more
             if job.future.done():
                 return
-            if f.exception() is not None:
-                job.fail(InferenceFailed(f"model {self.name}: encoding failed: {f.exception()}"))
+            if error is not None:
+                job.fail(InferenceFailed(f"model {self.name}: encoding failed: {error}"))
             else:
                 job.future.set_result(f.result())
 

@@ -1,5 +1,5 @@
-"""Errors the engine raises; the HTTP layer turns each into its status and the JSON body
-{"error": {"code", "message"}}. No FastAPI here: the engine does not know about HTTP routing."""
+"""Errors the served models, the registry and the queues raise; the HTTP layer turns each into its
+status and the JSON body {"error": {"code", "message"}} (service.api.errors). No FastAPI here."""
 
 from __future__ import annotations
 

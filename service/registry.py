@@ -73,7 +73,7 @@ class ModelRegistry:
         version served under its name, which is retired). None when it fails: reported, and the
         version served before, if any, goes on serving."""
         loop = asyncio.get_running_loop()
-        before = resident_bytes()
+        before = await loop.run_in_executor(None, resident_bytes)  # malloc_trim: off the event loop
         try:
             model = await loop.run_in_executor(
                 None,
@@ -97,7 +97,7 @@ class ModelRegistry:
                 await model.retire()
                 self._failed(name, f"version {version}: the warm-up run failed: {e}")
                 return None
-        model.memory_bytes = max(0, resident_bytes() - before)
+        model.memory_bytes = max(0, await loop.run_in_executor(None, resident_bytes) - before)
         await self.put_in_service(model)
         return model
 
@@ -121,9 +121,18 @@ class ModelRegistry:
         if self.models.get(model.name) is model:
             del self.models[model.name]
             self._names.clear()
-        with contextlib.suppress(KeyError):  # its series go with it
-            self.metrics.model_info.remove(model.name, str(model.version), model.task, model.runtime.provider)
-            self.metrics.model_memory.remove(model.name, str(model.version))
+        current = self.models.get(model.name)
+        same_series = current is not None and (current.version, current.runtime.provider) == (
+            model.version,
+            model.runtime.provider,
+        )
+        if not same_series:  # its series go with it (unless its successor has the very same labels)
+            with contextlib.suppress(KeyError):
+                self.metrics.model_info.remove(
+                    model.name, str(model.version), model.task, model.runtime.provider
+                )
+                self.metrics.model_memory.remove(model.name, str(model.version))
+
         await model.retire(self.settings.graceful_timeout_s)
 
     async def stop(self) -> None:

@@ -114,6 +114,10 @@ class Runtime:
         """One batch; called from an inference lane (ONNX Runtime releases the GIL while it runs)."""
         return np.asarray(self.session.run(None, feed)[0])
 
+    def release(self) -> None:
+        """Free the session (its weights and memory arena) now; the lanes must have stopped."""
+        del self.session
+
     def info(self) -> dict[str, Any]:
         return {
             "provider": self.provider,

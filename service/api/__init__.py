@@ -1,1 +1,1 @@
-"""The HTTP layer: thin routers over the engine."""
+"""The HTTP layer: the app, one router per resource, the routes' handlers, auth and middleware."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -40,10 +41,14 @@ class ServiceRoute(APIRoute):
             hint = hints.get(name)
             if isinstance(hint, type) and issubclass(hint, BaseModel):
                 self.body = (name, hint)
+        # HEAD is answered as GET is (uvicorn sends the headers without the body).
+        self.allowed = frozenset(self.methods or ()) | ({"HEAD"} if "GET" in (self.methods or ()) else set())
         self.app = self.handle
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
+            if scope["method"] not in self.allowed:  # the router matched the path alone
+                raise HTTPException(405, headers={"Allow": ", ".join(sorted(self.allowed))})
             if self.body is None:
                 response = await self.endpoint(Request(scope, receive))
             else:
@@ -88,7 +93,7 @@ class Dispatch:
             (method, route.path): route.handle
             for route in routes
             if isinstance(route, ServiceRoute)
-            for method in route.methods or ()
+            for method in route.allowed
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -134,15 +134,19 @@ class ServedModel(ABC):
 
     async def retire(self, timeout: float = 0.0) -> None:
         """Out of service (the registry no longer hands it to new requests): the requests it is
-        answering finish on it, for up to `timeout` seconds; then what is still queued is refused,
-        running batches end and answer, and the lanes end. The session is released with the last
-        reference to this object."""
+        answering finish on it, for up to `timeout` seconds; then its queue refuses new work,
+        running batches end and answer, what is still queued is refused (503, retry), the lanes
+        end, and the ONNX Runtime session (weights, arena) is released at once: a retired model
+        must not wait for the garbage collector, which gc.freeze() keeps away from start-up
+        objects."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.requests and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        self.batcher.close()
         await loop.run_in_executor(None, self.lanes.stop)
         await self.batcher.stop()
+        self.runtime.release()
 
     # --- what it says about itself ----------------------------------------------------------------
 

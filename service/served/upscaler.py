@@ -18,6 +18,7 @@ from model_repository.tiling import RowBlender, extract_tiles, pad_to_tile, plan
 from service.batching import CancelToken
 from service.config import Settings
 from service.encoding import encode_image
+from service.errors import PayloadTooLarge
 from service.imaging import DecodedImage, compose, decode_image, upscale_alpha
 from service.runtime import CPU
 from service.schemas import Upscaled
@@ -51,18 +52,31 @@ class Upscaler(ServedModel):
     def warm_up_rows(self, units: int) -> dict[str, np.ndarray]:
         return {"image": np.zeros((units, self.tile, self.tile, self.channels), np.uint8)}
 
+    def _decode(self, data: bytes) -> tuple[DecodedImage, np.ndarray]:
+        """On the encode pool: the upload's pixels, and the same mirrored out to at least a tile.
+        The padded size counts against max_input_pixels too: the output is blended at that size
+        (a 21x49,000 strip would become 128x49,000)."""
+        limit = self.settings.max_input_pixels
+        image = decode_image(data, limit)
+        pixels = image.rgb if self.channels == 3 else image.rgb[:, :, :1]
+        h, w = pixels.shape[:2]
+        padded_h, padded_w = max(h, self.tile), max(w, self.tile)
+        if padded_h * padded_w > limit:
+            raise PayloadTooLarge(
+                f"the image is {w}x{h}; a side shorter than the model's tile ({self.tile}) is padded to "
+                f"it, which makes {padded_w}x{padded_h} = {padded_w * padded_h} pixels; this server "
+                f"takes at most {limit}"
+            )
+        return image, pad_to_tile(pixels, self.tile)
+
     @request
     async def upscale(self, data: bytes, fmt: str | None, deadline: float, cancel: CancelToken) -> Upscaled:
         """The image file `data` upscaled, encoded as `fmt` (None: the input's format)."""
         loop = asyncio.get_running_loop()
         # decode, then cut into tiles; every tile row is one job, all queued before the gate opens
         with self.gate.held():
-            image = await loop.run_in_executor(
-                self.encode_pool, decode_image, data, self.settings.max_input_pixels
-            )
-            pixels = image.rgb if self.channels == 3 else image.rgb[:, :, :1]
-            h, w = pixels.shape[:2]
-            padded = pad_to_tile(pixels, self.tile)
+            image, padded = await loop.run_in_executor(self.encode_pool, self._decode, data)
+            h, w = image.rgb.shape[:2]
             plan = plan_tiles(padded.shape[0], padded.shape[1], self.tile, self.overlap)
             self.batcher.check_room(len(plan.origins))
             rows: list[asyncio.Future[Any]] = []

@@ -128,3 +128,36 @@ def test_the_one_function_that_builds_a_generators_rows() -> None:
     )
     assert np.isnan(walk["truncation"]).all() and walk["lerp"].tolist() == [True, True]
     assert set(rows) == set(walk)  # any requests' rows share a batch
+
+
+def test_a_retired_model_releases_its_session_even_with_the_collector_frozen(tmp_path: Path) -> None:
+    """The service freezes the garbage collector after start-up (gc.freeze), and a served model
+    is a reference cycle: retiring it must free its ONNX Runtime session itself. Reloading the
+    served version keeps its metric series."""
+    import gc
+    import weakref
+
+    repo = repository(tmp_path, ["digits"])
+    metrics = ServiceMetrics()
+
+    async def scenario() -> None:
+        registry = ModelRegistry(Settings(models_dir=repo, concurrent_batches=1), metrics)
+        await registry.start()
+        gc.collect()
+        gc.freeze()
+        try:
+            old = registry.resolve("digits", Generator)
+            session = weakref.ref(old.runtime.session)
+            again = await registry.load("digits", 1)  # the same version, e.g. after --replace
+            assert again is not None and again is not old
+            assert session() is None  # released at once, not left to the (frozen) collector
+            with pytest.raises(NotReady, match="out of service"):
+                await old.generate(request(seed=1), "png", time.monotonic() + FAR, CancelToken())
+        finally:
+            gc.unfreeze()
+            await registry.stop()
+
+    asyncio.run(scenario())
+    rendered = metrics.render().decode().splitlines()
+    assert any(line.startswith("gan_model_info{") and 'version="1"' in line for line in rendered)
+    assert any(line.startswith("gan_model_memory_bytes{") and 'version="1"' in line for line in rendered)

@@ -13,6 +13,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from model_repository.tiling import pad_to_tile
 from tests.live_server import REPO, Server
 
 
@@ -192,15 +193,14 @@ def test_small_images_of_any_size_share_one_queue_and_its_batches(make_server: C
     sess = ort.InferenceSession(
         str(REPO / "models/srresnet-x2/1/model.onnx"), providers=["CPUExecutionProvider"]
     )
-    for (w, h), image, r in zip(
-        sizes, images, upscale_all(srv, [encode(Image.fromarray(i)) for i in images]), strict=True
-    ):
-        out = np.asarray(decoded(r), dtype=np.int16)
+    answers = upscale_all(srv, [encode(Image.fromarray(image)) for image in images])
+    for (w, h), image, r in zip(sizes, images, answers, strict=True):
+        out = np.asarray(decoded(r))
         assert out.shape == (2 * h, 2 * w, 3)
-        # Away from the padded edges the answer is the model's own output for the image.
-        alone = sess.run(None, {"image": image[None]})[0][0].astype(np.int16)
-        inner = np.abs(out - alone)[: 2 * h - 48, : 2 * w - 48]
-        assert inner.size == 0 or inner.max() <= 2
+        # Each is one tile: exactly the model's output for the image mirrored out to the tile,
+        # cropped back to the image's own size.
+        alone = sess.run(None, {"image": pad_to_tile(image, 128)[None]})[0][0]
+        assert np.array_equal(out, alone[: 2 * h, : 2 * w])
     tiles = srv.metric("gan_batch_size_units_sum", model="srresnet-x2")
     batches = srv.metric("gan_batch_size_units_count", model="srresnet-x2")
     assert tiles == len(sizes) and batches < len(sizes)
@@ -222,3 +222,42 @@ def test_the_tiles_of_an_image_are_queued_before_a_batch_is_cut(make_server: Cal
     assert all(decoded(r).size == (400, 300) for r in upscale_all(srv, [data] * 6))
     assert srv.metric("gan_batch_size_units_sum", model="srresnet-x2") == 24
     assert srv.metric("gan_batch_size_units_count", model="srresnet-x2") == 6
+
+
+def test_a_thin_strip_that_padding_would_make_too_large_is_refused(
+    make_server: Callable[..., Server],
+) -> None:
+    """A side shorter than a tile is padded to it before the output is blended at that size: the
+    padded size counts against max_input_pixels (a 20x2,000 strip would be 128x2,000)."""
+    srv = make_server(["srresnet-x2"], max_input_pixels=100_000)
+    strip = encode(Image.fromarray(skimage.data.astronaut()[:20, :500]).resize((2000, 20)))
+    r = upscale(srv, strip, model="srresnet-x2")
+    assert r.status_code == 413 and "padded" in r.json()["error"]["message"], r.text
+    assert decoded(upscale(srv, encode(Image.fromarray(skimage.data.astronaut()[:200, :400])))).size == (
+        800,
+        400,
+    )
+
+
+def test_wrong_methods_and_malformed_forms_are_4xx(server: Server) -> None:
+    """The routes are answered by their own handlers: those check the method (405 with Allow, HEAD
+    answered as GET) and a malformed multipart form is the client's mistake (400), as through
+    FastAPI."""
+    r = httpx.get(f"{server.url}/upscale")
+    assert (
+        r.status_code == 405
+        and r.headers["allow"] == "POST"
+        and r.json()["error"]["code"] == "method_not_allowed"
+    )
+    assert httpx.post(f"{server.url}/healthz").status_code == 405
+    assert httpx.get(f"{server.url}/generate").status_code == 405
+    head = httpx.head(f"{server.url}/v1/models")
+    assert head.status_code == 200 and head.content == b""
+    r = httpx.post(
+        f"{server.url}/upscale", content=b"--x\r\n", headers={"content-type": "multipart/form-data"}
+    )
+    assert r.status_code == 400 and "multipart" in r.json()["error"]["message"], r.text
+    two = [("file", ("a.png", encode(PHOTO), "image/png")), ("file", ("b.png", encode(PHOTO), "image/png"))]
+    r = httpx.post(f"{server.url}/upscale", files=two)
+    assert r.status_code == 400 and "multipart" in r.json()["error"]["message"], r.text
+    assert "Traceback" not in server.log()

@@ -72,7 +72,6 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         deadline = deadline_from_header(
             header(request.scope, b"x-deadline-ms"), default_ms=default_deadline_ms
         )
-        model = registry.resolve(options.model, Upscaler)
         content_type = request.headers.get("content-type", "")
         if media_type(content_type) == "multipart/form-data":
             form = await request.form(max_files=1, max_fields=8)
@@ -85,6 +84,9 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         else:
             _check_upload_type(content_type)
             data = await request.body()
+        # Resolved once the upload is in: a model replaced while a slow upload arrives is not
+        # held for it, and the request counts as the model's from here on.
+        model = registry.resolve(options.model, Upscaler)
         async with disconnect_watch(request.receive) as cancel:
             result = await model.upscale(data, options.format, deadline, cancel)
         request.state.model, request.state.version = result.model, result.version
