@@ -150,10 +150,6 @@ class ServedModel(ABC):
 
     # --- what it says about itself ----------------------------------------------------------------
 
-    @property
-    def queued_units(self) -> int:
-        return self.batcher.queued_units
-
     def info(self) -> dict[str, Any]:
         return {
             **self.runtime.info(),
