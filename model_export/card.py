@@ -11,7 +11,8 @@ import onnxruntime as ort
 from PIL import Image
 
 from model_repository.latents import latents_from_seeds
-from model_repository.manifest import MODEL_FILE
+from model_repository.manifest import MAPPING_FILE, MODEL_FILE
+from model_repository.styles import StyleSpec
 
 SAMPLE_FILE = "sample.png"
 GRID_COLUMNS = 8
@@ -25,14 +26,33 @@ def write_card(directory: Path, manifest: dict[str, Any], repo_hint: str) -> Non
     repo_hint: how the card's code example should refer to the model file."""
     sess = ort.InferenceSession(str(directory / MODEL_FILE), providers=["CPUExecutionProvider"])
     if manifest["task"] == "generate":
-        image, caption = _generator_sample(sess, manifest)
+        image, caption = _generator_sample(directory, sess, manifest)
     else:
         image, caption = _upscaler_sample(sess, manifest)
     image.save(directory / SAMPLE_FILE, optimize=True)
     (directory / "README.md").write_text(card_markdown(manifest, caption, repo_hint))
 
 
-def _generator_sample(sess: ort.InferenceSession, manifest: dict[str, Any]) -> tuple[Image.Image, str]:
+def generate_from_seeds(
+    directory: Path, sess: ort.InferenceSession, manifest: dict[str, Any], seeds: list[int], labels: Any
+) -> np.ndarray:
+    """(len(seeds), H, W, C) uint8, as the service makes them with default settings (a style
+    generator: no truncation, each image's noise from its own seed)."""
+    section = manifest["generator"]
+    feed: dict[str, np.ndarray] = {"z": latents_from_seeds(seeds, section["latent_size"])}
+    if labels is not None:
+        feed["labels"] = labels
+    if "style" in section:
+        spec = StyleSpec.from_manifest(manifest)
+        mapping = ort.InferenceSession(str(directory / MAPPING_FILE), providers=["CPUExecutionProvider"])
+        w = mapping.run(None, feed)[0]  # (N, w_dim)
+        feed = {"ws": spec.broadcast(w), **dict(zip(spec.noise_names, spec.noise(list(seeds)), strict=True))}
+    return np.asarray(sess.run(None, feed)[0])
+
+
+def _generator_sample(
+    directory: Path, sess: ort.InferenceSession, manifest: dict[str, Any]
+) -> tuple[Image.Image, str]:
     section = manifest["generator"]
     classes = section["classes"]
     columns = GRID_COLUMNS
@@ -47,10 +67,7 @@ def _generator_sample(sess: ort.InferenceSession, manifest: dict[str, Any]) -> t
         labels = None
         seeds = list(range(rows * columns))
         caption = f"Seeds 0-{rows * columns - 1}, row by row."
-    feed: dict[str, np.ndarray] = {"z": latents_from_seeds(seeds, section["latent_size"])}
-    if labels is not None:
-        feed["labels"] = labels
-    images = sess.run(None, feed)[0]  # (rows*columns, H, W, C) uint8
+    images = generate_from_seeds(directory, sess, manifest, seeds, labels)  # (rows*columns, H, W, C)
     grid = _grid(images, rows, columns)
     zoom = max(1, 512 // (columns * images.shape[2]))  # small images: enlarge, pixels kept sharp
     return _to_pil(grid).resize(
@@ -95,6 +112,10 @@ def _to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
+def _ranges(layers: dict[str, list[int]]) -> str:
+    return ", ".join(f"{group} {start}-{stop - 1}" for group, (start, stop) in layers.items() if stop > start)
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -118,6 +139,13 @@ def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str
         )
         out = m["generator"]["output"]
         what += f", {out['height']}x{out['width']}, {out['channels']} channel(s)."
+        if "style" in m["generator"]:
+            style = m["generator"]["style"]
+            what += (
+                f" Style-based (StyleGAN2-like): `{MAPPING_FILE}` maps z to a style w ({style['w_dim']} "
+                f"values), `{MODEL_FILE}` draws the image from {style['num_ws']} per-layer styles and "
+                f"{len(style['noise'])} noise images; layers {_ranges(style['layers'])}."
+            )
     else:
         up = m["upscaler"]
         what = (
@@ -161,7 +189,32 @@ def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str
         "```python",
         "import numpy as np, onnxruntime as ort",
     ]
-    if m["task"] == "generate":
+    if m["task"] == "generate" and "style" in m["generator"]:
+        style = m["generator"]["style"]
+        version_dir = f"{repo_hint}/{m['name']}/{m['version']}"
+        classes = m["generator"]["classes"]
+        lines += [
+            "import json",
+            "from model_repository.latents import latents_from_seeds",
+            "from model_repository.styles import StyleSpec",
+            f'spec = StyleSpec.from_manifest(json.load(open("{version_dir}/manifest.json")))',
+            f'mapping = ort.InferenceSession("{version_dir}/{MAPPING_FILE}")',
+            f'synthesis = ort.InferenceSession("{model_path}")',
+            f'feed = {{"z": latents_from_seeds([0, 1, 2], {m["generator"]["latent_size"]})}}  # seeds 0-2',
+        ]
+        if classes["count"]:
+            lines.append('feed["labels"] = labels = np.array([0, 0, 0], dtype=np.int64)  # class per image')
+        labels_arg = "labels" if classes["count"] else "None"
+        out = m["generator"]["output"]
+        lines += [
+            f"w = mapping.run(None, feed)[0]  # (3, {style['w_dim']})",
+            f"w = spec.truncate(w, {labels_arg}, psi=0.7)  # toward the mean style (1: no truncation)",
+            f"ws = spec.broadcast(w)  # (3, {style['num_ws']}, {style['w_dim']}): one w per layer",
+            "noise = dict(zip(spec.noise_names, spec.noise([0, 1, 2])))  # None per image: no noise",
+            f'images = synthesis.run(None, {{"ws": ws, **noise}})[0]  # (3, {out["height"]}, '
+            f"{out['width']}, {out['channels']}) uint8",
+        ]
+    elif m["task"] == "generate":
         classes = m["generator"]["classes"]
         lines += [
             "from model_repository.latents import latents_from_seeds",

@@ -2,10 +2,11 @@
 
 1. check the arguments (name, version, precision, opset) before any slow work;
 2. rebuild the generator from the checkpoint's own constructor arguments (EMA weights if present);
-3. export two graphs into a scratch directory: the float graph (for the value check) and the
-   published pixel graph, each checked by onnx.checker;
+3. export each published graph (model.onnx; a style generator's mapping.onnx too) into a scratch
+   directory: the float graph (for the value check) and, for a graph of pixels, the published
+   pixel graph, each checked by onnx.checker;
 4. measure parity against PyTorch (refuse over the tolerance);
-5. write model.onnx, manifest.json (validated by the schema), sample.png and README.md into a
+5. write the graphs, manifest.json (validated by the schema), sample.png and README.md into a
    staging directory in the repository, then rename it to REPO/NAME/VERSION.
 """
 
@@ -30,9 +31,16 @@ from model_export.card import write_card
 from model_export.errors import ExportError
 from model_export.onnx_file import DEFAULT_OPSET, check_opset, export_graph
 from model_export.parity import TOLERANCES, ParityReport, measure_parity
-from model_export.pixel_graphs import PRECISIONS, GraphSpec, build_graph, graph_spec
+from model_export.pixel_graphs import PRECISIONS, GraphSpec, build_graph, graph_specs
 from model_export.source import Source, load_source
-from model_repository.manifest import MANIFEST_FILE, MODEL_FILE, dump_manifest, sha256_file, validate_manifest
+from model_repository.manifest import (
+    MANIFEST_FILE,
+    MAPPING_FILE,
+    MODEL_FILE,
+    dump_manifest,
+    sha256_file,
+    validate_manifest,
+)
 from model_repository.repository import check_name, list_versions, publish_version
 
 
@@ -71,27 +79,33 @@ def export_checkpoint(
 
     # 2. the generator, rebuilt from the checkpoint
     source = load_source(checkpoint)
-    spec = graph_spec(source)
+    specs = graph_specs(source)  # model.onnx first; a style G also has mapping.onnx
 
     with tempfile.TemporaryDirectory(prefix="gan-export-") as scratch:
-        # 3. float graph and pixel graph
-        float_path, pixel_path = Path(scratch) / "float.onnx", Path(scratch) / MODEL_FILE
-        export_graph(build_graph(source, spec, precision, pixels=False), spec, float_path, opset)
-        export_graph(build_graph(source, spec, precision, pixels=True), spec, pixel_path, opset)
-
+        # 3. the graphs: for each, a float graph and (when it outputs pixels) the pixel graph
         # 4. parity against the fp32 PyTorch generator
-        reference = build_graph(source, spec, "fp32", pixels=False)
-        report = measure_parity(reference, float_path, pixel_path, spec, source.task, tolerance)
+        published: dict[str, Path] = {}
+        reports: list[ParityReport] = []
+        for spec in specs:
+            float_path = Path(scratch) / f"float-{spec.file}"
+            export_graph(build_graph(source, spec, precision, pixels=False), spec, float_path, opset)
+            pixel_path = None
+            if spec.pixels:
+                pixel_path = Path(scratch) / spec.file
+                export_graph(build_graph(source, spec, precision, pixels=True), spec, pixel_path, opset)
+            reference = build_graph(source, spec, "fp32", pixels=False)
+            reports.append(measure_parity(reference, float_path, pixel_path, spec, tolerance))
+            published[spec.file] = pixel_path or float_path
+        report = ParityReport.combined(reports)
 
         # 5. publish
         manifests: list[dict[str, Any]] = []
 
         def write(staging: Path, number: int) -> None:
-            shutil.copyfile(pixel_path, staging / MODEL_FILE)
+            for file, path in published.items():
+                shutil.copyfile(path, staging / file)
             text = dump_manifest(
-                build_manifest(
-                    source, spec, name, number, precision, opset, staging / MODEL_FILE, report, tolerance
-                )
+                build_manifest(source, specs[0], name, number, precision, opset, staging, report, tolerance)
             )
             manifest = json.loads(text)  # validate exactly what readers will read (tuples are lists)
             validate_manifest(manifest, "the new manifest")
@@ -111,22 +125,26 @@ def build_manifest(
     version: int,
     precision: str,
     opset: int,
-    model_path: Path,
+    staging: Path,
     report: ParityReport,
     tolerance: float,
 ) -> dict[str, Any]:
+    """spec: model.onnx's; staging: the directory holding the published graphs."""
+    section = spec.task_section
+    if "style" in section:  # the mapping graph's file, as written
+        section["style"]["mapping"]["file"] = file_entry(staging / MAPPING_FILE)
     manifest: dict[str, Any] = {
         "schema_version": 1,
         "name": name,
         "version": version,
         "task": source.task,
         "created_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "file": {"name": MODEL_FILE, "sha256": sha256_file(model_path), "bytes": model_path.stat().st_size},
+        "file": file_entry(staging / MODEL_FILE),
         "precision": precision,
         "opset": opset,
         "inputs": spec.manifest_inputs,
         "outputs": spec.manifest_outputs,
-        "generator" if source.task == "generate" else "upscaler": spec.task_section,
+        "generator" if source.task == "generate" else "upscaler": section,
         "value_range": {"model": list(spec.model_value_range), "pixels": [0, 255]},
         "source": {
             "checkpoint": str(source.path),
@@ -143,6 +161,10 @@ def build_manifest(
         "tools": tool_versions(),
     }
     return manifest
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    return {"name": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def tool_versions() -> dict[str, str]:

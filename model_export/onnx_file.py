@@ -8,6 +8,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -83,7 +84,8 @@ def export_graph(module: nn.Module, spec: GraphSpec, path: Path, opset: int) -> 
     return model
 
 
-def _dynamic_shapes(spec: GraphSpec) -> dict[str, dict[int, object]]:
-    # torch.export matches dynamic_shapes to forward()'s parameter names; inputs left out of
-    # the example (labels of an unconditional G) must not appear.
-    return {name: spec.dynamic_shapes[name] for name in spec.input_names}
+def _dynamic_shapes(spec: GraphSpec) -> dict[str, Any]:
+    # torch.export matches dynamic_shapes to forward()'s parameter names: inputs left out of the
+    # example (labels of an unconditional G) must not appear, and a *noise parameter takes a
+    # tuple with one entry per input.
+    return dict(spec.dynamic_shapes)

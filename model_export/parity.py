@@ -1,11 +1,13 @@
 """Does the ONNX model compute what PyTorch computes? Measured before anything is published.
 
-Random inputs at several batch sizes (and, for upscalers, odd image sizes, down to 1x1) go through
+The graph's parity inputs (random, at several batch sizes; for upscalers odd image sizes down to
+1x1; for a style generator's synthesis, ws from its mapping) go through
 the fp32 PyTorch generator and through ONNX Runtime. Two checks:
 - values: the float graph's output vs PyTorch's, max abs error in model units, against a tolerance
   (fp32 tight, fp16 looser) and free of NaN/inf;
-- pixels: the published uint8 graph vs PyTorch's output rounded the same way; rounding may flip a
-  value that sits on a .5 boundary by one level, so the allowance is 1 level plus the tolerance.
+- pixels (graphs that output pixels): the published uint8 graph vs PyTorch's output rounded the
+  same way; rounding may flip a value that sits on a .5 boundary by one level, so the allowance
+  is 1 level plus the tolerance.
 """
 
 from __future__ import annotations
@@ -23,9 +25,6 @@ from torch import nn
 from model_export.errors import ExportError
 from model_export.pixel_graphs import GraphSpec, to_pixels
 
-GENERATOR_BATCHES = (1, 3, 17)
-# (batch, height, width): odd and prime sides, a single pixel, and a batch of 17 tiles.
-UPSCALER_CASES = ((1, 17, 23), (3, 9, 31), (17, 8, 13), (1, 1, 1), (2, 48, 33))
 TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2}
 PROVIDER = "CPUExecutionProvider"
 
@@ -37,6 +36,18 @@ class ParityReport:
     pixel_mismatches: int = 0
     pixel_count: int = 0
     cases: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def combined(cls, reports: list[ParityReport]) -> ParityReport:
+        """One report for several graphs (a style G's synthesis and mapping): the worst errors,
+        every case."""
+        return cls(
+            max_abs_error=max(r.max_abs_error for r in reports),
+            pixel_max_diff=max(r.pixel_max_diff for r in reports),
+            pixel_mismatches=sum(r.pixel_mismatches for r in reports),
+            pixel_count=sum(r.pixel_count for r in reports),
+            cases=[case for r in reports for case in r.cases],
+        )
 
     def manifest(self, tolerance: float, precision: str) -> dict[str, Any]:
         return {
@@ -51,23 +62,6 @@ class ParityReport:
         }
 
 
-def parity_inputs(spec: GraphSpec, task: str, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
-    """The random inputs parity is measured on, deterministic for a given seed."""
-    rng = torch.Generator().manual_seed(seed)
-    cases: list[tuple[torch.Tensor, ...]] = []
-    if task == "upscale":
-        channels = int(spec.task_section["channels"])
-        for n, h, w in UPSCALER_CASES:
-            cases.append((torch.randint(0, 256, (n, h, w, channels), generator=rng, dtype=torch.uint8),))
-        return cases
-    latent = int(spec.task_section["latent_size"])
-    classes = int(spec.task_section["classes"]["count"])
-    for n in GENERATOR_BATCHES:
-        z = torch.randn((n, latent), generator=rng)
-        cases.append((z, torch.randint(0, classes, (n,), generator=rng)) if classes else (z,))
-    return cases
-
-
 def session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: fp16 graphs on CPU log every inserted Cast
@@ -80,17 +74,18 @@ def session(path: Path) -> ort.InferenceSession:
 def measure_parity(
     reference: nn.Module,
     float_model: Path,
-    pixel_model: Path,
+    pixel_model: Path | None,
     spec: GraphSpec,
-    task: str,
     tolerance: float,
 ) -> ParityReport:
-    """reference: the fp32 float graph (pixels=False) in PyTorch. Raises ExportError when a check
-    fails; returns the measurements otherwise."""
-    float_session, pixel_session = session(float_model), session(pixel_model)
+    """reference: the fp32 float graph (pixels=False) in PyTorch; pixel_model: the published uint8
+    graph, None for a graph published as floats. Raises ExportError when a check fails; returns
+    the measurements otherwise."""
+    float_session = session(float_model)
+    pixel_session = session(pixel_model) if pixel_model is not None else None
     low, high = spec.model_value_range
     report = ParityReport()
-    for inputs in parity_inputs(spec, task):
+    for inputs in spec.parity_inputs:
         feed = {name: t.numpy() for name, t in zip(spec.input_names, inputs, strict=True)}
         shape = list(inputs[0].shape)
         with torch.no_grad():
@@ -104,7 +99,9 @@ def measure_parity(
             raise ExportError(f"input {shape}: the ONNX model produced NaN or inf")
         error = float(np.abs(got - expected.numpy()).max())
         report.max_abs_error = max(report.max_abs_error, error)
-        report.cases.append({"input_shape": shape, "max_abs_error": error})
+        report.cases.append({"graph": spec.file, "input_shape": shape, "max_abs_error": error})
+        if pixel_session is None:
+            continue
 
         pixels = _run(pixel_session, feed, shape)
         expected_pixels = to_pixels(expected, low, high).numpy()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from torch import nn
 
 from model_export.errors import ExportError
 from model_export.source import Source
+from model_repository.manifest import MODEL_FILE
 from training.models.srresnet import SRResNetConfig
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
@@ -31,6 +33,10 @@ MAX_SIDE = 16384
 # Tile 128 with overlap 32 matched whole-image inference to 3.4e-5 on the trained x2 model.
 DEFAULT_TILE = 128
 DEFAULT_OVERLAP = 32
+# Parity is measured at these batch sizes; upscalers at (batch, height, width): odd and prime
+# sides, a single pixel, and a batch of 17 tiles.
+PARITY_BATCHES = (1, 3, 17)
+UPSCALER_PARITY_CASES = ((1, 17, 23), (3, 9, 31), (17, 8, 13), (1, 1, 1), (2, 48, 33))
 
 
 class GeneratorGraph(nn.Module):
@@ -75,18 +81,29 @@ def to_pixels(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
     return x.to(torch.uint8).permute(0, 2, 3, 1)
 
 
+# (generator copy at the export precision, that precision, pixels?) -> the module to export
+Wrap = Callable[[nn.Module, torch.dtype, bool], nn.Module]
+
+
 @dataclass
 class GraphSpec:
-    """What the exporter needs besides the module, and what the manifest says about the IO."""
+    """One published graph: what the exporter needs besides the module, the inputs parity is
+    measured on, and what the manifest says about the IO."""
 
     input_names: list[str]
     output_name: str
     example_inputs: tuple[torch.Tensor, ...]
-    dynamic_shapes: dict[str, dict[int, Any]]
+    dynamic_shapes: dict[str, Any]  # by forward()'s parameter names (a tuple for *args)
     manifest_inputs: list[dict[str, Any]]
     manifest_outputs: list[dict[str, Any]]
     model_value_range: tuple[float, float]
     task_section: dict[str, Any]  # the manifest's "generator" or "upscaler" object
+    wrap: Wrap
+    parity_inputs: list[tuple[torch.Tensor, ...]]  # deterministic random inputs
+    file: str = MODEL_FILE
+    # True: the published graph returns uint8 pixels and a float twin is checked against PyTorch
+    # first; False: the graph's float output is what is published (a style G's mapping).
+    pixels: bool = True
 
 
 def build_graph(source: Source, spec: GraphSpec, precision: str, pixels: bool) -> nn.Module:
@@ -94,23 +111,26 @@ def build_graph(source: Source, spec: GraphSpec, precision: str, pixels: bool) -
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     dtype = PRECISIONS[precision]
-    generator = copy.deepcopy(source.generator).to(dtype)
+    return spec.wrap(copy.deepcopy(source.generator).to(dtype), dtype, pixels).eval()
+
+
+def graph_specs(source: Source) -> list[GraphSpec]:
+    """The graphs a version publishes, model.onnx first."""
     if source.task == "upscale":
-        return UpscalerGraph(generator, dtype, pixels).eval()
-    return GeneratorGraph(generator, spec.model_value_range, dtype, pixels).eval()
+        return [_upscaler_spec(source)]
+    if source.kind == "style":
+        from model_export.style_graphs import style_specs
 
-
-def graph_spec(source: Source) -> GraphSpec:
-    return _upscaler_spec(source) if source.task == "upscale" else _generator_spec(source)
+        return style_specs(source)
+    return [_generator_spec(source)]
 
 
 def _generator_spec(source: Source) -> GraphSpec:
     config = source.config
-    channels, height, width = _image_shape(source)
+    channels, height, width = image_shape(source)
     latent = int(config["latent_dim"])
     num_classes = int(config.get("num_classes", 0))
-    names = _class_names(source, num_classes)
-    value_range = _value_range(source)
+    value_range = value_range_of(source)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     example: tuple[torch.Tensor, ...] = (torch.randn(3, latent),)
     inputs: list[dict[str, Any]] = [{"name": "z", "dtype": "float32", "shape": ["batch", latent]}]
@@ -122,12 +142,12 @@ def _generator_spec(source: Source) -> GraphSpec:
     outputs = [
         {"name": "image", "dtype": "uint8", "shape": ["batch", height, width, channels], "layout": "NHWC"}
     ]
-    section = {
-        "latent_size": latent,
-        "latent_distribution": "standard_normal",
-        "classes": {"count": num_classes, "names": names},
-        "output": {"height": height, "width": width, "channels": channels},
-    }
+    section = generator_section(source, latent, num_classes)
+    rng = torch.Generator().manual_seed(0)
+    cases: list[tuple[torch.Tensor, ...]] = []
+    for n in PARITY_BATCHES:
+        z = torch.randn((n, latent), generator=rng)
+        cases.append((z, torch.randint(0, num_classes, (n,), generator=rng)) if num_classes else (z,))
     return GraphSpec(
         input_names=[i["name"] for i in inputs],
         output_name="image",
@@ -137,7 +157,20 @@ def _generator_spec(source: Source) -> GraphSpec:
         manifest_outputs=outputs,
         model_value_range=value_range,
         task_section=section,
+        wrap=lambda g, dtype, pixels: GeneratorGraph(g, value_range, dtype, pixels),
+        parity_inputs=cases,
     )
+
+
+def generator_section(source: Source, latent: int, num_classes: int) -> dict[str, Any]:
+    """The manifest's "generator" object, without a style generator's own part."""
+    channels, height, width = image_shape(source)
+    return {
+        "latent_size": latent,
+        "latent_distribution": "standard_normal",
+        "classes": {"count": num_classes, "names": _class_names(source, num_classes)},
+        "output": {"height": height, "width": width, "channels": channels},
+    }
 
 
 def _upscaler_spec(source: Source) -> GraphSpec:
@@ -156,6 +189,11 @@ def _upscaler_spec(source: Source) -> GraphSpec:
         "tile": DEFAULT_TILE,
         "overlap": DEFAULT_OVERLAP,
     }
+    rng = torch.Generator().manual_seed(0)
+    cases: list[tuple[torch.Tensor, ...]] = [
+        (torch.randint(0, 256, (n, h, w, channels), generator=rng, dtype=torch.uint8),)
+        for n, h, w in UPSCALER_PARITY_CASES
+    ]
     return GraphSpec(
         input_names=["image"],
         output_name="upscaled",
@@ -179,12 +217,14 @@ def _upscaler_spec(source: Source) -> GraphSpec:
         ],
         model_value_range=(0.0, 1.0),
         task_section=section,
+        wrap=lambda g, dtype, pixels: UpscalerGraph(g, dtype, pixels),
+        parity_inputs=cases,
     )
 
 
-def _image_shape(source: Source) -> tuple[int, int, int]:
+def image_shape(source: Source) -> tuple[int, int, int]:
     config = source.config
-    if source.kind == "dcgan":
+    if source.kind in ("dcgan", "style"):
         return int(config["channels"]), int(config["resolution"]), int(config["resolution"])
     out_shape = tuple(int(d) for d in config.get("out_shape", ()))
     if len(out_shape) != 3 or out_shape[0] not in (1, 3):
@@ -202,7 +242,7 @@ def _class_names(source: Source, num_classes: int) -> list[str]:
     return [str(i) for i in range(num_classes)]
 
 
-def _value_range(source: Source) -> tuple[float, float]:
+def value_range_of(source: Source) -> tuple[float, float]:
     found = source.data.get("value_range")
     if isinstance(found, list | tuple) and len(found) == 2:
         low, high = float(found[0]), float(found[1])

@@ -17,6 +17,7 @@ import jsonschema
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
+MAPPING_FILE = "mapping.onnx"  # a style generator's second graph
 
 
 class ManifestError(ValueError):
@@ -66,15 +67,26 @@ def read_manifest(version_dir: Path, verify_file: bool = True) -> dict[str, Any]
         raise ManifestError(f"{path}: not readable JSON ({e})") from None
     validate_manifest(manifest, str(path))
     if verify_file:
-        model = version_dir / MODEL_FILE
-        if not model.is_file():
-            raise ManifestError(f"{model}: missing")
-        size = model.stat().st_size
-        if size != manifest["file"]["bytes"]:
-            raise ManifestError(f"{model}: {size} bytes, the manifest says {manifest['file']['bytes']}")
-        if sha256_file(model) != manifest["file"]["sha256"]:
-            raise ManifestError(f"{model}: sha256 does not match the manifest")
+        for entry in graph_files(manifest):
+            model = version_dir / entry["name"]
+            if not model.is_file():
+                raise ManifestError(f"{model}: missing")
+            size = model.stat().st_size
+            if size != entry["bytes"]:
+                raise ManifestError(f"{model}: {size} bytes, the manifest says {entry['bytes']}")
+            if sha256_file(model) != entry["sha256"]:
+                raise ManifestError(f"{model}: sha256 does not match the manifest")
     return manifest
+
+
+def graph_files(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The version's ONNX files ({name, sha256, bytes}): model.onnx, and a style generator's
+    mapping.onnx."""
+    files = [manifest["file"]]
+    style = manifest.get("generator", {}).get("style")
+    if style is not None:
+        files.append(style["mapping"]["file"])
+    return files
 
 
 def dump_manifest(manifest: dict[str, Any]) -> str:

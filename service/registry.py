@@ -160,16 +160,19 @@ class ModelRegistry:
         listed = ", ".join(served) or "none"
         if name is None:
             if not served:
-                raise UnknownModel(f"no {kind.task} model is served")
+                raise UnknownModel(f"no {kind.kind_name} model is served")
             return self.resolve(served[0], kind)
         if not NAME_PATTERN.match(name) or ".." in name:  # never echo an arbitrary string
             raise InvalidRequest(
                 "a model name is 1-64 characters: lowercase letters, digits, '.', '_', '-', starting with "
-                f"a letter or digit; {kind.task} models served: {listed}"
+                f"a letter or digit; {kind.kind_name} models served: {listed}"
             )
         if model is None:
-            raise UnknownModel(f"unknown model {name!r}; {kind.task} models served: {listed}")
-        raise InvalidRequest(f"model {name!r} is an {model.task} model; {kind.task} models served: {listed}")
+            raise UnknownModel(f"unknown model {name!r}; {kind.kind_name} models served: {listed}")
+        raise InvalidRequest(
+            f"model {name!r} is {_article(model.kind_name)} {model.kind_name} model; "
+            f"{kind.kind_name} models served: {listed}"
+        )
 
     def names(self, kind: type[ServedModel]) -> list[str]:
         """The served models of this kind, by name (asked for on every request that names none:
@@ -207,3 +210,7 @@ class ModelRegistry:
             "max_input_pixels": self.settings.max_input_pixels,
             "max_body_bytes": self.settings.max_body_bytes,
         }
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"

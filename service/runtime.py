@@ -17,6 +17,7 @@ from service.config import Settings
 
 log = logging.getLogger("gan.runtime")
 
+MAIN = "model"  # the graph in model.onnx
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -95,28 +96,37 @@ def make_session(
 
 
 class Runtime:
-    """One model file's ONNX Runtime session, and how its batches run on this machine."""
+    """One model version's ONNX Runtime sessions (model.onnx; a style generator's mapping.onnx
+    too), and how its batches run on this machine."""
 
     def __init__(
-        self, path: Path, settings: Settings, providers: list[Any], memory_pattern: bool = True
+        self,
+        path: Path,
+        settings: Settings,
+        providers: list[Any],
+        memory_pattern: bool = True,
+        extra: dict[str, Path] | None = None,
     ) -> None:
+        """path: model.onnx; extra: the version's other graphs by name (run with run(feed, name))."""
         started = time.perf_counter()
         planned = CPU if providers[0] == CPU else CUDA
         self.parallelism = plan_parallelism(settings, planned, usable_cpus())
-        self.session = make_session(
-            path, settings, providers, self.parallelism.intra_op_threads, memory_pattern
-        )
-        self.provider: str = self.session.get_providers()[0]
-        self.input_names = [i.name for i in self.session.get_inputs()]
+        threads = self.parallelism.intra_op_threads
+        self.sessions = {
+            name: make_session(file, settings, providers, threads, memory_pattern)
+            for name, file in {MAIN: path, **(extra or {})}.items()
+        }
+        self.provider: str = self.sessions[MAIN].get_providers()[0]
+        self.input_names = [i.name for i in self.sessions[MAIN].get_inputs()]
         self.load_seconds = time.perf_counter() - started
 
-    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+    def run(self, feed: dict[str, np.ndarray], graph: str = "model") -> np.ndarray:
         """One batch; called from an inference lane (ONNX Runtime releases the GIL while it runs)."""
-        return np.asarray(self.session.run(None, feed)[0])
+        return np.asarray(self.sessions[graph].run(None, feed)[0])
 
     def release(self) -> None:
-        """Free the session (its weights and memory arena) now; the lanes must have stopped."""
-        del self.session
+        """Free the sessions (their weights and memory arenas) now; the lanes must have stopped."""
+        self.sessions.clear()
 
     def info(self) -> dict[str, Any]:
         return {

@@ -26,36 +26,99 @@ ModelName = Annotated[
 ]
 
 
+Psi = Annotated[
+    float,
+    Field(
+        ge=0.0,
+        le=1.0,
+        description="style models: truncation toward the mean style, w = w_avg + psi (w - w_avg); "
+        "1 = none, 0 = the label's mean image",
+    ),
+]
+NoiseSeed = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_SEED,
+        description="style models: seed of the per-layer noise images (image i gets noise_seed+i; "
+        "default: each image's own seed)",
+    ),
+]
+NoiseMode = Annotated[
+    Literal["random", "const"],
+    Field(description="style models: random noise images (from the noise seed) or const (zero noise)"),
+]
+EncodedW = Annotated[
+    str,
+    Field(
+        description="a style w as a base64 .npy file: float (w_dim,) or (num_ws, w_dim), e.g. a "
+        "`w` returned with return_latents",
+    ),
+]
+ReturnLatents = Annotated[
+    bool, Field(description="style models: each image's ws (num_ws, w_dim) float32 as base64 .npy")
+]
+# Request fields only a style generator takes: any other model answers 400 naming them.
+STYLE_FIELDS = ("truncation_psi", "noise_seed", "noise", "return_latents", "ws")
+
+
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: ModelName = None
-    n: int | None = Field(None, ge=1, description="number of images (default 1, or len(seeds))")
+    n: int | None = Field(None, ge=1, description="number of images (default 1, or len(seeds) or len(ws))")
     seed: Seed | None = Field(None, description="seed of the first image; image i gets seed+i")
     seeds: list[Seed] | None = Field(None, min_length=1, description="one seed per image")
     labels: list[Label] | Label | None = Field(
         None, description="class index or name, one for all or one per image (default: seed mod classes)"
     )
-    truncation: Truncation | None = None
+    truncation: Truncation | None = Field(
+        None, description="non-style models: truncation trick threshold on z (latents redrawn beyond it)"
+    )
+    truncation_psi: Psi | None = None
+    noise_seed: NoiseSeed | None = None
+    noise: NoiseMode | None = None
+    ws: list[EncodedW] | None = Field(
+        None, min_length=1, description="style models: one w per image instead of seeds (no labels, no psi)"
+    )
+    return_latents: ReturnLatents = False
     format: Format = "png"
 
     @model_validator(mode="after")
     def _seeds_agree(self) -> GenerateRequest:
-        if self.seeds is not None:
+        if self.ws is not None:
+            given = [f for f in ("seed", "seeds", "labels", "truncation_psi") if getattr(self, f) is not None]
+            if given:
+                raise ValueError(
+                    f"ws replace seeds, and a w already holds its label and truncation: drop {given[0]}"
+                )
+            if self.n is not None and self.n != len(self.ws):
+                raise ValueError(f"n is {self.n} but {len(self.ws)} ws were given")
+        elif self.seeds is not None:
             if self.seed is not None:
                 raise ValueError("give either seed or seeds, not both")
             if self.n is not None and self.n != len(self.seeds):
                 raise ValueError(f"n is {self.n} but {len(self.seeds)} seeds were given")
         elif self.seed is not None and self.n is not None and self.seed + self.n - 1 > MAX_SEED:
             raise ValueError(f"seed + n - 1 must be at most {MAX_SEED}")
+        _check_noise(self.noise, self.noise_seed, self.count)
         return self
 
     @property
     def count(self) -> int:
         """How many images the request asks for."""
+        if self.ws is not None:
+            return len(self.ws)
         if self.seeds is not None:
             return len(self.seeds)
         return 1 if self.n is None else self.n
+
+
+def _check_noise(noise: str | None, noise_seed: int | None, count: int) -> None:
+    if noise == "const" and noise_seed is not None:
+        raise ValueError("noise const is zero noise: it takes no noise_seed")
+    if noise_seed is not None and noise_seed + count - 1 > MAX_SEED:
+        raise ValueError(f"noise_seed + n - 1 must be at most {MAX_SEED}")
 
 
 class WalkRequest(BaseModel):
@@ -68,11 +131,82 @@ class WalkRequest(BaseModel):
     label: Label | None = Field(
         None, description="class index or name for every image (default: from_seed mod classes)"
     )
-    truncation: Truncation | None = None
-    method: Literal["slerp", "lerp"] = Field(
-        "slerp", description="slerp: along the great circle between the latents; lerp: the straight line"
+    truncation: Truncation | None = Field(None, description="non-style models: truncation threshold on z")
+    truncation_psi: Psi | None = None
+    noise_seed: NoiseSeed | None = Field(
+        None, description="style models: the noise images of every frame (default: from_seed's)"
+    )
+    noise: NoiseMode | None = None
+    method: Literal["slerp", "lerp"] | None = Field(
+        None,
+        description="slerp: along the great circle between the latents; lerp: the straight line "
+        "(default: slerp in z; a style model walks in w, lerp by default, as StyleGAN does)",
     )
     format: Format = "png"
+
+    @model_validator(mode="after")
+    def _noise_agrees(self) -> WalkRequest:
+        _check_noise(self.noise, self.noise_seed, 1)
+        return self
+
+
+Crossover = Annotated[
+    Literal["coarse", "middle", "fine"] | Annotated[int, Field(ge=0)],
+    Field(
+        description="which layers' styles each cell takes from its row source: a group (coarse, "
+        "middle, fine: that group from the row, the rest from the column) or a layer index k "
+        "(layers 0..k-1 from the row; 0 gives the column's image, num_ws the row's)"
+    ),
+]
+
+
+class MixRequest(BaseModel):
+    """POST /mix: StyleGAN's style-mixing grid. Sources are seeds or ws (rows and columns each)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelName = None
+    row_seeds: list[Seed] | None = Field(None, min_length=1, description="the row sources")
+    col_seeds: list[Seed] | None = Field(None, min_length=1, description="the column sources")
+    row_ws: list[EncodedW] | None = Field(
+        None, min_length=1, description="row sources as ws, instead of seeds"
+    )
+    col_ws: list[EncodedW] | None = Field(None, min_length=1, description="column sources as ws")
+    crossover: Crossover = "coarse"
+    label: Label | None = Field(
+        None, description="class index or name of every seeded source (default: each seed mod classes)"
+    )
+    truncation_psi: Psi = 1.0
+    noise_seed: NoiseSeed | None = Field(
+        None, description="the noise images of every image (default: each column source's seed)"
+    )
+    noise: NoiseMode | None = None
+    grid: bool = Field(False, description="also return the whole grid as one image")
+    return_latents: ReturnLatents = False
+    format: Format = "png"
+
+    @model_validator(mode="after")
+    def _sources(self) -> MixRequest:
+        for side in ("row", "col"):
+            seeds, ws = getattr(self, f"{side}_seeds"), getattr(self, f"{side}_ws")
+            if (seeds is None) == (ws is None):
+                raise ValueError(f"give either {side}_seeds or {side}_ws")
+        _check_noise(self.noise, self.noise_seed, 1)
+        return self
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns)."""
+        rows = self.row_seeds if self.row_seeds is not None else self.row_ws
+        cols = self.col_seeds if self.col_seeds is not None else self.col_ws
+        assert rows is not None and cols is not None
+        return len(rows), len(cols)
+
+    @property
+    def count(self) -> int:
+        """Images made: each source's own and every cell."""
+        rows, cols = self.shape
+        return rows + cols + rows * cols
 
 
 class UpscaleOptions(BaseModel):
@@ -126,6 +260,41 @@ class Walk(GeneratorAnswer):
     label: int | None
     label_name: str | None
     images: list[WalkImage]
+
+
+@dataclass
+class StyleImage:
+    seed: int | None  # None: made from a given w
+    label: int | None
+    label_name: str | None
+    noise_seed: int | None  # None: zero noise
+    data: Annotated[Base64Bytes, Field(description="the encoded image (base64 in JSON)")]
+    w: Annotated[
+        Base64Bytes | None,
+        Field(description="with return_latents: the image's ws, (num_ws, w_dim) float32 .npy (base64)"),
+    ] = None
+
+
+@dataclass
+class StyleGenerated(GeneratorAnswer):
+    truncation_psi: float
+    images: list[StyleImage]
+
+
+@dataclass
+class Mixed(GeneratorAnswer):
+    crossover: str | int
+    layers_from_row: list[int]  # the ws indices each cell takes from its row source
+    truncation_psi: float
+    rows: list[StyleImage]
+    columns: list[StyleImage]
+    cells: Annotated[list[list[StyleImage]], Field(description="cells[r][c]: row r's styles in column c")]
+    grid: Annotated[
+        Base64Bytes | None,
+        Field(
+            description="with grid: the whole figure as one image (sources on the top row and left column)"
+        ),
+    ] = None
 
 
 @dataclass

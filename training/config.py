@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 LOSSES = ("minimax", "nonsaturating", "wgan", "wgan-gp", "hinge")
-MODELS = ("mlp", "dcgan")
+MODELS = ("mlp", "dcgan", "style")
 TOY_DATA = ("ring8", "grid25")
 UPSAMPLE_MODES = ("nearest", "transposed")
 BAD_FILE_POLICIES = ("skip", "error")
@@ -44,25 +44,32 @@ class TrainConfig:
     keep_checkpoints: int = 3
     # --- data ---
     data: str = "ring8"  # ring8 | grid25 | digits | folder:PATH
-    resolution: int = 32  # image side in pixels (a power of two for dcgan)
+    resolution: int = 32  # image side in pixels (a power of two for dcgan and style)
     channels: int = 1  # folder data: 1 = grayscale, 3 = RGB (digits is always 1)
     conditional: bool = False  # class-conditional G and projection D
     bad_files: str = "skip"  # folder data: skip unreadable files (listed) or stop with an error
     toy_radius: float = 2.0  # ring8 radius (1 or 2 in the literature)
     heldout_fraction: float = 0.2  # fixed held-out split for evaluation (image data)
     # --- model ---
-    model: str = "mlp"  # mlp | dcgan
+    model: str = "mlp"  # mlp | dcgan | style
     latent_dim: int = 64
-    g_width: int = 64  # mlp: hidden units; dcgan: channels at full resolution
+    g_width: int = 64  # mlp: hidden units; dcgan, style: channels at full resolution
     d_width: int = 64
+    channel_max: int = 128  # style: at most this many channels (they double towards 4x4)
     mlp_layers: int = 3  # hidden layers of the mlp G and D
     embed_dim: int = 32  # label embedding size in a conditional G
     upsample: str = "nearest"  # dcgan G: nearest upsample + conv, or transposed conv
     spectral_norm: bool = False  # spectral norm on every D layer
+    w_dim: int = 128  # style: the style vector w
+    mapping_layers: int = 4  # style: fully connected layers of the mapping network z -> w
+    mapping_lr_mul: float = 0.01  # style: learning-rate multiplier of the mapping network
+    style_mixing: float = 0.9  # style: share of batches whose ws switch to a second z's at a random layer
+    mbstd_group: int = 4  # style D: minibatch standard deviation over groups of this size (0 = off)
     # --- loss and stabilizers ---
     loss: str = "nonsaturating"
     gp_lambda: float = 10.0  # wgan-gp gradient penalty weight
     r1_gamma: float = 0.0  # R1 penalty on real data (0 = off), any loss
+    r1_every: int = 1  # lazy R1: every this many D steps, weighted by it (StyleGAN2 uses 16)
     clip_value: float = 0.01  # wgan critic weight clipping
     label_smoothing: float = 0.0  # one-sided: real target becomes 1 - s (minimax/nonsaturating)
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at step 0
@@ -79,6 +86,7 @@ class TrainConfig:
     lr_decay_start: float = 0.5  # linear: fraction of the steps after which the decay begins
     ema_decay: float = 0.999  # EMA of G's weights (0 = off)
     ema_start: int = 0  # steps before the EMA starts averaging (it copies G until then)
+    ema_rampup: float = 0.0  # the EMA's half-life is at most this times the steps done (0 = off)
     # --- evaluation and training health ---
     eval_samples: int = 2500  # toy data; image data uses the size of the training split
     classifier_epochs: int = 20  # the evaluation classifier (trained once per dataset, cached)
@@ -118,7 +126,9 @@ class TrainConfig:
             raise ConfigError("data: folder: needs a path, e.g. folder:/data/faces")
         for key in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
             check_positive(key, getattr(self, key))
-        for key in ("latent_dim", "g_width", "d_width", "mlp_layers", "embed_dim"):
+        for key in ("latent_dim", "g_width", "d_width", "mlp_layers", "embed_dim", "r1_every"):
+            check_positive(key, getattr(self, key))
+        for key in ("channel_max", "w_dim", "mapping_layers"):
             check_positive(key, getattr(self, key))
         for key in ("keep_checkpoints", "eval_samples", "classifier_epochs", "health_window"):
             check_positive(key, getattr(self, key))
@@ -140,7 +150,18 @@ class TrainConfig:
             raise ConfigError(f"label_smoothing: must be in [0, 0.5), got {self.label_smoothing}")
         if not 0 < self.heldout_fraction < 0.9:
             raise ConfigError(f"heldout_fraction: must be in (0, 0.9), got {self.heldout_fraction}")
-        non_negative = ("gp_lambda", "r1_gamma", "clip_value", "instance_noise", "grad_clip")
+        if not 0 < self.mapping_lr_mul <= 1:
+            raise ConfigError(f"mapping_lr_mul: must be in (0, 1], got {self.mapping_lr_mul}")
+        if not 0 <= self.style_mixing <= 1:
+            raise ConfigError(f"style_mixing: must be in [0, 1], got {self.style_mixing}")
+        if self.mbstd_group < 0:
+            raise ConfigError(f"mbstd_group: must be >= 0 (0 = off), got {self.mbstd_group}")
+        if self.model == "style" and self.mbstd_group and self.batch_size % self.mbstd_group:
+            raise ConfigError(
+                f"mbstd_group: batch_size {self.batch_size} is not a multiple of {self.mbstd_group}, "
+                "so real and generated images would share a group"
+            )
+        non_negative = ("gp_lambda", "r1_gamma", "clip_value", "instance_noise", "grad_clip", "ema_rampup")
         for key in (*non_negative, "instance_noise_anneal_steps", "ema_start"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
@@ -150,10 +171,10 @@ class TrainConfig:
             raise ConfigError(f"channels: must be 1 (grayscale) or 3 (RGB), got {self.channels}")
         if self.resolution < 8:
             raise ConfigError(f"resolution: must be >= 8, got {self.resolution}")
-        if self.model == "dcgan" and (self.resolution & (self.resolution - 1)) != 0:
-            raise ConfigError(f"resolution: dcgan needs a power of two, got {self.resolution}")
-        if self.model == "dcgan" and self.data in TOY_DATA:
-            raise ConfigError(f"model: dcgan generates images; use mlp for {self.data}")
+        if self.model != "mlp" and (self.resolution & (self.resolution - 1)) != 0:
+            raise ConfigError(f"resolution: {self.model} needs a power of two, got {self.resolution}")
+        if self.model != "mlp" and self.data in TOY_DATA:
+            raise ConfigError(f"model: {self.model} generates images; use mlp for {self.data}")
         if self.data in TOY_DATA and self.conditional:
             raise ConfigError(f"conditional: {self.data} has no class labels")
 

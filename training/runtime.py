@@ -111,20 +111,22 @@ class RunningMeans:
     def __init__(self, samples_per_step: int) -> None:
         self.samples_per_step = samples_per_step
         self.totals: dict[str, float] = {}
+        self.counts: dict[str, int] = {}  # a statistic may be measured on some steps only (lazy R1)
         self.count = 0
         self.since = time.perf_counter()
 
     def add(self, stats: dict[str, float]) -> None:
         for key, value in stats.items():
             self.totals[key] = self.totals.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
         self.count += 1
 
     def flush(self) -> dict[str, float]:
         """The means since the last flush, plus `samples_per_s`; starts a new interval."""
         now = time.perf_counter()
-        means = {k: v / max(self.count, 1) for k, v in self.totals.items()}
+        means = {k: v / self.counts[k] for k, v in self.totals.items()}
         means["samples_per_s"] = self.count * self.samples_per_step / max(now - self.since, 1e-9)
-        self.totals, self.count, self.since = {}, 0, now
+        self.totals, self.counts, self.count, self.since = {}, {}, 0, now
         return means
 
 

@@ -39,6 +39,7 @@ from training.models import (
 )
 from training.models.dcgan import DCGANDiscriminatorConfig, DCGANGeneratorConfig
 from training.models.mlp import MLPDiscriminatorConfig, MLPGeneratorConfig
+from training.models.style import StyleDiscriminatorConfig, StyleGenerator, StyleGeneratorConfig
 from training.runtime import (
     BOOKKEEPING_KEYS,
     DATA_STREAM,
@@ -51,11 +52,14 @@ from training.runtime import (
     set_learning_rates,
     stream_seed,
 )
+from training.style_mixing import mixing_grid
 
 log = logging.getLogger("training")
 
 RESUMABLE_CHANGES = BOOKKEEPING_KEYS | {"cache_dir"}
 DIVERSITY_SAMPLES = 256
+# the style-mixing figure's sources: 4 row seeds and 5 column seeds (labels: seed mod classes)
+MIXING_ROWS, MIXING_COLUMNS = [11, 12, 13, 14], [21, 22, 23, 24, 25]
 
 
 def dry_run_config(cfg: TrainConfig) -> TrainConfig:
@@ -96,6 +100,29 @@ def network_configs(cfg: TrainConfig, info: DataInfo) -> tuple[Any, Any]:
             ),
         )
     channels = info.shape[0]
+    if cfg.model == "style":
+        return (
+            StyleGeneratorConfig(
+                latent_dim=cfg.latent_dim,
+                w_dim=cfg.w_dim,
+                mapping_layers=cfg.mapping_layers,
+                mapping_lr_mul=cfg.mapping_lr_mul,
+                channels=channels,
+                resolution=cfg.resolution,
+                channel_base=cfg.g_width * cfg.resolution,
+                channel_max=cfg.channel_max,
+                num_classes=num_classes,
+                embed_dim=cfg.embed_dim,
+            ),
+            StyleDiscriminatorConfig(
+                channels=channels,
+                resolution=cfg.resolution,
+                channel_base=cfg.d_width * cfg.resolution,
+                channel_max=cfg.channel_max,
+                num_classes=num_classes,
+                mbstd_group=cfg.mbstd_group,
+            ),
+        )
     return (
         DCGANGeneratorConfig(
             latent_dim=cfg.latent_dim,
@@ -146,6 +173,10 @@ def _train(
             f"batch_size: {cfg.batch_size} does not split over {dist_info.world_size} processes"
         )
     batch = cfg.batch_size // dist_info.world_size  # per process
+    if cfg.model == "style" and cfg.mbstd_group and batch % cfg.mbstd_group:
+        raise ConfigError(
+            f"mbstd_group: the per-process batch {batch} is not a multiple of {cfg.mbstd_group}"
+        )
     d_steps = cfg.d_steps or 1
 
     # --- run directory: config, log file, metrics (rank 0 writes) ---
@@ -163,7 +194,7 @@ def _train(
     g_config, d_config = network_configs(cfg, info)
     G = build_generator(cfg.model, config_to_dict(g_config)).to(device)
     D = build_discriminator(cfg.model, config_to_dict(d_config)).to(device)
-    ema = EMA(G, cfg.ema_decay, cfg.ema_start) if cfg.ema_decay > 0 else None
+    ema = EMA(G, cfg.ema_decay, cfg.ema_start, cfg.ema_rampup) if cfg.ema_decay > 0 else None
     assert cfg.g_lr is not None and cfg.d_lr is not None
     opt_g = make_optimizer(cfg, G.parameters(), cfg.g_lr)
     opt_d = make_optimizer(cfg, D.parameters(), cfg.d_lr)
@@ -223,6 +254,21 @@ def _train(
     def latents(n: int) -> torch.Tensor:
         return torch.randn((n, cfg.latent_dim), generator=noise_gen).to(device)
 
+    style = G_plain if isinstance(G_plain, StyleGenerator) else None
+
+    def fakes(labels: torch.Tensor | None) -> torch.Tensor:
+        """G(z) for a batch of fresh latents: (B, *shape). A style G also draws its noise images
+        from the noise stream, and in a `style_mixing` share of batches switches to a second
+        latent's w at a random layer (StyleGAN's mixing regularisation)."""
+        z = latents(batch)
+        if style is None:
+            return G(z, labels)
+        kwargs: dict[str, Any] = {"noise_generator": noise_gen}
+        if torch.rand((), generator=noise_gen).item() < cfg.style_mixing:
+            cutoff = int(torch.randint(1, style.num_ws, (), generator=noise_gen))
+            kwargs.update(mix_z=latents(batch), mix_cutoff=cutoff)
+        return G(z, labels, **kwargs)
+
     def rng_snapshot() -> dict[str, torch.Tensor]:
         return {"data": data_gen.get_state(), "noise": noise_gen.get_state()}
 
@@ -259,6 +305,10 @@ def _train(
                 order = torch.argsort(fixed_labels[: images.shape[0]], stable=True)  # type: ignore[index]
                 images = images[order][: rows * 10]
             save_image_grid(images, rows, path)
+            if isinstance(served, StyleGenerator):  # the style-mixing figure beside the samples
+                cells, grid_rows = mixing_grid(served, MIXING_ROWS, MIXING_COLUMNS)
+                save_image_grid(cells, grid_rows, path.with_name(path.name.replace("step_", "mixing_")))
+                save_image_grid(cells, grid_rows, path.with_name("mixing_latest.png"))
 
     def run_eval(step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -270,6 +320,7 @@ def _train(
 
     # --- the loop: progress bar, periodic samples / eval / checkpoint, Ctrl-C (training/loop.py) ---
     running = RunningMeans(samples_per_step=d_steps * cfg.batch_size)
+    d_updates = start_step * d_steps  # D steps so far: lazy R1 runs on every r1_every-th
     with TrainingLoop(
         run,
         start_step,
@@ -294,10 +345,13 @@ def _train(
                 real = real.to(device)
                 real_y = real_y.to(device) if real_y is not None else None
                 with torch.no_grad():
-                    fake = G(latents(batch), real_y)  # (B, *shape)
+                    fake = fakes(real_y)  # (B, *shape)
                 real_in = reg.add_instance_noise(real, sigma, noise_gen)
                 fake_in = reg.add_instance_noise(fake, sigma, noise_gen)
-                if cfg.r1_gamma > 0:
+                # lazy R1 (StyleGAN2): every r1_every-th D step, weighted by r1_every
+                lazy_r1 = cfg.r1_gamma > 0 and d_updates % cfg.r1_every == 0
+                d_updates += 1
+                if lazy_r1:
                     real_in.requires_grad_(True)
                 parts = [real_in, fake_in]
                 if cfg.loss == "wgan-gp":
@@ -311,9 +365,9 @@ def _train(
                 if cfg.loss == "wgan-gp":
                     gp = reg.gradient_penalty(reg.input_gradient(scores[2 * batch :], parts[2]))
                     d_total = d_total + cfg.gp_lambda * gp
-                if cfg.r1_gamma > 0:
+                if lazy_r1:
                     r1 = reg.r1_penalty(reg.input_gradient(d_real, real_in))
-                    d_total = d_total + 0.5 * cfg.r1_gamma * r1
+                    d_total = d_total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
                 opt_d.zero_grad(set_to_none=True)
                 d_total.backward()
                 d_grad = nn.utils.clip_grad_norm_(D.parameters(), cfg.grad_clip or math.inf)
@@ -324,7 +378,7 @@ def _train(
             # (2) G: one update to make D score G(z) as real. D's weights are frozen and its
             # unwrapped module is used, so no gradient of D is computed or synchronised.
             gen_y = random_labels(batch)
-            fake = G(latents(batch), gen_y)  # (B, *shape)
+            fake = fakes(gen_y)  # (B, *shape)
             D_plain.requires_grad_(False)
             g_scores = D_plain(reg.add_instance_noise(fake, sigma, noise_gen), gen_y)  # (B,)
             g_loss = generator_loss(cfg.loss, g_scores)
@@ -352,7 +406,7 @@ def _train(
                     stats["d_accuracy"] = correct.item()
                 if cfg.loss == "wgan-gp":
                     stats["gp"] = gp.item()
-                if cfg.r1_gamma > 0:
+                if lazy_r1:
                     stats["r1"] = r1.item()
             running.add(stats)
             done = step + 1

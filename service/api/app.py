@@ -21,7 +21,7 @@ from service.api.errors import install_error_handlers
 from service.api.middleware import RequestContextMiddleware
 from service.api.playground import load_assets, playground_routes
 from service.api.route import Dispatch
-from service.api.routes import generate, health, models, upscale
+from service.api.routes import generate, health, mix, models, upscale
 from service.config import Settings
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The service's routes come first: the router tries routes in order.
     routers = (
         generate.router(registry, settings),
+        mix.router(registry, settings),
         upscale.router(registry, settings),
         models.router(registry),
         health.router(registry, metrics),

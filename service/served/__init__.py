@@ -14,11 +14,22 @@ from service.metrics import ServiceMetrics
 from service.runtime import Runtime
 from service.served.generator import Generator
 from service.served.model import ServedModel
+from service.served.style import StyleGenerator
 from service.served.upscaler import Upscaler
 
 log = logging.getLogger("gan.models")
 
 KINDS: dict[str, type[ServedModel]] = {kind.task: kind for kind in (Generator, Upscaler)}
+
+
+def kind_of(manifest: dict[str, Any]) -> type[ServedModel]:
+    """The served model class for a manifest: its task's, or StyleGenerator for a style G."""
+    if "style" in manifest.get("generator", {}):
+        return StyleGenerator
+    kind = KINDS.get(str(manifest["task"]))
+    if kind is None:
+        raise ValueError(f"task {manifest['task']!r} is not served; served tasks: {', '.join(KINDS)}")
+    return kind
 
 
 def load_model(
@@ -34,10 +45,10 @@ def load_model(
     and make the served model of its task. Blocking (call off the event loop); raises on anything
     wrong with the version."""
     manifest = read_version(repo, name, version)
-    kind = KINDS.get(str(manifest["task"]))
-    if kind is None:
-        raise ValueError(f"task {manifest['task']!r} is not served; served tasks: {', '.join(KINDS)}")
-    runtime = Runtime(repo / name / str(version) / MODEL_FILE, settings, providers, kind.memory_pattern)
+    kind = kind_of(manifest)
+    directory = repo / name / str(version)
+    extra = {graph: directory / file for graph, file in kind.graphs.items()}
+    runtime = Runtime(directory / MODEL_FILE, settings, providers, kind.memory_pattern, extra)
     model = kind(name, version, manifest, runtime, settings, metrics, encode_pool)
     plan = runtime.parallelism
     log.info(
@@ -53,4 +64,4 @@ def load_model(
     return model
 
 
-__all__ = ["KINDS", "Generator", "ServedModel", "Upscaler", "load_model"]
+__all__ = ["KINDS", "Generator", "ServedModel", "StyleGenerator", "Upscaler", "kind_of", "load_model"]

@@ -18,12 +18,23 @@ from service.batching import CancelToken
 from service.config import Settings
 from service.encoding import encode_image
 from service.errors import InvalidRequest
-from service.schemas import Generated, GeneratedImage, GenerateRequest, Label, Walk, WalkImage, WalkRequest
+from service.schemas import (
+    STYLE_FIELDS,
+    Generated,
+    GeneratedImage,
+    GenerateRequest,
+    Label,
+    StyleGenerated,
+    Walk,
+    WalkImage,
+    WalkRequest,
+)
 from service.served.model import ServedModel, request
 
 
 class Generator(ServedModel):
     task = "generate"
+    kind_name = "generate"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -38,6 +49,22 @@ class Generator(ServedModel):
     @staticmethod
     def batch_limits(settings: Settings, provider: str) -> tuple[int, int]:
         return settings.max_batch_size, settings.max_queue_units
+
+    def accepts(self) -> dict[str, Any]:
+        return {
+            "endpoints": ["/generate", "/walk"],
+            "generate": ["seed", "seeds", "n", "labels", "truncation", "format"],
+            "walk": ["from_seed", "to_seed", "steps", "label", "truncation", "method", "format"],
+        }
+
+    def _refuse_style_fields(self, request: GenerateRequest | WalkRequest) -> None:
+        """A style model's parameters, asked of a model that has none: a 400 naming the first."""
+        for field in STYLE_FIELDS:
+            if getattr(request, field, None) not in (None, False):
+                raise InvalidRequest(
+                    f"model {self.name!r} is not style-based and does not take {field} "
+                    "(truncation, on z, is its truncation trick)"
+                )
 
     # --- rows: the one place a generator's batch input is built ----------------------------------
 
@@ -93,8 +120,9 @@ class Generator(ServedModel):
     @request
     async def generate(
         self, request: GenerateRequest, fmt: str, deadline: float, cancel: CancelToken
-    ) -> Generated:
+    ) -> Generated | StyleGenerated:
         """n images (one per seed), encoded as `fmt`."""
+        self._refuse_style_fields(request)
         # decode: seeds and labels (the latents are drawn on the lane, per batch)
         seeds = self._seeds(request)
         labels = self._labels(request.labels, seeds)
@@ -121,6 +149,7 @@ class Generator(ServedModel):
     async def walk(self, request: WalkRequest, deadline: float, cancel: CancelToken) -> Walk:
         """`steps` images at evenly spaced points of the latent path from one seed's latent to
         another's, with one label for all: the first and last are the seeds' own /generate images."""
+        self._refuse_style_fields(request)
         steps = request.steps
         if steps > self.settings.max_n:
             raise InvalidRequest(
@@ -148,7 +177,7 @@ class Generator(ServedModel):
             channels=self.output["channels"],
             from_seed=request.from_seed,
             to_seed=request.to_seed,
-            method=request.method,
+            method=request.method or "slerp",
             label=label,
             label_name=None if label is None else self.class_names[label],
             images=[WalkImage(t, blob) for t, blob in zip(positions, blobs, strict=True)],

@@ -52,7 +52,9 @@ def request(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
 class ServedModel(ABC):
     task: ClassVar[str]  # the manifest's task: which endpoints this kind of model answers
+    kind_name: ClassVar[str]  # what error messages call this kind ("generate", "style", ...)
     memory_pattern: ClassVar[bool] = True  # ONNX Runtime's memory pattern (service.runtime)
+    graphs: ClassVar[dict[str, str]] = {}  # the version's graphs besides model.onnx, by name
 
     def __init__(
         self,
@@ -150,8 +152,14 @@ class ServedModel(ABC):
 
     # --- what it says about itself ----------------------------------------------------------------
 
+    @abstractmethod
+    def accepts(self) -> dict[str, Any]:
+        """The endpoints this model answers and the request fields each takes (GET /v1/models)."""
+
     def info(self) -> dict[str, Any]:
         return {
+            "kind": self.kind_name,
+            "accepts": self.accepts(),
             **self.runtime.info(),
             "memory_bytes": self.memory_bytes,
             "warm_up_seconds": round(self.warm_up_seconds, 3),

@@ -27,6 +27,7 @@ from service.served.model import ServedModel, request
 
 class Upscaler(ServedModel):
     task = "upscale"
+    kind_name = "upscale"
     memory_pattern = False  # see service.runtime.make_session
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -44,6 +45,9 @@ class Upscaler(ServedModel):
         # against 9.9 tiles/s on 2 cores) and needs 4 times the memory. A GPU wants batches.
         tiles = settings.max_batch_tiles or (1 if provider == CPU else 4)
         return tiles, settings.max_queue_tiles
+
+    def accepts(self) -> dict[str, Any]:
+        return {"endpoints": ["/upscale"], "upscale": ["model", "format"], "scale": self.scale}
 
     def run_batch(self, rows: dict[str, np.ndarray]) -> np.ndarray:
         """On a lane: image (B, tile, tile, C) uint8 -> (B, tile*s, tile*s, C) uint8."""

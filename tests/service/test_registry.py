@@ -58,7 +58,7 @@ def test_a_model_is_replaced_while_serving_and_the_old_one_retired(tmp_path: Pat
             assert registry.readiness()[0]
             old = registry.resolve("digits", Generator)
             assert old.version == 1 and registry.names(Generator) == ["digits"]
-            with pytest.raises(InvalidRequest, match="is an generate model"):
+            with pytest.raises(InvalidRequest, match="is a generate model"):
                 registry.resolve("digits", Upscaler)
             with pytest.raises(UnknownModel, match="unknown model 'nope'"):
                 registry.resolve("nope", Generator)
@@ -147,7 +147,7 @@ def test_a_retired_model_releases_its_session_even_with_the_collector_frozen(tmp
         gc.freeze()
         try:
             old = registry.resolve("digits", Generator)
-            session = weakref.ref(old.runtime.session)
+            session = weakref.ref(old.runtime.sessions["model"])
             again = await registry.load("digits", 1)  # the same version, e.g. after --replace
             assert again is not None and again is not old
             assert session() is None  # released at once, not left to the (frozen) collector

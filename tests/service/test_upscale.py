@@ -137,7 +137,7 @@ def test_alpha_gray_palette_and_orientation(server: Server) -> None:
         (b"hello", "", {}, 415, "is not accepted"),
         (encode(PHOTO)[:200], "image/png", {}, 400, "corrupt or truncated"),
         (encode(PHOTO), "image/png", {"model": "nope"}, 404, "unknown model 'nope'; upscale models served"),
-        (encode(PHOTO), "image/png", {"model": "digits"}, 400, "is an generate model"),
+        (encode(PHOTO), "image/png", {"model": "digits"}, 400, "is a generate model"),
         (
             encode(PHOTO),
             "image/png",

@@ -34,9 +34,13 @@ def generate(
     was_training = generator.training
     generator.eval()
     out = []
-    for i in range(0, n, batch):
-        y = labels[i : i + batch].to(device) if labels is not None else None
-        out.append(generator(z[i : i + batch].to(device), y).float().cpu())
+    # A style G draws its noise images from the global RNG: seeded here, so that an evaluation
+    # is repeatable, and restored after, so that it does not disturb anything else.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for i in range(0, n, batch):
+            y = labels[i : i + batch].to(device) if labels is not None else None
+            out.append(generator(z[i : i + batch].to(device), y).float().cpu())
     generator.train(was_training)
     return torch.cat(out)
 

@@ -32,15 +32,23 @@ from training.models.srresnet import (
     SRResNetConfig,
     SRResNetGenerator,
 )
+from training.models.style import (
+    StyleDiscriminator,
+    StyleDiscriminatorConfig,
+    StyleGenerator,
+    StyleGeneratorConfig,
+)
 
 GENERATORS: dict[str, tuple[type[nn.Module], type]] = {
     "mlp": (MLPGenerator, MLPGeneratorConfig),
     "dcgan": (DCGANGenerator, DCGANGeneratorConfig),
+    "style": (StyleGenerator, StyleGeneratorConfig),
     "srresnet": (SRResNetGenerator, SRResNetConfig),
 }
 DISCRIMINATORS: dict[str, tuple[type[nn.Module], type]] = {
     "mlp": (MLPDiscriminator, MLPDiscriminatorConfig),
     "dcgan": (DCGANDiscriminator, DCGANDiscriminatorConfig),
+    "style": (StyleDiscriminator, StyleDiscriminatorConfig),
     "patch": (PatchDiscriminator, PatchDiscriminatorConfig),
 }
 GENERATOR_FORMAT = "gan-serving/generator"

@@ -16,10 +16,18 @@ from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconne
 from service.api.responses import ERRORS, json_response
 from service.api.route import ServiceRoute, header
 from service.config import Settings
-from service.errors import NotAcceptable
+from service.errors import InvalidRequest, NotAcceptable
 from service.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, negotiate
 from service.registry import ModelRegistry
-from service.schemas import Generated, GenerateRequest, Walk, WalkRequest
+from service.schemas import (
+    Generated,
+    GenerateRequest,
+    GeneratorAnswer,
+    StyleGenerated,
+    StyleImage,
+    Walk,
+    WalkRequest,
+)
 from service.served import Generator
 
 
@@ -29,12 +37,13 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
 
     @api.post(
         "/generate",
-        response_model=Generated,
+        response_model=Generated | StyleGenerated,
         responses={
             **ERRORS,
             200: {
                 "description": "JSON with base64 images; or, with Accept: image/png|image/jpeg|image/webp|"
-                "application/x-npy and n=1, the image bytes (headers X-Seed, X-Label, X-Model-Version)",
+                "application/x-npy and n=1, the image bytes (headers X-Seed, X-Label, X-Noise-Seed, "
+                "X-Model-Version). A style model answers StyleGenerated.",
                 "content": {media: {} for media in MEDIA_TYPES.values()},
             },
         },
@@ -47,20 +56,24 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
             header(request.scope, b"x-deadline-ms"), default_ms=default_deadline_ms
         )
         binary = _binary_format(header(request.scope, b"accept"), body)
+        if binary and body.return_latents:
+            raise InvalidRequest("return_latents needs the JSON answer (Accept: application/json)")
         model = registry.resolve(body.model, Generator)
         async with disconnect_watch(request.receive) as cancel:
             result = await model.generate(body, binary or body.format, deadline, cancel)
         request.state.model, request.state.version = result.model, result.version
         if binary:
             image = result.images[0]
-            headers = {
-                "X-Seed": str(image.seed),
-                "X-Model": result.model,
-                "X-Model-Version": str(result.version),
-            }
+            headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
+            if image.seed is not None:
+                headers["X-Seed"] = str(image.seed)
             if image.label is not None:
                 headers["X-Label"] = str(image.label)
+            if isinstance(image, StyleImage) and image.noise_seed is not None:
+                headers["X-Noise-Seed"] = str(image.noise_seed)
             return Response(image.data, media_type=MEDIA_TYPES[result.format], headers=headers)
+        if isinstance(result, StyleGenerated):
+            return json_response(style_generated_json(result))
         return Response(generated_json(result), media_type=JSON)
 
     @api.post("/walk", response_model=Walk, responses=ERRORS, openapi_extra={"parameters": [DEADLINE_HEADER]})
@@ -115,12 +128,7 @@ def generated_json(result: Generated) -> bytes:
 
 def walk_json(result: Walk) -> dict[str, Any]:
     return {
-        "model": result.model,
-        "version": result.version,
-        "format": result.format,
-        "height": result.height,
-        "width": result.width,
-        "channels": result.channels,
+        **head_fields(result),
         "from_seed": result.from_seed,
         "to_seed": result.to_seed,
         "method": result.method,
@@ -129,6 +137,37 @@ def walk_json(result: Walk) -> dict[str, Any]:
         "images": [
             {"t": image.t, "data": base64.b64encode(image.data).decode("ascii")} for image in result.images
         ],
+    }
+
+
+def style_image_json(image: StyleImage) -> dict[str, Any]:
+    return {
+        "seed": image.seed,
+        "label": image.label,
+        "label_name": image.label_name,
+        "noise_seed": image.noise_seed,
+        "data": base64.b64encode(image.data).decode("ascii"),
+        "w": None if image.w is None else base64.b64encode(image.w).decode("ascii"),
+    }
+
+
+def style_generated_json(result: StyleGenerated) -> dict[str, Any]:
+    """A style model's /generate answer (equal to the StyleGenerated schema's serialization)."""
+    return {
+        **head_fields(result),
+        "truncation_psi": result.truncation_psi,
+        "images": [style_image_json(image) for image in result.images],
+    }
+
+
+def head_fields(result: GeneratorAnswer) -> dict[str, Any]:
+    return {
+        "model": result.model,
+        "version": result.version,
+        "format": result.format,
+        "height": result.height,
+        "width": result.width,
+        "channels": result.channels,
     }
 
 

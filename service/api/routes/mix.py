@@ -1,0 +1,88 @@
+"""POST /mix: a style model's style-mixing grid, as JSON with base64 images, or (asked for by Accept)
+the whole figure as one image's bytes."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
+from service.api.responses import ERRORS, json_response
+from service.api.route import ServiceRoute, header
+from service.api.routes.generate import head_fields, style_image_json
+from service.config import Settings
+from service.errors import NotAcceptable
+from service.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, negotiate
+from service.registry import ModelRegistry
+from service.schemas import Mixed, MixRequest
+from service.served import StyleGenerator
+
+
+def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
+    api = APIRouter(route_class=ServiceRoute)
+    default_deadline_ms = settings.default_deadline_ms
+
+    @api.post(
+        "/mix",
+        response_model=Mixed,
+        responses={
+            **ERRORS,
+            200: {
+                "description": "JSON with base64 images; or, with Accept: image/png|image/jpeg|image/webp, "
+                "the grid figure's bytes",
+                "content": {media: {} for media in MEDIA_TYPES.values() if media != MEDIA_TYPES["npy"]},
+            },
+        },
+        openapi_extra={"parameters": [DEADLINE_HEADER]},
+    )
+    async def mix(request: Request, body: MixRequest) -> Response:
+        """Style mixing (StyleGAN, figure 3): every row source's styles in the crossover's layers
+        over every column source's, with each source's own image. Batched with /generate."""
+        deadline = deadline_from_header(
+            header(request.scope, b"x-deadline-ms"), default_ms=default_deadline_ms
+        )
+        figure_format = _figure_format(header(request.scope, b"accept"), body)
+        if figure_format is not None:
+            body = body.model_copy(update={"grid": True, "format": figure_format})
+        model = registry.resolve(body.model, StyleGenerator)
+        async with disconnect_watch(request.receive) as cancel:
+            result = await model.mix(body, deadline, cancel)
+        request.state.model, request.state.version = result.model, result.version
+        if figure_format is not None and result.grid is not None:
+            headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
+            return Response(result.grid, media_type=MEDIA_TYPES[result.format], headers=headers)
+        return json_response(mixed_json(result))
+
+    return api
+
+
+def _figure_format(accept: str | None, body: MixRequest) -> str | None:
+    """The image format to answer with (the grid figure's bytes) when Accept prefers one to JSON."""
+    if not accept or accept == "*/*":
+        return None
+    images = [MEDIA_TYPES[f] for f in ("png", "jpeg", "webp")]
+    if body.format != "npy":
+        images.remove(MEDIA_TYPES[body.format])
+        images.insert(0, MEDIA_TYPES[body.format])
+    chosen = negotiate(accept, [JSON, *images])
+    if chosen is None:
+        raise NotAcceptable(f"the Accept header allows none of: {', '.join([JSON, *images])}")
+    return None if chosen == JSON else FORMAT_OF_MEDIA_TYPE[chosen]
+
+
+def mixed_json(result: Mixed) -> dict[str, Any]:
+    """The /mix JSON answer (equal to the Mixed schema's serialization)."""
+    return {
+        **head_fields(result),
+        "crossover": result.crossover,
+        "layers_from_row": result.layers_from_row,
+        "truncation_psi": result.truncation_psi,
+        "rows": [style_image_json(image) for image in result.rows],
+        "columns": [style_image_json(image) for image in result.columns],
+        "cells": [[style_image_json(image) for image in row] for row in result.cells],
+        "grid": None if result.grid is None else base64.b64encode(result.grid).decode("ascii"),
+    }
