@@ -6,6 +6,7 @@ from client.api import (
     GanClient,
     GeneratedImage,
     GenerateResult,
+    MixResult,
     UpscaleResult,
     WalkResult,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "GanClientError",
     "GenerateResult",
     "GeneratedImage",
+    "MixResult",
     "Overloaded",
     "RequestRejected",
     "RetryPolicy",

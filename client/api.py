@@ -35,10 +35,12 @@ API_KEY_HEADER = "X-API-Key"
 
 @dataclass(frozen=True)
 class GeneratedImage:
-    seed: int
+    seed: int | None  # None: made from a given w (style models)
     label: int | None
     label_name: str | None
     data: bytes  # the image file (or .npy) bytes
+    noise_seed: int | None = None  # style models: the noise images' seed (None: zero noise)
+    w: bytes | None = None  # style models, with return_latents: the image's ws as .npy bytes
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,22 @@ class WalkResult:
     label_name: str | None
     positions: list[float]  # t of each image: 0 is from_seed's image, 1 is to_seed's
     images: list[bytes]  # the image files (or .npy), in walk order
+
+
+@dataclass(frozen=True)
+class MixResult:
+    """A style-mixing grid: cells[r][c] has row r's styles in `layers_from_row`, column c's
+    elsewhere."""
+
+    model: str
+    version: int
+    format: str
+    crossover: str | int
+    layers_from_row: list[int]
+    rows: list[GeneratedImage]
+    columns: list[GeneratedImage]
+    cells: list[list[GeneratedImage]]
+    grid: bytes | None  # the whole figure, when asked for
 
 
 @dataclass(frozen=True)
@@ -97,9 +115,16 @@ def generate_request(
     seeds: list[int] | None = None,
     labels: int | str | list[int | str] | None = None,
     truncation: float | None = None,
+    truncation_psi: float | None = None,
+    noise_seed: int | None = None,
+    noise: str | None = None,
+    ws: list[bytes] | None = None,
+    return_latents: bool = False,
     format: str = "png",
     deadline_ms: int | None = None,
 ) -> Request:
+    """truncation_psi, noise_seed, noise ("random" | "const"), ws (.npy bytes, one per image,
+    instead of seeds) and return_latents are for style models."""
     body: dict[str, Any] = {"format": format}
     for key, value in (
         ("model", model),
@@ -108,9 +133,15 @@ def generate_request(
         ("seeds", seeds),
         ("labels", labels),
         ("truncation", truncation),
+        ("truncation_psi", truncation_psi),
+        ("noise_seed", noise_seed),
+        ("noise", noise),
+        ("ws", _encode_ws(ws)),
     ):
         if value is not None:
             body[key] = value
+    if return_latents:
+        body["return_latents"] = True
     return Request("POST", "/generate", json=body, headers=_deadline(deadline_ms))
 
 
@@ -123,10 +154,75 @@ def parse_generate(response: httpx.Response) -> GenerateResult:
         height=int(body["height"]),
         width=int(body["width"]),
         channels=int(body["channels"]),
-        images=[
-            GeneratedImage(int(i["seed"]), i["label"], i["label_name"], base64.b64decode(i["data"]))
-            for i in body["images"]
-        ],
+        images=[_image_of(i) for i in body["images"]],
+    )
+
+
+def _image_of(item: dict[str, Any]) -> GeneratedImage:
+    w = item.get("w")
+    return GeneratedImage(
+        seed=item["seed"],
+        label=item["label"],
+        label_name=item["label_name"],
+        data=base64.b64decode(item["data"]),
+        noise_seed=item.get("noise_seed"),
+        w=None if w is None else base64.b64decode(w),
+    )
+
+
+def _encode_ws(ws: list[bytes] | None) -> list[str] | None:
+    return None if ws is None else [base64.b64encode(w).decode("ascii") for w in ws]
+
+
+def mix_request(
+    row_seeds: list[int] | None = None,
+    col_seeds: list[int] | None = None,
+    *,
+    row_ws: list[bytes] | None = None,
+    col_ws: list[bytes] | None = None,
+    crossover: str | int = "coarse",
+    model: str | None = None,
+    label: int | str | None = None,
+    truncation_psi: float | None = None,
+    noise_seed: int | None = None,
+    noise: str | None = None,
+    grid: bool = False,
+    return_latents: bool = False,
+    format: str = "png",
+    deadline_ms: int | None = None,
+) -> Request:
+    body: dict[str, Any] = {"crossover": crossover, "format": format, "grid": grid}
+    for key, value in (
+        ("model", model),
+        ("row_seeds", row_seeds),
+        ("col_seeds", col_seeds),
+        ("row_ws", _encode_ws(row_ws)),
+        ("col_ws", _encode_ws(col_ws)),
+        ("label", label),
+        ("truncation_psi", truncation_psi),
+        ("noise_seed", noise_seed),
+        ("noise", noise),
+    ):
+        if value is not None:
+            body[key] = value
+    if return_latents:
+        body["return_latents"] = True
+    return Request("POST", "/mix", json=body, headers=_deadline(deadline_ms))
+
+
+def parse_mix(response: httpx.Response) -> MixResult:
+    body = response.json()
+    grid = body.get("grid")
+    return MixResult(
+        model=body["model"],
+        version=int(body["version"]),
+        format=body["format"],
+        crossover=body["crossover"],
+        layers_from_row=list(body["layers_from_row"]),
+        rows=[_image_of(i) for i in body["rows"]],
+        columns=[_image_of(i) for i in body["columns"]],
+        cells=[[_image_of(i) for i in row] for row in body["cells"]],
+        grid=None if grid is None else base64.b64decode(grid),
     )
 
 
@@ -138,18 +234,24 @@ def walk_request(
     model: str | None = None,
     label: int | str | None = None,
     truncation: float | None = None,
-    method: str = "slerp",
+    truncation_psi: float | None = None,
+    noise_seed: int | None = None,
+    noise: str | None = None,
+    method: str | None = None,
     format: str = "png",
     deadline_ms: int | None = None,
 ) -> Request:
-    body: dict[str, Any] = {
-        "from_seed": from_seed,
-        "to_seed": to_seed,
-        "steps": steps,
-        "method": method,
-        "format": format,
-    }
-    for key, value in (("model", model), ("label", label), ("truncation", truncation)):
+    """method: None for the model's own (slerp in z; a style model walks in w, by lerp)."""
+    body: dict[str, Any] = {"from_seed": from_seed, "to_seed": to_seed, "steps": steps, "format": format}
+    for key, value in (
+        ("model", model),
+        ("label", label),
+        ("truncation", truncation),
+        ("truncation_psi", truncation_psi),
+        ("noise_seed", noise_seed),
+        ("noise", noise),
+        ("method", method),
+    ):
         if value is not None:
             body[key] = value
     return Request("POST", "/walk", json=body, headers=_deadline(deadline_ms))
@@ -312,13 +414,23 @@ class GanClient(_Retrying):
                 time.sleep(self._wait_or_raise(e, attempt))
 
     def generate(self, n: int | None = None, **options: Any) -> GenerateResult:
-        """POST /generate. options: model, seed, seeds, labels, truncation, format, deadline_ms."""
+        """POST /generate. options: model, seed, seeds, labels, truncation, format, deadline_ms;
+        for style models also truncation_psi, noise_seed, noise, ws, return_latents."""
         return parse_generate(self.send(generate_request(n, **options)))
 
     def walk(self, from_seed: int, to_seed: int, steps: int = 8, **options: Any) -> WalkResult:
         """POST /walk: `steps` images from from_seed's to to_seed's. options: model, label,
-        truncation, method ("slerp" or "lerp"), format, deadline_ms."""
+        truncation (or truncation_psi, noise_seed, noise for style models), method ("slerp" or
+        "lerp"), format, deadline_ms."""
         return parse_walk(self.send(walk_request(from_seed, to_seed, steps, **options)))
+
+    def mix(
+        self, row_seeds: list[int] | None = None, col_seeds: list[int] | None = None, **options: Any
+    ) -> MixResult:
+        """POST /mix (style models): the style-mixing grid of the row and column sources.
+        options: row_ws, col_ws (instead of seeds), crossover, model, label, truncation_psi,
+        noise_seed, noise, grid, return_latents, format, deadline_ms."""
+        return parse_mix(self.send(mix_request(row_seeds, col_seeds, **options)))
 
     def upscale(self, image: bytes | Path, media_type: str | None = None, **options: Any) -> UpscaleResult:
         """POST /upscale with the image file's bytes (or its path). options: model, format, deadline_ms."""
@@ -389,6 +501,11 @@ class AsyncGanClient(_Retrying):
     async def walk(self, from_seed: int, to_seed: int, steps: int = 8, **options: Any) -> WalkResult:
         return parse_walk(await self.send(walk_request(from_seed, to_seed, steps, **options)))
 
+    async def mix(
+        self, row_seeds: list[int] | None = None, col_seeds: list[int] | None = None, **options: Any
+    ) -> MixResult:
+        return parse_mix(await self.send(mix_request(row_seeds, col_seeds, **options)))
+
     async def upscale(
         self, image: bytes | Path, media_type: str | None = None, **options: Any
     ) -> UpscaleResult:
@@ -428,5 +545,6 @@ __all__ = [
     "GanClientError",
     "GenerateResult",
     "GeneratedImage",
+    "MixResult",
     "UpscaleResult",
 ]

@@ -3,6 +3,7 @@
     gan-client generate --model digits-conditional --n 100000 --labels 0-9 --out samples --seed 1
     gan-client upscale photos/ photos-x4/ --model srresnet-x4 --recursive
     gan-client walk --model digits-conditional --from-seed 1 --to-seed 2 --steps 8 --label 6 --out walk
+    gan-client mix --model digits-style --rows 1,2,3 --cols 4,5,6,7 --crossover coarse --out mixing
     gan-client models
     gan-client health
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, help="image i gets seed SEED+i (default: random, kept in job.json)")
     gen.add_argument("--format", choices=list(EXTENSIONS), default="png")
     gen.add_argument("--truncation", type=float, help="truncation threshold (0.05 to 10)")
+    gen.add_argument("--psi", type=float, help="style models: truncation_psi (0 to 1)")
     gen.add_argument("--per-request", type=int, default=16, help="images per request (default 16)")
 
     up = sub.add_parser("upscale", parents=[common], help="upscale every image of a folder")
@@ -66,10 +68,33 @@ def build_parser() -> argparse.ArgumentParser:
     walk.add_argument("--to-seed", type=int, required=True, help="the last image is this seed's")
     walk.add_argument("--steps", type=int, default=8, help="images, both ends included (default 8)")
     walk.add_argument("--label", help="class index or name for every image (default: from-seed mod classes)")
-    walk.add_argument("--method", choices=["slerp", "lerp"], default="slerp")
+    walk.add_argument(
+        "--method",
+        choices=["slerp", "lerp"],
+        help="default: the model's (slerp in z; lerp in w for style models)",
+    )
     walk.add_argument("--truncation", type=float, help="truncation threshold (0.05 to 10)")
+    walk.add_argument("--psi", type=float, help="style models: truncation_psi (0 to 1)")
+    walk.add_argument(
+        "--noise-seed", type=int, help="style models: the walk's noise images (default: from-seed's)"
+    )
     walk.add_argument("--format", choices=list(EXTENSIONS), default="png")
     walk.add_argument("--out", type=Path, required=True, help="output folder")
+
+    mix = sub.add_parser(
+        "mix", parents=[common], help="a style-mixing grid (style models), one file per image"
+    )
+    mix.add_argument("--model", help="a served style model (default: the first by name)")
+    mix.add_argument("--rows", required=True, help="row source seeds: '1,2,3' or '1-3'")
+    mix.add_argument("--cols", required=True, help="column source seeds: '4,5,6' or '4-6'")
+    mix.add_argument(
+        "--crossover", default="coarse", help="coarse, middle, fine, or a layer index (default coarse)"
+    )
+    mix.add_argument("--label", help="class index or name of every source (default: each seed mod classes)")
+    mix.add_argument("--psi", type=float, help="truncation_psi (0 to 1)")
+    mix.add_argument("--noise-seed", type=int, help="one noise for every image (default: each column's seed)")
+    mix.add_argument("--format", choices=[f for f in EXTENSIONS if f != "npy"], default="png")
+    mix.add_argument("--out", type=Path, required=True, help="output folder")
 
     sub.add_parser("models", parents=[common], help="print the served models as JSON")
     sub.add_parser("health", parents=[common], help="exit 0 when the service is up and ready")
@@ -87,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "walk":
             with _client(args) as gan:
                 return _walk(gan, args)
+        elif args.command == "mix":
+            with _client(args) as gan:
+                return _mix(gan, args)
         elif args.command == "models":
             with _client(args) as gan:
                 print(json.dumps(gan.models(), indent=2))
@@ -133,6 +161,7 @@ async def _job(args: argparse.Namespace) -> Summary:
                 seed=args.seed,
                 format=args.format,
                 truncation=args.truncation,
+                truncation_psi=args.psi,
                 per_request=args.per_request,
                 concurrency=args.concurrency,
                 progress=progress,
@@ -155,17 +184,15 @@ async def _job(args: argparse.Namespace) -> Summary:
 
 def _walk(gan: GanClient, args: argparse.Namespace) -> int:
     """One /walk request; its frames as OUT/walk-FROM-TO-000.EXT and up, each written whole."""
-    label: int | str | None = None
-    if args.label is not None:
-        index = class_index(args.label)
-        label = args.label if index is None else index
     result = gan.walk(
         args.from_seed,
         args.to_seed,
         args.steps,
         model=args.model,
-        label=label,
+        label=_label(args.label),
         truncation=args.truncation,
+        truncation_psi=args.psi,
+        noise_seed=args.noise_seed,
         method=args.method,
         format=args.format,
     )
@@ -178,6 +205,57 @@ def _walk(gan: GanClient, args: argparse.Namespace) -> int:
         f"{result.method} from seed {result.from_seed} to {result.to_seed}{named})"
     )
     return 0
+
+
+def _mix(gan: GanClient, args: argparse.Namespace) -> int:
+    """One /mix request: OUT/grid.EXT (the figure), row-R.EXT, col-C.EXT and cell-R-C.EXT."""
+    crossover: str | int = (
+        int(args.crossover) if args.crossover.isascii() and args.crossover.isdigit() else args.crossover
+    )
+    result = gan.mix(
+        _seeds(args.rows, "--rows"),
+        _seeds(args.cols, "--cols"),
+        crossover=crossover,
+        model=args.model,
+        label=_label(args.label),
+        truncation_psi=args.psi,
+        noise_seed=args.noise_seed,
+        grid=True,
+        format=args.format,
+    )
+    ext = EXTENSIONS[args.format]
+    assert result.grid is not None
+    atomic_write(args.out / f"grid{ext}", result.grid)
+    for r, image in enumerate(result.rows):
+        atomic_write(args.out / f"row-{r}{ext}", image.data)
+    for c, image in enumerate(result.columns):
+        atomic_write(args.out / f"col-{c}{ext}", image.data)
+    for r, row in enumerate(result.cells):
+        for c, image in enumerate(row):
+            atomic_write(args.out / f"cell-{r}-{c}{ext}", image.data)
+    print(
+        f"wrote a {len(result.rows)}x{len(result.columns)} mixing grid to {args.out} ({result.model} "
+        f"v{result.version}, crossover {result.crossover}: layers {result.layers_from_row} from the rows)"
+    )
+    return 0
+
+
+def _label(text: str | None) -> int | str | None:
+    """A --label: a class index as an int, a class name as it is."""
+    if text is None:
+        return None
+    index = class_index(text)
+    return text if index is None else index
+
+
+def _seeds(text: str, option: str) -> list[int]:
+    seeds = []
+    for item in parse_labels(text):
+        index = class_index(item)
+        if index is None:
+            raise ValueError(f"{option}: {item!r} is not a seed")
+        seeds.append(index)
+    return seeds
 
 
 def _report(summary: Summary) -> int:

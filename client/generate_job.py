@@ -38,6 +38,7 @@ class GenerateJob:
     labels: list[int] | None  # class indices cycled over the images; None: unconditional
     format: str = "png"
     truncation: float | None = None
+    truncation_psi: float | None = None  # style models
 
     def item(self, i: int) -> tuple[int, int | None]:
         """(seed, label) of image i."""
@@ -117,8 +118,9 @@ def settle_job(out: Path, job: GenerateJob, seed_given: bool) -> GenerateJob:
             raise JobError(f"{path} is not valid JSON ({e}); move it away to start a new job") from e
         if not seed_given:
             job = GenerateJob(**{**asdict(job), "seed": recorded.get("seed", job.seed)})
-        ours = {k: v for k, v in asdict(job).items() if k != "n"}
-        theirs = {k: v for k, v in recorded.items() if k != "n"}
+        # unset options (None) are left out, so a job.json from before an option existed matches
+        ours = {k: v for k, v in asdict(job).items() if k != "n" and v is not None}
+        theirs = {k: v for k, v in recorded.items() if k != "n" and v is not None}
         if ours != theirs:
             diff = ", ".join(
                 f"{k}: {theirs.get(k)!r} there, {v!r} now" for k, v in ours.items() if theirs.get(k) != v
@@ -171,6 +173,7 @@ def _write_images(out: Path, job: GenerateJob, result: GenerateResult) -> list[d
     """Each image to its file, atomically; the manifest entries, in the answer's order."""
     entries = []
     for image in result.images:
+        assert image.seed is not None  # checked against the asked seeds before writing
         name = job.file_name(image.seed, image.label)
         atomic_write(out / name, image.data)
         entries.append(
@@ -197,6 +200,7 @@ async def run_generate(
     seed: int | None,
     format: str = "png",
     truncation: float | None = None,
+    truncation_psi: float | None = None,
     per_request: int = 16,
     concurrency: int = 4,
     progress: bool = True,
@@ -217,6 +221,7 @@ async def run_generate(
         labels=resolve_labels(served, labels),
         format=format,
         truncation=truncation,
+        truncation_psi=truncation_psi,
     )
     job = settle_job(out, job, seed_given=seed is not None)
     started = time.perf_counter()
@@ -246,6 +251,7 @@ async def run_generate(
                     labels=None if job.labels is None else [label for _, label in group],
                     format=job.format,
                     truncation=job.truncation,
+                    truncation_psi=job.truncation_psi,
                 )
             except ServerUnreachable as e:
                 summary.failed += len(group)

@@ -13,6 +13,7 @@ import torch
 from training.models.style import STYLE_GROUPS, StyleGenerator
 
 BLANK = 1.0  # the empty corner of a block: white, in G's [-1, 1] range
+NOISE_OFFSET = 1_000_003
 
 
 @torch.no_grad()
@@ -30,8 +31,8 @@ def mixing_grid(
     z = torch.stack([torch.randn(G.config.latent_dim, generator=_seeded(s)) for s in seeds])
     labels = torch.tensor([s % classes for s in seeds], device=device) if classes else None
     w = G.truncate(G.mapping(z.to(device), labels), labels, psi)  # (S, w_dim)
-    noise = [
-        torch.stack([torch.randn(shape, generator=_seeded(s)) for s in seeds]).to(device)
+    noise = [  # from another stream than the latents' (the seed offset)
+        torch.stack([torch.randn(shape, generator=_seeded(s + NOISE_OFFSET)) for s in seeds]).to(device)
         for shape in G.noise_shapes
     ]
     sources = G.synthesis(w[:, None].repeat(1, G.num_ws, 1), noise)  # (S, C, H, W)

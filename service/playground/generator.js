@@ -1,7 +1,9 @@
 // Generators: a grid of images from consecutive seeds (POST /generate), and a latent walk
 // between two seeds shown as a strip (POST /walk). Every image is a link that downloads it.
+// Style models also get a truncation psi slider, a button that re-rolls the noise images (same
+// seeds, new fine detail), and the style-mixing grid (POST /mix).
 
-import { blobOf, MEDIA_TYPES, parseSeed, postJson, randomSeed } from "./api.js";
+import { ApiError, blobOf, call, jsonBody, MEDIA_TYPES, parseSeed, postJson, randomSeed } from "./api.js";
 import { busy } from "./ui.js";
 
 export class GeneratorPanel {
@@ -16,6 +18,11 @@ export class GeneratorPanel {
       labelField: $("label-field"),
       seed: $("gen-seed"),
       truncation: $("gen-truncation"),
+      truncationField: $("truncation-field"),
+      psi: $("gen-psi"),
+      psiValue: $("gen-psi-value"),
+      psiField: $("psi-field"),
+      noise: $("gen-noise"),
       submit: $("gen-submit"),
       error: $("gen-error"),
       summary: $("gen-summary"),
@@ -28,7 +35,30 @@ export class GeneratorPanel {
       walkError: $("walk-error"),
       walkSummary: $("walk-summary"),
       strip: $("walk-strip"),
+      mixPanel: $("mix-panel"),
+      mixRows: $("mix-rows"),
+      mixCols: $("mix-cols"),
+      mixCrossover: $("mix-crossover"),
+      mixSubmit: $("mix-submit"),
+      mixError: $("mix-error"),
+      mixSummary: $("mix-summary"),
+      mixFigure: $("mix-figure"),
+      mixImage: $("mix-image"),
+      mixDownload: $("mix-download"),
     };
+    this.noiseSeed = null; // style models: null = each image's own seed
+    this.mixUrl = null;
+    this.el.psi.addEventListener("input", () => {
+      this.el.psiValue.value = Number(this.el.psi.value).toFixed(2);
+    });
+    this.el.noise.addEventListener("click", () => {
+      this.noiseSeed = randomSeed();
+      this.generate();
+    });
+    $("mix-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.mix();
+    });
     for (const input of [this.el.walkFrom, this.el.walkTo]) {
       input.addEventListener("input", () => (this.el.walkFrom.dataset.touched = "yes"));
     }
@@ -56,7 +86,18 @@ export class GeneratorPanel {
     this.el.labelField.hidden = classes.count === 0;
     this.el.n.max = String(limits.max_n);
     this.el.walkSteps.max = String(limits.max_walk_steps);
+    const style = model.kind === "style";
+    this.el.truncationField.hidden = style;
+    this.el.psiField.hidden = !style;
+    this.el.noise.hidden = !style;
+    this.el.mixPanel.hidden = !style;
+    this.el.walkMethod.value = style ? "lerp" : "slerp"; // StyleGAN walks in w by lerp
+    this.noiseSeed = null;
     this.root.hidden = false;
+  }
+
+  get style() {
+    return this.model !== null && this.model.kind === "style";
   }
 
   hide() {
@@ -68,8 +109,13 @@ export class GeneratorPanel {
     const body = { model: this.model.name };
     const label = this.el.label.value;
     if (this.model.generator.classes.count > 0 && label !== "") body.label = Number(label);
-    const truncation = this.el.truncation.value.trim();
-    if (truncation !== "") body.truncation = Number(truncation);
+    if (this.style) {
+      const psi = Number(this.el.psi.value);
+      if (psi !== 1) body.truncation_psi = psi;
+    } else {
+      const truncation = this.el.truncation.value.trim();
+      if (truncation !== "") body.truncation = Number(truncation);
+    }
     return body;
   }
 
@@ -81,6 +127,7 @@ export class GeneratorPanel {
       const { label, ...common } = this.options();
       const body = { ...common, n, seed, format: "png" };
       if (label !== undefined) body.labels = label;
+      if (this.style && this.noiseSeed !== null) body.noise_seed = this.noiseSeed;
       const started = performance.now();
       const answer = await postJson("/generate", body);
       const ms = performance.now() - started;
@@ -95,8 +142,11 @@ export class GeneratorPanel {
           `seed ${imageSeed}${labelText}`, `Download ${name}`);
       });
       grid.replaceChildren(...items);
+      const noise = !this.style ? "" : this.noiseSeed === null ? ", noise from each seed" :
+        `, noise seed ${this.noiseSeed}+i`;
       summary.textContent = `${items.length} image${items.length === 1 ? "" : "s"} ` +
-        `(${answer.width}×${answer.height}) from ${answer.model} v${answer.version} in ${ms.toFixed(0)} ms`;
+        `(${answer.width}×${answer.height}) from ${answer.model} v${answer.version}${noise} ` +
+        `in ${ms.toFixed(0)} ms`;
       // The walk starts from this grid's first two seeds until someone changes it.
       if (!this.el.walkFrom.dataset.touched) {
         this.el.walkFrom.value = String(seed);
@@ -134,6 +184,47 @@ export class GeneratorPanel {
         `to seed ${body.to_seed}${label}, in ${ms.toFixed(0)} ms`;
     });
   }
+
+  async mix() {
+    const { mixSubmit, mixError, mixSummary, mixFigure, mixImage, mixDownload } = this.el;
+    await busy(mixSubmit, mixError, async () => {
+      const { label, ...common } = this.options();
+      const body = {
+        ...common,
+        row_seeds: parseSeeds(this.el.mixRows.value, "row seeds"),
+        col_seeds: parseSeeds(this.el.mixCols.value, "column seeds"),
+        crossover: this.el.mixCrossover.value,
+        format: "png",
+      };
+      if (label !== undefined) body.label = label;
+      const started = performance.now();
+      // Accept: image/png answers the whole figure as one PNG
+      const response = await call("/mix", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "image/png" },
+        body: jsonBody(body),
+      });
+      const blob = await response.blob();
+      const ms = performance.now() - started;
+      if (this.mixUrl) URL.revokeObjectURL(this.mixUrl);
+      this.mixUrl = URL.createObjectURL(blob);
+      mixImage.src = this.mixUrl;
+      const name = `${this.model.name}-mix-${body.crossover}.png`;
+      mixDownload.href = this.mixUrl;
+      mixDownload.download = name;
+      mixDownload.setAttribute("aria-label", `Download ${name}`);
+      mixFigure.hidden = false;
+      mixSummary.textContent = `${body.row_seeds.length}×${body.col_seeds.length} grid, ` +
+        `${body.crossover} styles from the rows, in ${ms.toFixed(0)} ms`;
+    });
+  }
+}
+
+// "1, 2, 3" -> [1n, 2n, 3n]
+function parseSeeds(text, what) {
+  const parts = String(text).split(",").map((part) => part.trim()).filter((part) => part !== "");
+  if (parts.length === 0) throw new ApiError(0, "invalid_seed", `${what}: give at least one seed`);
+  return parts.map((part) => parseSeed(part, what));
 }
 
 // One result: the image inside a download link, with its caption.

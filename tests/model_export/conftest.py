@@ -11,6 +11,7 @@ from torch import nn
 
 from model_export.export import ExportResult, export_checkpoint
 from training.models import build_generator, save_generator_file
+from training.models.style import StyleGenerator, SynthesisLayer
 
 IMAGE_DATA = {"name": "test", "kind": "image", "value_range": [-1.0, 1.0], "skipped_files": 0}
 SR_DATA = {"name": "test", "kind": "sr", "value_range": [0.0, 1.0], "channels": 3}
@@ -48,14 +49,30 @@ ARCHITECTURES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"latent_dim": 8, "channels": 1, "resolution": 16, "width": 4, "upsample": "transposed"},
         IMAGE_DATA | {"shape": [1, 16, 16], "class_names": []},
     ),
+    "style-conditional": (
+        "style",
+        {
+            "latent_dim": 8,
+            "w_dim": 16,
+            "mapping_layers": 2,
+            "channels": 3,
+            "resolution": 16,
+            "channel_base": 128,
+            "channel_max": 16,
+            "num_classes": 3,
+            "embed_dim": 4,
+        },
+        IMAGE_DATA | {"shape": [3, 16, 16], "class_names": ["a", "b", "c"]},
+    ),
     "srresnet-x2": ("srresnet", {"scale": 2, "channels": 3, "width": 8, "blocks": 2}, SR_DATA),
     "srresnet-x4": ("srresnet", {"scale": 4, "channels": 3, "width": 8, "blocks": 1}, SR_DATA),
 }
 
 
 def randomize(generator: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights everywhere, including BatchNorm statistics and SRResNet's zero-initialised
-    tail, so no layer is an identity that would hide an export mistake."""
+    """Random weights everywhere, including BatchNorm statistics, SRResNet's zero-initialised tail
+    and a style G's noise strengths and mean style, so no layer is an identity that would hide an
+    export mistake."""
     torch.manual_seed(seed)
     with torch.no_grad():
         for module in generator.modules():
@@ -64,6 +81,10 @@ def randomize(generator: nn.Module, seed: int = 0) -> nn.Module:
                 module.running_var.uniform_(0.5, 2.0)  # type: ignore[union-attr]
                 module.weight.normal_(1, 0.2)
                 module.bias.normal_(0, 0.2)
+            if isinstance(module, SynthesisLayer):  # noise strengths start at 0
+                module.noise_strength.normal_(0, 0.5)
+        if isinstance(generator, StyleGenerator):
+            generator.w_avg.normal_(0, 1)
         tail = getattr(generator, "tail", None)
         if isinstance(tail, nn.Conv2d):
             tail.weight.normal_(0, 0.05)

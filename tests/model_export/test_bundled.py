@@ -19,12 +19,14 @@ from sklearn.linear_model import LogisticRegression
 
 from model_repository.latents import latents_from_seeds
 from model_repository.repository import list_models, list_versions, read_version
+from model_repository.styles import StyleSpec
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
 BUNDLED = {
     "digits-conditional": "generate",
     "digits": "generate",
+    "digits-style": "generate",
     "srresnet-x2": "upscale",
     "srresnet-x4": "upscale",
     "srgan-x4": "upscale",
@@ -50,6 +52,23 @@ def test_every_bundled_model_is_valid_and_verified() -> None:
     assert total < 25e6
 
 
+def test_style_model_manifest_and_its_quality() -> None:
+    style = read_version(MODELS, "digits-style", 1)  # model.onnx and mapping.onnx verified
+    conditional = read_version(MODELS, "digits-conditional", 1)
+    assert style["source"]["architecture"]["kind"] == "style"
+    assert style["generator"]["style"]["num_ws"] == 8 and style["generator"]["style"]["w_dim"] == 128
+    assert {c["graph"] for c in style["parity"]["cases"]} == {"model.onnx", "mapping.onnx"}
+    assert style["generator"]["classes"] == conditional["generator"]["classes"]
+    # at least the bundled conditional DCGAN's quality (the issue's bar): FD ratio and recall
+    assert style["metrics"]["fd_ratio"] <= conditional["metrics"]["fd_ratio"]
+    assert style["metrics"]["recall"] >= conditional["metrics"]["recall"]
+    assert style["metrics"]["accuracy"] >= 0.99
+    # psi 0: one image per label, whatever the seed (noise aside: the images differ only there)
+    labels = np.array([3, 3, 3, 5], dtype=np.int64)
+    mean = _style_images(labels, psi=0.0).astype(np.float64)
+    assert np.abs(mean[0] - mean[1]).mean() < 0.5 * np.abs(mean[0] - mean[3]).mean()
+
+
 def test_metrics_come_from_the_real_runs() -> None:
     conditional = read_version(MODELS, "digits-conditional", 1)
     assert conditional["generator"]["classes"] == {"count": 10, "names": [str(d) for d in range(10)]}
@@ -67,14 +86,29 @@ def test_docs_list_the_bundled_models() -> None:
         assert f"| `{name}` |" in docs  # a row of the bundled-models table
 
 
-def test_conditional_generator_draws_the_asked_digit() -> None:
+def _style_images(labels: np.ndarray, psi: float = 1.0) -> np.ndarray:
+    """digits-style's images of seeds 0.. with these labels, as the service makes them."""
+    spec = StyleSpec.from_manifest(read_version(MODELS, "digits-style", 1))
+    seeds = list(range(len(labels)))
+    mapping = ort.InferenceSession(str(MODELS / "digits-style" / "1" / "mapping.onnx"))
+    w = mapping.run(None, {"z": latents_from_seeds(seeds, 64), "labels": labels})[0]
+    ws = spec.broadcast(spec.truncate(w, labels, psi))
+    noise = dict(zip(spec.noise_names, spec.noise(list(seeds)), strict=True))
+    return np.asarray(_session("digits-style").run(None, {"ws": ws, **noise})[0])
+
+
+@pytest.mark.parametrize("name", ["digits-conditional", "digits-style"])
+def test_conditional_generator_draws_the_asked_digit(name: str) -> None:
     # A plain classifier on scikit-learn's 8x8 digits judges the generated 32x32 digits, shrunk
     # back to 8x8 and 0..16: the labels must reach the network through the ONNX graph.
     digits = load_digits()
     classifier = LogisticRegression(max_iter=2000).fit(digits.data, digits.target)
     labels = np.repeat(np.arange(10, dtype=np.int64), 20)
-    z = latents_from_seeds(list(range(len(labels))), 64)
-    images = _session("digits-conditional").run(None, {"z": z, "labels": labels})[0]  # (200, 32, 32, 1)
+    if name == "digits-style":
+        images = _style_images(labels)
+    else:
+        z = latents_from_seeds(list(range(len(labels))), 64)
+        images = _session(name).run(None, {"z": z, "labels": labels})[0]  # (200, 32, 32, 1)
     assert images.shape == (200, 32, 32, 1) and images.dtype == np.uint8
     small = images[..., 0].reshape(200, 8, 4, 8, 4).mean(axis=(2, 4)) / 255 * 16
     accuracy = (classifier.predict(small.reshape(200, 64)) == labels).mean()

@@ -37,7 +37,7 @@ def _run(result: ExportResult, feed: dict[str, np.ndarray]) -> np.ndarray:
     return sess.run(None, feed)[0]
 
 
-@pytest.mark.parametrize("arch", [a for a in ARCHITECTURES if not a.startswith("srresnet")])
+@pytest.mark.parametrize("arch", [a for a in ARCHITECTURES if a.split("-")[0] in ("mlp", "dcgan")])
 @pytest.mark.parametrize("batch", [1, 2, 5, 33])
 def test_generator_round_trip(
     arch: str, batch: int, exported: dict[str, ExportResult], generator_files: dict[str, Path]

@@ -28,6 +28,8 @@ def test_every_operation_answers_within_its_schema(server: Server) -> None:
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} >= {
         "POST /generate",
+        "POST /walk",
+        "POST /mix",
         "POST /upscale",
         "GET /v1/models",
         "GET /metrics",

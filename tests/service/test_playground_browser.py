@@ -63,7 +63,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("playground")
-    models = model_subset(tmp, ["digits", "digits-conditional", "srresnet-x2"])
+    models = model_subset(tmp, ["digits", "digits-conditional", "digits-style", "srresnet-x2"])
     srv = start_server(tmp, models, max_input_pixels=MAX_PIXELS)
     yield srv
     srv.stop()
@@ -225,6 +225,50 @@ def test_latent_walk_strip(page: Page, live: Server) -> None:
     assert (
         expected[0] != expected[-1] and pixel_digest(expected[0]) == grid[0]
     )  # the walk starts at the grid's first
+
+
+def test_style_model_psi_noise_and_mixing(page: Page, live: Server) -> None:
+    open_model(page, live, "digits-style")
+    assert page.is_visible("#psi-field") and not page.is_visible("#truncation-field")
+    assert page.is_visible("#gen-noise") and page.is_visible("#mix-panel")
+    assert page.input_value("#walk-method") == "lerp"  # StyleGAN walks in w by lerp
+    page.fill("#gen-psi", "0.5")
+    page.dispatch_event("#gen-psi", "input")
+    assert page.inner_text("#gen-psi-value") == "0.50"
+    shown = generate_grid(page, 4, "40", "6")
+    body = {"model": "digits-style", "n": 4, "seed": 40, "labels": 6, "truncation_psi": 0.5}
+    assert shown == [pixel_digest(image) for image in api_images(live, "/generate", body)]
+    # Re-roll: the same seeds and styles with other noise images (other fine detail)
+    before = page.inner_text("#gen-summary")
+    page.click("#gen-noise")
+    page.wait_for_function(
+        "(before) => document.querySelector('#gen-summary').textContent !== before", arg=before
+    )
+    rerolled = image_digests(page, "#gen-grid img")
+    assert len(rerolled) == 4 and not set(rerolled) & set(shown)
+    noise_seed = int(re.search(r"noise seed (\d+)", page.inner_text("#gen-summary")).group(1))  # type: ignore[union-attr]
+    again = api_images(live, "/generate", body | {"noise_seed": noise_seed})
+    assert rerolled == [pixel_digest(image) for image in again]
+    # the style-mixing grid, as the API draws it
+    page.fill("#mix-rows", "1, 2")
+    page.fill("#mix-cols", "3,4,5")
+    page.select_option("#mix-crossover", "fine")
+    page.click("#mix-submit")
+    page.wait_for_selector("#mix-figure:not([hidden])")
+    page.wait_for_function("() => document.querySelector('#mix-image').naturalWidth > 0")
+    shot(page, "04-style-mixing")
+    figure = httpx.post(
+        f"{live.url}/mix",
+        json={"model": "digits-style", "row_seeds": [1, 2], "col_seeds": [3, 4, 5], "crossover": "fine"}
+        | {"label": 6, "truncation_psi": 0.5},
+        headers={"accept": "image/png"},
+        timeout=30,
+    )
+    assert figure.status_code == 200, figure.text
+    assert image_digests(page, "#mix-image") == [pixel_digest(figure.content)]
+    with page.expect_download() as download:
+        page.click("#mix-download")
+    assert download.value.suggested_filename == "digits-style-mix-fine.png"
 
 
 def test_upscale_compare_and_download(page: Page, live: Server, tmp_path: Path) -> None:
@@ -431,6 +475,12 @@ def test_no_accessibility_violations(browser: Browser, live: Server, tmp_path: P
         tab.wait_for_selector("#live-batches figure")
         generator = axe.run(tab)
         assert generator.violations_count == 0, generator.generate_report()
+        tab.select_option("#model", "digits-style")
+        tab.wait_for_selector("#mix-panel:not([hidden])")
+        tab.click("#mix-submit")
+        tab.wait_for_selector("#mix-figure:not([hidden])")
+        style = axe.run(tab)
+        assert style.violations_count == 0, style.generate_report()
         tab.select_option("#model", "srresnet-x2")
         tab.set_input_files("#up-file", str(picture))
         tab.click("#up-submit")

@@ -47,3 +47,32 @@ def test_batch_must_split_over_processes(tmp_path: Path) -> None:
     result = torchrun(tmp_path / "odd", "batch_size=255")
     assert result.returncode != 0
     assert "batch_size: 255 does not split over 2 processes" in result.stderr
+
+
+def test_two_process_style_run(tmp_path: Path) -> None:
+    # A style G under DDP: its noise images and mixing draws come from each rank's own stream,
+    # its running mean of w is a buffer (broadcast from rank 0); the replica check at each
+    # checkpoint holds G and D identical on both ranks.
+    out = tmp_path / "style"
+    overrides = [
+        "data=digits",
+        "model=style",
+        "conditional=true",
+        "resolution=16",
+        "latent_dim=8",
+        "w_dim=16",
+        "mapping_layers=2",
+        "g_width=4",
+        "d_width=4",
+        "channel_max=16",
+        "batch_size=32",
+        "r1_gamma=0.1",
+        "r1_every=4",
+        "classifier_epochs=1",
+        "loss=nonsaturating",
+    ]
+    result = torchrun(out, *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "batch 16 x 2 process(es)" in result.stderr
+    G, meta = load_generator(out / "generator.pt")
+    assert meta["kind"] == "style" and G.w_avg.abs().sum() > 0  # type: ignore[operator]
