@@ -68,7 +68,7 @@ sr: $(STAMP)
 	$(BIN)/gan-train --config configs/srgan_x4.toml --out runs/srgan_x4
 
 # The bundled default models (models/, committed): trains each shipped config whose run is
-# missing (about 75 minutes on 2 CPU cores from scratch), then exports version 1 of each model,
+# missing (about 70 minutes on 2 CPU cores from scratch), then exports version 1 of each model,
 # verified against PyTorch, replacing the previous version 1. A run older than its config is not
 # overwritten: gan-train stops and says so; move that run aside to retrain it.
 BUNDLED := digits-conditional digits digits-style srresnet-x2 srresnet-x4 srgan-x4

@@ -85,6 +85,10 @@ def randomize(generator: nn.Module, seed: int = 0) -> nn.Module:
                 module.noise_strength.normal_(0, 0.5)
         if isinstance(generator, StyleGenerator):
             generator.w_avg.normal_(0, 1)
+            # A trained style G draws images near [-1, 1] (it has no tanh); random toRGB weights
+            # give values up to +-10, where fp16's relative precision alone exceeds its tolerance.
+            for torgb in generator.synthesis.torgbs:
+                torgb.conv.weight.mul_(0.25)  # type: ignore[union-attr, operator]
         tail = getattr(generator, "tail", None)
         if isinstance(tail, nn.Conv2d):
             tail.weight.normal_(0, 0.05)
