@@ -46,14 +46,20 @@ def npy(array: np.ndarray) -> str:
 
 
 def test_psi_zero_gives_one_image_per_label_whatever_the_seed(server: Server) -> None:
-    for noise in ({"noise": "const"}, {"noise_seed": 99}):  # the second source held fixed
-        threes = {
-            png(i)
-            for i in images(server, {"seeds": [0, 5, 77, 1234], "labels": 3, "truncation_psi": 0} | noise)
+    def mean_images(seeds: list[int], label: int, noise: dict[str, Any]) -> set[bytes]:
+        # one request per seed: image i of a request gets noise_seed + i
+        return {
+            png(images(server, {"seed": seed, "labels": label, "truncation_psi": 0} | noise)[0])
+            for seed in seeds
         }
+
+    for noise in ({"noise": "const"}, {"noise_seed": 99}):  # the second source held fixed
+        threes = mean_images([0, 5, 77, 1234], 3, noise)
         assert len(threes) == 1
-        fours = {png(i) for i in images(server, {"seeds": [0, 5], "labels": 4, "truncation_psi": 0} | noise)}
+        fours = mean_images([0, 5], 4, noise)
         assert len(fours) == 1 and fours != threes
+    together = images(server, {"seeds": [0, 5, 77], "labels": 3, "truncation_psi": 0, "noise": "const"})
+    assert {png(i) for i in together} == mean_images([0], 3, {"noise": "const"})
     # in between, psi moves the image from the label's mean toward the seed's own
     mean, half, own = (
         pixels(png(images(server, {"seed": 5, "labels": 3, "truncation_psi": psi})[0])) for psi in (0, 0.5, 1)

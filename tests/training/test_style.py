@@ -87,8 +87,12 @@ def test_the_two_noise_sources_are_separate() -> None:
         assert torch.equal(same, G(z, labels, noise=noise))  # deterministic given both sources
         renoised = G(z, labels, noise=other)
         restyled = G(torch.randn(2, 8), labels, noise=noise)
-    # other noise changes the detail, less than another latent changes the image
-    assert 0 < (same - renoised).abs().mean() < (same - restyled).abs().mean()
+    # each source changes the image on its own (how much, on a trained model: tests/service)
+    assert not torch.equal(same, renoised) and not torch.equal(same, restyled)
+    with torch.no_grad():
+        for layer in G.synthesis.convs:
+            layer.noise_strength.zero_()  # type: ignore[union-attr, operator]
+        assert torch.equal(G(z, labels, noise=noise), G(z, labels, noise=other))
 
 
 def test_truncation_pulls_toward_the_label_mean() -> None:
