@@ -164,6 +164,7 @@ def test_models_health_and_metrics(server: Server) -> None:
     assert [m["name"] for m in models["models"]] == [
         "digits",
         "digits-conditional",
+        "digits-style",
         "srgan-x4",
         "srresnet-x2",
         "srresnet-x4",

@@ -376,6 +376,7 @@ def test_live_view_of_the_service(page: Page, live: Server) -> None:
     assert [row.split("\t")[:3] for row in rows] == [
         ["digits v1", "generate", "CPU"],
         ["digits-conditional v1", "generate", "CPU"],
+        ["digits-style v1", "generate", "CPU"],
         ["srresnet-x2 v1", "upscale", "CPU"],
     ]
     # Requests made while the page watches show up as a rate and a latency.

@@ -65,3 +65,19 @@ def test_markdown_table_formats_both_kinds_of_rows() -> None:
     lines = markdown_table(rows).splitlines()
     assert lines[2] == "| ring8 | hinge | 8/8 | 90.0% | - | - | - | 61 s |"
     assert lines[3] == "| digits | hinge | - | - | 95.0% | 1.50 (0.75) | 0.70 / 0.60 | 600 s |"
+
+
+def test_compare_runs_the_style_recipe(tmp_path: Path) -> None:
+    # every loss on the style G, wgan-gp's gradient penalty through its minibatch-stddev D too
+    code = main(
+        ["compare", str(REPO / "configs" / "digits_style.toml"), "--losses", "hinge,wgan-gp"]
+        + ["--out", str(tmp_path), "--dry-run", "--set", "resolution=16", "--set", "classifier_epochs=1"]
+    )
+    assert code == 0
+    rows = json.loads((tmp_path / "comparison.json").read_text())
+    assert [(r["recipe"], r["loss"]) for r in rows] == [
+        ("digits_style", "hinge"),
+        ("digits_style", "wgan-gp"),
+    ]
+    assert all(0 <= r["accuracy"] <= 1 for r in rows)
+    assert (tmp_path / "digits_style-wgan-gp" / "samples" / "mixing_latest.png").is_file()
