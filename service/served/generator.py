@@ -133,12 +133,7 @@ class Generator(ServedModel):
         self._images_generated.inc(len(blobs))
         names = self.class_names
         return Generated(
-            model=self.name,
-            version=self.version,
-            format=fmt,
-            height=self.output["height"],
-            width=self.output["width"],
-            channels=self.output["channels"],
+            **self._answer_head(fmt),
             images=[
                 GeneratedImage(seed, label, None if label is None else names[label], blob)
                 for seed, label, blob in zip(seeds, labels, blobs, strict=True)
@@ -151,10 +146,7 @@ class Generator(ServedModel):
         another's, with one label for all: the first and last are the seeds' own /generate images."""
         self._refuse_style_fields(request)
         steps = request.steps
-        if steps > self.settings.max_n:
-            raise InvalidRequest(
-                f"steps must be between 2 and {self.settings.max_n} (this server's limit), got {steps}"
-            )
+        self._check_count(steps, "steps", 2)
         label = self._labels(request.label, [request.from_seed])[0]
         self.batcher.check_room(steps)
         positions = [i / (steps - 1) for i in range(steps)]
@@ -169,12 +161,7 @@ class Generator(ServedModel):
         blobs: list[bytes] = await self.batcher.submit(rows, deadline, cancel, _encoder(request.format))
         self._images_generated.inc(len(blobs))
         return Walk(
-            model=self.name,
-            version=self.version,
-            format=request.format,
-            height=self.output["height"],
-            width=self.output["width"],
-            channels=self.output["channels"],
+            **self._answer_head(request.format),
             from_seed=request.from_seed,
             to_seed=request.to_seed,
             method=request.method or "slerp",
@@ -183,12 +170,29 @@ class Generator(ServedModel):
             images=[WalkImage(t, blob) for t, blob in zip(positions, blobs, strict=True)],
         )
 
+    def _check_count(self, count: int, what: str = "n", least: int = 1) -> None:
+        """Checked before any list is built: n comes from the client and may be huge."""
+        if count > self.settings.max_n:
+            raise InvalidRequest(
+                f"{what} must be between {least} and {self.settings.max_n} (this server's limit), got {count}"
+            )
+
+    def _answer_head(self, fmt: str) -> dict[str, Any]:
+        """What every answer of this model says about its images."""
+        out = self.output
+        return {
+            "model": self.name,
+            "version": self.version,
+            "format": fmt,
+            "height": out["height"],
+            "width": out["width"],
+            "channels": out["channels"],
+        }
+
     def _seeds(self, request: GenerateRequest) -> list[int]:
         max_n = self.settings.max_n
         count = request.count
-        # Checked before any list is built: n comes from the client and may be huge.
-        if count > max_n:
-            raise InvalidRequest(f"n must be between 1 and {max_n} (this server's limit), got {count}")
+        self._check_count(count)
         if request.seeds is not None:
             return list(request.seeds)
         start = secrets.randbelow(MAX_SEED - max_n) if request.seed is None else request.seed

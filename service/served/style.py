@@ -206,13 +206,9 @@ class StyleGenerator(Generator):
         self, request: GenerateRequest, fmt: str, deadline: float, cancel: CancelToken
     ) -> StyleGenerated:
         """n images, from seeds or from the client's ws, encoded as `fmt`."""
-        if request.truncation is not None:
-            raise self._not_taken("truncation", "truncation_psi (0-1) truncates a style model")
+        self._refuse_truncation(request)
         count = request.count
-        if count > self.settings.max_n:
-            raise InvalidRequest(
-                f"n must be between 1 and {self.settings.max_n} (this server's limit), got {count}"
-            )
+        self._check_count(count)
         psi = 1.0 if request.truncation_psi is None else request.truncation_psi
         if request.ws is not None:
             ws = self._decode_ws(request.ws, "ws")
@@ -250,13 +246,9 @@ class StyleGenerator(Generator):
     async def walk(self, request: WalkRequest, deadline: float, cancel: CancelToken) -> Walk:
         """`steps` frames between two seeds' styles, in w (lerp by default, StyleGAN's
         convention), with one label and the noise images held fixed along the walk."""
-        if request.truncation is not None:
-            raise self._not_taken("truncation", "truncation_psi (0-1) truncates a style model")
+        self._refuse_truncation(request)
         steps = request.steps
-        if steps > self.settings.max_n:
-            raise InvalidRequest(
-                f"steps must be between 2 and {self.settings.max_n} (this server's limit), got {steps}"
-            )
+        self._check_count(steps, "steps", 2)
         label = self._labels(request.label, [request.from_seed])[0]
         method = request.method or "lerp"
         noise_seed = self._noise_seeds(request.noise, request.noise_seed, [request.from_seed])[0]
@@ -370,19 +362,12 @@ class StyleGenerator(Generator):
 
     # --- decoding ----------------------------------------------------------------------------------
 
-    def _answer_head(self, fmt: str) -> dict[str, Any]:
-        out = self.output
-        return {
-            "model": self.name,
-            "version": self.version,
-            "format": fmt,
-            "height": out["height"],
-            "width": out["width"],
-            "channels": out["channels"],
-        }
-
-    def _not_taken(self, field: str, instead: str) -> InvalidRequest:
-        return InvalidRequest(f"model {self.name!r} is style-based and does not take {field}: {instead}")
+    def _refuse_truncation(self, request: GenerateRequest | WalkRequest) -> None:
+        if request.truncation is not None:
+            raise InvalidRequest(
+                f"model {self.name!r} is style-based and does not take truncation: "
+                "truncation_psi (0-1) truncates a style model"
+            )
 
     def _sources(
         self, seeds: list[int] | None, ws: list[str] | None, label: Label | None, what: str

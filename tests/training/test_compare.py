@@ -69,10 +69,9 @@ def test_markdown_table_formats_both_kinds_of_rows() -> None:
 
 def test_compare_runs_the_style_recipe(tmp_path: Path) -> None:
     # every loss on the style G, wgan-gp's gradient penalty through its minibatch-stddev D too
-    code = main(
-        ["compare", str(REPO / "configs" / "digits_style.toml"), "--losses", "hinge,wgan-gp"]
-        + ["--out", str(tmp_path), "--dry-run", "--set", "resolution=16", "--set", "classifier_epochs=1"]
-    )
+    recipe = str(REPO / "configs" / "digits_style.toml")
+    small = ["--set", "resolution=16", "--set", "classifier_epochs=1"]
+    code = main(["compare", recipe, "--losses", "hinge,wgan-gp", "--out", str(tmp_path), "--dry-run", *small])
     assert code == 0
     rows = json.loads((tmp_path / "comparison.json").read_text())
     assert [(r["recipe"], r["loss"]) for r in rows] == [

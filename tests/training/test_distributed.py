@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.training.test_style import DIGITS
 from training.artifacts import read_jsonl
 from training.models import load_generator
 
@@ -54,23 +55,7 @@ def test_two_process_style_run(tmp_path: Path) -> None:
     # its running mean of w is a buffer (broadcast from rank 0); the replica check at each
     # checkpoint holds G and D identical on both ranks.
     out = tmp_path / "style"
-    overrides = [
-        "data=digits",
-        "model=style",
-        "conditional=true",
-        "resolution=16",
-        "latent_dim=8",
-        "w_dim=16",
-        "mapping_layers=2",
-        "g_width=4",
-        "d_width=4",
-        "channel_max=16",
-        "batch_size=32",
-        "r1_gamma=0.1",
-        "r1_every=4",
-        "classifier_epochs=1",
-        "loss=nonsaturating",
-    ]
+    overrides = [*DIGITS, "batch_size=32", "loss=nonsaturating"]
     result = torchrun(out, *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "batch 16 x 2 process(es)" in result.stderr

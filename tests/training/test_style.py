@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from tests.training.test_train import run_cli, train_records
+from tests.training.test_train import run_cli, train_records, write_class_folder
 from training.config import ConfigError, load_config
 from training.ema import EMA
 from training.models import load_generator
@@ -219,13 +219,7 @@ def test_resume_equals_an_uninterrupted_style_run(tmp_path: Path) -> None:
 
 
 def test_folder_style_recipe_trains_at_64_pixels(tmp_path: Path) -> None:
-    images = tmp_path / "images"
-    for label, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
-        (images / label).mkdir(parents=True)
-        for i in range(6):
-            img = Image.new("RGB", (70 + i, 66), "black")
-            ImageDraw.Draw(img).ellipse((4 + i, 4, 50 + i, 50), fill=colour)
-            img.save(images / label / f"{i}.png")
+    images = write_class_folder(tmp_path / "images", 66)
     out = tmp_path / "run"
     result = run_cli(
         "--config",

@@ -232,16 +232,21 @@ def test_linear_learning_rate_schedule() -> None:
     assert lr_scale(load_config(None, ["steps=100"]), 99) == 1.0
 
 
-def test_folder_recipe_trains_on_a_users_images(tmp_path: Path) -> None:
+def write_class_folder(images: Path, side: int) -> Path:
+    """Two classes (red, blue) of six discs each, about side x side pixels, PNG and JPEG."""
     from PIL import Image, ImageDraw
 
-    images = tmp_path / "images"
     for label, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
         (images / label).mkdir(parents=True)
         for i in range(6):
-            img = Image.new("RGB", (40 + i, 36), "black")
-            ImageDraw.Draw(img).ellipse((4 + i, 4, 30 + i, 30), fill=colour)
+            img = Image.new("RGB", (side + 4 + i, side), "black")
+            ImageDraw.Draw(img).ellipse((4 + i, 4, side - 6 + i, side - 6), fill=colour)
             img.save(images / label / f"{i}.{'png' if i % 2 else 'jpg'}")
+    return images
+
+
+def test_folder_recipe_trains_on_a_users_images(tmp_path: Path) -> None:
+    images = write_class_folder(tmp_path / "images", 36)
     (images / "red" / "corrupt.png").write_bytes(b"not an image")
     out = tmp_path / "run"
     result = run_cli(
