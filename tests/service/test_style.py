@@ -90,8 +90,8 @@ def test_the_noise_seed_changes_detail_less_than_the_seed_changes_the_image(serv
         renoised.append(np.abs(pixels(base) - pixels(other_noise)).mean())
         reseeded.append(np.abs(pixels(base) - pixels(other_seed)).mean())
     # ...but as fine detail: measured on the bundled model, another noise seed moves a pixel by
-    # about a third as much as another seed does
-    assert np.mean(renoised) < 0.6 * np.mean(reseeded)
+    # 0.8 levels on average, another seed by 29.6 (a ratio of 0.03)
+    assert 0 < np.mean(renoised) < 0.2 * np.mean(reseeded)
     const = images(server, {"seed": 20, "labels": 8, "noise": "const"})[0]
     assert const["noise_seed"] is None and png(const) != png(images(server, {"seed": 20, "labels": 8})[0])
 
@@ -247,6 +247,11 @@ def test_the_same_bytes_whatever_the_batch(server: Server) -> None:
             )
         )
     assert all(t == alone for t in together)
+    # a request spanning batches (n = 40 > max_batch_size 32): its rows (pixels and ws) come
+    # back whole and in order
+    spanning = images(server, {"seed": 200, "n": 40, "return_latents": True})
+    last = images(server, {"seed": 239, "return_latents": True})[0]
+    assert (spanning[-1]["seed"], png(spanning[-1]), spanning[-1]["w"]) == (239, png(last), last["w"])
     # a /mix source is the /generate image of its seed
     mixed = post(
         server, "/mix", {"row_seeds": [31], "col_seeds": [40], "label": 1, "truncation_psi": 0.7}
