@@ -64,6 +64,18 @@ ARCHITECTURES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         },
         IMAGE_DATA | {"shape": [3, 16, 16], "class_names": ["a", "b", "c"]},
     ),
+    "style-8px": (
+        "style",
+        {
+            "latent_dim": 4,
+            "w_dim": 8,
+            "mapping_layers": 1,
+            "channels": 1,
+            "resolution": 8,
+            "channel_base": 32,
+        },
+        IMAGE_DATA | {"shape": [1, 8, 8], "class_names": []},
+    ),
     "srresnet-x2": ("srresnet", {"scale": 2, "channels": 3, "width": 8, "blocks": 2}, SR_DATA),
     "srresnet-x4": ("srresnet", {"scale": 4, "channels": 3, "width": 8, "blocks": 1}, SR_DATA),
 }

@@ -120,3 +120,27 @@ def test_a_changed_mapping_file_is_refused(exported: dict[str, ExportResult], tm
     mapping.unlink()
     with pytest.raises(ManifestError, match=r"mapping\.onnx: missing"):
         read_version(repo, ARCH, 1)
+
+
+def test_an_unconditional_style_generator_at_8_pixels(
+    exported: dict[str, ExportResult], generator_files: dict[str, Path]
+) -> None:
+    result = exported["style-8px"]
+    style = result.manifest["generator"]["style"]
+    assert [i["name"] for i in style["mapping"]["inputs"]] == ["z"]
+    assert np.asarray(style["w_avg"]).shape == (1, 8) and style["num_ws"] == 4
+    assert style["layers"] == {"coarse": [0, 2], "middle": [2, 2], "fine": [2, 4]}
+    spec = StyleSpec.from_manifest(result.manifest)
+    z = latents_from_seeds([1, 2, 3], 4)
+    w = _session(result.directory, "mapping.onnx").run(None, {"z": z})[0]
+    ws = spec.broadcast(spec.truncate(w, None, 0.5))
+    feed = {"ws": ws, **dict(zip(spec.noise_names, spec.noise([1, None, 3]), strict=True))}
+    pixels = _session(result.directory, "model.onnx").run(None, feed)[0]
+    G = _generator(generator_files["style-8px"])
+    with torch.no_grad():
+        truncated = G.truncate(G.mapping(torch.from_numpy(z), None), None, 0.5)
+        image = G.synthesis(
+            truncated[:, None].repeat(1, 4, 1), [torch.from_numpy(n) for n in feed.values()][1:]
+        )
+    expected = ((image + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert pixels.shape == (3, 8, 8, 1) and np.abs(pixels.astype(int) - expected.astype(int)).max() <= 1

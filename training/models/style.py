@@ -195,7 +195,7 @@ class MappingNetwork(nn.Module):
         )
         self.num_classes = c.num_classes
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = normalize_2nd_moment(z)
         if self.embed is not None:
             if labels is None:
