@@ -19,6 +19,7 @@ def test_a_short_memory_run_reports_idle_peak_and_every_model(tmp_path: Path) ->
     assert set(result["models_mib"]) == {
         "digits",
         "digits-conditional",
+        "digits-style",
         "srgan-x4",
         "srresnet-x2",
         "srresnet-x4",
