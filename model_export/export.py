@@ -131,8 +131,10 @@ def build_manifest(
 ) -> dict[str, Any]:
     """spec: model.onnx's; staging: the directory holding the published graphs."""
     section = spec.task_section
-    if "style" in section:  # the mapping graph's file, as written
-        section["style"]["mapping"]["file"] = file_entry(staging / MAPPING_FILE)
+    if "style" in section:  # the mapping graph's file, as written (the spec itself stays as it is)
+        style = section["style"]
+        mapping = {**style["mapping"], "file": file_entry(staging / MAPPING_FILE)}
+        section = {**section, "style": {**style, "mapping": mapping}}
     manifest: dict[str, Any] = {
         "schema_version": 1,
         "name": name,

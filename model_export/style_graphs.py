@@ -115,7 +115,7 @@ def style_specs(source: Source) -> list[GraphSpec]:
         "w_avg": [[float(str(v)) for v in row] for row in G.w_avg.float().numpy()],
         "noise": [{"name": n["name"], "shape": n["shape"][1:]} for n in noise],
         "layers": {group: list(span) for group, span in G.style_groups().items()},
-        "mapping": {"file": None, "inputs": map_inputs, "outputs": map_outputs},  # file: at publishing
+        "mapping": {"inputs": map_inputs, "outputs": map_outputs},  # its file: at publishing
     }
     synthesis = GraphSpec(
         input_names=["ws", *(str(n["name"]) for n in noise)],

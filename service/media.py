@@ -79,3 +79,9 @@ def negotiate(accept: str | None, offers: Sequence[str]) -> str | None:
         if best is None or key < best:
             best, chosen = key, offer
     return chosen
+
+
+def offers_for(preferred: str, formats: Sequence[str] = FORMATS) -> list[str]:
+    """The media types of `formats`, the preferred format's first (when it is one of them): what
+    an answer of image bytes may be, in the order a tie between them is broken."""
+    return sorted((MEDIA_TYPES[f] for f in formats), key=lambda media: media != MEDIA_TYPES[preferred])

@@ -120,7 +120,7 @@ class Runtime:
         self.input_names = [i.name for i in self.sessions[MAIN].get_inputs()]
         self.load_seconds = time.perf_counter() - started
 
-    def run(self, feed: dict[str, np.ndarray], graph: str = "model") -> np.ndarray:
+    def run(self, feed: dict[str, np.ndarray], graph: str = MAIN) -> np.ndarray:
         """One batch; called from an inference lane (ONNX Runtime releases the GIL while it runs)."""
         return np.asarray(self.sessions[graph].run(None, feed)[0])
 

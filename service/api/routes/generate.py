@@ -17,7 +17,7 @@ from service.api.responses import ERRORS, json_response
 from service.api.route import ServiceRoute, header
 from service.config import Settings
 from service.errors import InvalidRequest, NotAcceptable
-from service.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, negotiate
+from service.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, negotiate, offers_for
 from service.registry import ModelRegistry
 from service.schemas import (
     Generated,
@@ -98,7 +98,7 @@ def _binary_format(accept: str | None, body: GenerateRequest) -> str | None:
     (only a single image can be sent so); None for JSON. 406 when it accepts neither."""
     if not accept or accept == "*/*":
         return None
-    images = [MEDIA_TYPES[body.format], *(m for f, m in MEDIA_TYPES.items() if f != body.format)]
+    images = offers_for(body.format)
     single = body.count == 1
     chosen = negotiate(accept, [JSON, *images] if single else [JSON])
     if chosen is None:

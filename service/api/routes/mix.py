@@ -16,7 +16,7 @@ from service.api.route import ServiceRoute, header
 from service.api.routes.generate import head_fields, style_image_json
 from service.config import Settings
 from service.errors import NotAcceptable
-from service.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, negotiate
+from service.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, UPLOAD_FORMATS, negotiate, offers_for
 from service.registry import ModelRegistry
 from service.schemas import Mixed, MixRequest
 from service.served import StyleGenerator
@@ -64,10 +64,7 @@ def _figure_format(accept: str | None, body: MixRequest) -> str | None:
     """The image format to answer with (the grid figure's bytes) when Accept prefers one to JSON."""
     if not accept or accept == "*/*":
         return None
-    images = [MEDIA_TYPES[f] for f in ("png", "jpeg", "webp")]
-    if body.format != "npy":
-        images.remove(MEDIA_TYPES[body.format])
-        images.insert(0, MEDIA_TYPES[body.format])
+    images = offers_for(body.format, UPLOAD_FORMATS)  # a figure is an image file, never .npy
     chosen = negotiate(accept, [JSON, *images])
     if chosen is None:
         raise NotAcceptable(f"the Accept header allows none of: {', '.join([JSON, *images])}")
