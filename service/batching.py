@@ -285,6 +285,7 @@ class Batcher:
             jobs = list(self._queue)
             self._queue.clear()
             self._queued_units = 0
+            self._metrics.queue_depth.set(0)
         for job in jobs:
             job.fail(NotReady(f"model {self.name}: out of service before this work ran; retry"))
 

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from service.access_log import AccessLog
 from service.api.app import create_service
-from service.api.auth import load_api_keys
+from service.api.auth import load_admin_keys, load_api_keys
 from service.config import Settings
 from service.connection_guard import ConnectionGuard, ConnectionLimits, IncompatibleUvicorn, check_uvicorn
 from service.registry import ModelRegistry
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings(**overrides)
         load_api_keys(settings)  # a broken keys setting stops here, not after the models load
+        load_admin_keys(settings)
         check_uvicorn()  # the connection guard relies on uvicorn's internals: a mismatch stops here too
     except ValidationError as e:
         print(f"gan-serve: error: bad setting: {e}", file=sys.stderr)

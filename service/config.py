@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,6 +14,17 @@ class Settings(BaseSettings):
 
     models_dir: Path = Field(
         Path("models"), description="model repository: NAME/VERSION/{model.onnx,manifest.json}"
+    )
+    version_policy: str = Field(
+        "latest:1",
+        description="versions served per model: latest:N, all or versions:V,V; a model's own as NAME=POLICY, "
+        "entries separated by ';' (e.g. 'latest:1; digits=latest:2')",
+    )
+    repository_poll_s: float = Field(
+        5.0,
+        ge=0,
+        description="seconds between looks at the repository for new, replaced and removed versions "
+        "(also on SIGHUP); 0: only at start-up, on SIGHUP and through the admin API",
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -99,5 +110,17 @@ class Settings(BaseSettings):
     # Authentication (off while no key is configured).
     api_keys: str = Field("", description="comma-separated API keys; requests must send one (X-API-Key)")
     api_keys_file: Path | None = Field(None, description="a file of API keys, one per line (# comments)")
+    admin_keys: str = Field(
+        "",
+        description="comma-separated keys for the admin API (load, unload, default, canary); none: it is off",
+    )
     auth_health: bool = Field(False, description="require a key on /healthz and /readyz too")
     auth_metrics: bool = Field(False, description="require a key on /metrics too")
+
+    @field_validator("version_policy")
+    @classmethod
+    def _policy_parses(cls, value: str) -> str:
+        from service.versions import VersionPolicies  # the parser lives with the routing
+
+        VersionPolicies.parse(value)  # a PolicyError (ValueError) is a validation error
+        return value

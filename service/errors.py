@@ -18,8 +18,28 @@ class InvalidRequest(ServiceError):
     status, code = 400, "invalid_request"
 
 
+class Unauthorized(ServiceError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status, code = 403, "forbidden"
+
+
+class AdminOff(ServiceError):
+    """The admin API is off (no admin key is configured): as if it did not exist."""
+
+    status, code = 404, "not_found"
+
+
 class UnknownModel(ServiceError):
     status, code = 404, "unknown_model"
+
+
+class ModelLoadFailed(ServiceError):
+    """A model version an operator asked for could not be verified, loaded or warmed up."""
+
+    status, code = 422, "load_failed"
 
 
 class NotAcceptable(ServiceError):

@@ -85,11 +85,40 @@ class ServiceMetrics:
             registry=r,
         )
         self.model_failures = Gauge(
-            "gan_model_load_failed", "Models that failed to load (value 1)", ["model"], registry=r
+            "gan_model_load_failed",
+            "Models with a version that failed to load and is not being served (value 1)",
+            ["model"],
+            registry=r,
+        )
+        self.model_loads = Counter(
+            "gan_model_loads",
+            "Model versions loaded, failed to load, and unloaded, while starting and while serving",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.default_version = Gauge(
+            "gan_model_default_version",
+            "The version that answers requests which pin none (the canary's share aside)",
+            ["model"],
+            registry=r,
         )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class QueueDepth:
+    """One batcher's part of its model's queue-depth gauge: the versions of a model served side
+    by side each have a batcher, and the gauge is their sum."""
+
+    def __init__(self, gauge: Gauge) -> None:
+        self._gauge = gauge
+        self._units = 0
+
+    def set(self, units: int) -> None:
+        """Called with the batcher's lock held."""
+        self._gauge.inc(units - self._units)
+        self._units = units
 
 
 class BatcherMetrics:
@@ -100,7 +129,7 @@ class BatcherMetrics:
         self.inference = metrics.inference.labels(model)
         self.batch_size = metrics.batch_size.labels(model)
         self.batch_fill = metrics.batch_fill.labels(model)
-        self.queue_depth = metrics.queue_depth.labels(model)
+        self.queue_depth = QueueDepth(metrics.queue_depth.labels(model))
         self._rejections = metrics.rejections
         self._model = model
         self._rejected: dict[str, Counter] = {}  # labels() costs more than inc(): once per reason

@@ -1,10 +1,15 @@
-"""The served models by name, and the service's readiness.
+"""The served models by name and version, kept in step with the repository, and the service's
+readiness.
 
-At start-up the newest published version of every model in the repository is loaded, started and
-warmed up, one after another, then put in service; a version that fails is reported (log,
-/readyz, /v1/models, the gan_model_load_failed metric) and the others serve. Putting a model in
-service replaces the one of the same name at once (a dictionary assignment on the event loop), and
-the replaced one is retired after: requests already holding it finish on it.
+`sync()` compares the repository with what is served: for every model, its version policy (and
+the operator's loads, unloads and rollbacks) says which published versions to serve; a version
+to serve that is not loaded (or whose files were replaced) is verified (manifest, sha256), opened,
+started, warmed up with a trial run of every batch shape, and only then put in service; a version
+no longer wanted is taken out of service once another version of its model serves, and retired in
+the background: requests already holding it finish on it, then its lanes end and its session is
+released. A version that fails is reported (log, /v1/models, the gan_model_load_failed metric)
+and not tried again until its files change; the versions served before go on serving. Putting a
+version in or out of service is a dictionary assignment on the event loop: atomic for requests.
 """
 
 from __future__ import annotations
@@ -14,19 +19,25 @@ import contextlib
 import ctypes
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
-from model_repository.repository import NAME_PATTERN, list_models, list_versions
+from model_repository.manifest import MANIFEST_FILE
+from model_repository.repository import NAME_PATTERN, list_models, list_versions, version_dir
 from service.config import Settings
-from service.errors import InvalidRequest, NotReady, UnknownModel
+from service.errors import InvalidRequest, ModelLoadFailed, NotReady, UnknownModel
 from service.metrics import ServiceMetrics
 from service.runtime import choose_providers
 from service.served import ServedModel, load_model
+from service.versions import Canary, ServedVersions, VersionPolicies, parse_model_ref
 
 log = logging.getLogger("gan.registry")
 
 M = TypeVar("M", bound=ServedModel)
+Fingerprint = tuple[int, int, int]  # the version's manifest: inode, size, mtime (ns)
+REPOSITORY = "*"  # the failures key of a repository that cannot be read
 
 
 def resident_bytes() -> int:
@@ -41,149 +52,397 @@ def resident_bytes() -> int:
         return 0
 
 
+def scan(repo: Path) -> dict[str, dict[int, Fingerprint]]:
+    """The published versions of every model, each with its manifest's fingerprint: a version
+    republished in place (`--replace`) is a new directory, so a new inode. Blocking."""
+    published: dict[str, dict[int, Fingerprint]] = {}
+    for name in list_models(repo):
+        versions: dict[int, Fingerprint] = {}
+        for version in list_versions(repo, name):
+            with contextlib.suppress(OSError):  # removed while being listed
+                st = (version_dir(repo, name, version) / MANIFEST_FILE).stat()
+                versions[version] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        published[name] = versions
+    return published
+
+
 class ModelRegistry:
     def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.models: dict[str, ServedModel] = {}
+        self.policies = VersionPolicies.parse(settings.version_policy)
+        self.served: dict[str, ServedVersions] = {}
         self._names: dict[type[ServedModel], list[str]] = {}  # by kind, sorted; reset on every change
-        self.failures: dict[str, str] = {}  # model name (or "*" for the repository) -> reason
+        self.published: dict[str, dict[int, Fingerprint]] = {}  # as the last sync saw the repository
+        self.synced_at: float | None = None  # time.time() of the last sync
+        self.loading: dict[str, set[int]] = {}
+        self._fingerprints: dict[tuple[str, int], Fingerprint] = {}  # of each loaded version's files
+        # Versions that failed, with the fingerprint of the files that failed: tried again only
+        # once those change (or an operator asks), not at every poll.
+        self._failed: dict[tuple[str, int], tuple[Fingerprint | None, str]] = {}
+        self._repository_failure: str | None = None
+        # The operator's word (admin API), over the policy: versions kept loaded, versions kept out.
+        self.held: dict[str, set[int]] = {}
+        self.excluded: dict[str, set[int]] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._lock: asyncio.Lock | None = None  # one sync or admin change at a time
+        self._providers: list[Any] | None = None
         self.started = False
         self.draining = False
         # Uploads are decoded and images encoded here, off the event loop.
         self.encode_pool = ThreadPoolExecutor(settings.encode_threads, thread_name_prefix="encode")
 
-    # --- lifecycle ------------------------------------------------------------------------------
+    # --- keeping in step with the repository ------------------------------------------------------
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     async def start(self) -> None:
-        """Load, start and warm up the newest version of every model in the repository."""
-        repo = self.settings.models_dir
-        if not repo.is_dir():
-            self._failed("*", f"model repository {repo} does not exist")
-        else:
-            providers = choose_providers(self.settings.provider)  # once: it warns when CUDA is missing
-            for name in list_models(repo):
-                versions = list_versions(repo, name)
-                if versions:
-                    await self.load(name, versions[-1], providers)
+        """Load, start and warm up the versions to serve, as the policy says."""
+        self._providers = choose_providers(self.settings.provider)  # once: it warns when CUDA is missing
+        await self.sync()
         self.started = True
 
-    async def load(self, name: str, version: int, providers: list[Any] | None = None) -> ServedModel | None:
-        """Create, start and warm up one model version, then put it in service (replacing the
-        version served under its name, which is retired). None when it fails: reported, and the
-        version served before, if any, goes on serving."""
-        loop = asyncio.get_running_loop()
-        before = await loop.run_in_executor(None, resident_bytes)  # malloc_trim: off the event loop
+    async def sync(self) -> None:
+        """Serve what the repository and the policy say (see the module's docstring)."""
+        async with self.lock:
+            await self._sync()
+
+    async def _sync(self) -> None:
+        repo = self.settings.models_dir
         try:
-            model = await loop.run_in_executor(
-                None,
-                load_model,
-                self.settings.models_dir,
-                name,
-                version,
-                self.settings,
-                self.metrics,
-                self.encode_pool,
-                providers if providers is not None else choose_providers(self.settings.provider),
-            )
-        except Exception as e:  # a broken model must not stop the others: report it, go on
-            self._failed(name, f"version {version}: {e}")
+            if not repo.is_dir():
+                raise OSError("it does not exist or is not a directory")
+            published = await asyncio.get_running_loop().run_in_executor(None, scan, repo)
+        except OSError as e:  # unreadable (an unmounted volume?): change nothing, say why
+            reason = f"cannot read the model repository {repo}: {e}"
+            if reason != self._repository_failure:
+                log.error("%s", reason)
+            self._repository_failure = reason
+            return
+        self._repository_failure = None
+        self.published = published
+        self.synced_at = time.time()
+        for name in sorted(set(published) | set(self.served)):
+            await self._reconcile(name, published.get(name, {}))
+        # A failure of a version that is gone from the repository is no longer news.
+        for key in [k for k in self._failed if k[1] not in published.get(k[0], {})]:
+            del self._failed[key]
+            self._report_failures(key[0])
+
+    def wanted(self, name: str, published: dict[int, Fingerprint]) -> set[int]:
+        """The published versions of `name` to serve: the policy's, those the operator loaded or
+        made the default or the canary, less those the operator unloaded."""
+        versions = sorted(published)
+        wanted = set(self.policies.of(name).select(versions))
+        wanted |= self.held.get(name, set())
+        series = self.served.get(name)
+        if series is not None:
+            wanted |= {v for v in (series.default, series.canary and series.canary.version) if v}
+        return (wanted - self.excluded.get(name, set())) & set(versions)
+
+    async def _reconcile(self, name: str, published: dict[int, Fingerprint]) -> None:
+        wanted = self.wanted(name, published)
+        for version in sorted(wanted, reverse=True):  # the newest first: it is the default
+            fingerprint = published[version]
+            if self._fingerprints.get((name, version)) == fingerprint:
+                continue  # loaded, from these very files
+            failed = self._failed.get((name, version))
+            if failed is not None and failed[0] == fingerprint:
+                continue  # failed from these very files: reported already
+            await self._load(name, version, fingerprint)
+        series = self.served.get(name)
+        if series is None:
+            return
+        serving_wanted = any(v in wanted for v in series.versions)
+        for version in sorted(set(series.versions) - wanted):
+            # Kept until a wanted version serves (a new version that failed leaves the old one
+            # serving), unless its files are gone or the operator unloaded it.
+            if serving_wanted or version not in published or version in self.excluded.get(name, set()):
+                await self.unload(name, version)
+
+    async def load(self, name: str, version: int) -> ServedModel | None:
+        """Load, warm up and put in service one published version, whatever the policy says (the
+        next sync unloads it if the policy does not want it). None when it fails: reported."""
+        published = await asyncio.get_running_loop().run_in_executor(None, scan, self.settings.models_dir)
+        fingerprint = published.get(name, {}).get(version)
+        if fingerprint is None:
+            self._failed_to_load(name, version, None, "it is not published in the repository")
             return None
-        model.start()
-        if self.settings.warmup:
+        return await self._load(name, version, fingerprint)
+
+    async def _load(self, name: str, version: int, fingerprint: Fingerprint) -> ServedModel | None:
+        loop = asyncio.get_running_loop()
+        self.loading.setdefault(name, set()).add(version)
+        try:
+            before = await loop.run_in_executor(None, resident_bytes)  # malloc_trim: off the event loop
             try:
-                await loop.run_in_executor(None, model.warm_up)
-            except Exception as e:
-                await model.retire()
-                self._failed(name, f"version {version}: the warm-up run failed: {e}")
+                model = await loop.run_in_executor(
+                    None,
+                    load_model,
+                    self.settings.models_dir,
+                    name,
+                    version,
+                    self.settings,
+                    self.metrics,
+                    self.encode_pool,
+                    self._providers or choose_providers(self.settings.provider),
+                )
+            except Exception as e:  # a broken version must not stop the others: report it, go on
+                self._failed_to_load(name, version, fingerprint, str(e))
                 return None
-        model.memory_bytes = max(0, await loop.run_in_executor(None, resident_bytes) - before)
-        await self.put_in_service(model)
+            model.start()
+            if self.settings.warmup:
+                try:
+                    await loop.run_in_executor(None, model.warm_up)
+                except Exception as e:
+                    await model.retire()
+                    self._failed_to_load(name, version, fingerprint, f"the warm-up run failed: {e}")
+                    return None
+            model.memory_bytes = max(0, await loop.run_in_executor(None, resident_bytes) - before)
+        finally:
+            self.loading[name].discard(version)
+            if not self.loading[name]:
+                del self.loading[name]
+        self._fingerprints[(name, version)] = fingerprint
+        self.put_in_service(model)
         return model
 
-    async def put_in_service(self, model: ServedModel) -> None:
-        """Serve `model` under its name from now on; the model it replaces is retired."""
-        old = self.models.get(model.name)
-        self.models[model.name] = model
-        self._names.clear()
-        self.failures.pop(model.name, None)
-        self.metrics.model_failures.labels(model.name).set(0)
+    def put_in_service(self, model: ServedModel) -> None:
+        """Serve `model` from now on, beside its model's other versions (a version reloaded from
+        new files replaces the old load of it, which is retired)."""
+        series = self.served.setdefault(model.name, ServedVersions(model.name))
+        old = series.add(model)
+        self._changed(model.name)
+        if self._failed.pop((model.name, model.version), None) is not None:
+            self._report_failures(model.name)
+        self.metrics.model_loads.labels(model.name, "loaded").inc()
         self.metrics.model_info.labels(
             model.name, str(model.version), model.task, model.runtime.provider
         ).set(1)
         self.metrics.model_memory.labels(model.name, str(model.version)).set(model.memory_bytes)
-        if old is not None and old is not model:
-            await self.retire(old)
+        log.info("serving %s version %d", model.name, model.version)
+        if old is not None:
+            self._retire_later(old, same_series=old.runtime.provider == model.runtime.provider)
 
-    async def retire(self, model: ServedModel) -> None:
-        """Take `model` out of service: no new request gets it; those it is answering finish on
-        it (for up to graceful_timeout_s), then its lanes end and its memory is released."""
-        if self.models.get(model.name) is model:
-            del self.models[model.name]
-            self._names.clear()
-        current = self.models.get(model.name)
-        same_series = current is not None and (current.version, current.runtime.provider) == (
-            model.version,
-            model.runtime.provider,
-        )
+    async def unload(self, name: str, version: int) -> bool:
+        """Take a version out of service (new requests no longer get it) and retire it in the
+        background. False when it was not loaded."""
+        series = self.served.get(name)
+        model = series.remove(version) if series is not None else None
+        if model is None or series is None:
+            return False
+        if not series:
+            del self.served[name]
+        self._fingerprints.pop((name, version), None)
+        self._changed(name)
+        self.metrics.model_loads.labels(name, "unloaded").inc()
+        log.info("unloading %s version %d", name, version)
+        self._retire_later(model, same_series=False)
+        return True
+
+    def _retire_later(self, model: ServedModel, same_series: bool) -> None:
+        """Retire `model` in the background: the requests holding it finish on it (up to
+        graceful_timeout_s) while the registry goes on."""
         if not same_series:  # its series go with it (unless its successor has the very same labels)
             with contextlib.suppress(KeyError):
                 self.metrics.model_info.remove(
                     model.name, str(model.version), model.task, model.runtime.provider
                 )
                 self.metrics.model_memory.remove(model.name, str(model.version))
+        task = asyncio.ensure_future(model.retire(self.settings.graceful_timeout_s))
+        self._retiring.add(task)
+        task.add_done_callback(self._retired)
 
-        await model.retire(self.settings.graceful_timeout_s)
+    def _retired(self, task: asyncio.Task[None]) -> None:
+        self._retiring.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("retiring a model failed: %s", task.exception())
+
+    async def retired(self) -> None:
+        """Wait until every model taken out of service so far is retired (its memory released)."""
+        while self._retiring:
+            await asyncio.gather(*list(self._retiring), return_exceptions=True)
 
     async def stop(self) -> None:
         """At shutdown (uvicorn has let the requests in flight finish): queued work is refused,
         running batches end and answer, the lanes end."""
-        for model in list(self.models.values()):
-            await model.retire()
+        async with self.lock:
+            for series in list(self.served.values()):
+                for model in list(series.versions.values()):
+                    await model.retire()
+            self.served.clear()
+            await self.retired()
         self.encode_pool.shutdown(wait=True)
 
-    def _failed(self, name: str, reason: str) -> None:
-        self.failures[name] = reason
-        self.metrics.model_failures.labels(name).set(1)
-        log.error("not serving %s: %s", name, reason)
+    def _changed(self, name: str) -> None:
+        self._names.clear()
+        series = self.served.get(name)
+        if series:
+            self.metrics.default_version.labels(name).set(series.serving().version)
+        else:
+            with contextlib.suppress(KeyError):
+                self.metrics.default_version.remove(name)
+        self._report_failures(name)
+
+    def _failed_to_load(self, name: str, version: int, fingerprint: Fingerprint | None, reason: str) -> None:
+        self._failed[(name, version)] = (fingerprint, reason)
+        self.metrics.model_loads.labels(name, "failed").inc()
+        series = self.served.get(name)
+        serving = f"; serving version {series.serving().version}" if series else ""
+        log.error("not serving %s version %d: %s%s", name, version, reason, serving)
+        self._report_failures(name)
+
+    def _report_failures(self, name: str) -> None:
+        """gan_model_load_failed: 1 while a model has a failed version and no version serves."""
+        failed = any(key[0] == name for key in self._failed)
+        if failed and name not in self.served:
+            self.metrics.model_failures.labels(name).set(1)
+        elif failed or name in self.served:
+            self.metrics.model_failures.labels(name).set(0)
+
+    @property
+    def failures(self) -> dict[str, str]:
+        """Model name (or '*' for the repository) -> what failed, version by version."""
+        out: dict[str, list[str]] = {}
+        for (name, version), (_, reason) in sorted(self._failed.items()):
+            out.setdefault(name, []).append(f"version {version}: {reason}")
+        failures = {name: "; ".join(reasons) for name, reasons in out.items()}
+        if self._repository_failure is not None:
+            failures[REPOSITORY] = self._repository_failure
+        return failures
+
+    # --- the operator's word (admin API) ----------------------------------------------------------
+
+    async def hold(self, name: str, version: int) -> ServedModel:
+        """Load a version (if it is not) and keep it loaded whatever the policy says, until unloaded."""
+        async with self.lock:
+            series = self.served.get(name)
+            if series is None or version not in series.versions:
+                await self._hold_unlocked(name, version)
+                series = self.served[name]
+            self.held.setdefault(name, set()).add(version)
+            return series.versions[version]
+
+    async def drop(self, name: str, versions: list[int] | None) -> list[int]:
+        """Unload versions (None: all of the model's) and keep them out until loaded again."""
+        async with self.lock:
+            series = self.served.get(name)
+            loaded = sorted(series.versions) if series is not None else []
+            chosen = loaded if versions is None else versions
+            missing = [v for v in chosen if v not in loaded]
+            if not loaded:
+                raise UnknownModel(f"model {name!r} has no version loaded")
+            if missing:
+                raise UnknownModel(
+                    f"model {name!r} has no version {', '.join(map(str, missing))} loaded; "
+                    f"loaded: {', '.join(map(str, loaded))}"
+                )
+            for version in chosen:
+                self.held.get(name, set()).discard(version)
+                self.excluded.setdefault(name, set()).add(version)
+                await self.unload(name, version)
+            return chosen
+
+    async def make_default(self, name: str, version: int | None) -> ServedModel:
+        """Unpinned requests get `version` from now on (a rollback); None: the newest again."""
+        async with self.lock:
+            series = self.served.get(name)
+            if version is not None and (series is None or version not in series.versions):
+                await self._hold_unlocked(name, version)
+                series = self.served[name]
+            if series is None:
+                raise UnknownModel(f"unknown model {name!r}")
+            series.default = version
+            self._changed(name)
+            log.info("%s: unpinned requests get version %d", name, series.serving().version)
+            return series.serving()
+
+    async def set_canary(self, name: str, version: int | None, share: float) -> Canary | None:
+        """A share of unpinned requests (by seed) to `version`; None or share 0 ends the canary."""
+        async with self.lock:
+            series = self.served.get(name)
+            if version is not None and share > 0 and (series is None or version not in series.versions):
+                await self._hold_unlocked(name, version)
+                series = self.served[name]
+            if series is None:
+                raise UnknownModel(f"unknown model {name!r}")
+            series.canary = Canary(version, share) if version is not None and share > 0 else None
+            log.info("%s: canary %s", name, series.canary)
+            return series.canary
+
+    async def _hold_unlocked(self, name: str, version: int) -> None:
+        """Load a version the operator asked for (tried again even if it failed before)."""
+        self.excluded.get(name, set()).discard(version)
+        self._failed.pop((name, version), None)
+        published = await asyncio.get_running_loop().run_in_executor(None, scan, self.settings.models_dir)
+        if version not in published.get(name, {}):
+            listed = ", ".join(map(str, sorted(published.get(name, {})))) or "none"
+            raise UnknownModel(
+                f"model {name!r} has no version {version} in the repository; published: {listed}"
+            )
+        if await self.load(name, version) is None:
+            failed = self._failed.get((name, version))
+            reason = failed[1] if failed is not None else "unknown"
+            raise ModelLoadFailed(f"model {name!r} version {version} failed to load: {reason}")
+        self.held.setdefault(name, set()).add(version)
 
     # --- lookups ----------------------------------------------------------------------------------
 
-    def resolve(self, name: str | None, kind: type[M]) -> M:
-        """The served model of this kind called `name` (None: the first by name)."""
+    def resolve(self, ref: str | None, kind: type[M], key: int | None = None) -> M:
+        """The served model of this kind that answers a request for `ref` ('name', 'name@3', or
+        None: the first by name); `key`, the request's seed, picks the canary's share."""
         if not self.started:
             raise NotReady("the service is starting")
-        model = self.models.get(name) if name is not None else None
-        if isinstance(model, kind):  # the usual case first: it runs on every request
-            return model
-        served = self.names(kind)
-        listed = ", ".join(served) or "none"
-        if name is None:
+        if ref is None:
+            served = self.names(kind)
             if not served:
                 raise UnknownModel(f"no {kind.kind_name} model is served")
-            return self.resolve(served[0], kind)
-        if not NAME_PATTERN.match(name) or ".." in name:  # never echo an arbitrary string
-            raise InvalidRequest(
-                "a model name is 1-64 characters: lowercase letters, digits, '.', '_', '-', starting with "
-                f"a letter or digit; {kind.kind_name} models served: {listed}"
-            )
-        if model is None:
+            name, version = served[0], None
+        elif "@" in ref:
+            name, version = parse_model_ref(ref)
+        else:
+            name, version = ref, None
+        series = self.served.get(name)
+        if series is None:
+            listed = ", ".join(self.names(kind)) or "none"
+            if not NAME_PATTERN.match(name) or ".." in name:  # never echo an arbitrary string
+                raise InvalidRequest(
+                    "a model name is 1-64 characters: lowercase letters, digits, '.', '_', '-', starting "
+                    "with a letter or digit, and may end in @VERSION; "
+                    f"{kind.kind_name} models served: {listed}"
+                )
             raise UnknownModel(f"unknown model {name!r}; {kind.kind_name} models served: {listed}")
+        model = series.pick(version, key)
+        if isinstance(model, kind):  # the usual case
+            return model
+        if version is None and isinstance(series.serving(), kind):  # a canary of another kind
+            return series.serving()  # type: ignore[return-value]
+        listed = ", ".join(self.names(kind)) or "none"
         raise InvalidRequest(
-            f"model {name!r} is {_article(model.kind_name)} {model.kind_name} model; "
+            f"model {ref!r} is {_article(model.kind_name)} {model.kind_name} model; "
             f"{kind.kind_name} models served: {listed}"
         )
 
     def names(self, kind: type[ServedModel]) -> list[str]:
-        """The served models of this kind, by name (asked for on every request that names none:
-        kept until the served models change)."""
+        """The served models whose default version is of this kind, by name (asked for on every
+        request that names none: kept until the served models change)."""
         names = self._names.get(kind)
         if names is None:
-            names = self._names[kind] = sorted(n for n, m in self.models.items() if isinstance(m, kind))
+            names = self._names[kind] = sorted(
+                n for n, series in self.served.items() if isinstance(series.serving(), kind)
+            )
         return names
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        ready = self.started and not self.draining and not self.failures and bool(self.models)
+        """Ready once started, while not draining, when every model with a failed version still
+        has a version serving (a new version that fails leaves the old one serving: ready)."""
+        failures = self.failures
+        unserved = [name for name in failures if name not in self.served]
+        ready = self.started and not self.draining and not unserved and bool(self.served)
         if self.draining:
             state = "draining"
         elif not self.started:
@@ -193,14 +452,51 @@ class ModelRegistry:
         return ready, {
             "status": state,
             "models": {
-                name: {"version": m.version, "provider": m.runtime.provider}
-                for name, m in self.models.items()
+                name: {"version": series.serving().version, "provider": series.serving().runtime.provider}
+                for name, series in self.served.items()
             },
-            "failed": self.failures,
+            "failed": failures,
         }
 
     def infos(self) -> list[dict[str, Any]]:
-        return [self.models[name].info() for name in sorted(self.models)]
+        """Every loaded version, by name then version, each saying what it does for unpinned requests."""
+        out = []
+        for name in sorted(self.served):
+            series = self.served[name]
+            for version in sorted(series.versions):
+                info = series.versions[version].info()
+                role = series.role(version)
+                info["state"] = "serving"
+                info["default"] = role == "default"
+                if role == "canary" and series.canary is not None:
+                    info["canary_share"] = series.canary.share
+                out.append(info)
+        return out
+
+    def version_states(self) -> dict[str, dict[str, Any]]:
+        """Per model: its policy, what is published, loaded, loading, failed, and the routing."""
+        names = sorted(
+            set(self.published) | set(self.served) | set(self.loading) | {k[0] for k in self._failed}
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            series = self.served.get(name)
+            canary = series.canary if series is not None else None
+            out[name] = {
+                "policy": str(self.policies.of(name)),
+                "published": sorted(self.published.get(name, {})),
+                "loaded": sorted(series.versions) if series is not None else [],
+                "loading": sorted(self.loading.get(name, set())),
+                "failed": {
+                    str(v): reason for (n, v), (_, reason) in sorted(self._failed.items()) if n == name
+                },
+                "default": series.serving().version if series else None,
+                "rolled_back": series is not None and series.default is not None,
+                "canary": None if canary is None else {"version": canary.version, "share": canary.share},
+                "held": sorted(self.held.get(name, set())),
+                "unloaded_by_admin": sorted(self.excluded.get(name, set())),
+            }
+        return out
 
     def limits(self) -> dict[str, int]:
         """The request limits a client must stay within (n and steps, upload size)."""

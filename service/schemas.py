@@ -22,7 +22,11 @@ Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 Label = int | str  # a class index or a class name
 Truncation = Annotated[float, Field(ge=MIN_TRUNCATION, le=10.0, description="truncation trick threshold")]
 ModelName = Annotated[
-    str | None, Field(description="a served model of the endpoint's task (default: the first by name)")
+    str | None,
+    Field(
+        description="a served model of the endpoint's task: NAME (its default version) or NAME@VERSION "
+        "(pinned); default: the first by name"
+    ),
 ]
 
 

@@ -16,32 +16,37 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from service.access_log import AccessLog
-from service.api.auth import ApiKeyAuth, load_api_keys
+from service.api.auth import ApiKeyAuth, load_admin_keys, load_api_keys
 from service.api.errors import install_error_handlers
 from service.api.middleware import RequestContextMiddleware
 from service.api.playground import load_assets, playground_routes
 from service.api.route import Dispatch
-from service.api.routes import generate, health, mix, models, upscale
+from service.api.routes import admin, generate, health, mix, models, upscale
 from service.config import Settings
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
+from service.repository_watch import RepositoryWatch
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = ServiceMetrics()
     registry = ModelRegistry(settings, metrics)
+    watch = RepositoryWatch(registry, settings.repository_poll_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watch.listen_for_sighup()
         await registry.start()
         # What exists now (modules, sessions, manifests) lives as long as the process: keep the
         # garbage collector from walking it again on every full collection.
         gc.collect()
         gc.freeze()
+        watch.start()  # new versions from now on: see service.registry
         try:
             yield
         finally:
+            await watch.stop()
             await registry.stop()
 
     app = FastAPI(
@@ -53,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry
+    app.state.watch = watch
     # The service's routes come first: the router tries routes in order.
     routers = (
         generate.router(registry, settings),
@@ -60,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upscale.router(registry, settings),
         models.router(registry),
         health.router(registry, metrics),
+        admin.router(registry, load_admin_keys(settings)),
     )
     app.router.routes[:0] = [route for router in routers for route in router.routes]
     assets = load_assets() if settings.playground else {}
@@ -75,5 +82,7 @@ def create_service(settings: Settings, access_log: AccessLog | None = None) -> t
     app = create_app(settings)
     dispatch = Dispatch(app, app.routes)
     keys = load_api_keys(settings)
+    if keys:  # an admin key is an API key too
+        keys += load_admin_keys(settings)
     auth = ApiKeyAuth(dispatch, keys, settings.auth_health, settings.auth_metrics, app.state.static_paths)
     return RequestContextMiddleware(auth, app.state.metrics, settings.max_body_bytes, access_log), app

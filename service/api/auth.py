@@ -36,10 +36,39 @@ def load_api_keys(settings: Settings) -> list[bytes]:
         keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
         if not keys:
             raise ValueError(f"the API keys file {path} holds no key")
+    return _checked(keys, "API")
+
+
+def load_admin_keys(settings: Settings) -> list[bytes]:
+    """The admin API's keys (empty: the admin API is off). An admin key is also an API key."""
+    return _checked([k.strip() for k in settings.admin_keys.split(",") if k.strip()], "admin")
+
+
+def _checked(keys: list[str], what: str) -> list[bytes]:
     short = [k for k in keys if len(k) < 16]
     if short:
-        raise ValueError(f"{len(short)} API key(s) shorter than 16 characters; use long random keys")
+        raise ValueError(f"{len(short)} {what} key(s) shorter than 16 characters; use long random keys")
     return [k.encode() for k in keys]
+
+
+def presented_key(scope: Scope) -> bytes | None:
+    """The key a request carries, in X-API-Key or as Authorization: Bearer."""
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            return bytes(value.strip())
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            return bytes(value[7:].strip())
+    return None
+
+
+def key_matches(presented: bytes | None, keys: list[bytes]) -> bool:
+    """Compared with every key, always: the time taken does not say which matched, or how much."""
+    if not presented:
+        return False
+    match = False
+    for key in keys:
+        match |= hmac.compare_digest(presented, key)
+    return match
 
 
 class ApiKeyAuth:
@@ -63,7 +92,7 @@ class ApiKeyAuth:
         if scope["type"] != "http" or not self.keys or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
-        if self._valid(self._presented(scope)):
+        if key_matches(presented_key(scope), self.keys):
             await self.app(scope, receive, send)
             return
         response = error_response(
@@ -71,20 +100,3 @@ class ApiKeyAuth:
         )
         response.headers["WWW-Authenticate"] = 'Bearer realm="gan-serving"'
         await response(scope, receive, send)
-
-    @staticmethod
-    def _presented(scope: Scope) -> bytes | None:
-        for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                return bytes(value.strip())
-            if name == b"authorization" and value[:7].lower() == b"bearer ":
-                return bytes(value[7:].strip())
-        return None
-
-    def _valid(self, presented: bytes | None) -> bool:
-        if not presented:
-            return False
-        match = False
-        for key in self.keys:  # every key, always: the time taken does not depend on which matched
-            match |= hmac.compare_digest(presented, key)
-        return match

@@ -70,9 +70,11 @@ def test_a_model_is_replaced_while_serving_and_the_old_one_retired(tmp_path: Pat
             )
             await asyncio.sleep(0)
             second_version(repo, "digits")
-            new = await registry.load("digits", 2)
-            assert new is not None and registry.resolve("digits", Generator) is new
+            await registry.sync()  # the policy (latest:1) serves 2 and takes 1 out of service
+            new = registry.resolve("digits", Generator)
+            assert new.version == 2 and list(registry.served["digits"].versions) == [2]
             assert len((await in_flight).images) == 64
+            await registry.retired()
             assert not any(thread.is_alive() for thread in old.lanes._threads)  # retired: lanes ended
             with pytest.raises(NotReady, match="out of service"):  # and its queue refuses work
                 await old.generate(request(seed=1), "png", time.monotonic() + FAR, CancelToken())
@@ -112,7 +114,13 @@ def test_a_version_that_fails_to_load_leaves_the_served_one_serving(tmp_path: Pa
             served = registry.resolve("digits", Generator)
             assert served.version == 1
             answer = await served.generate(request(seed=1), "png", time.monotonic() + FAR, CancelToken())
-            assert answer.version == 1 and not registry.readiness()[0]  # degraded: a failure to look at
+            # Still ready (the old version serves); the failure is reported, and not tried again
+            # at every sync while the files stay the same.
+            ready, body = registry.readiness()
+            assert answer.version == 1 and ready and "sha256 does not match" in body["failed"]["digits"]
+            await registry.sync()
+            assert registry.resolve("digits", Generator).version == 1
+            assert registry.metrics.model_loads.labels("digits", "failed")._value.get() == 1
         finally:
             await registry.stop()
 
@@ -150,6 +158,7 @@ def test_a_retired_model_releases_its_session_even_with_the_collector_frozen(tmp
             session = weakref.ref(old.runtime.sessions["model"])
             again = await registry.load("digits", 1)  # the same version, e.g. after --replace
             assert again is not None and again is not old
+            await registry.retired()
             assert session() is None  # released at once, not left to the (frozen) collector
             with pytest.raises(NotReady, match="out of service"):
                 await old.generate(request(seed=1), "png", time.monotonic() + FAR, CancelToken())

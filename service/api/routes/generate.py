@@ -58,7 +58,7 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         binary = _binary_format(header(request.scope, b"accept"), body)
         if binary and body.return_latents:
             raise InvalidRequest("return_latents needs the JSON answer (Accept: application/json)")
-        model = registry.resolve(body.model, Generator)
+        model = registry.resolve(body.model, Generator, body.seed if body.seeds is None else body.seeds[0])
         async with disconnect_watch(request.receive) as cancel:
             result = await model.generate(body, binary or body.format, deadline, cancel)
         request.state.model, request.state.version = result.model, result.version
@@ -84,7 +84,7 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         deadline = deadline_from_header(
             header(request.scope, b"x-deadline-ms"), default_ms=default_deadline_ms
         )
-        model = registry.resolve(body.model, Generator)
+        model = registry.resolve(body.model, Generator, body.from_seed)
         async with disconnect_watch(request.receive) as cancel:
             result = await model.walk(body, deadline, cancel)
         request.state.model, request.state.version = result.model, result.version

@@ -48,7 +48,7 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         figure_format = _figure_format(header(request.scope, b"accept"), body)
         if figure_format is not None:
             body = body.model_copy(update={"grid": True, "format": figure_format})
-        model = registry.resolve(body.model, StyleGenerator)
+        model = registry.resolve(body.model, StyleGenerator, body.row_seeds[0] if body.row_seeds else None)
         async with disconnect_watch(request.receive) as cancel:
             result = await model.mix(body, deadline, cancel)
         request.state.model, request.state.version = result.model, result.version

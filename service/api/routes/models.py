@@ -16,10 +16,17 @@ def router(registry: ModelRegistry) -> APIRouter:
 
     @api.get("/v1/models")
     async def list_models(request: Request) -> Response:
-        """Manifests of the served models (with the execution provider each runs on and the memory
-        it took), the models that failed to load with the reason, and this server's request limits."""
+        """Every loaded version's manifest (with the execution provider it runs on, the memory it
+        took, and whether it is the default or a canary), each model's versions (policy,
+        published, loaded, loading, failed, routing), what failed to load and why, and this
+        server's request limits."""
         return json_response(
-            {"models": registry.infos(), "failed": registry.failures, "limits": registry.limits()}
+            {
+                "models": registry.infos(),
+                "versions": registry.version_states(),
+                "failed": registry.failures,
+                "limits": registry.limits(),
+            }
         )
 
     return api
