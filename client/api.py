@@ -438,8 +438,13 @@ class GanClient(_Retrying):
         return parse_upscale(self.send(upscale_request(data, media_type, **options)))
 
     def models(self) -> list[dict[str, Any]]:
-        """The served models' manifests (GET /v1/models)."""
+        """The manifests of the loaded model versions (GET /v1/models); `default` marks the version
+        that answers requests naming no version."""
         return list(self.send(Request("GET", "/v1/models")).json()["models"])
+
+    def versions(self) -> dict[str, dict[str, Any]]:
+        """Each model's versions: policy, published, loaded, loading, failed, default, canary."""
+        return dict(self.send(Request("GET", "/v1/models")).json().get("versions", {}))
 
     def health(self) -> bool:
         """True when the service answers /healthz (no retries)."""
@@ -514,6 +519,9 @@ class AsyncGanClient(_Retrying):
 
     async def models(self) -> list[dict[str, Any]]:
         return list((await self.send(Request("GET", "/v1/models"))).json()["models"])
+
+    async def versions(self) -> dict[str, dict[str, Any]]:
+        return dict((await self.send(Request("GET", "/v1/models"))).json().get("versions", {}))
 
     async def health(self) -> bool:
         try:

@@ -5,6 +5,7 @@
     gan-client walk --model digits-conditional --from-seed 1 --to-seed 2 --steps 8 --label 6 --out walk
     gan-client mix --model digits-style --rows 1,2,3 --cols 4,5,6,7 --crossover coarse --out mixing
     gan-client models
+    gan-client versions
     gan-client health
 
 Exit status: 0 when every item is done (or was already), 1 when some failed or the job stopped
@@ -18,6 +19,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from client.api import API_KEY_ENV, DEFAULT_URL, URL_ENV, AsyncGanClient, GanClient
 from client.errors import GanClientError
@@ -43,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", parents=[common], help="generate N images into a folder")
-    gen.add_argument("--model", help="a served generate model (default: the first by name)")
+    gen.add_argument(
+        "--model", help="a served generate model, NAME or NAME@VERSION (default: the first by name)"
+    )
     gen.add_argument("--n", type=int, required=True, help="images in all")
     gen.add_argument(
         "--labels", help="classes to cycle through: '0-9', '0,3,7' or names (default: every class)"
@@ -58,12 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("upscale", parents=[common], help="upscale every image of a folder")
     up.add_argument("in_dir", type=Path)
     up.add_argument("out_dir", type=Path)
-    up.add_argument("--model", help="a served upscale model (default: the first by name)")
+    up.add_argument(
+        "--model", help="a served upscale model, NAME or NAME@VERSION (default: the first by name)"
+    )
     up.add_argument("--format", choices=list(EXTENSIONS), help="output format (default: the input's)")
     up.add_argument("--recursive", action="store_true", help="into subfolders too, keeping the structure")
 
     walk = sub.add_parser("walk", parents=[common], help="a latent walk between two seeds, one file per step")
-    walk.add_argument("--model", help="a served generate model (default: the first by name)")
+    walk.add_argument(
+        "--model", help="a served generate model, NAME or NAME@VERSION (default: the first by name)"
+    )
     walk.add_argument("--from-seed", type=int, required=True, help="the first image is this seed's")
     walk.add_argument("--to-seed", type=int, required=True, help="the last image is this seed's")
     walk.add_argument("--steps", type=int, default=8, help="images, both ends included (default 8)")
@@ -84,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     mix = sub.add_parser(
         "mix", parents=[common], help="a style-mixing grid (style models), one file per image"
     )
-    mix.add_argument("--model", help="a served style model (default: the first by name)")
+    mix.add_argument(
+        "--model", help="a served style model, NAME or NAME@VERSION (default: the first by name)"
+    )
     mix.add_argument("--rows", required=True, help="row source seeds: '1,2,3' or '1-3'")
     mix.add_argument("--cols", required=True, help="column source seeds: '4,5,6' or '4-6'")
     mix.add_argument(
@@ -96,9 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--format", choices=[f for f in EXTENSIONS if f != "npy"], default="png")
     mix.add_argument("--out", type=Path, required=True, help="output folder")
 
-    sub.add_parser("models", parents=[common], help="print the served models as JSON")
+    sub.add_parser("models", parents=[common], help="print the served models (every loaded version) as JSON")
+    sub.add_parser(
+        "versions", parents=[common], help="each model's versions: loaded, default, canary, failed, policy"
+    )
     sub.add_parser("health", parents=[common], help="exit 0 when the service is up and ready")
     return parser
+
+
+def versions_table(versions: dict[str, dict[str, Any]]) -> str:
+    """One line per model: its loaded versions (* the default, ~ a canary with its share)."""
+    lines = []
+    for name, state in sorted(versions.items()):
+        canary = state.get("canary") or {}
+        marks = []
+        for v in state.get("loaded", []):
+            mark = "*" if v == state.get("default") else ""
+            if v == canary.get("version"):
+                mark = f"~{canary['share']:g}"
+            marks.append(f"{v}{mark}")
+        line = f"{name}: loaded {', '.join(marks) or 'none'} (policy {state.get('policy')}"
+        line += f", published {', '.join(map(str, state.get('published', []))) or 'none'})"
+        if state.get("rolled_back"):
+            line += ", rolled back"
+        for v, reason in sorted(state.get("failed", {}).items()):
+            line += f"\n  version {v} failed: {reason}"
+        lines.append(line)
+    return "\n".join(lines) or "no models"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "models":
             with _client(args) as gan:
                 print(json.dumps(gan.models(), indent=2))
+            return 0
+        elif args.command == "versions":
+            with _client(args) as gan:
+                print(versions_table(gan.versions()))
             return 0
         else:
             with _client(args) as gan:

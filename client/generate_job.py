@@ -24,6 +24,7 @@ from client.api import AsyncGanClient, GenerateResult
 from client.errors import GanClientError, ServerUnreachable
 from client.files import EXTENSIONS, atomic_write, remove_partial_files
 from client.runner import Abort, JobError, Progress, Summary, run_bounded
+from client.versions import pinned, served_version, split_ref
 
 JOB_FILE = "job.json"
 MANIFEST = "manifest.jsonl"
@@ -39,6 +40,12 @@ class GenerateJob:
     format: str = "png"
     truncation: float | None = None
     truncation_psi: float | None = None  # style models
+    version: int | None = None  # the model version every request pins (None: a job.json from before)
+
+    @property
+    def ref(self) -> str:
+        """The model as requests name it: pinned to the job's version."""
+        return self.model if self.version is None else pinned(self.model, self.version)
 
     def item(self, i: int) -> tuple[int, int | None]:
         """(seed, label) of image i."""
@@ -72,17 +79,13 @@ def parse_labels(text: str) -> list[str]:
     return out
 
 
-def resolve_model(models: list[dict[str, Any]], name: str | None) -> dict[str, Any]:
-    """The served generate model asked for (default: the first by name, as the server does)."""
-    generators = sorted((m for m in models if m.get("task") == "generate"), key=lambda m: m["name"])
-    if not generators:
-        raise JobError("the server serves no generate model")
-    if name is None:
-        return generators[0]
-    for m in generators:
-        if m["name"] == name:
-            return m
-    raise JobError(f"unknown generate model {name!r}; served: {', '.join(m['name'] for m in generators)}")
+def recorded_job(out: Path) -> dict[str, Any] | None:
+    """OUT/job.json, if there is a readable one (settle_job reports one that is not)."""
+    try:
+        recorded = json.loads((out / JOB_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
 
 
 def resolve_labels(manifest: dict[str, Any], wanted: list[str] | None) -> list[int] | None:
@@ -118,8 +121,13 @@ def settle_job(out: Path, job: GenerateJob, seed_given: bool) -> GenerateJob:
             raise JobError(f"{path} is not valid JSON ({e}); move it away to start a new job") from e
         if not seed_given:
             job = GenerateJob(**{**asdict(job), "seed": recorded.get("seed", job.seed)})
-        # unset options (None) are left out, so a job.json from before an option existed matches
-        ours = {k: v for k, v in asdict(job).items() if k != "n" and v is not None}
+        # Unset options (None) are left out, so a job.json from before an option existed matches;
+        # a job from before versions were pinned takes the version it is resumed on.
+        ours = {
+            k: v
+            for k, v in asdict(job).items()
+            if k != "n" and v is not None and (k != "version" or "version" in recorded)
+        }
         theirs = {k: v for k, v in recorded.items() if k != "n" and v is not None}
         if ours != theirs:
             diff = ", ".join(
@@ -213,9 +221,16 @@ async def run_generate(
         raise JobError(f"unknown format {format!r}; choose from {', '.join(EXTENSIONS)}")
     if seed is not None and not 0 <= seed <= MAX_SEED - n:
         raise JobError(f"seed must be between 0 and {MAX_SEED - n} for n={n}")
-    served = resolve_model(await client.models(), model)
+    name, version = split_ref(model)
+    recorded = recorded_job(out)  # a re-run resumes the job's model and version unless told otherwise
+    if recorded is not None and name is None:
+        name = recorded.get("model")
+    if recorded is not None and version is None and recorded.get("model") == name:
+        version = recorded.get("version")
+    served = served_version(await client.models(), "generate", name, version)
     job = GenerateJob(
         model=served["name"],
+        version=int(served["version"]),
         n=n,
         seed=seed if seed is not None else random.SystemRandom().randrange(MAX_SEED - 10**12),
         labels=resolve_labels(served, labels),
@@ -246,7 +261,7 @@ async def run_generate(
             seeds = [s for s, _ in group]
             try:
                 result: GenerateResult = await client.generate(
-                    model=job.model,
+                    model=job.ref,
                     seeds=seeds,
                     labels=None if job.labels is None else [label for _, label in group],
                     format=job.format,

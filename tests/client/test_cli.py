@@ -160,7 +160,9 @@ def test_upscale_job_keeps_the_structure_and_reports_bad_inputs(small_server: Se
     assert "done 4, skipped 0, failed 1, not images 1" in run.stdout
     assert "broken.png" in run.stderr and "invalid_request" in run.stderr
     assert "not a PNG, JPEG or WebP image" in run.stderr and "notes.txt" in run.stderr
-    sizes = {name: Image.open(io.BytesIO(data)).size for name, data in files_under(out).items()}
+    made = files_under(out)
+    assert json.loads(made.pop(".upscale-job.json")) == {"model": "srresnet-x2", "version": 1}
+    sizes = {name: Image.open(io.BytesIO(data)).size for name, data in made.items()}
     assert sizes == {
         "a.png": (40, 24),
         "trip/b.jpg": (32, 32),
@@ -180,7 +182,7 @@ def test_upscale_job_keeps_the_structure_and_reports_bad_inputs(small_server: Se
     inside = photos / "x2"
     flat = gan_client("upscale", str(photos), str(inside), "--format", "webp", url=small_server.url)
     assert flat.returncode == 0, flat.stderr
-    assert sorted(files_under(inside)) == ["a.webp"]
+    assert sorted(files_under(inside)) == [".upscale-job.json", "a.webp"]
     # Output folder = input folder is refused before anything is sent.
     same = gan_client("upscale", str(photos), str(photos), url=small_server.url)
     assert same.returncode == 2 and "overwritten" in same.stderr
