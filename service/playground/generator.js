@@ -106,7 +106,7 @@ export class GeneratorPanel {
 
   // The common options of both forms; throws ApiError (with a message for the person) on bad input.
   options() {
-    const body = { model: this.model.name };
+    const body = { model: this.model.ref };
     const label = this.el.label.value;
     if (this.model.generator.classes.count > 0 && label !== "") body.label = Number(label);
     if (this.style) {

@@ -71,7 +71,8 @@ export class LiveView {
   renderModels(samples) {
     const rows = this.models.map((m) => {
       const depth = sum(samples, "gan_queue_depth_units", { model: m.name });
-      return [`${m.name} v${m.version}`, m.task, device(m), String(depth)];
+      const role = m.default === false ? (m.canary_share ? " (canary)" : " (pinned only)") : "";
+      return [`${m.name} v${m.version}${role}`, m.task, device(m), String(depth)];
     });
     fillTable(this.root.querySelector("#live-models tbody"), rows, "no models served");
   }
@@ -99,7 +100,8 @@ export class LiveView {
   renderBatches(samples) {
     const box = this.root.querySelector("#live-batches");
     const charts = [];
-    for (const m of this.models) {
+    // Batches are counted per model name, whichever version ran them: one chart per name.
+    for (const m of this.models.filter((v, i, all) => all.findIndex((o) => o.name === v.name) === i)) {
       const bars = histogramBars(buckets(samples, "gan_batch_size_units", { model: m.name }));
       const batches = bars.reduce((total, b) => total + b.count, 0);
       charts.push(batchChart(m.name, bars, batches));

@@ -1,5 +1,7 @@
 // The page: loads the served models from /v1/models, shows the panel for the one picked (its
-// name is kept in the URL's #model= so a link opens the same model), and the live view.
+// name, and the version when one is pinned, are kept in the URL's #model=NAME&version=N so a link
+// opens the same model), and the live view. Requests go to the model's default version unless a
+// version is picked: then they pin it (NAME@N), as clients do.
 
 import { apiKey, call, device, setApiKey } from "./api.js";
 import { GeneratorPanel } from "./generator.js";
@@ -16,7 +18,8 @@ class Playground {
     this.generator = new GeneratorPanel($("generator"));
     this.upscaler = new UpscalerPanel($("upscaler"));
     this.live = new LiveView($("live"), (text, ok) => this.status(text, ok));
-    $("model").addEventListener("change", () => this.pick($("model").value));
+    $("model").addEventListener("change", () => this.pick($("model").value, ""));
+    $("version").addEventListener("change", () => this.pick($("model").value, $("version").value));
     $("api-key").value = apiKey();
     $("key-form").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -57,7 +60,9 @@ class Playground {
       if (!served.length) continue;
       const group = document.createElement("optgroup");
       group.label = title;
-      for (const m of served) group.append(new Option(`${m.name} (v${m.version}, ${device(m)})`, m.name));
+      for (const m of served.filter((v) => isDefault(v, this.models))) {
+        group.append(new Option(`${m.name} (v${m.version}, ${device(m)})`, m.name));
+      }
       groups.push(group);
     }
     select.replaceChildren(...groups);
@@ -67,17 +72,31 @@ class Playground {
       showError($("page-error"), new Error(`no models are served${failures.length ? "; " + failures.join("; ") : ""}`));
       return;
     }
-    const wanted = new URLSearchParams(location.hash.slice(1)).get("model");
+    const hash = new URLSearchParams(location.hash.slice(1));
+    const wanted = hash.get("model");
     const chosen = this.models.find((m) => m.name === wanted) || this.models[0];
     select.value = chosen.name;
-    this.pick(chosen.name);
+    this.pick(chosen.name, hash.get("version") || "");
   }
 
-  pick(name) {
-    const model = this.models.find((m) => m.name === name);
-    if (!model) return;
-    history.replaceState(null, "", `#model=${encodeURIComponent(name)}`);
-    $("model-info").textContent = describe(model);
+  // The model `name` at `version` ("" for its default version): its panel, and the version picker.
+  pick(name, version) {
+    const versions = this.models.filter((m) => m.name === name).sort((a, b) => a.version - b.version);
+    if (!versions.length) return;
+    const fallback = versions.find((m) => isDefault(m, this.models)) || versions[versions.length - 1];
+    const pinned = versions.find((m) => String(m.version) === version);
+    const entry = pinned || fallback;
+    const picker = $("version");
+    picker.replaceChildren(
+      new Option(`default (v${fallback.version})`, ""),
+      ...versions.map((m) => new Option(`v${m.version}${role(m)}`, String(m.version))),
+    );
+    picker.value = pinned ? String(pinned.version) : "";
+    picker.disabled = false;
+    const model = { ...entry, ref: pinned ? `${name}@${pinned.version}` : name };
+    const where = `#model=${encodeURIComponent(name)}${pinned ? `&version=${pinned.version}` : ""}`;
+    history.replaceState(null, "", where);
+    $("model-info").textContent = describe(model) + (pinned ? ` Pinned to version ${pinned.version}.` : "");
     if (model.task === "generate") {
       this.upscaler.hide();
       this.generator.show(model, this.limits);
@@ -93,6 +112,19 @@ class Playground {
     pill.classList.toggle("ok", ok);
     pill.classList.toggle("bad", !ok);
   }
+}
+
+// Whether a listed version is its model's default (a server without versions side by side lists
+// one version per model, with no "default" field).
+function isDefault(model, models) {
+  if ("default" in model) return model.default;
+  return !models.some((m) => m.name === model.name && m.version > model.version);
+}
+
+function role(model) {
+  if (model.default) return " · default";
+  if (model.canary_share) return ` · canary ${Math.round(model.canary_share * 100)}%`;
+  return "";
 }
 
 // One line about a model from its manifest.

@@ -85,7 +85,7 @@ export class UpscalerPanel {
     const { submit, error, result, sizes, download, before, after } = this.el;
     await busy(submit, error, async () => {
       if (!this.file) throw new Error("choose an image first");
-      const params = new URLSearchParams({ model: this.model.name });
+      const params = new URLSearchParams({ model: this.model.ref });
       if (this.el.format.value) params.set("format", this.el.format.value);
       const started = performance.now();
       const response = await call(`/upscale?${params}`, {

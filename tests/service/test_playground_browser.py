@@ -531,3 +531,40 @@ def test_api_key_asked_for_and_used(browser: Browser, make_server: Callable[...,
         )
     finally:
         context.close()
+
+
+def test_a_version_is_picked_and_pinned(browser: Browser, tmp_path: Path) -> None:
+    """Two versions of digits side by side: the page offers the default and each version; a
+    picked version is pinned in the requests and in the link."""
+    from bench.swap_bench import publish
+
+    repo = tmp_path / "models"
+    publish(repo, 1)
+    publish(repo, 2)
+    srv = start_server(tmp_path, repo, version_policy="latest:2", repository_poll_s=0)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.set_default_timeout(20_000)
+    try:
+        open_model(tab, srv, "digits")
+        options = tab.locator("#version option").all_inner_texts()
+        assert options == ["default (v2)", "v1", "v2 · default"]
+        default_grid = generate_grid(tab, 2, "40", None)
+        assert "from digits v2" in tab.inner_text("#gen-summary")
+        tab.select_option("#version", "1")
+        assert tab.evaluate("location.hash") == "#model=digits&version=1"
+        assert "Pinned to version 1" in tab.inner_text("#model-info")
+        pinned_grid = generate_grid(tab, 2, "40", None)
+        assert "from digits v1" in tab.inner_text("#gen-summary")
+        expected = api_images(srv, "/generate", {"model": "digits@1", "seed": 40, "n": 2})
+        assert pinned_grid == [pixel_digest(png) for png in expected] != default_grid
+        shot(tab, "11-version-pinned")
+        tab.reload()  # the link opens the same version
+        tab.wait_for_selector("#generator:not([hidden])")
+        assert tab.input_value("#version") == "1"
+    finally:
+        context.close()
+        srv.stop()
+    assert not errors, f"script errors on the page: {errors}"
