@@ -16,6 +16,9 @@ from training.evaluation.toy import toy_quality
 log = logging.getLogger(__name__)
 PR_NEIGHBOURS = 3  # k of the k-NN precision/recall
 EVAL_SEED = 1234  # the same latents at every evaluation, so numbers are comparable across steps
+# Accuracy is judged on this many times the samples FD uses: near 99 % its standard error falls
+# from 0.26 to 0.08 points on digits (1,438 -> 14,380 samples), below the differences it compares.
+ACCURACY_DRAWS = 10
 
 
 @torch.no_grad()
@@ -92,6 +95,12 @@ def evaluate(
     else:  # a tiny folder: k-NN balls need more than k held-out images
         log.warning("precision/recall skipped: %d held-out image(s), need more than %d", m, PR_NEIGHBOURS)
     if labels is not None and net_info.get("feature_net") == "classifier":
-        result["accuracy"] = float((predict(net, fake) == labels).float().mean())
+        # More samples, from other latents, after the first n (which FD and precision/recall use
+        # and which stay as they were).
+        more = balanced_labels(n * ACCURACY_DRAWS, num_classes)[n:]
+        extra = generate(generator, more.shape[0], seed=EVAL_SEED + 1, labels=more)
+        correct = (predict(net, fake) == labels).sum() + (predict(net, extra) == more).sum()
+        result["accuracy"] = float(correct) / (n + more.shape[0])
+        result["accuracy_samples"] = n + more.shape[0]
     result["fd_ratio"] = float(result["fd"]) / max(float(result["fd_real_baseline"]), 1e-12)
     return result
