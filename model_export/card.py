@@ -81,16 +81,17 @@ def _upscaler_sample(sess: ort.InferenceSession, manifest: dict[str, Any]) -> tu
     section = manifest["upscaler"]
     scale, channels = section["scale"], section["channels"]
     photo = Image.fromarray(skimage.data.chelsea())  # 451x300, held out from sr_skimage training
-    hr = photo.crop((120, 40, 120 + SR_CROP, 40 + SR_CROP)).convert("RGB" if channels == 3 else "L")
-    lr = hr.resize((SR_CROP // scale, SR_CROP // scale), Image.Resampling.BICUBIC, reducing_gap=None)
+    side = SR_CROP // scale * scale  # a whole number of low-resolution pixels (x3: 126)
+    hr = photo.crop((120, 40, 120 + side, 40 + side)).convert("RGB" if channels == 3 else "L")
+    lr = hr.resize((side // scale, side // scale), Image.Resampling.BICUBIC, reducing_gap=None)
     lr_array = np.asarray(lr, dtype=np.uint8).reshape(1, lr.height, lr.width, channels)
     model_out = _to_pil(sess.run(None, {"image": lr_array})[0][0])
-    bicubic = lr.resize((SR_CROP, SR_CROP), Image.Resampling.BICUBIC)
-    panels = [np.asarray(p).reshape(SR_CROP, SR_CROP, channels) for p in (bicubic, model_out, hr)]
+    bicubic = lr.resize((side, side), Image.Resampling.BICUBIC)
+    panels = [np.asarray(p).reshape(side, side, channels) for p in (bicubic, model_out, hr)]
     strip = _grid(np.stack(panels), 1, 3)
     zoom = 2
     caption = (
-        f"A {SR_CROP // scale}x{SR_CROP // scale} crop of scikit-image's chelsea, upscaled x{scale}: "
+        f"A {side // scale}x{side // scale} crop of scikit-image's chelsea, upscaled x{scale}: "
         "bicubic | this model | the original (shown at 2x)."
     )
     return _to_pil(strip).resize(

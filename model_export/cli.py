@@ -1,6 +1,10 @@
-"""gan-export: publish a checkpoint as a versioned ONNX model, or check a model repository.
+"""gan-export: publish a checkpoint, or a generator made elsewhere, as a versioned ONNX model, or
+check a model repository.
 
 gan-export CHECKPOINT --repo models --name NAME [--version N] [--precision fp32|fp16] [--opset N]
+gan-export --module pkg.mod:Factory --weights g.pt [--kwargs JSON] --task generate --latent-size 16
+           [--classes 10] --output-range 0,1 --layout nchw --name NAME
+gan-export model.ts.pt|model.onnx --task upscale --scale 3 --input-range 0,1 --output-range 0,1 --name NAME
 gan-export check [--repo models]
 """
 
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from model_export.errors import ExportError
 from model_export.onnx_file import DEFAULT_OPSET, MIN_OPSET
@@ -20,11 +25,17 @@ from model_repository.repository import RepositoryError, list_models, list_versi
 def _export_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gan-export",
-        description="Export a generator checkpoint (generator.pt or checkpoints/step_N.pt) to "
-        "REPO/NAME/VERSION/{model.onnx,manifest.json}, verified against PyTorch first. "
+        description="Export a generator checkpoint (generator.pt or checkpoints/step_N.pt), or a "
+        "generator or upscaler made elsewhere (--module, a TorchScript file, an ONNX file), to "
+        "REPO/NAME/VERSION/{model.onnx,manifest.json}, verified against the original first. "
         "`gan-export check --repo DIR` validates a repository.",
     )
-    p.add_argument("checkpoint", type=Path, help="a run's generator.pt, or a training checkpoint")
+    p.add_argument(
+        "checkpoint",
+        type=Path,
+        nargs="?",
+        help="a run's generator.pt or a training checkpoint; or a TorchScript (.pt) or ONNX (.onnx) file",
+    )
     p.add_argument("--repo", type=Path, default=Path("models"), help="model repository (default: models)")
     p.add_argument("--name", required=True, help="model name: lowercase letters, digits, '.', '_', '-'")
     p.add_argument("--version", type=int, default=None, help="version number (default: the next one)")
@@ -44,7 +55,86 @@ def _export_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--replace", action="store_true", help="replace an existing version (default: refuse)")
     p.add_argument("--no-card", action="store_true", help="skip README.md and sample.png")
+    made = p.add_argument_group(
+        "a model made elsewhere", "what cannot be probed is declared; what can is checked against it"
+    )
+    made.add_argument("--module", help="package.module:Factory, imported from here or PYTHONPATH")
+    made.add_argument("--weights", type=Path, help="the module's state dict (read with weights_only=True)")
+    made.add_argument("--kwargs", default="{}", help="the factory's keyword arguments, as JSON")
+    made.add_argument("--task", choices=("generate", "upscale"), help="what the model does")
+    made.add_argument("--latent-size", type=int, help="generate: the length of z")
+    made.add_argument("--classes", type=int, default=0, help="generate: number of classes (0: unconditional)")
+    made.add_argument("--class-names", help="generate: the classes' names, comma-separated")
+    made.add_argument(
+        "--label-format", choices=("index", "onehot"), default="index", help="how the model takes labels"
+    )
+    made.add_argument("--output-range", help="LOW,HIGH of the model's output values, e.g. -1,1 or 0,1")
+    made.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw", help="the model's image layout")
+    made.add_argument("--scale", type=int, help="upscale: the factor")
+    made.add_argument("--input-range", default="0,1", help="upscale: LOW,HIGH the model takes pixels in")
+    made.add_argument(
+        "--receptive-radius", type=int, help="upscale: pixels a pixel's output depends on (probed)"
+    )
     return p
+
+
+ADOPTION_FLAGS = ("module", "weights", "task", "latent_size", "scale", "output_range", "receptive_radius")
+
+
+def _adopted(args: argparse.Namespace) -> bool:
+    """Is this a model made elsewhere (a module, a TorchScript or an ONNX file)?"""
+    from model_export.adopt import is_torchscript
+
+    if args.module is not None:
+        if args.checkpoint is not None:
+            raise ExportError("give either a file or --module, not both")
+        return True
+    if args.checkpoint is None:
+        raise ExportError("give a checkpoint (or a TorchScript or ONNX file), or --module")
+    path = args.checkpoint
+    foreign = path.suffix.lower() == ".onnx" or (path.is_file() and is_torchscript(path))
+    given = [f"--{f.replace('_', '-')}" for f in ADOPTION_FLAGS if getattr(args, f) is not None]
+    if not foreign and given:
+        raise ExportError(
+            f"{', '.join(given)}: for models made elsewhere; {path} is a checkpoint of this project"
+        )
+    return foreign
+
+
+def _adopt(args: argparse.Namespace) -> Any:
+    """The export source of a model made elsewhere, from the declared interface."""
+    import json
+
+    from model_export.adopt import Interface, adopted_source, parse_range
+
+    if args.task is None or args.output_range is None:
+        raise ExportError(
+            "a model made elsewhere needs --task and --output-range (and for generate --latent-size)"
+        )
+    try:
+        kwargs = json.loads(args.kwargs)
+    except ValueError as e:
+        raise ExportError(f"--kwargs is not JSON: {e}") from None
+    if not isinstance(kwargs, dict):
+        raise ExportError("--kwargs must be a JSON object")
+    names = tuple(n.strip() for n in args.class_names.split(",")) if args.class_names else ()
+    interface = Interface(
+        task=args.task,
+        output_range=parse_range(args.output_range, "--output-range"),
+        layout=args.layout,
+        latent_size=args.latent_size,
+        classes=args.classes or len(names),
+        class_names=names,
+        label_format=args.label_format,
+        scale=args.scale,
+        input_range=parse_range(args.input_range, "--input-range"),
+        receptive_radius=args.receptive_radius,
+    )
+    if args.module is not None:
+        return adopted_source(interface, module=args.module, weights=args.weights, kwargs=kwargs)
+    if args.weights is not None:
+        raise ExportError("--weights goes with --module (a TorchScript or ONNX file holds its weights)")
+    return adopted_source(interface, path=args.checkpoint)
 
 
 def _check_parser() -> argparse.ArgumentParser:
@@ -57,13 +147,26 @@ def _check_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_export(argv: list[str]) -> int:
-    args = _export_parser().parse_args(argv)
-    # Imported here: `gan-export check` and --help need neither torch nor onnx.
-    from model_export.export import export_checkpoint
+def _joined_ranges(argv: list[str]) -> list[str]:
+    """`--output-range -1,1` as `--output-range=-1,1`: argparse would take -1,1 for an option."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in ("--output-range", "--input-range") and arg.startswith("-"):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
-    result = export_checkpoint(
-        args.checkpoint,
+
+def run_export(argv: list[str]) -> int:
+    args = _export_parser().parse_args(_joined_ranges(argv))
+    # Imported here: `gan-export check` and --help need neither torch nor onnx.
+    from model_export.export import export_source
+    from model_export.source import load_source
+
+    source = _adopt(args) if _adopted(args) else load_source(args.checkpoint)
+    result = export_source(
+        source,
         args.repo,
         args.name,
         version=args.version,

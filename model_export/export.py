@@ -30,6 +30,7 @@ import torch
 from model_export.card import write_card
 from model_export.errors import ExportError
 from model_export.onnx_file import DEFAULT_OPSET, check_opset, export_graph
+from model_export.onnx_wrap import compose, default_opset
 from model_export.parity import TOLERANCES, ParityReport, measure_parity
 from model_export.pixel_graphs import PRECISIONS, GraphSpec, build_graph, graph_specs
 from model_export.source import Source, load_source
@@ -64,6 +65,24 @@ def export_checkpoint(
     card: bool = True,
 ) -> ExportResult:
     # 1. arguments
+    check_arguments(repo, name, version, precision, opset, tolerance, replace)
+
+    # 2. the generator, rebuilt from the checkpoint
+    return export_source(
+        load_source(checkpoint), repo, name, version, precision, opset, tolerance, replace, card
+    )
+
+
+def check_arguments(
+    repo: Path,
+    name: str,
+    version: int | None,
+    precision: str,
+    opset: int,
+    tolerance: float | None,
+    replace: bool,
+) -> float:
+    """Step 1, before any slow work; the tolerance to use."""
     check_name(name)
     check_opset(opset)
     if precision not in PRECISIONS:
@@ -76,9 +95,26 @@ def export_checkpoint(
             f"{name} version {version} already exists in {repo}; versions are immutable "
             "(leave --version out for the next number, or pass --replace)"
         )
+    return tolerance
 
-    # 2. the generator, rebuilt from the checkpoint
-    source = load_source(checkpoint)
+
+def export_source(
+    source: Source,
+    repo: Path,
+    name: str,
+    version: int | None = None,
+    precision: str = "fp32",
+    opset: int = DEFAULT_OPSET,
+    tolerance: float | None = None,
+    replace: bool = False,
+    card: bool = True,
+) -> ExportResult:
+    """Steps 3 to 5 for a source: a checkpoint's, or a model made elsewhere (model_export.adopt)."""
+    tolerance = check_arguments(repo, name, version, precision, opset, tolerance, replace)
+    if source.raw_onnx is not None and precision != "fp32":
+        raise ExportError(
+            f"a {source.format} is adopted as it is, in fp32: --precision fp16 is not supported"
+        )
     specs = graph_specs(source)  # model.onnx first; a style G also has mapping.onnx
 
     with tempfile.TemporaryDirectory(prefix="gan-export-") as scratch:
@@ -88,11 +124,17 @@ def export_checkpoint(
         reports: list[ParityReport] = []
         for spec in specs:
             float_path = Path(scratch) / f"float-{spec.file}"
-            export_graph(build_graph(source, spec, precision, pixels=False), spec, float_path, opset)
-            pixel_path = None
-            if spec.pixels:
-                pixel_path = Path(scratch) / spec.file
-                export_graph(build_graph(source, spec, precision, pixels=True), spec, pixel_path, opset)
+            pixel_path = Path(scratch) / spec.file if spec.pixels else None
+            if source.raw_onnx is not None:  # the user's own graph, wrapped in ONNX, at its opset
+                wrapped = compose(source.raw_onnx, source.interface, False, spec.output_name)
+                onnx.save(wrapped, float_path)
+                opset = default_opset(wrapped)
+                if pixel_path is not None:
+                    onnx.save(compose(source.raw_onnx, source.interface, True, spec.output_name), pixel_path)
+            else:
+                export_graph(build_graph(source, spec, precision, pixels=False), spec, float_path, opset)
+                if pixel_path is not None:
+                    export_graph(build_graph(source, spec, precision, pixels=True), spec, pixel_path, opset)
             reference = build_graph(source, spec, "fp32", pixels=False)
             reports.append(measure_parity(reference, float_path, pixel_path, spec, tolerance))
             published[spec.file] = pixel_path or float_path

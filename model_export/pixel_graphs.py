@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -111,7 +112,10 @@ def build_graph(source: Source, spec: GraphSpec, precision: str, pixels: bool) -
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     dtype = PRECISIONS[precision]
-    return spec.wrap(copy.deepcopy(source.generator).to(dtype), dtype, pixels).eval()
+    with warnings.catch_warnings():  # .to() on a TorchScript module warns about .grad
+        warnings.simplefilter("ignore")
+        generator = copy.deepcopy(source.generator).to(dtype)
+    return spec.wrap(generator, dtype, pixels).eval()
 
 
 def graph_specs(source: Source) -> list[GraphSpec]:
@@ -181,13 +185,17 @@ def _upscaler_spec(source: Source) -> GraphSpec:
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     height = torch.export.Dim("height", min=1, max=MAX_SIDE)
     width = torch.export.Dim("width", min=1, max=MAX_SIDE)
-    radius = SRResNetConfig(**config).receptive_radius()
+    if source.receptive_radius is not None:  # an adopted upscaler's, probed or declared
+        radius = source.receptive_radius
+    else:
+        radius = SRResNetConfig(**config).receptive_radius()
+    overlap = max(DEFAULT_OVERLAP, radius)  # a tile's border must hold what its edge pixels see
     section = {
         "scale": scale,
         "channels": channels,
         "receptive_radius": radius,
-        "tile": DEFAULT_TILE,
-        "overlap": DEFAULT_OVERLAP,
+        "tile": max(DEFAULT_TILE, 4 * overlap),
+        "overlap": overlap,
     }
     rng = torch.Generator().manual_seed(0)
     cases: list[tuple[torch.Tensor, ...]] = [
@@ -224,6 +232,8 @@ def _upscaler_spec(source: Source) -> GraphSpec:
 
 def image_shape(source: Source) -> tuple[int, int, int]:
     config = source.config
+    if source.image_shape is not None:  # an adopted generator's, probed
+        return source.image_shape
     if source.kind in ("dcgan", "style"):
         return int(config["channels"]), int(config["resolution"]), int(config["resolution"])
     out_shape = tuple(int(d) for d in config.get("out_shape", ()))

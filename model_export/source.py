@@ -38,13 +38,25 @@ class Source:
     training: dict[str, Any]
     data: dict[str, Any]
     metrics: dict[str, Any]
+    # A model made elsewhere (model_export.adopt): its declared task, what probing found, and, for
+    # TorchScript and ONNX sources, the user's own ONNX graph, which export wraps instead of tracing.
+    adopted_task: str | None = None
+    image_shape: tuple[int, int, int] | None = None  # (C, H, W) of a generator's images
+    receptive_radius: int | None = None  # an upscaler's
+    raw_onnx: Any = None  # onnx.ModelProto
+    interface: Any = None  # model_export.adopt.Interface
+    parameter_count: int | None = None  # an ONNX source's (its initializers'), which torch cannot count
 
     @property
     def task(self) -> str:
+        if self.adopted_task is not None:
+            return self.adopted_task
         return "upscale" if self.kind in UPSCALER_KINDS else "generate"
 
     @property
     def parameters(self) -> int:
+        if self.parameter_count is not None:
+            return self.parameter_count
         return sum(p.numel() for p in self.generator.parameters())
 
 
