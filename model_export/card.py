@@ -198,6 +198,7 @@ def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str
             "import json",
             "from model_repository.latents import latents_from_seeds",
             "from model_repository.styles import StyleSpec",
+            "",  # the imports end, as ruff format writes it
             f'spec = StyleSpec.from_manifest(json.load(open("{version_dir}/manifest.json")))',
             f'mapping = ort.InferenceSession("{version_dir}/{MAPPING_FILE}")',
             f'synthesis = ort.InferenceSession("{model_path}")',

@@ -62,7 +62,7 @@ def test_style_model_manifest_and_its_quality() -> None:
     # at least the bundled conditional DCGAN's quality (the bar): FD ratio and recall
     assert style["metrics"]["fd_ratio"] <= conditional["metrics"]["fd_ratio"]
     assert style["metrics"]["recall"] >= conditional["metrics"]["recall"]
-    assert style["metrics"]["accuracy"] >= 0.99
+    assert style["metrics"]["accuracy"] >= conditional["metrics"]["accuracy"]
     # psi 0: one image per label, whatever the seed (noise aside: the images differ only there)
     labels = np.array([3, 3, 3, 5], dtype=np.int64)
     mean = _style_images(labels, psi=0.0).astype(np.float64)
