@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from client.api import AsyncGanClient, GenerateResult
-from client.errors import GanClientError, ServerUnreachable
+from client.errors import ApiError, GanClientError, ServerUnreachable
 from client.files import EXTENSIONS, atomic_write, remove_partial_files
 from client.runner import Abort, JobError, Progress, Summary, run_bounded
-from client.versions import pinned, served_version, split_ref
+from client.versions import gone, knows_versions, pinned, served_version, split_ref
 
 JOB_FILE = "job.json"
 MANIFEST = "manifest.jsonl"
@@ -230,7 +230,7 @@ async def run_generate(
     served = served_version(await client.models(), "generate", name, version)
     job = GenerateJob(
         model=served["name"],
-        version=int(served["version"]),
+        version=int(served["version"]) if knows_versions(served) else None,
         n=n,
         seed=seed if seed is not None else random.SystemRandom().randrange(MAX_SEED - 10**12),
         labels=resolve_labels(served, labels),
@@ -271,6 +271,13 @@ async def run_generate(
             except ServerUnreachable as e:
                 summary.failed += len(group)
                 raise Abort(f"the server cannot be reached: {e}") from e
+            except ApiError as e:
+                if e.status == 404 and e.code == "unknown_model" and job.version is not None:
+                    summary.failed += len(group)  # the job's version went away: nothing more can be made
+                    raise Abort(gone(job.model, job.version)) from e
+                bar.note(summary.fail(len(group), f"seeds {seeds[0]}..{seeds[-1]}: {e}"))
+                bar.advance(len(group))
+                return
             except GanClientError as e:
                 bar.note(summary.fail(len(group), f"seeds {seeds[0]}..{seeds[-1]}: {e}"))
                 bar.advance(len(group))

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from client.api import MEDIA_TYPES, AsyncGanClient
-from client.errors import GanClientError, ServerUnreachable
+from client.errors import ApiError, GanClientError, ServerUnreachable
 from client.files import EXTENSIONS, atomic_write, remove_partial_files, sniff_format
 from client.runner import Abort, JobError, Progress, Summary, run_bounded
-from client.versions import pinned, served_version, split_ref
+from client.versions import gone, knows_versions, pinned, served_version, split_ref
 
 JOB_FILE = ".upscale-job.json"
 
@@ -70,6 +70,8 @@ async def settle_version(client: AsyncGanClient, out_dir: Path, model: str | Non
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(path, (json.dumps(chosen) + "\n").encode())
+    if not knows_versions(served):
+        return str(served["name"])
     return pinned(served["name"], int(served["version"]))
 
 
@@ -126,6 +128,12 @@ async def run_upscale(
         except ServerUnreachable as e:
             summary.failed += 1
             raise Abort(f"the server cannot be reached: {e}") from e
+        except ApiError as e:
+            if e.status == 404 and e.code == "unknown_model" and "@" in ref:
+                summary.failed += 1  # the job's version went away
+                name, _, version = ref.partition("@")
+                raise Abort(gone(name, int(version))) from e
+            bar.note(summary.fail(1, f"{path}: {e}"))
         except (GanClientError, OSError) as e:
             bar.note(summary.fail(1, f"{path}: {e}"))
         else:

@@ -48,3 +48,17 @@ def served_version(
         f"{chosen} version {version} is not served (loaded: {loaded}); an operator can load it "
         f"(POST /v1/models/{chosen}/load), or start a new job in another folder"
     )
+
+
+def knows_versions(entry: dict[str, Any]) -> bool:
+    """Does the server that listed this model take NAME@VERSION? (A server from before versions
+    side by side lists no `default` and would refuse the @.)"""
+    return "default" in entry
+
+
+def gone(name: str, version: int) -> str:
+    """What to say when a job's version is no longer served."""
+    return (
+        f"{name} version {version} is no longer served; an operator can load it "
+        f"(POST /v1/models/{name}/load), or start a new job in another folder"
+    )

@@ -270,7 +270,13 @@ class OnnxNet(nn.Module):
     def __init__(self, model: onnx.ModelProto) -> None:
         super().__init__()
         self.data = model.SerializeToString()
-        self.input_names = [i.name for i in model.graph.input if i.name not in _initializers(model)]
+        inputs = [i for i in model.graph.input if i.name not in _initializers(model)]
+        self.input_names = [i.name for i in inputs]
+        # Each input as the graph declares it (float16 latents, int32 labels): the wrapper casts
+        # to these too.
+        self.input_types = [
+            onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in inputs
+        ]
         self._session: ort.InferenceSession | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> OnnxNet:
@@ -281,8 +287,11 @@ class OnnxNet(nn.Module):
             options = ort.SessionOptions()
             options.log_severity_level = 3
             self._session = ort.InferenceSession(self.data, options, providers=["CPUExecutionProvider"])
-        feed = {name: t.detach().numpy() for name, t in zip(self.input_names, inputs, strict=True)}
-        return torch.from_numpy(np.asarray(self._session.run(None, feed)[0]))
+        feed = {
+            name: t.detach().numpy().astype(dtype)
+            for name, t, dtype in zip(self.input_names, inputs, self.input_types, strict=True)
+        }
+        return torch.from_numpy(np.asarray(self._session.run(None, feed)[0]).astype(np.float32))
 
 
 def _initializers(model: onnx.ModelProto) -> set[str]:

@@ -78,7 +78,23 @@ def _export_parser() -> argparse.ArgumentParser:
     return p
 
 
-ADOPTION_FLAGS = ("module", "weights", "task", "latent_size", "scale", "output_range", "receptive_radius")
+# Flags for models made elsewhere, with their defaults: given to a checkpoint of this project, any
+# of them (other than its default) is refused rather than ignored.
+ADOPTION_FLAGS = {
+    "module": None,
+    "weights": None,
+    "kwargs": "{}",
+    "task": None,
+    "latent_size": None,
+    "classes": 0,
+    "class_names": None,
+    "label_format": "index",
+    "output_range": None,
+    "layout": "nchw",
+    "scale": None,
+    "input_range": "0,1",
+    "receptive_radius": None,
+}
 
 
 def _adopted(args: argparse.Namespace) -> bool:
@@ -93,7 +109,9 @@ def _adopted(args: argparse.Namespace) -> bool:
         raise ExportError("give a checkpoint (or a TorchScript or ONNX file), or --module")
     path = args.checkpoint
     foreign = path.suffix.lower() == ".onnx" or (path.is_file() and is_torchscript(path))
-    given = [f"--{f.replace('_', '-')}" for f in ADOPTION_FLAGS if getattr(args, f) is not None]
+    given = [
+        f"--{f.replace('_', '-')}" for f, default in ADOPTION_FLAGS.items() if getattr(args, f) != default
+    ]
     if not foreign and given:
         raise ExportError(
             f"{', '.join(given)}: for models made elsewhere; {path} is a checkpoint of this project"
@@ -161,9 +179,13 @@ def _joined_ranges(argv: list[str]) -> list[str]:
 def run_export(argv: list[str]) -> int:
     args = _export_parser().parse_args(_joined_ranges(argv))
     # Imported here: `gan-export check` and --help need neither torch nor onnx.
-    from model_export.export import export_source
+    from model_export.export import check_arguments, export_source
     from model_export.source import load_source
 
+    # The arguments first: a bad name or an existing version stops before any slow work.
+    check_arguments(
+        args.repo, args.name, args.version, args.precision, args.opset, args.tolerance, args.replace
+    )
     source = _adopt(args) if _adopted(args) else load_source(args.checkpoint)
     result = export_source(
         source,

@@ -30,7 +30,7 @@ import torch
 from model_export.card import write_card
 from model_export.errors import ExportError
 from model_export.onnx_file import DEFAULT_OPSET, check_opset, export_graph
-from model_export.onnx_wrap import compose, default_opset
+from model_export.onnx_wrap import compose, default_opset, graph_precision
 from model_export.parity import TOLERANCES, ParityReport, measure_parity
 from model_export.pixel_graphs import PRECISIONS, GraphSpec, build_graph, graph_specs
 from model_export.source import Source, load_source
@@ -110,11 +110,13 @@ def export_source(
     card: bool = True,
 ) -> ExportResult:
     """Steps 3 to 5 for a source: a checkpoint's, or a model made elsewhere (model_export.adopt)."""
+    if source.raw_onnx is not None:
+        if precision != "fp32":
+            raise ExportError(
+                f"a {source.format} is adopted at its own precision: --precision fp16 is not supported"
+            )
+        precision = graph_precision(source.raw_onnx)  # a float16 graph is published as it is
     tolerance = check_arguments(repo, name, version, precision, opset, tolerance, replace)
-    if source.raw_onnx is not None and precision != "fp32":
-        raise ExportError(
-            f"a {source.format} is adopted as it is, in fp32: --precision fp16 is not supported"
-        )
     specs = graph_specs(source)  # model.onnx first; a style G also has mapping.onnx
 
     with tempfile.TemporaryDirectory(prefix="gan-export-") as scratch:

@@ -167,8 +167,9 @@ class _Builder:
 
 
 def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
-    """Every use of a value name in the graph (and in its subgraphs, which may read outer values)."""
-    for info in graph.value_info:
+    """Every use of a value name in the graph (and in its subgraphs, which may read outer values
+    or return them)."""
+    for info in [*graph.value_info, *graph.initializer, *graph.output]:
         if info.name == old:
             info.name = new
     for node in graph.node:
@@ -179,16 +180,31 @@ def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
                 _rename(sub, old, new)
 
 
+def _value_names(graph: onnx.GraphProto) -> set[str]:
+    names = {i.name for i in [*graph.input, *graph.output, *graph.initializer, *graph.value_info]}
+    for node in graph.node:
+        names.update(node.input)
+        names.update(node.output)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                names |= _value_names(sub)
+    return names
+
+
 def compose(raw: onnx.ModelProto, interface: Interface, pixels: bool, output_name: str) -> onnx.ModelProto:
     """The user graph with this repository's interface around it (see the module's docstring)."""
     model = prepared(copy.deepcopy(raw))
     check_interface(model, interface)
     graph = model.graph
     inputs = graph_inputs(model)
-    out = graph.output[0]
-    # The user's names become internal, so that ours (z, labels, image, ...) cannot clash.
-    for value in [*inputs, out]:
-        _rename(graph, value.name, INTERNAL + value.name)
+    out_name = graph.output[0].name
+    # The user's inputs and output become internal names, and so does any value of theirs named
+    # as ours are (z, labels, image, upscaled): ours cannot clash with theirs.
+    ours = {"z", "labels", "image", output_name}
+    for name in [*(i.name for i in inputs), out_name]:
+        _rename(graph, name, INTERNAL + name)
+    for name in ours & _value_names(graph):
+        _rename(graph, name, INTERNAL + name)
     b = _Builder(graph)
     new_inputs: list[onnx.ValueInfoProto] = []
     if interface.task == "generate":
@@ -226,7 +242,7 @@ def compose(raw: onnx.ModelProto, interface: Interface, pixels: bool, output_nam
         low, high = 0.0, 1.0
     feeding, b.nodes = b.nodes, []  # these run before the user's graph, the rest after it
     # Post: the user's output -> (N, C, H, W) float32 in model units [-> (N, H, W, C) uint8].
-    y = b.op("Cast", [INTERNAL + out.name], to=TensorProto.FLOAT)
+    y = b.op("Cast", [INTERNAL + out_name], to=TensorProto.FLOAT)
     if interface.layout == "nhwc":
         y = b.op("Transpose", [y], perm=[0, 3, 1, 2])
     if interface.task == "upscale":
@@ -255,3 +271,9 @@ def compose(raw: onnx.ModelProto, interface: Interface, pixels: bool, output_nam
     except Exception as e:
         raise ExportError(f"the wrapped graph does not check: {e}") from None
     return model
+
+
+def graph_precision(model: onnx.ModelProto) -> str:
+    """'fp16' when the graph takes or gives float16 (its weights are half), else 'fp32'."""
+    values = [*graph_inputs(model), *model.graph.output]
+    return "fp16" if any(v.type.tensor_type.elem_type == TensorProto.FLOAT16 for v in values) else "fp32"

@@ -58,7 +58,11 @@ def scan(repo: Path) -> dict[str, dict[int, Fingerprint]]:
     published: dict[str, dict[int, Fingerprint]] = {}
     for name in list_models(repo):
         versions: dict[int, Fingerprint] = {}
-        for version in list_versions(repo, name):
+        try:
+            listed = list_versions(repo, name)
+        except OSError:  # the model's directory went away while being listed: as if removed
+            listed = []
+        for version in listed:
             with contextlib.suppress(OSError):  # removed while being listed
                 st = (version_dir(repo, name, version) / MANIFEST_FILE).stat()
                 versions[version] = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -136,13 +140,14 @@ class ModelRegistry:
     def wanted(self, name: str, published: dict[int, Fingerprint]) -> set[int]:
         """The published versions of `name` to serve: the policy's, those the operator loaded or
         made the default or the canary, less those the operator unloaded."""
-        versions = sorted(published)
-        wanted = set(self.policies.of(name).select(versions))
+        excluded = self.excluded.get(name, set())
+        candidates = sorted(v for v in published if v not in excluded)  # the policy's choice among these
+        wanted = set(self.policies.of(name).select(candidates))
         wanted |= self.held.get(name, set())
         series = self.served.get(name)
-        if series is not None:
+        if series is not None:  # a rollback's or a canary's version stays while it is one
             wanted |= {v for v in (series.default, series.canary and series.canary.version) if v}
-        return (wanted - self.excluded.get(name, set())) & set(versions)
+        return wanted & set(candidates)
 
     async def _reconcile(self, name: str, published: dict[int, Fingerprint]) -> None:
         wanted = self.wanted(name, published)
@@ -202,6 +207,9 @@ class ModelRegistry:
                     await model.retire()
                     self._failed_to_load(name, version, fingerprint, f"the warm-up run failed: {e}")
                     return None
+                except BaseException:  # cancelled (shutdown): a started model must not linger
+                    await model.retire()
+                    raise
             model.memory_bytes = max(0, await loop.run_in_executor(None, resident_bytes) - before)
         finally:
             self.loading[name].discard(version)
@@ -225,8 +233,11 @@ class ModelRegistry:
         ).set(1)
         self.metrics.model_memory.labels(model.name, str(model.version)).set(model.memory_bytes)
         log.info("serving %s version %d", model.name, model.version)
-        if old is not None:
-            self._retire_later(old, same_series=old.runtime.provider == model.runtime.provider)
+        if old is not None:  # the same version reloaded: its memory series is the new load's now
+            if (old.task, old.runtime.provider) != (model.task, model.runtime.provider):
+                with contextlib.suppress(KeyError):
+                    self.metrics.model_info.remove(old.name, str(old.version), old.task, old.runtime.provider)
+            self._retire_later(old)
 
     async def unload(self, name: str, version: int) -> bool:
         """Take a version out of service (new requests no longer get it) and retire it in the
@@ -241,18 +252,16 @@ class ModelRegistry:
         self._changed(name)
         self.metrics.model_loads.labels(name, "unloaded").inc()
         log.info("unloading %s version %d", name, version)
-        self._retire_later(model, same_series=False)
+        with contextlib.suppress(KeyError):  # its series go with it
+            self.metrics.model_info.remove(name, str(version), model.task, model.runtime.provider)
+        with contextlib.suppress(KeyError):
+            self.metrics.model_memory.remove(name, str(version))
+        self._retire_later(model)
         return True
 
-    def _retire_later(self, model: ServedModel, same_series: bool) -> None:
+    def _retire_later(self, model: ServedModel) -> None:
         """Retire `model` in the background: the requests holding it finish on it (up to
         graceful_timeout_s) while the registry goes on."""
-        if not same_series:  # its series go with it (unless its successor has the very same labels)
-            with contextlib.suppress(KeyError):
-                self.metrics.model_info.remove(
-                    model.name, str(model.version), model.task, model.runtime.provider
-                )
-                self.metrics.model_memory.remove(model.name, str(model.version))
         task = asyncio.ensure_future(model.retire(self.settings.graceful_timeout_s))
         self._retiring.add(task)
         task.add_done_callback(self._retired)
@@ -299,10 +308,7 @@ class ModelRegistry:
     def _report_failures(self, name: str) -> None:
         """gan_model_load_failed: 1 while a model has a failed version and no version serves."""
         failed = any(key[0] == name for key in self._failed)
-        if failed and name not in self.served:
-            self.metrics.model_failures.labels(name).set(1)
-        elif failed or name in self.served:
-            self.metrics.model_failures.labels(name).set(0)
+        self.metrics.model_failures.labels(name).set(1 if failed and name not in self.served else 0)
 
     @property
     def failures(self) -> dict[str, str]:
@@ -322,7 +328,7 @@ class ModelRegistry:
         async with self.lock:
             series = self.served.get(name)
             if series is None or version not in series.versions:
-                await self._hold_unlocked(name, version)
+                await self._load_asked(name, version)
                 series = self.served[name]
             self.held.setdefault(name, set()).add(version)
             return series.versions[version]
@@ -344,6 +350,10 @@ class ModelRegistry:
             for version in chosen:
                 self.held.get(name, set()).discard(version)
                 self.excluded.setdefault(name, set()).add(version)
+            # A sync: what the policy now wants instead is loaded and warmed up before the
+            # unloaded versions go (no gap), and they go even if nothing replaces them.
+            await self._sync()
+            for version in chosen:
                 await self.unload(name, version)
             return chosen
 
@@ -352,32 +362,36 @@ class ModelRegistry:
         async with self.lock:
             series = self.served.get(name)
             if version is not None and (series is None or version not in series.versions):
-                await self._hold_unlocked(name, version)
+                await self._load_asked(name, version)
                 series = self.served[name]
             if series is None:
                 raise UnknownModel(f"unknown model {name!r}")
             series.default = version
             self._changed(name)
             log.info("%s: unpinned requests get version %d", name, series.serving().version)
-            return series.serving()
+            await self._sync()  # a version that was only the rollback's is released
+            return self.served[name].serving()
 
     async def set_canary(self, name: str, version: int | None, share: float) -> Canary | None:
         """A share of unpinned requests (by seed) to `version`; None or share 0 ends the canary."""
         async with self.lock:
             series = self.served.get(name)
             if version is not None and share > 0 and (series is None or version not in series.versions):
-                await self._hold_unlocked(name, version)
+                await self._load_asked(name, version)
                 series = self.served[name]
             if series is None:
                 raise UnknownModel(f"unknown model {name!r}")
             series.canary = Canary(version, share) if version is not None and share > 0 else None
             log.info("%s: canary %s", name, series.canary)
+            await self._sync()  # a version that was only the canary is released
             return series.canary
 
-    async def _hold_unlocked(self, name: str, version: int) -> None:
-        """Load a version the operator asked for (tried again even if it failed before)."""
+    async def _load_asked(self, name: str, version: int) -> None:
+        """Load a version the operator asked for (tried again even if it failed before). It stays
+        while it is held, the default or the canary, or the policy wants it."""
         self.excluded.get(name, set()).discard(version)
-        self._failed.pop((name, version), None)
+        if self._failed.pop((name, version), None) is not None:
+            self._report_failures(name)
         published = await asyncio.get_running_loop().run_in_executor(None, scan, self.settings.models_dir)
         if version not in published.get(name, {}):
             listed = ", ".join(map(str, sorted(published.get(name, {})))) or "none"
@@ -388,7 +402,6 @@ class ModelRegistry:
             failed = self._failed.get((name, version))
             reason = failed[1] if failed is not None else "unknown"
             raise ModelLoadFailed(f"model {name!r} version {version} failed to load: {reason}")
-        self.held.setdefault(name, set()).add(version)
 
     # --- lookups ----------------------------------------------------------------------------------
 
@@ -441,7 +454,11 @@ class ModelRegistry:
         """Ready once started, while not draining, when every model with a failed version still
         has a version serving (a new version that fails leaves the old one serving: ready)."""
         failures = self.failures
-        unserved = [name for name in failures if name not in self.served]
+        # A repository that cannot be read for a moment (a remount) changes nothing served: only
+        # before anything serves is it a reason not to be ready.
+        unserved = [
+            name for name in failures if name not in self.served and (name != REPOSITORY or not self.served)
+        ]
         ready = self.started and not self.draining and not unserved and bool(self.served)
         if self.draining:
             state = "draining"

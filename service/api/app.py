@@ -2,8 +2,9 @@
 request passes through, and the lifespan that loads the models and retires them.
 
 A request's path, outermost first: RequestContextMiddleware (request id, body limit, metrics,
-access log) -> ApiKeyAuth (when keys are set) -> Dispatch (a service route's own handler, or
-FastAPI for everything else) -> the route's endpoint -> the served model (service.served).
+access log) -> ApiKeyAuth (when keys are set) -> AdminGuard (the admin API's key) -> Dispatch (a
+service route's own handler, or FastAPI for everything else) -> the route's endpoint -> the served
+model (service.served). New versions come in by service.repository_watch.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from service.access_log import AccessLog
-from service.api.auth import ApiKeyAuth, load_admin_keys, load_api_keys
+from service.api.auth import AdminGuard, ApiKeyAuth, load_admin_keys, load_api_keys
 from service.api.errors import install_error_handlers
 from service.api.middleware import RequestContextMiddleware
 from service.api.playground import load_assets, playground_routes
@@ -82,7 +83,9 @@ def create_service(settings: Settings, access_log: AccessLog | None = None) -> t
     app = create_app(settings)
     dispatch = Dispatch(app, app.routes)
     keys = load_api_keys(settings)
+    admin_keys = load_admin_keys(settings)
     if keys:  # an admin key is an API key too
-        keys += load_admin_keys(settings)
-    auth = ApiKeyAuth(dispatch, keys, settings.auth_health, settings.auth_metrics, app.state.static_paths)
+        keys += admin_keys
+    guarded = AdminGuard(dispatch, admin_keys)
+    auth = ApiKeyAuth(guarded, keys, settings.auth_health, settings.auth_metrics, app.state.static_paths)
     return RequestContextMiddleware(auth, app.state.metrics, settings.max_body_bytes, access_log), app

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.errors import error_response
+from service.api.errors import error_answer, error_response
 from service.config import Settings
+from service.errors import AdminOff, Forbidden, ServiceError, Unauthorized
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
@@ -100,3 +101,43 @@ class ApiKeyAuth:
         )
         response.headers["WWW-Authenticate"] = 'Bearer realm="gan-serving"'
         await response(scope, receive, send)
+
+
+ADMIN_VERBS = frozenset({"load", "unload", "default", "canary"})
+
+
+def is_admin_path(path: str) -> bool:
+    """/v1/models/NAME/{load,unload,default,canary} and /v1/repository/sync."""
+    if path == "/v1/repository/sync":
+        return True
+    parts = path.split("/")  # ['', 'v1', 'models', NAME, VERB]
+    return len(parts) == 5 and parts[1:3] == ["v1", "models"] and parts[4] in ADMIN_VERBS
+
+
+def admin_refusal(scope: Scope, admin_keys: list[bytes]) -> ServiceError | None:
+    """Why a request may not use the admin API (None: it may)."""
+    if not admin_keys:
+        return AdminOff("the admin API is off: set GAN_SERVE_ADMIN_KEYS to turn it on")
+    presented = presented_key(scope)
+    if presented is None:
+        return Unauthorized("the admin API needs an admin key: send it as X-API-Key or Authorization: Bearer")
+    if not key_matches(presented, admin_keys):
+        return Forbidden("this key is not an admin key")
+    return None
+
+
+class AdminGuard:
+    """The admin API's key check, before anything reads the request's body: a request without
+    an admin key learns nothing, not even whether its body would have parsed."""
+
+    def __init__(self, app: ASGIApp, admin_keys: list[bytes]) -> None:
+        self.app = app
+        self.admin_keys = admin_keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and is_admin_path(scope["path"]):
+            refusal = admin_refusal(scope, self.admin_keys)
+            if refusal is not None:
+                await error_answer(refusal)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -296,6 +296,29 @@ def test_the_served_models_answer_what_the_originals_compute(served: Server, use
         assert np.abs(upscaled - expected_x3.astype(int))[6:-6, 6:-6].max() <= 1, way
 
 
+def test_a_float16_onnx_graph_is_adopted_at_its_own_precision(user_code: Path, tmp_path: Path) -> None:
+    import json
+
+    import usernets  # type: ignore[import-not-found]
+
+    half = usernets.NhwcGen().half().eval()
+    path = tmp_path / "half.onnx"
+    torch.onnx.export(
+        half,
+        (torch.randn(2, 8).half(),),
+        str(path),
+        input_names=["z"],
+        dynamic_axes={"z": {0: "n"}},
+        dynamo=False,
+        opset_version=17,
+    )
+    flags = ["--task", "generate", "--latent-size", "8", "--output-range", "-1,1", "--layout", "nhwc"]
+    assert gan_export([str(path), *flags, "--repo", str(tmp_path / "repo"), "--name", "half"]) == 0
+    manifest = json.loads((tmp_path / "repo" / "half" / "1" / "manifest.json").read_text())
+    assert manifest["precision"] == "fp16" and manifest["parity"]["tolerance"] == 1e-2
+    assert manifest["parity"]["max_abs_error"] <= 1e-2
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -478,7 +501,7 @@ def test_the_served_models_answer_what_the_originals_compute(served: Server, use
                 "--precision",
                 "fp16",
             ],
-            "fp16 is not supported",
+            "at its own precision: --precision fp16 is not supported",
         ),
     ],
 )

@@ -5,6 +5,7 @@ serves, versions side by side and pinned, and the admin API (load, unload, rollb
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
@@ -27,6 +28,9 @@ from tests.live_server import REPO, Server, start_server
 
 ADMIN_KEY = "admin-key-for-the-versions-tests"
 ADMIN = {"X-API-Key": ADMIN_KEY}
+# Generous: a server warming up a new version beside the test's load may take a while to answer.
+post = functools.partial(httpx.post, timeout=60)
+get = functools.partial(httpx.get, timeout=60)
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
@@ -40,7 +44,7 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
 
 def generate(srv: Server, model: str, seed: int = 3) -> tuple[int, bytes]:
     """(version, image bytes) of /generate's answer."""
-    r = httpx.post(f"{srv.url}/generate", json={"model": model, "seed": seed, "format": "npy"}, timeout=30)
+    r = post(f"{srv.url}/generate", json={"model": model, "seed": seed, "format": "npy"}, timeout=30)
     assert r.status_code == 200, r.text
     return r.json()["version"], base64.b64decode(r.json()["images"][0]["data"])
 
@@ -48,7 +52,7 @@ def generate(srv: Server, model: str, seed: int = 3) -> tuple[int, bytes]:
 def states(srv: Server) -> dict[str, Any]:
     """model name -> [(version, default)] of the loaded versions."""
     out: dict[str, Any] = {}
-    for m in httpx.get(f"{srv.url}/v1/models").json()["models"]:
+    for m in get(f"{srv.url}/v1/models").json()["models"]:
         out.setdefault(m["name"], []).append((m["version"], m["default"]))
     return out
 
@@ -84,7 +88,7 @@ def test_new_versions_are_served_without_a_restart_and_removed_ones_unloaded(tmp
         wait_for(lambda: [v for v, _ in states(srv)["digits"]] == [2], "version 1 unloaded (latest:1)")
         version, second = generate(srv, "digits")
         assert version == 2 and second != first
-        r = httpx.post(f"{srv.url}/generate", json={"model": "digits@1", "seed": 3})
+        r = post(f"{srv.url}/generate", json={"model": "digits@1", "seed": 3})
         assert r.status_code == 404 and "no version 1 loaded; loaded: 2" in r.json()["error"]["message"]
 
         shutil.rmtree(repo / "digits" / "2")  # removed: version 1 is the newest published again
@@ -105,14 +109,14 @@ def test_a_broken_version_is_reported_and_the_old_one_serves_until_a_good_one_co
     try:
         corrupt_version(repo, 2)
         wait_for(
-            lambda: "digits" in httpx.get(f"{srv.url}/v1/models").json()["failed"],
+            lambda: "digits" in get(f"{srv.url}/v1/models").json()["failed"],
             "version 2 reported failed",
         )
-        models = httpx.get(f"{srv.url}/v1/models").json()
+        models = get(f"{srv.url}/v1/models").json()
         assert models["failed"]["digits"].startswith("version 2: ") and "sha256" in models["failed"]["digits"]
         assert models["versions"]["digits"]["failed"].keys() == {"2"}
         assert models["versions"]["digits"]["loaded"] == [1]
-        assert httpx.get(f"{srv.url}/readyz").status_code == 200  # the old version serves: still ready
+        assert get(f"{srv.url}/readyz").status_code == 200  # the old version serves: still ready
         assert generate(srv, "digits")[0] == 1
         time.sleep(1.0)  # five more polls: an unchanged broken version is not tried again
         assert srv.metric("gan_model_loads_total", model="digits", outcome="failed") == 1
@@ -120,7 +124,7 @@ def test_a_broken_version_is_reported_and_the_old_one_serves_until_a_good_one_co
 
         publish(repo, 3)
         wait_for(lambda: default_version(srv) == 3, "version 3 served")
-        assert httpx.get(f"{srv.url}/v1/models").json()["versions"]["digits"]["loaded"] == [3]
+        assert get(f"{srv.url}/v1/models").json()["versions"]["digits"]["loaded"] == [3]
     finally:
         srv.stop()
     assert "not serving digits version 2: " in srv.log()
@@ -129,7 +133,7 @@ def test_a_broken_version_is_reported_and_the_old_one_serves_until_a_good_one_co
 def test_sighup_syncs_at_once_when_polling_is_off(tmp_path: Path) -> None:
     repo = tmp_path / "models"
     publish(repo, 1)
-    srv = start_server(tmp_path, repo, repository_poll_s=0)
+    srv = start_server(tmp_path, repo, repository_poll_s=0, admin_keys=ADMIN_KEY)
     try:
         publish(repo, 2)
         time.sleep(0.5)
@@ -137,6 +141,10 @@ def test_sighup_syncs_at_once_when_polling_is_off(tmp_path: Path) -> None:
         os.kill(srv.process.pid, signal.SIGHUP)
         wait_for(lambda: default_version(srv) == 2, "version 2 served after SIGHUP")
         assert srv.process.poll() is None  # SIGHUP's default action would have ended it
+        # Unloading the policy's only version (latest:1): the next newest is loaded first.
+        r = post(f"{srv.url}/v1/models/digits/unload", json={"version": 2}, headers=ADMIN)
+        assert r.status_code == 200 and r.json()["loaded"] == [1] and r.json()["default"] == 1
+        assert generate(srv, "digits")[0] == 1
     finally:
         srv.stop()
 
@@ -160,9 +168,7 @@ def test_versions_side_by_side_are_pinned_by_name_at_version(versions_server: Se
     one, two = generate(srv, "digits@1"), generate(srv, "digits@2")
     assert one[0] == 1 and two[0] == 2 and one[1] != two[1]
     assert generate(srv, "digits") == two
-    r = httpx.post(
-        f"{srv.url}/generate", json={"model": "digits@1", "seed": 3}, headers={"Accept": "image/png"}
-    )
+    r = post(f"{srv.url}/generate", json={"model": "digits@1", "seed": 3}, headers={"Accept": "image/png"})
     assert r.headers["X-Model-Version"] == "1"
     for model, status, message in [
         ("digits@9", 404, "has no version 9 loaded; loaded: 1, 2"),
@@ -171,72 +177,76 @@ def test_versions_side_by_side_are_pinned_by_name_at_version(versions_server: Se
         ("nope@1", 404, "unknown model 'nope'"),
         ("srresnet-x2@1", 400, "is an upscale model"),
     ]:
-        r = httpx.post(f"{srv.url}/generate", json={"model": model, "seed": 1})
+        r = post(f"{srv.url}/generate", json={"model": model, "seed": 1})
         assert r.status_code == status and message in r.json()["error"]["message"], (model, r.text)
     png = io.BytesIO()
     Image.new("RGB", (20, 16), (90, 30, 200)).save(png, "PNG")
-    r = httpx.post(
+    r = post(
         f"{srv.url}/upscale?model=srresnet-x2@1",
         content=png.getvalue(),
         headers={"Content-Type": "image/png"},
     )
     assert r.status_code == 200 and r.headers["X-Model-Version"] == "1"
-    listing = httpx.get(f"{srv.url}/v1/models").json()["versions"]
+    listing = get(f"{srv.url}/v1/models").json()["versions"]
     assert listing["digits"]["policy"] == "latest:2" and listing["digits"]["loaded"] == [1, 2]
     assert listing["digits"]["published"] == [1, 2] and listing["digits"]["default"] == 2
 
 
 def test_the_admin_api_is_guarded_and_off_without_a_key(versions_server: Server, server: Server) -> None:
-    r = httpx.post(f"{server.url}/v1/models/digits/load", json={})
+    r = post(f"{server.url}/v1/models/digits/load", json={})
     assert r.status_code == 404 and "GAN_SERVE_ADMIN_KEYS" in r.json()["error"]["message"]
     url = f"{versions_server.url}/v1/models/digits/default"
-    assert httpx.post(url, json={"version": 1}).status_code == 401
-    assert httpx.post(url, json={"version": 1}, headers={"X-API-Key": "x" * 32}).status_code == 403
-    r = httpx.post(f"{versions_server.url}/v1/models/Bad/load", json={}, headers=ADMIN)
+    assert post(url, json={"version": 1}).status_code == 401
+    assert post(url, json={"version": 1}, headers={"X-API-Key": "x" * 32}).status_code == 403
+    r = post(f"{versions_server.url}/v1/models/Bad/load", json={}, headers=ADMIN)
     assert r.status_code == 400
-    r = httpx.post(url, json={"version": 1, "extra": 2}, headers=ADMIN)
+    r = post(url, json={"version": 1, "extra": 2}, headers=ADMIN)
     assert r.status_code == 422 and "extra" in r.json()["error"]["message"]
+    # The key is checked before the body is read: without one, a malformed body says nothing.
+    bad = {"content": b"{not json", "headers": {"Content-Type": "application/json"}}
+    assert post(url, **bad).status_code == 401  # type: ignore[arg-type]
+    assert post(f"{server.url}/v1/models/digits/default", **bad).status_code == 404  # type: ignore[arg-type]
 
 
 def test_rollback_canary_unload_and_load(versions_server: Server) -> None:
     srv = versions_server
-    post = lambda path, body: httpx.post(f"{srv.url}/v1/models/digits/{path}", json=body, headers=ADMIN)  # noqa: E731
+    admin = lambda path, body: post(f"{srv.url}/v1/models/digits/{path}", json=body, headers=ADMIN)  # noqa: E731
     try:
         # Roll back: unpinned requests get version 1, pinned ones what they pin.
-        r = post("default", {"version": 1})
+        r = admin("default", {"version": 1})
         assert r.status_code == 200 and r.json()["default"] == 1 and r.json()["rolled_back"]
         assert generate(srv, "digits")[0] == 1 and generate(srv, "digits@2")[0] == 2
         assert srv.metric("gan_model_default_version", model="digits") == 1
-        assert post("default", {"version": None}).json()["default"] == 2
+        assert admin("default", {"version": None}).json()["default"] == 2
 
         # A canary: version 1 for a quarter of the seeds, the same seeds every time.
-        r = post("canary", {"version": 1, "share": 0.25})
+        r = admin("canary", {"version": 1, "share": 0.25})
         assert r.json()["canary"] == {"version": 1, "share": 0.25}
         for seed in range(40):
             expected = 1 if canary_point(seed) < 0.25 else 2
             assert generate(srv, "digits", seed)[0] == expected, seed
         roles = {
             m["version"]: m.get("canary_share")
-            for m in httpx.get(f"{srv.url}/v1/models").json()["models"]
+            for m in get(f"{srv.url}/v1/models").json()["models"]
             if m["name"] == "digits"
         }
         assert roles == {1: 0.25, 2: None}
-        assert post("canary", {"version": None}).json()["canary"] is None
+        assert admin("canary", {"version": None}).json()["canary"] is None
 
         # Unloaded: pinned requests get 404, and a sync does not bring it back; loaded again: back.
-        r = post("unload", {"version": 1})
+        r = admin("unload", {"version": 1})
         assert r.status_code == 200 and r.json()["loaded"] == [2] and r.json()["unloaded_by_admin"] == [1]
-        assert httpx.post(f"{srv.url}/generate", json={"model": "digits@1"}).status_code == 404
-        sync = httpx.post(f"{srv.url}/v1/repository/sync", headers=ADMIN).json()
+        assert post(f"{srv.url}/generate", json={"model": "digits@1"}).status_code == 404
+        sync = post(f"{srv.url}/v1/repository/sync", headers=ADMIN).json()
         assert sync["models"]["digits"]["loaded"] == [2]
-        r = post("load", {"version": 1})
+        r = admin("load", {"version": 1})
         assert r.status_code == 200 and r.json()["loaded"] == [1, 2] and r.json()["held"] == [1]
         assert generate(srv, "digits@1")[0] == 1
 
-        r = post("load", {"version": 7})
+        r = admin("load", {"version": 7})
         assert r.status_code == 404 and "published: 1, 2" in r.json()["error"]["message"]
-        r = post("unload", {"version": 7})
+        r = admin("unload", {"version": 7})
         assert r.status_code == 404 and "loaded: 1, 2" in r.json()["error"]["message"]
     finally:
-        post("default", {"version": None})
-        post("canary", {"version": None})
+        admin("default", {"version": None})
+        admin("canary", {"version": None})

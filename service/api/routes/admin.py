@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from model_repository.repository import NAME_PATTERN
-from service.api.auth import key_matches, presented_key
+from service.api.auth import admin_refusal
 from service.api.responses import ERRORS, json_response
-from service.errors import AdminOff, Forbidden, InvalidRequest, Unauthorized, UnknownModel
+from service.errors import InvalidRequest, UnknownModel
 from service.registry import ModelRegistry
 
 VersionNumber = Annotated[int, Field(ge=1, le=999_999_999)]
@@ -45,15 +45,11 @@ ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 
 def router(registry: ModelRegistry, admin_keys: list[bytes]) -> APIRouter:
     async def require_admin(request: Request) -> None:
-        if not admin_keys:
-            raise AdminOff("the admin API is off: set GAN_SERVE_ADMIN_KEYS to turn it on")
-        presented = presented_key(request.scope)
-        if presented is None:
-            raise Unauthorized(
-                "the admin API needs an admin key: send it as X-API-Key or Authorization: Bearer"
-            )
-        if not key_matches(presented, admin_keys):
-            raise Forbidden("this key is not an admin key")
+        # service.api.auth.AdminGuard checks first, before the body is read; this holds for the
+        # app on its own too.
+        refusal = admin_refusal(request.scope, admin_keys)
+        if refusal is not None:
+            raise refusal
 
     api = APIRouter(
         prefix="/v1", dependencies=[Depends(require_admin)], tags=["admin"], responses=ADMIN_ERRORS
