@@ -58,6 +58,7 @@ def test_images_and_the_compose_stack_run_for_real() -> None:
         "Prometheus has scraped the service",
         "POST /upscale gave a 48x32 PNG",
         "GET / served the playground page and its script",
+        "version 2 served by the running service, no restart",
         "HEALTHCHECK",
         "SIGTERM: readiness off, drain logged, exit status 0",
         "without a GPU the GPU image says so, and serves on CPU",
