@@ -34,6 +34,10 @@ def compare(
         for loss in losses:
             values = {k: v for k, v in base.to_dict().items() if k not in PER_LOSS_KEYS}
             values["loss"] = loss
+            if loss not in ("minimax", "nonsaturating") and values.get("label_smoothing"):
+                # only those two losses have a real target to smooth; the others refuse the key
+                log.info("compare: %s has no label smoothing; it runs without", loss)
+                values["label_smoothing"] = 0.0
             cfg = TrainConfig.from_dict(values)
             run_dir = out_dir / f"{config_path.stem}-{loss}"
             log.info("compare: %s with %s -> %s", config_path.name, loss, run_dir)

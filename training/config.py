@@ -148,6 +148,12 @@ class TrainConfig:
             raise ConfigError(f"ema_decay: must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.label_smoothing < 0.5:
             raise ConfigError(f"label_smoothing: must be in [0, 0.5), got {self.label_smoothing}")
+        if self.label_smoothing > 0 and self.loss not in ("minimax", "nonsaturating"):
+            # hinge and Wasserstein losses have no target probability to smooth: refused, not ignored
+            raise ConfigError(
+                f"label_smoothing: only the minimax and nonsaturating losses have a real target to "
+                f"smooth; loss {self.loss} would ignore it (set label_smoothing = 0)"
+            )
         if not 0 < self.heldout_fraction < 0.9:
             raise ConfigError(f"heldout_fraction: must be in (0, 0.9), got {self.heldout_fraction}")
         if not 0 < self.mapping_lr_mul <= 1:

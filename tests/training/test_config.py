@@ -74,6 +74,14 @@ def test_bad_values_name_the_key(override: str, message: str) -> None:
         load_config(None, [override])
 
 
+@pytest.mark.parametrize("loss", ["hinge", "wgan", "wgan-gp"])
+def test_label_smoothing_is_refused_where_the_loss_would_ignore_it(loss: str) -> None:
+    with pytest.raises(ConfigError, match=f"only the minimax and nonsaturating.*loss {loss} would ignore it"):
+        load_config(None, [f"loss={loss}", "label_smoothing=0.1"])
+    for kept in ("minimax", "nonsaturating"):
+        assert load_config(None, [f"loss={kept}", "label_smoothing=0.1"]).label_smoothing == 0.1
+
+
 def test_dcgan_resolution_must_be_a_power_of_two() -> None:
     with pytest.raises(ConfigError, match="resolution: dcgan needs a power of two, got 24"):
         load_config(None, ["data=digits", "model=dcgan", "resolution=24"])
