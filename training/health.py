@@ -4,7 +4,9 @@ Each check looks at the last `window` logged points (each an average over `log_e
 - vanishing_gradients: D separates real from fake almost perfectly while G's gradient norm has
   collapsed to a small fraction of its early level (the saturating-loss failure, Goodfellow 2014).
 - mode_collapse: the spread of generated samples (mean pairwise distance) falls far below that of
-  real samples.
+  real samples; for a conditional G also within each class (`class_diversity_ratio`, the worst
+  class's spread over its real spread), since a G that draws one stroke per class keeps the pooled
+  spread of ten different digits.
 - non_convergence: G's loss swings widely around a flat level instead of settling or trending.
 A warning is raised when a condition starts and re-armed once it has cleared.
 """
@@ -92,10 +94,15 @@ class HealthMonitor:
         # Hysteresis: once reported, the warning clears only when the spread has clearly recovered,
         # so a ratio hovering around the threshold does not repeat the warning at every dip.
         limit = COLLAPSE_CLEAR_RATIO if "mode_collapse" in self.active else COLLAPSE_DIVERSITY_RATIO
+        advice = "try a lower G learning rate, more D steps, wgan-gp, or spectral norm"
         if ratio is not None and ratio < limit:
+            return f"mode collapse: generated samples spread {ratio:.0%} as much as real ones; {advice}"
+        within = p.get("class_diversity_ratio")
+        if within is not None and within < limit:
+            label = int(p.get("class_diversity_worst", -1))
             return (
-                f"mode collapse: generated samples spread {ratio:.0%} as much as real ones; "
-                "try a lower G learning rate, more D steps, wgan-gp, or spectral norm"
+                f"mode collapse within class {label}: its generated samples spread {within:.0%} as much "
+                f"as its real ones; {advice}"
             )
         return None
 
@@ -123,3 +130,23 @@ def diversity(samples: torch.Tensor) -> float:
     flat = samples.flatten(1).double()
     n = flat.shape[0]
     return float(torch.cdist(flat, flat).sum() / (n * (n - 1)))
+
+
+@torch.no_grad()
+def class_diversity(samples: torch.Tensor, labels: torch.Tensor) -> dict[int, float]:
+    """Each class's spread (mean pairwise L2 distance among its samples); classes with fewer than
+    two samples are left out."""
+    return {
+        int(label): diversity(samples[labels == label])
+        for label in labels.unique()
+        if int((labels == label).sum()) >= 2
+    }
+
+
+def worst_class_ratio(generated: dict[int, float], real: dict[int, float]) -> tuple[int, float] | None:
+    """(class, generated spread / real spread) of the class whose spread fell most."""
+    ratios = {c: generated[c] / max(real[c], 1e-12) for c in generated if c in real}
+    if not ratios:
+        return None
+    worst = min(ratios, key=lambda c: ratios[c])
+    return worst, ratios[worst]

@@ -28,7 +28,7 @@ from training.data.base import DataInfo
 from training.distributed import DistInfo, gather_to_main, init_distributed, shutdown, unwrap
 from training.ema import EMA
 from training.evaluation import balanced_labels, evaluate, generate
-from training.health import HealthMonitor, diversity
+from training.health import HealthMonitor, class_diversity, diversity, worst_class_ratio
 from training.loop import RunDir, TrainingLoop
 from training.losses import discriminator_loss, generator_loss, uses_probabilities
 from training.models import (
@@ -229,7 +229,10 @@ def _train(
 
     # --- fixed inputs for sample grids and the diversity check ---
     fixed_labels = balanced_labels(100, num_classes) if conditional else None
-    real_spread = diversity(data.sampler.sample(DIVERSITY_SAMPLES, torch.Generator().manual_seed(0))[0])
+    real_x, real_y = data.sampler.sample(DIVERSITY_SAMPLES, torch.Generator().manual_seed(0))
+    real_spread = diversity(real_x)
+    # per class too: a conditional G can collapse inside each class and keep the pooled spread
+    real_class_spread = class_diversity(real_x, real_y) if conditional and real_y is not None else {}
     if main:
         log.info(
             "training %s G (%d params) / D (%d params) on %s with %s loss, %d step(s) from %d, "
@@ -414,15 +417,13 @@ def _train(
                 record: dict[str, Any] = {"step": done, "event": "train", **running.flush()}
                 record["instance_noise"] = sigma
                 record["lr_scale"] = scale
-                spread = diversity(
-                    generate(
-                        G_plain,
-                        DIVERSITY_SAMPLES,
-                        seed=cfg.seed + 1,
-                        labels=_cycle(fixed_labels, DIVERSITY_SAMPLES),
-                    )
-                )
-                record["diversity_ratio"] = spread / max(real_spread, 1e-12)
+                spread_labels = _cycle(fixed_labels, DIVERSITY_SAMPLES)
+                samples = generate(G_plain, DIVERSITY_SAMPLES, seed=cfg.seed + 1, labels=spread_labels)
+                record["diversity_ratio"] = diversity(samples) / max(real_spread, 1e-12)
+                if real_class_spread and spread_labels is not None:
+                    worst = worst_class_ratio(class_diversity(samples, spread_labels), real_class_spread)
+                    if worst is not None:
+                        record["class_diversity_worst"], record["class_diversity_ratio"] = worst
                 for warning in monitor.update(record):
                     if main:
                         log.warning("step %d: %s", done, warning.message)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from training.health import HealthMonitor, diversity
+from training.health import HealthMonitor, class_diversity, diversity, worst_class_ratio
 
 
 def point(
@@ -89,3 +89,30 @@ def test_diversity_is_the_mean_pairwise_distance() -> None:
     # three points on a line at 0, 1, 3: distances 1, 3, 2 -> mean 2
     assert diversity(torch.tensor([[0.0], [1.0], [3.0]])) == pytest.approx(2.0)
     assert diversity(torch.ones(10, 1, 4, 4)) == 0.0
+
+
+def test_collapse_inside_each_class_is_flagged_though_the_pooled_spread_is_fine() -> None:
+    # Ten classes, each drawn as one fixed image by the generator: the pooled spread is that of
+    # ten different images, the spread within each class nil.
+    torch.manual_seed(0)
+    centres = torch.randn(10, 16)
+    labels = torch.arange(100) % 10
+    real = centres[labels] + 0.3 * torch.randn(100, 16)
+    collapsed = centres[labels].clone()
+    collapsed[labels == 7] += 0.3 * torch.randn(int((labels == 7).sum()), 16)  # all but class 7
+    pooled = diversity(collapsed) / diversity(real)
+    assert pooled > 0.8  # the pooled check sees nothing wrong
+    real_spread, fake_spread = class_diversity(real, labels), class_diversity(collapsed, labels)
+    assert sorted(real_spread) == list(range(10))
+    worst = worst_class_ratio(fake_spread, real_spread)
+    assert worst is not None and worst[1] == 0.0 and worst[0] != 7
+    assert class_diversity(real[:1], labels[:1]) == {}  # a class needs two samples to have a spread
+
+    monitor = HealthMonitor(window=10)
+    healthy = {**point(spread=pooled), "class_diversity_ratio": 0.9, "class_diversity_worst": 3}
+    assert feed(monitor, [healthy] * 6) == []
+    warnings = monitor.update(
+        {**healthy, "class_diversity_ratio": worst[1], "class_diversity_worst": worst[0]}
+    )
+    assert [w.kind for w in warnings] == ["mode_collapse"]
+    assert f"within class {worst[0]}" in warnings[0].message

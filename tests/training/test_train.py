@@ -83,8 +83,11 @@ def test_dry_run_writes_every_artifact(tmp_path: Path) -> None:
         "g_grad_norm",
         "d_grad_norm",
         "diversity_ratio",
+        "class_diversity_ratio",  # conditional: the worst class's spread over its real spread
+        "class_diversity_worst",
     }
     assert expected <= set(records[0])
+    assert 0 <= records[0]["class_diversity_worst"] < 10
     assert [r["step"] for r in records] == [1, 2, 3]
     # the served file: rebuilt from its own constructor arguments, conditional, in [-1, 1]
     g, meta = load_generator(out / "generator.pt")
