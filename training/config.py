@@ -87,6 +87,9 @@ class TrainConfig:
     ema_decay: float = 0.999  # EMA of G's weights (0 = off)
     ema_start: int = 0  # steps before the EMA starts averaging (it copies G until then)
     ema_rampup: float = 0.0  # the EMA's half-life is at most this times the steps done (0 = off)
+    # batches of G's own samples that set the EMA G's BatchNorm statistics before it is sampled,
+    # evaluated or saved (standing statistics; 0 = keep the raw G's)
+    standing_batches: int = 16
     # --- evaluation and training health ---
     eval_samples: int = 2500  # toy data; image data uses the size of the training split
     classifier_epochs: int = 20  # the evaluation classifier (trained once per dataset, cached)
@@ -168,7 +171,7 @@ class TrainConfig:
                 "so real and generated images would share a group"
             )
         non_negative = ("gp_lambda", "r1_gamma", "clip_value", "instance_noise", "grad_clip", "ema_rampup")
-        for key in (*non_negative, "instance_noise_anneal_steps", "ema_start"):
+        for key in (*non_negative, "instance_noise_anneal_steps", "ema_start", "standing_batches"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
         if self.toy_radius <= 0:

@@ -26,7 +26,7 @@ from training.config import ConfigError, TrainConfig
 from training.data import load_data
 from training.data.base import DataInfo
 from training.distributed import DistInfo, gather_to_main, init_distributed, shutdown, unwrap
-from training.ema import EMA
+from training.ema import EMA, standing_statistics
 from training.evaluation import balanced_labels, evaluate, generate
 from training.health import HealthMonitor, class_diversity, diversity, worst_class_ratio
 from training.loop import RunDir, TrainingLoop
@@ -295,7 +295,14 @@ def _train(
 
     served = ema.model if ema is not None else G_plain  # the weights users will get
 
+    def ready_to_serve() -> None:
+        """The EMA G's BatchNorm statistics for its own weights, before it is sampled, evaluated
+        or saved (each EMA update copies the raw G's again, so training is unaffected)."""
+        if ema is not None:
+            standing_statistics(ema.model, cfg.standing_batches)
+
     def write_samples(step: int, path: Path) -> None:
+        ready_to_serve()
         if info.kind == "toy":
             real = data.sampler.sample(1000, torch.Generator().manual_seed(0))[0]
             fake = generate(served, 1000, seed=cfg.seed)
@@ -314,6 +321,7 @@ def _train(
                 save_image_grid(cells, grid_rows, path.with_name("mixing_latest.png"))
 
     def run_eval(step: int) -> dict[str, Any]:
+        ready_to_serve()
         t0 = time.perf_counter()
         result = evaluate(served, data, cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir)
         record = {"step": step, "event": "eval", **result, "eval_seconds": time.perf_counter() - t0}
@@ -432,10 +440,11 @@ def _train(
             loop.periodic(done)
 
     # --- the end (rank 0): generator.pt with the served weights, final evaluation, eval.json, plot ---
-    return loop.finish(
-        lambda path, quality: save_generator(path, served, cfg, info, quality),
-        final_eval=lambda: run_eval(cfg.steps),
-    )
+    def save_served(path: Path, quality: dict[str, Any]) -> None:
+        ready_to_serve()
+        save_generator(path, served, cfg, info, quality)
+
+    return loop.finish(save_served, final_eval=lambda: run_eval(cfg.steps))
 
 
 def save_generator(
