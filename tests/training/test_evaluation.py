@@ -3,6 +3,7 @@ perfect generator from a broken one."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from training.data import load_data
 from training.data.toy import ring_modes
 from training.evaluation import balanced_labels, evaluate, generate
 from training.evaluation.frechet import frechet_distance, precision_recall
-from training.evaluation.toy import toy_quality
+from training.evaluation.toy import mode_kl, toy_quality
 
 
 def test_frechet_distance_known_values() -> None:
@@ -48,7 +49,12 @@ def test_precision_and_recall() -> None:
 def test_toy_quality_counts_modes_and_high_quality_samples() -> None:
     modes = ring_modes(8, 2.0)
     exact = modes.repeat(100, 1)  # 800 samples, 100 on each mode
-    assert toy_quality(exact, modes, 0.02) == {"modes": 8, "modes_total": 8, "hq_fraction": 1.0}
+    assert toy_quality(exact, modes, 0.02) == {
+        "modes": 8,
+        "modes_total": 8,
+        "hq_fraction": 1.0,
+        "mode_kl": 0.0,
+    }
     one_mode = modes[:1].repeat(800, 1)
     assert toy_quality(one_mode, modes, 0.02)["modes"] == 1
     # 4 std away from every mode: none is high quality
@@ -131,3 +137,12 @@ class _TwoArg(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.inner(z)
+
+
+def test_mode_kl_tells_balanced_modes_from_one_dominant_mode() -> None:
+    assert mode_kl(torch.tensor([20, 20, 20, 20])) == pytest.approx(0.0)
+    assert mode_kl(torch.tensor([80, 0, 0, 0])) == pytest.approx(math.log(4))
+    # 8 modes all "recovered" (>= 20 samples each) yet far from balanced: the count hides it
+    skewed = torch.tensor([2360, 20, 20, 20, 20, 20, 20, 20])
+    assert 1.5 < mode_kl(skewed) < math.log(8)
+    assert mode_kl(torch.zeros(8, dtype=torch.long)) == pytest.approx(math.log(8))
