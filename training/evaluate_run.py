@@ -55,7 +55,9 @@ def _evaluate_gan_run(run_dir: Path, cfg: TrainConfig, samples: int | None) -> d
     generator, source = _run_generator(run_dir, cfg.model, config_to_dict(g_config))
     return {
         "source": source,
-        **evaluate(generator, data, samples or cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir),
+        **evaluate(
+            generator, data, samples or cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir, cas=True
+        ),
     }
 
 

@@ -320,10 +320,10 @@ def _train(
                 save_image_grid(cells, grid_rows, path.with_name(path.name.replace("step_", "mixing_")))
                 save_image_grid(cells, grid_rows, path.with_name("mixing_latest.png"))
 
-    def run_eval(step: int) -> dict[str, Any]:
+    def run_eval(step: int, final: bool = False) -> dict[str, Any]:
         ready_to_serve()
         t0 = time.perf_counter()
-        result = evaluate(served, data, cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir)
+        result = evaluate(served, data, cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir, cas=final)
         record = {"step": step, "event": "eval", **result, "eval_seconds": time.perf_counter() - t0}
         run.metrics.write(record)
         log.info("eval @ %d: %s", step, format_metrics(result))
@@ -444,7 +444,7 @@ def _train(
         ready_to_serve()
         save_generator(path, served, cfg, info, quality)
 
-    return loop.finish(save_served, final_eval=lambda: run_eval(cfg.steps))
+    return loop.finish(save_served, final_eval=lambda: run_eval(cfg.steps, final=True))
 
 
 def save_generator(

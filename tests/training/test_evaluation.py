@@ -16,6 +16,7 @@ from training.data import load_data
 from training.data.toy import ring_modes
 from training.evaluation import balanced_labels, evaluate, generate
 from training.evaluation.frechet import frechet_distance, precision_recall
+from training.evaluation.memorisation import memorisation, nearest_distances
 from training.evaluation.toy import mode_kl, toy_quality
 
 
@@ -95,14 +96,32 @@ def digits16() -> Any:
 
 def test_image_metrics_separate_an_ideal_generator_from_noise(digits16: Any) -> None:
     splits = digits16.splits
-    ideal = evaluate(Replay(splits.train_x, splits.train_y), digits16, classifier_epochs=3)
-    noise = evaluate(Replay(splits.train_x, splits.train_y, noise=True), digits16, classifier_epochs=3)
+    ideal = evaluate(Replay(splits.train_x, splits.train_y), digits16, classifier_epochs=3, cas=True)
+    noise = evaluate(
+        Replay(splits.train_x, splits.train_y, noise=True), digits16, classifier_epochs=3, cas=True
+    )
     assert ideal["feature_net"] == "classifier" and float(ideal["classifier_heldout_accuracy"]) > 0.85
     assert float(ideal["accuracy"]) > 0.7 and float(noise["accuracy"]) < 0.3
     assert float(ideal["fd_ratio"]) < 3 < float(noise["fd_ratio"])
     assert float(ideal["precision"]) > 0.8 and float(noise["precision"]) < 0.3
     assert float(ideal["recall"]) > 0.5 and float(noise["recall"]) < 0.1
     assert ideal["fd_real_baseline"] == noise["fd_real_baseline"]  # the same cached classifier
+    # The "ideal" G replays its training images: the memorisation check sees every sample copied.
+    assert ideal["memorised_share"] == 1.0 and ideal["nn_distance_ratio"] == 0.0
+    # CAS: a classifier trained on the ideal G's images is the real one; on noise it learns nothing.
+    assert float(ideal["cas"]) == pytest.approx(float(ideal["classifier_heldout_accuracy"]), abs=0.1)
+    assert float(noise["cas"]) < 0.3
+    assert noise["memorised_share"] == 0.0 and float(noise["nn_distance_ratio"]) > 1
+
+
+def test_memorisation_of_new_real_images_is_the_baseline() -> None:
+    torch.manual_seed(0)
+    train, heldout, new = torch.rand(300, 1, 8, 8), torch.rand(200, 1, 8, 8), torch.rand(400, 1, 8, 8)
+    result = memorisation(new, train, heldout)  # as novel as held-out data: about 5 % "memorised"
+    assert 0.0 < result["memorised_share"] < 0.15 and 0.8 < result["nn_distance_ratio"] < 1.2
+    near = train[: 400 % 300].repeat(2, 1, 1, 1)[:200] + 0.001  # near copies of training images
+    assert memorisation(near, train, heldout)["memorised_share"] == 1.0
+    assert nearest_distances(torch.zeros(1, 2), torch.tensor([[3.0, 4.0], [6.0, 8.0]])).tolist() == [5.0]
 
 
 def test_unlabelled_data_uses_a_fixed_random_feature_network() -> None:

@@ -68,7 +68,9 @@ def test_dry_run_writes_every_artifact(tmp_path: Path) -> None:
     result = run_cli("--config", "configs/digits_cdcgan.toml", "--dry-run", "--out", str(out))
     assert result.returncode == 0, result.stderr
     final = json.loads(result.stdout)
-    assert {"fd", "fd_real_baseline", "accuracy", "precision", "recall"} <= set(final)
+    assert {"fd", "fd_real_baseline", "accuracy", "precision", "recall", "cas", "memorised_share"} <= set(
+        final
+    )
     for name in ("config.toml", "config.json", "metrics.jsonl", "train.log", "eval.json", "generator.pt"):
         assert (out / name).is_file(), name
     assert (out / "samples" / "latest.png").is_file() and (out / "plots" / "training.png").is_file()

@@ -9,8 +9,14 @@ import torch
 from torch import nn
 
 from training.data import LoadedData
-from training.evaluation.classifier import features, get_classifier, predict
+from training.evaluation.classifier import (
+    classification_accuracy_score,
+    features,
+    get_classifier,
+    predict,
+)
 from training.evaluation.frechet import frechet_distance, precision_recall
+from training.evaluation.memorisation import memorisation
 from training.evaluation.toy import toy_quality
 
 log = logging.getLogger(__name__)
@@ -58,7 +64,10 @@ def evaluate(
     eval_samples: int = 2500,
     classifier_epochs: int = 20,
     cache_dir: str = "",
+    cas: bool = False,
 ) -> dict[str, float | int | str]:
+    """cas: also the Classification Accuracy Score (a classifier trained on the samples; about as
+    long as training the evaluation classifier, so for final evaluations)."""
     info = data.info
     if info.kind == "toy":
         assert info.modes is not None
@@ -102,5 +111,8 @@ def evaluate(
         correct = (predict(net, fake) == labels).sum() + (predict(net, extra) == more).sum()
         result["accuracy"] = float(correct) / (n + more.shape[0])
         result["accuracy_samples"] = n + more.shape[0]
+        if cas:
+            result["cas"] = classification_accuracy_score(fake, labels, splits, classifier_epochs)
     result["fd_ratio"] = float(result["fd"]) / max(float(result["fd_real_baseline"]), 1e-12)
+    result.update(memorisation(fake, splits.train_x, splits.heldout_x))
     return result

@@ -83,7 +83,24 @@ def get_classifier(
     return net.eval(), info
 
 
-def _train(net: FeatureClassifier, splits: ImageSplits, epochs: int) -> dict[str, float | str]:
+def classification_accuracy_score(
+    fake: torch.Tensor, labels: torch.Tensor, splits: ImageSplits, epochs: int
+) -> float:
+    """CAS (Ravuri & Vinyals 2019): the evaluation classifier's architecture and recipe, trained
+    on generated images with the labels they were asked for, tested on the real held-out images.
+    Beside the same classifier trained on real images (classifier_heldout_accuracy), it says how
+    much of what the real data teaches a classifier the generated data teaches too."""
+    synthetic = ImageSplits(splits.info, fake, labels, splits.heldout_x, splits.heldout_y)
+    with torch.random.fork_rng(devices=[]):  # the training run's RNG is not disturbed
+        torch.manual_seed(0)
+        net = FeatureClassifier(splits.info.shape[0], splits.info.num_classes)
+        info = _train(net, synthetic, epochs, "classifier trained on generated images")
+    return float(info["classifier_heldout_accuracy"])
+
+
+def _train(
+    net: FeatureClassifier, splits: ImageSplits, epochs: int, what: str = "evaluation classifier"
+) -> dict[str, float | str]:
     assert splits.train_y is not None and splits.heldout_y is not None
     gen = torch.Generator().manual_seed(0)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -99,7 +116,7 @@ def _train(net: FeatureClassifier, splits: ImageSplits, epochs: int) -> dict[str
             opt.step()
     net.eval()
     accuracy = float((predict(net, splits.heldout_x) == splits.heldout_y).float().mean())
-    log.info("evaluation classifier: held-out accuracy %.3f", accuracy)
+    log.info("%s: held-out accuracy %.3f", what, accuracy)
     return {"feature_net": "classifier", "classifier_heldout_accuracy": accuracy}
 
 
