@@ -131,7 +131,12 @@ class RunningMeans:
 
 
 def format_metrics(result: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
+    """One log line of the scalar metrics (per-class tables stay in metrics.jsonl and eval.json)."""
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in result.items()
+        if not isinstance(v, dict | list)
+    )
 
 
 def progress_bar(total: int, initial: int, enabled: bool) -> Any:

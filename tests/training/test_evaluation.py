@@ -17,6 +17,7 @@ from training.data.toy import ring_modes
 from training.evaluation import balanced_labels, evaluate, generate
 from training.evaluation.frechet import frechet_distance, precision_recall
 from training.evaluation.memorisation import memorisation, nearest_distances
+from training.evaluation.per_class import per_class_quality
 from training.evaluation.toy import mode_kl, toy_quality
 
 
@@ -165,3 +166,24 @@ def test_mode_kl_tells_balanced_modes_from_one_dominant_mode() -> None:
     skewed = torch.tensor([2360, 20, 20, 20, 20, 20, 20, 20])
     assert 1.5 < mode_kl(skewed) < math.log(8)
     assert mode_kl(torch.zeros(8, dtype=torch.long)) == pytest.approx(math.log(8))
+
+
+def test_per_class_quality_names_the_class_drawn_badly() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=4.0, size=(3, 8))
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % 3
+        return centres[y] + rng.normal(size=(n, 8)), y
+
+    heldout, heldout_y = draw(90)
+    train, train_y = draw(300)
+    fake, fake_y = draw(300)
+    fake[fake_y == 2] = centres[2]  # class 2 collapsed to one point; the pooled numbers barely move
+    result = per_class_quality(heldout, heldout_y, train, train_y, fake, fake_y)
+    assert set(result["per_class"]) == {"0", "1", "2"} and result["per_class"]["0"]["images"] == 30
+    assert result["recall_worst_class_label"] == 2 and result["recall_worst_class"] < 0.1
+    assert result["fd_ratio_worst_class_label"] == 2 and result["fd_ratio_worst_class"] > 3
+    for c in ("0", "1"):
+        assert result["per_class"][c]["recall"] > 0.6 and result["per_class"][c]["fd_ratio"] < 2
+    assert per_class_quality(heldout[:2], heldout_y[:2], train, train_y, fake, fake_y) == {}

@@ -17,6 +17,7 @@ from training.evaluation.classifier import (
 )
 from training.evaluation.frechet import frechet_distance, precision_recall
 from training.evaluation.memorisation import memorisation
+from training.evaluation.per_class import per_class_quality
 from training.evaluation.toy import toy_quality
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def evaluate(
     classifier_epochs: int = 20,
     cache_dir: str = "",
     cas: bool = False,
-) -> dict[str, float | int | str]:
+) -> dict[str, Any]:
     """cas: also the Classification Accuracy Score (a classifier trained on the samples; about as
     long as training the evaluation classifier, so for final evaluations)."""
     info = data.info
@@ -86,7 +87,7 @@ def evaluate(
     real_train = features(net, splits.train_x).numpy()
     fake_features = features(net, fake).numpy()
     m = real_heldout.shape[0]
-    result: dict[str, float | int | str] = {
+    result: dict[str, Any] = {
         **net_info,
         "fd": frechet_distance(real_heldout, fake_features),
         "fd_real_baseline": frechet_distance(real_heldout, real_train),
@@ -113,6 +114,17 @@ def evaluate(
         result["accuracy_samples"] = n + more.shape[0]
         if cas:
             result["cas"] = classification_accuracy_score(fake, labels, splits, classifier_epochs)
+        if splits.train_y is not None and splits.heldout_y is not None:
+            result.update(
+                per_class_quality(
+                    real_heldout,
+                    splits.heldout_y.numpy(),
+                    real_train,
+                    splits.train_y.numpy(),
+                    fake_features,
+                    labels.numpy(),
+                )
+            )
     result["fd_ratio"] = float(result["fd"]) / max(float(result["fd_real_baseline"]), 1e-12)
     result.update(memorisation(fake, splits.train_x, splits.heldout_x))
     return result
