@@ -15,6 +15,7 @@ from training.config import load_config
 from training.data import load_data
 from training.data.toy import ring_modes
 from training.evaluation import balanced_labels, evaluate, generate
+from training.evaluation.bootstrap import bootstrap_interval
 from training.evaluation.frechet import frechet_distance, precision_recall
 from training.evaluation.memorisation import memorisation, nearest_distances
 from training.evaluation.per_class import per_class_quality
@@ -113,6 +114,10 @@ def test_image_metrics_separate_an_ideal_generator_from_noise(digits16: Any) -> 
     assert float(ideal["cas"]) == pytest.approx(float(ideal["classifier_heldout_accuracy"]), abs=0.1)
     assert float(noise["cas"]) < 0.3
     assert noise["memorised_share"] == 0.0 and float(noise["nn_distance_ratio"]) > 1
+    for key in ("recall", "accuracy"):  # each with its 95 % bootstrap interval around it
+        low, high = ideal[f"{key}_ci95"]
+        assert low - 1e-9 <= float(ideal[key]) <= high + 1e-9, (key, low, high)
+    assert "fd_ci95" not in ideal  # resampled samples repeat, which biases FD: no interval for it
 
 
 def test_memorisation_of_new_real_images_is_the_baseline() -> None:
@@ -187,3 +192,12 @@ def test_per_class_quality_names_the_class_drawn_badly() -> None:
     for c in ("0", "1"):
         assert result["per_class"][c]["recall"] > 0.6 and result["per_class"][c]["fd_ratio"] < 2
     assert per_class_quality(heldout[:2], heldout_y[:2], train, train_y, fake, fake_y) == {}
+
+
+def test_bootstrap_intervals_cover_the_truth_and_repeat() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.normal(loc=3.0, size=400)
+    low, high = bootstrap_interval(lambda i: float(values[i].mean()), values.shape[0])
+    assert low < 3.0 < high and high - low < 0.3  # about 4 standard errors (0.05) wide
+    assert bootstrap_interval(lambda i: float(values[i].mean()), 400) == [low, high]  # seeded
+    assert bootstrap_interval(lambda i: 7.0, 10) == [7.0, 7.0]

@@ -9,13 +9,14 @@ import torch
 from torch import nn
 
 from training.data import LoadedData
+from training.evaluation.bootstrap import bootstrap_interval
 from training.evaluation.classifier import (
     classification_accuracy_score,
     features,
     get_classifier,
     predict,
 )
-from training.evaluation.frechet import frechet_distance, precision_recall
+from training.evaluation.frechet import frechet_distance, precision_recall, recall_indicators
 from training.evaluation.memorisation import memorisation
 from training.evaluation.per_class import per_class_quality
 from training.evaluation.toy import toy_quality
@@ -95,6 +96,9 @@ def evaluate(
     }
     if min(m, n) > PR_NEIGHBOURS:  # both k-NN manifolds (held-out real, fake[:m]) need > k points
         precision, recall = precision_recall(real_heldout, fake_features[:m], PR_NEIGHBOURS)
+        # 95 % bootstrap interval over the held-out images (each covered by the samples or not)
+        covered = recall_indicators(real_heldout, fake_features[:m], PR_NEIGHBOURS).astype(float)
+        result["recall_ci95"] = bootstrap_interval(lambda i: float(covered[i].mean()), m)
         base_precision, base_recall = precision_recall(real_heldout, real_train[:m], PR_NEIGHBOURS)
         result.update(
             precision=precision,
@@ -109,8 +113,9 @@ def evaluate(
         # and which stay as they were).
         more = balanced_labels(n * ACCURACY_DRAWS, num_classes)[n:]
         extra = generate(generator, more.shape[0], seed=EVAL_SEED + 1, labels=more)
-        correct = (predict(net, fake) == labels).sum() + (predict(net, extra) == more).sum()
-        result["accuracy"] = float(correct) / (n + more.shape[0])
+        right = torch.cat([predict(net, fake) == labels, predict(net, extra) == more]).double().numpy()
+        result["accuracy"] = float(right.mean())
+        result["accuracy_ci95"] = bootstrap_interval(lambda i: float(right[i].mean()), right.shape[0])
         result["accuracy_samples"] = n + more.shape[0]
         if cas:
             result["cas"] = classification_accuracy_score(fake, labels, splits, classifier_epochs)

@@ -37,9 +37,21 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[fl
 
 
 def _coverage(manifold: torch.Tensor, queries: torch.Tensor, k: int) -> float:
+    return float(covered(manifold, queries, k).double().mean())
+
+
+def recall_indicators(real: np.ndarray, fake: np.ndarray, k: int = 3) -> np.ndarray:
+    """(N,) bool: which real samples fall inside some fake sample's k-NN ball (recall is their
+    mean; resampling them gives recall's bootstrap interval)."""
+    r, f = torch.from_numpy(real).double(), torch.from_numpy(fake).double()
+    return covered(f, r, k).numpy()
+
+
+def covered(manifold: torch.Tensor, queries: torch.Tensor, k: int) -> torch.Tensor:
+    """(Q,) bool: each query inside some manifold point's k-NN ball."""
     if manifold.shape[0] <= k:
         raise ValueError(f"need more than k={k} samples to estimate a manifold, got {manifold.shape[0]}")
     within = torch.cdist(manifold, manifold)
     radii = within.kthvalue(k + 1, dim=1).values  # +1: each point is its own nearest neighbour
     inside = torch.cdist(queries, manifold) <= radii.unsqueeze(0)
-    return float(inside.any(dim=1).double().mean())
+    return inside.any(dim=1)
