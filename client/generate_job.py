@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from client.api import AsyncGanClient, GenerateResult
-from client.errors import ApiError, GanClientError, ServerUnreachable
+from client.errors import GanClientError, ServerUnreachable
 from client.files import EXTENSIONS, atomic_write, remove_partial_files
 from client.runner import Abort, JobError, Progress, Summary, run_bounded
-from client.versions import gone, knows_versions, pinned, served_version, split_ref
+from client.versions import knows_versions, pinned, served_version, split_ref, version_gone
 
 JOB_FILE = "job.json"
 MANIFEST = "manifest.jsonl"
@@ -271,14 +271,11 @@ async def run_generate(
             except ServerUnreachable as e:
                 summary.failed += len(group)
                 raise Abort(f"the server cannot be reached: {e}") from e
-            except ApiError as e:
-                if e.status == 404 and e.code == "unknown_model" and job.version is not None:
-                    summary.failed += len(group)  # the job's version went away: nothing more can be made
-                    raise Abort(gone(job.model, job.version)) from e
-                bar.note(summary.fail(len(group), f"seeds {seeds[0]}..{seeds[-1]}: {e}"))
-                bar.advance(len(group))
-                return
             except GanClientError as e:
+                gone = version_gone(e, job.ref)
+                if gone is not None:  # the job's version went away: nothing more can be made
+                    summary.failed += len(group)
+                    raise Abort(gone) from e
                 bar.note(summary.fail(len(group), f"seeds {seeds[0]}..{seeds[-1]}: {e}"))
                 bar.advance(len(group))
                 return

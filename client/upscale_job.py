@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from client.api import MEDIA_TYPES, AsyncGanClient
-from client.errors import ApiError, GanClientError, ServerUnreachable
+from client.errors import GanClientError, ServerUnreachable
 from client.files import EXTENSIONS, atomic_write, remove_partial_files, sniff_format
 from client.runner import Abort, JobError, Progress, Summary, run_bounded
-from client.versions import gone, knows_versions, pinned, served_version, split_ref
+from client.versions import knows_versions, pinned, served_version, split_ref, version_gone
 
 JOB_FILE = ".upscale-job.json"
 
@@ -128,13 +128,13 @@ async def run_upscale(
         except ServerUnreachable as e:
             summary.failed += 1
             raise Abort(f"the server cannot be reached: {e}") from e
-        except ApiError as e:
-            if e.status == 404 and e.code == "unknown_model" and "@" in ref:
-                summary.failed += 1  # the job's version went away
-                name, _, version = ref.partition("@")
-                raise Abort(gone(name, int(version))) from e
+        except GanClientError as e:
+            gone = version_gone(e, ref)
+            if gone is not None:  # the job's version went away
+                summary.failed += 1
+                raise Abort(gone) from e
             bar.note(summary.fail(1, f"{path}: {e}"))
-        except (GanClientError, OSError) as e:
+        except OSError as e:
             bar.note(summary.fail(1, f"{path}: {e}"))
         else:
             await asyncio.to_thread(atomic_write, target, result.data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from client.errors import ApiError, GanClientError
 from client.runner import JobError
 
 
@@ -56,8 +57,14 @@ def knows_versions(entry: dict[str, Any]) -> bool:
     return "default" in entry
 
 
-def gone(name: str, version: int) -> str:
-    """What to say when a job's version is no longer served."""
+def version_gone(error: GanClientError, ref: str) -> str | None:
+    """What to say when `error` means that the version a job pins (`ref`, NAME@VERSION) is no
+    longer served, so nothing more can be made; None for any other error, or an unpinned ref."""
+    name, version = split_ref(ref)
+    if not (isinstance(error, ApiError) and error.status == 404 and error.code == "unknown_model"):
+        return None
+    if name is None or version is None:
+        return None
     return (
         f"{name} version {version} is no longer served; an operator can load it "
         f"(POST /v1/models/{name}/load), or start a new job in another folder"

@@ -503,17 +503,17 @@ def adopted_source(
             raise ExportError(f"{path}: no such file")
         digest, origin = sha256_file(path), str(path)
         if path.suffix.lower() == ".onnx" or not is_torchscript(path):
-            raw = read_onnx(path)
-            net, kind, described = OnnxNet(prepared(raw)), "onnx", {}
+            raw = prepared(read_onnx(path))  # converted once, when older than the wrapper needs
+            net, kind, described = OnnxNet(raw), "onnx", {}
         else:
             net, kind, described = load_torchscript(path), "torchscript", {}
     if raw is not None:  # an ONNX file's inputs and output, before anything runs it
-        check_interface(prepared(raw), interface)
+        check_interface(raw, interface)
     adapted = adapt(net, interface)
     probed = probe(adapted, interface)
     if kind == "torchscript":
         raw = torchscript_to_onnx(net, interface, _native_example(interface, probed))  # type: ignore[arg-type]
-        check_interface(prepared(raw), interface)
+        check_interface(raw, interface)  # opset 17: nothing to convert
     channels = probed.shape[0]
     if interface.task == "generate":
         config = {"latent_dim": interface.latent_size, "num_classes": interface.classes, **described}

@@ -63,11 +63,20 @@ def scan(repo: Path) -> dict[str, dict[int, Fingerprint]]:
         except OSError:  # the model's directory went away while being listed: as if removed
             listed = []
         for version in listed:
-            with contextlib.suppress(OSError):  # removed while being listed
-                st = (version_dir(repo, name, version) / MANIFEST_FILE).stat()
-                versions[version] = (st.st_ino, st.st_size, st.st_mtime_ns)
+            found = fingerprint(repo, name, version)
+            if found is not None:  # (None: removed while being listed)
+                versions[version] = found
         published[name] = versions
     return published
+
+
+def fingerprint(repo: Path, name: str, version: int) -> Fingerprint | None:
+    """A published version's manifest fingerprint; None when the version is not there. Blocking."""
+    try:
+        st = (version_dir(repo, name, version) / MANIFEST_FILE).stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class ModelRegistry:
@@ -172,12 +181,12 @@ class ModelRegistry:
     async def load(self, name: str, version: int) -> ServedModel | None:
         """Load, warm up and put in service one published version, whatever the policy says (the
         next sync unloads it if the policy does not want it). None when it fails: reported."""
-        published = await asyncio.get_running_loop().run_in_executor(None, scan, self.settings.models_dir)
-        fingerprint = published.get(name, {}).get(version)
-        if fingerprint is None:
+        repo = self.settings.models_dir
+        found = await asyncio.get_running_loop().run_in_executor(None, fingerprint, repo, name, version)
+        if found is None:
             self._failed_to_load(name, version, None, "it is not published in the repository")
             return None
-        return await self._load(name, version, fingerprint)
+        return await self._load(name, version, found)
 
     async def _load(self, name: str, version: int, fingerprint: Fingerprint) -> ServedModel | None:
         loop = asyncio.get_running_loop()
@@ -392,13 +401,16 @@ class ModelRegistry:
         self.excluded.get(name, set()).discard(version)
         if self._failed.pop((name, version), None) is not None:
             self._report_failures(name)
-        published = await asyncio.get_running_loop().run_in_executor(None, scan, self.settings.models_dir)
-        if version not in published.get(name, {}):
-            listed = ", ".join(map(str, sorted(published.get(name, {})))) or "none"
+        repo = self.settings.models_dir
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(None, fingerprint, repo, name, version)
+        if found is None:
+            published = await loop.run_in_executor(None, list_versions, repo, name)
+            listed = ", ".join(map(str, published)) or "none"
             raise UnknownModel(
                 f"model {name!r} has no version {version} in the repository; published: {listed}"
             )
-        if await self.load(name, version) is None:
+        if await self._load(name, version, found) is None:
             failed = self._failed.get((name, version))
             reason = failed[1] if failed is not None else "unknown"
             raise ModelLoadFailed(f"model {name!r} version {version} failed to load: {reason}")

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from bench.swap_bench import publish
+from client.errors import ApiError
 from client.runner import JobError
-from client.versions import served_version, split_ref
+from client.versions import served_version, split_ref, version_gone
 from tests.client.test_cli import files_under, gan_client, manifest
 from tests.live_server import start_server
 
@@ -36,6 +37,11 @@ def test_the_version_a_job_uses() -> None:
     with pytest.raises(JobError, match="unknown generate model 'up'; served: a, b"):
         served_version(models, "generate", "up", None)
     assert split_ref("b@2") == ("b", 2) and split_ref("b") == ("b", None)
+    # A job stops when its pinned version goes away mid-run; other errors stay per item.
+    missing = ApiError(404, "unknown_model", "model 'b' has no version 2 loaded; loaded: 3")
+    assert "b version 2 is no longer served" in str(version_gone(missing, "b@2"))
+    assert version_gone(missing, "b") is None  # unpinned: the server's default, nothing was pinned
+    assert version_gone(ApiError(400, "invalid_request", "bad"), "b@2") is None
     with pytest.raises(JobError, match="positive integer"):
         split_ref("b@two")
 
