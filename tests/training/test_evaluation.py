@@ -17,6 +17,7 @@ from training.data.toy import ring_modes
 from training.evaluation import balanced_labels, evaluate, generate
 from training.evaluation.bootstrap import bootstrap_interval
 from training.evaluation.frechet import frechet_distance, precision_recall
+from training.evaluation.matched import matched_quality
 from training.evaluation.memorisation import memorisation, nearest_distances
 from training.evaluation.per_class import per_class_quality
 from training.evaluation.toy import mode_kl, toy_quality
@@ -114,10 +115,32 @@ def test_image_metrics_separate_an_ideal_generator_from_noise(digits16: Any) -> 
     assert float(ideal["cas"]) == pytest.approx(float(ideal["classifier_heldout_accuracy"]), abs=0.1)
     assert float(noise["cas"]) < 0.3
     assert noise["memorised_share"] == 0.0 and float(noise["nn_distance_ratio"]) > 1
-    for key in ("recall", "accuracy"):  # each with its 95 % bootstrap interval around it
+    for key in ("recall", "accuracy", "fd", "fd_ratio"):  # each with its 95 % interval around it
         low, high = ideal[f"{key}_ci95"]
         assert low - 1e-9 <= float(ideal[key]) <= high + 1e-9, (key, low, high)
-    assert "fd_ci95" not in ideal  # resampled samples repeat, which biases FD: no interval for it
+    # matched sizes: half the held-out images each, for G and for the real-vs-real baseline
+    assert ideal["matched_size"] == digits16.splits.heldout_x.shape[0] // 2
+
+
+def test_matched_sizes_judge_new_real_data_as_real() -> None:
+    rng = np.random.default_rng(3)
+    heldout, same = rng.normal(size=(120, 16)), rng.normal(size=(2000, 16))
+    result = matched_quality(heldout, same, k=3)
+    # New data from the real distribution scores as real data does, although there are 33 times
+    # more samples than held-out images: both sides are compared at 60 against 60.
+    assert result["matched_size"] == 60 and 0.8 < result["fd_ratio"] < 1.25
+    low, high = result["fd_ratio_ci95"]
+    assert low < 1 < high
+    assert abs(result["recall"] - result["recall_real_baseline"]) < 0.1
+    # Unmatched, the same comparison is off: FD of 120 vs 2000 against FD of 60 vs 60.
+    assert frechet_distance(heldout, same) < 0.7 * result["fd_real_baseline"]
+    shifted = matched_quality(heldout, same + 1.0, k=3)
+    assert shifted["fd_ratio"] > 3 and shifted["recall"] < result["recall"]
+    assert matched_quality(heldout, same, k=3) == result  # the same splits every time
+    with pytest.raises(ValueError, match="at least 8 held-out images"):
+        matched_quality(heldout[:7], same, k=3)
+    with pytest.raises(ValueError, match="at least 60 generated samples"):
+        matched_quality(heldout, same[:59], k=3)
 
 
 def test_memorisation_of_new_real_images_is_the_baseline() -> None:

@@ -16,7 +16,7 @@ from training.evaluation.classifier import (
     get_classifier,
     predict,
 )
-from training.evaluation.frechet import frechet_distance, precision_recall, recall_indicators
+from training.evaluation.matched import matched_quality, smallest_heldout
 from training.evaluation.memorisation import memorisation
 from training.evaluation.per_class import per_class_quality
 from training.evaluation.toy import toy_quality
@@ -87,27 +87,15 @@ def evaluate(
     real_heldout = features(net, splits.heldout_x).numpy()
     real_train = features(net, splits.train_x).numpy()
     fake_features = features(net, fake).numpy()
-    m = real_heldout.shape[0]
-    result: dict[str, Any] = {
-        **net_info,
-        "fd": frechet_distance(real_heldout, fake_features),
-        "fd_real_baseline": frechet_distance(real_heldout, real_train),
-        "eval_samples": n,
-    }
-    if min(m, n) > PR_NEIGHBOURS:  # both k-NN manifolds (held-out real, fake[:m]) need > k points
-        precision, recall = precision_recall(real_heldout, fake_features[:m], PR_NEIGHBOURS)
-        # 95 % bootstrap interval over the held-out images (each covered by the samples or not)
-        covered = recall_indicators(real_heldout, fake_features[:m], PR_NEIGHBOURS).astype(float)
-        result["recall_ci95"] = bootstrap_interval(lambda i: float(covered[i].mean()), m)
-        base_precision, base_recall = precision_recall(real_heldout, real_train[:m], PR_NEIGHBOURS)
-        result.update(
-            precision=precision,
-            recall=recall,
-            precision_real_baseline=base_precision,
-            recall_real_baseline=base_recall,
+    result: dict[str, Any] = {**net_info, "eval_samples": n}
+    if real_heldout.shape[0] >= smallest_heldout(PR_NEIGHBOURS):
+        result.update(matched_quality(real_heldout, fake_features, PR_NEIGHBOURS))
+    else:  # a tiny folder: each half of the held-out images must be a k-NN manifold
+        log.warning(
+            "FD and precision/recall skipped: %d held-out image(s), need %d",
+            real_heldout.shape[0],
+            smallest_heldout(PR_NEIGHBOURS),
         )
-    else:  # a tiny folder: k-NN balls need more than k held-out images
-        log.warning("precision/recall skipped: %d held-out image(s), need more than %d", m, PR_NEIGHBOURS)
     if labels is not None and net_info.get("feature_net") == "classifier":
         # More samples, from other latents, after the first n (which FD and precision/recall use
         # and which stay as they were).
@@ -130,6 +118,5 @@ def evaluate(
                     labels.numpy(),
                 )
             )
-    result["fd_ratio"] = float(result["fd"]) / max(float(result["fd_real_baseline"]), 1e-12)
     result.update(memorisation(fake, splits.train_x, splits.heldout_x))
     return result

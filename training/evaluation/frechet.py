@@ -40,13 +40,6 @@ def _coverage(manifold: torch.Tensor, queries: torch.Tensor, k: int) -> float:
     return float(covered(manifold, queries, k).double().mean())
 
 
-def recall_indicators(real: np.ndarray, fake: np.ndarray, k: int = 3) -> np.ndarray:
-    """(N,) bool: which real samples fall inside some fake sample's k-NN ball (recall is their
-    mean; resampling them gives recall's bootstrap interval)."""
-    r, f = torch.from_numpy(real).double(), torch.from_numpy(fake).double()
-    return covered(f, r, k).numpy()
-
-
 def covered(manifold: torch.Tensor, queries: torch.Tensor, k: int) -> torch.Tensor:
     """(Q,) bool: each query inside some manifold point's k-NN ball."""
     if manifold.shape[0] <= k:
