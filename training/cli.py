@@ -41,11 +41,17 @@ def train_parser() -> argparse.ArgumentParser:
 def eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gan-train eval",
-        description="Evaluate a run's generator (or upscaler, on its held-out images); writes eval.json.",
+        description="Evaluate a run's generator (or upscaler, on its validation and test images); "
+        "writes eval.json.",
     )
     p.add_argument("run_dir", type=Path)
     p.add_argument(
         "--samples", type=int, help="toy data: number of samples (default: the run's eval_samples)"
+    )
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="also store the new figures in the run's generator.pt, for the next gan-export",
     )
     return p
 
@@ -107,7 +113,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from training.evaluate_run import evaluate_run
 
-    print(json.dumps(evaluate_run(args.run_dir, args.samples), indent=2, sort_keys=True))
+    print(json.dumps(evaluate_run(args.run_dir, args.samples, record=args.record), indent=2, sort_keys=True))
     return 0
 
 

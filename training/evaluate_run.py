@@ -12,13 +12,19 @@ from training.checkpoint import latest_checkpoint, load_checkpoint
 from training.config import ConfigError, TrainConfig, is_super_resolution
 from training.data import load_data
 from training.evaluation import evaluate
-from training.models import build_generator, config_to_dict, load_generator
+from training.models import build_generator, config_to_dict, load_generator, record_metrics
 from training.sr.config import SRConfig
 from training.train import network_configs
 
 
-def evaluate_run(run_dir: Path, samples: int | None = None, write: bool = True) -> dict[str, Any]:
-    """Evaluate `generator.pt`, or the newest checkpoint's (EMA) G when training did not finish."""
+def evaluate_run(
+    run_dir: Path, samples: int | None = None, write: bool = True, record: bool = False
+) -> dict[str, Any]:
+    """Evaluate `generator.pt`, or the newest checkpoint's (EMA) G when training did not finish.
+    record: also store the figures as generator.pt's metrics (what gan-export puts in the
+    manifest), so a model re-measured with a newer evaluation is exported with its new numbers."""
+    if record and not (run_dir / "generator.pt").is_file():
+        raise FileNotFoundError(f"{run_dir}: --record needs the finished run's generator.pt")
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json)")
@@ -31,6 +37,8 @@ def evaluate_run(run_dir: Path, samples: int | None = None, write: bool = True) 
         result = _evaluate_gan_run(run_dir, TrainConfig.from_dict(values), samples)
     if write:
         (run_dir / "eval.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    if record:
+        record_metrics(run_dir / "generator.pt", {k: v for k, v in result.items() if k != "source"})
     return result
 
 
@@ -62,20 +70,23 @@ def _evaluate_gan_run(run_dir: Path, cfg: TrainConfig, samples: int | None) -> d
 
 
 def _evaluate_sr_run(run_dir: Path, cfg: SRConfig) -> dict[str, Any]:
-    """Held-out PSNR/SSIM/sharpness beside bicubic; comparison PNGs under RUN_DIR/eval/."""
+    """PSNR/SSIM/NIQE on the validation and test images beside bicubic; comparison PNGs under
+    RUN_DIR/eval/validation/ and RUN_DIR/eval/test/."""
     from training.sr.data import load_hr_images
-    from training.sr.evaluation import evaluate_sr
+    from training.sr.evaluation import evaluate_sets
     from training.sr.train import generator_config
 
     generator, source = _run_generator(run_dir, "srresnet", config_to_dict(generator_config(cfg)))
     images = load_hr_images(cfg.data, cfg.patch_size, cfg.bad_files, cfg.heldout_fraction, cfg.max_memory_mb)
-    result = evaluate_sr(
+    result = evaluate_sets(
         generator,
-        images.evaluation_set(cfg.eval_max_images),
+        images,
+        ("validation", "test"),
         cfg.scale,
         cfg.eval_tile,
         cfg.eval_overlap,
         cfg.eval_batch,
+        cfg.eval_max_images,
         run_dir / "eval",
     )
     return {"source": source, **result}

@@ -11,8 +11,9 @@ from PIL import Image
 
 from training.data.folder import FolderError
 from training.sr.data import (
-    SKIMAGE_HELDOUT,
     SKIMAGE_TRAIN,
+    SKIMAGE_VALIDATION,
+    TEST_PHOTOS,
     SRPairSampler,
     load_hr_images,
     to_rgb,
@@ -94,14 +95,26 @@ def test_grayscale_alpha_and_float_images_become_rgb_uint8() -> None:
     assert rgb.dtype == np.uint8 and int(rgb[0, 0, 0]) == 128
 
 
-def test_skimage_split_is_fixed_and_disjoint() -> None:
+def test_skimage_sets_are_fixed_and_disjoint() -> None:
     data = load_hr_images("sr_skimage", 96)
     assert list(data.train) == list(SKIMAGE_TRAIN)
-    assert list(data.heldout) == list(SKIMAGE_HELDOUT)
-    assert not set(data.train) & set(data.heldout)
-    assert "cat" not in data.train  # the same photo as the held-out chelsea
-    for image in [*data.train.values(), *data.heldout.values()]:
+    assert list(data.validation) == list(SKIMAGE_VALIDATION)
+    assert "cat" not in data.train  # the same photo as the validation chelsea
+    # The test set: the twelve bundled photographs, each listed with its source and licence.
+    readme = (TEST_PHOTOS / "README.md").read_text()
+    photos = sorted(p.name for p in TEST_PHOTOS.glob("*.png"))
+    assert len(photos) == 12 and sorted(data.test) == [f"photos/{p}" for p in photos]
+    assert all(f"| `{p}` |" in readme for p in photos)
+    everything = [*data.train.values(), *data.validation.values(), *data.test.values()]
+    for image in everything:
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    for test_image in data.test.values():  # no test photo is a copy or crop of another image
+        assert test_image.shape == (360, 480, 3)
+        assert all(
+            test_image.shape != other.shape or not np.array_equal(test_image, other)
+            for other in [*data.train.values(), *data.validation.values()]
+        )
+    assert data.evaluation_set("test", 2) == dict(list(data.test.items())[:2])
 
 
 def _write_folder(root: Path) -> None:
@@ -120,12 +133,14 @@ def test_folder_split_is_fixed_and_bad_files_are_skipped(tmp_path: Path) -> None
     _write_folder(tmp_path / "photos")
     data = load_hr_images(f"sr_folder:{tmp_path / 'photos'}", 32, "skip", 0.25)
     again = load_hr_images(f"sr_folder:{tmp_path / 'photos'}", 32, "skip", 0.25)
-    assert list(data.heldout) == list(again.heldout) and list(data.train) == list(again.train)
-    assert len(data.train) + len(data.heldout) == 8  # 6 photos + gray + nested/alpha
-    assert len(data.heldout) == 2
-    assert "nested/alpha.png" in {**data.train, **data.heldout}
+    sets = (data.train, data.validation, data.test)
+    assert [list(s) for s in sets] == [list(s) for s in (again.train, again.validation, again.test)]
+    assert sum(len(s) for s in sets) == 8  # 6 photos + gray + nested/alpha
+    assert len(data.validation) == len(data.test) == 1  # 0.25 of 8 held out, halved
+    assert len({*data.train, *data.validation, *data.test}) == 8  # disjoint
+    assert "nested/alpha.png" in {**data.train, **data.validation, **data.test}
     assert sorted(Path(p).name for p in data.skipped_files) == ["broken.jpg", "tiny.png"]
-    assert all(img.shape[2] == 3 for img in [*data.train.values(), *data.heldout.values()])
+    assert all(img.shape[2] == 3 for s in sets for img in s.values())
 
 
 def test_folder_bad_files_error_policy_names_them(tmp_path: Path) -> None:
@@ -150,15 +165,16 @@ def test_folder_of_tiny_images_is_a_clear_error(tmp_path: Path) -> None:
     [
         ("missing", "data folder not found"),
         ("empty", "no images"),
-        ("single", "need at least 2 readable images"),
+        ("two", "need at least 3 readable images \\(training, validation and test\\), found 2"),
     ],
 )
 def test_folder_problems_are_clear_errors(tmp_path: Path, setup: str, message: str) -> None:
     root = tmp_path / "data"
     if setup != "missing":
         root.mkdir()
-    if setup == "single":
-        Image.fromarray(_photo(0, 64, 64)).save(root / "only.png")
+    if setup == "two":
+        for i in range(2):
+            Image.fromarray(_photo(i, 64, 64)).save(root / f"{i}.png")
     with pytest.raises(FolderError, match=message):
         load_hr_images(f"sr_folder:{root}", 32)
 

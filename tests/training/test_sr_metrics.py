@@ -1,4 +1,4 @@
-"""PSNR, SSIM and sharpness against known values."""
+"""PSNR and SSIM against known values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from training.sr.metrics import psnr, rgb_to_y, sharpness, shave, ssim
+from training.sr.metrics import psnr, rgb_to_y, shave, ssim
 
 
 def test_psnr_known_values() -> None:
@@ -45,11 +45,3 @@ def test_luma_range_and_shave() -> None:
     assert rgb_to_y(np.full((1, 1, 3), 255, np.uint8))[0, 0] == pytest.approx(235.0)
     assert shave(np.zeros((10, 12)), 2).shape == (6, 8)
     assert shave(np.zeros((10, 12)), 0).shape == (10, 12)
-
-
-def test_sharpness_orders_flat_blurred_and_sharp_images() -> None:
-    flat = np.full((32, 32), 100.0)
-    stripes = np.tile(np.repeat([0.0, 255.0], 4), (32, 4))
-    soft = np.tile(np.repeat(np.linspace(0, 255, 8), 1), (32, 4))
-    assert sharpness(flat) == 0.0
-    assert sharpness(stripes) > sharpness(soft) > 0

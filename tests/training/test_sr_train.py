@@ -32,7 +32,17 @@ TINY = [
     "eval_max_images=1",
     "ema_decay=0.9",
 ]
-EVAL_KEYS = {"psnr_y", "psnr_y_bicubic", "psnr_gain_db", "ssim", "ssim_bicubic", "sharpness", "sharpness_hr"}
+SCORES = {
+    "psnr_y",
+    "psnr_y_bicubic",
+    "psnr_gain_db",
+    "ssim",
+    "ssim_bicubic",
+    "niqe",
+    "niqe_bicubic",
+    "niqe_hr",
+}
+EVAL_KEYS = {f"{which}_{key}" for which in ("validation", "test") for key in SCORES}
 
 
 def tiny(*overrides: str) -> SRConfig:
@@ -46,15 +56,23 @@ def test_dry_run_of_both_stages_through_the_cli(tmp_path: Path) -> None:
     result = run_cli("--dry-run", "--out", str(stage1), *(f"--set={s}" for s in [*TINY, "scale=2"]))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) >= EVAL_KEYS and report["images"] == 1
+    assert set(report) >= EVAL_KEYS and report["validation_images"] == report["test_images"] == 1
+    assert report["validation_set"] == "scikit-image chelsea"  # eval_max_images=1: the first one
+    assert report["test_set"] == "1 photograph of training/sr/photos (from Debian packages)"
     for name in ("config.toml", "metrics.jsonl", "generator.pt", "eval.json", "train.log"):
         assert (stage1 / name).is_file(), name
     assert (stage1 / "plots" / "training.png").is_file()
     assert (stage1 / "samples" / "latest.png").is_file()
-    assert [p.name for p in (stage1 / "eval").iterdir()] == ["chelsea.png"]
+    assert [p.name for p in (stage1 / "eval" / "validation").iterdir()] == ["chelsea.png"]
+    assert [p.name for p in (stage1 / "eval" / "test").iterdir()] == ["photos_aitzgorri.png"]
+    # During training only the validation images are scored; the test images once, at the end.
+    evals = [r for r in read_jsonl(stage1 / "metrics.jsonl") if r["event"] == "eval"]
+    assert all(not any(k.startswith("test_") for k in r) for r in evals[:-1])
     generator, meta = load_generator(stage1 / "generator.pt")
     assert meta["kind"] == "srresnet" and meta["training"]["task"] == "upscale"
-    assert meta["config"]["scale"] == 2 and meta["metrics"]["psnr_y"] == pytest.approx(report["psnr_y"])
+    assert meta["config"]["scale"] == 2
+    assert meta["metrics"]["test_psnr_y"] == pytest.approx(report["test_psnr_y"])
+    assert meta["metrics"]["validation_set"] == report["validation_set"]
     assert generator(torch.rand(1, 3, 5, 7)).shape == (1, 3, 10, 14)
 
     stage2 = tmp_path / "srgan"
@@ -63,7 +81,7 @@ def test_dry_run_of_both_stages_through_the_cli(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     train = [r for r in read_jsonl(stage2 / "metrics.jsonl") if r["event"] == "train"]
     assert {"d_loss", "g_adv", "feature_loss", "d_accuracy", "pixel_loss"} <= set(train[0])
-    assert json.loads((stage2 / "eval.json").read_text())["sharpness"] > 0
+    assert json.loads((stage2 / "eval.json").read_text())["test_niqe"] > 0
     _, meta2 = load_generator(stage2 / "generator.pt")
     assert meta2["training"]["stage"] == "srgan" and meta2["training"]["init_from"] == str(stage1)
 
@@ -88,8 +106,8 @@ def test_training_improves_on_bicubic_and_resume_is_exact(tmp_path: Path) -> Non
     overrides = ("scale=2", "device=cpu", "g_lr=2e-3", "lr_schedule=constant", "log_every=25")
     run = (*overrides, "steps=150", "checkpoint_every=75", "sample_every=150")
     full = train_sr(tiny(*run), tmp_path / "full")
-    # A tiny net already beats bicubic on the held-out image after 150 steps (it starts equal).
-    assert full["psnr_gain_db"] > 0
+    # A tiny net already beats bicubic on the validation image after 150 steps (it starts equal).
+    assert full["validation_psnr_gain_db"] > 0
 
     train_sr(tiny(*run, "steps=75"), tmp_path / "split")  # the later steps=75 wins
     resumed = train_sr(tiny(*run), tmp_path / "split", resume=True)
@@ -97,7 +115,7 @@ def test_training_improves_on_bicubic_and_resume_is_exact(tmp_path: Path) -> Non
     b, _ = load_generator(tmp_path / "split" / "generator.pt")
     for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y)
-    assert resumed["psnr_y"] == full["psnr_y"]
+    assert resumed["test_psnr_y"] == full["test_psnr_y"]
 
 
 def test_eval_command_rescores_a_run(tmp_path: Path) -> None:
@@ -105,18 +123,32 @@ def test_eval_command_rescores_a_run(tmp_path: Path) -> None:
     first = json.loads((tmp_path / "run" / "eval.json").read_text())
     again = evaluate_run(tmp_path / "run")
     assert again["source"] == "generator.pt"
-    assert again["psnr_y"] == pytest.approx(first["psnr_y"])
+    assert again["test_psnr_y"] == pytest.approx(first["test_psnr_y"])
+    # --record: the figures become generator.pt's metrics (what gan-export writes in the
+    # manifest); the weights and the step stay.
+    weights, before = load_generator(tmp_path / "run" / "generator.pt")
+    first_step = before["metrics"]["step"]
+    (tmp_path / "run" / "eval.json").unlink()
+    evaluate_run(tmp_path / "run", record=True)
+    rescored, after = load_generator(tmp_path / "run" / "generator.pt")
+    assert after["metrics"]["step"] == first_step and "source" not in after["metrics"]
+    assert after["metrics"]["test_psnr_y"] == pytest.approx(first["test_psnr_y"])
+    assert (tmp_path / "run" / "eval.json").is_file()
+    for x, y in zip(weights.state_dict().values(), rescored.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
     with pytest.raises(ConfigError, match="--samples"):
         evaluate_run(tmp_path / "run", samples=100)
     (tmp_path / "run" / "generator.pt").unlink()  # an interrupted run: the newest checkpoint
     assert evaluate_run(tmp_path / "run")["source"].startswith("step_")
+    with pytest.raises(FileNotFoundError, match=r"--record needs the finished run's generator\.pt"):
+        evaluate_run(tmp_path / "run", record=True)
 
 
 def test_user_folder_training(tmp_path: Path) -> None:
     root = tmp_path / "photos"
     root.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(4):
+    for i in range(5):
         coarse = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
         Image.fromarray(coarse).resize((88, 72), Image.Resampling.BICUBIC).save(
             root / f"p{i}.jpg", quality=95
@@ -128,7 +160,12 @@ def test_user_folder_training(tmp_path: Path) -> None:
         tmp_path / "run",
         dry_run=True,
     )
-    assert result["images"] == 1 and set(result["per_image"]) <= {f"p{i}.jpg" for i in range(4)}
+    assert result["validation_images"] == result["test_images"] == 1
+    names = {f"p{i}.jpg" for i in range(5)}
+    assert set(result["per_image"]["validation"]) <= names and set(result["per_image"]["test"]) <= names
+    assert result["test_set"] == f"1 image of {root} (test split)"
+    # 88x72 images are smaller than two NIQE blocks once shaved: PSNR and SSIM only.
+    assert "test_psnr_y" in result and "test_niqe" not in result
 
 
 @pytest.mark.parametrize(

@@ -103,9 +103,24 @@ def save_generator_file(
         "weights": "ema" if ema else "raw",
         "data": data,
         "training": training,
-        "metrics": {k: v for k, v in quality.items() if isinstance(v, int | float | str)},
+        "metrics": _scalar_metrics(quality),
     }
     atomic_save(payload, Path(path))
+
+
+def record_metrics(path: str | Path, quality: dict[str, Any]) -> None:
+    """Replace `generator.pt`'s metrics with a new evaluation's (the step it was trained to stays);
+    the weights and everything else are kept as they are."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if payload.get("format") != GENERATOR_FORMAT:
+        raise ValueError(f"{path}: not a generator file (format {payload.get('format')!r})")
+    step = (payload.get("metrics") or {}).get("step")
+    payload["metrics"] = _scalar_metrics(quality) | ({"step": step} if step is not None else {})
+    atomic_save(payload, Path(path))
+
+
+def _scalar_metrics(quality: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in quality.items() if isinstance(v, int | float | str)}
 
 
 def load_generator(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

@@ -46,7 +46,7 @@ class SRConfig:
     scale: int = 4  # 2 | 4
     patch_size: int = 96  # HR crop side; the LR input is patch_size / scale
     bad_files: str = "skip"  # unreadable or too-small files: skip (listed) or stop with an error
-    heldout_fraction: float = 0.2  # sr_folder: share of images held out for evaluation
+    heldout_fraction: float = 0.2  # sr_folder: share held out, halved into validation and test images
     max_memory_mb: int = 4096  # decoded HR images are kept in memory; refuse folders larger than this
     # optional degradations of the LR input, each drawn per sample (0 = off)
     degrade_blur: float = 0.0  # max std (HR pixels) of a Gaussian blur before downsampling
@@ -75,6 +75,7 @@ class SRConfig:
     lr_decay_start: float = 0.5
     ema_decay: float = 0.999  # EMA of G's weights (0 = off); the EMA G is evaluated and saved
     ema_start: int = 0
+    ema_rampup: float = 0.0  # the EMA's half-life is at most this times the steps done (0 = off)
     # --- evaluation: full held-out images, tiled like the service does it ---
     eval_tile: int = 128  # LR tile side
     eval_overlap: int = 32  # LR pixels shared by neighbouring tiles
@@ -116,7 +117,7 @@ class SRConfig:
             raise ConfigError(f"eval_tile: must be >= 8, got {self.eval_tile}")
         if not 0 <= self.eval_overlap < self.eval_tile:
             raise ConfigError(f"eval_overlap: must be in [0, eval_tile), got {self.eval_overlap}")
-        for key in ("eval_every", "eval_max_images", "ema_start"):
+        for key in ("eval_every", "eval_max_images", "ema_start", "ema_rampup"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
         for key in ("g_lr", "d_lr"):

@@ -1,6 +1,10 @@
-"""High-resolution images for super-resolution: scikit-image's bundled photos or a user's folder,
-split once into training and held-out images, and random (LR, HR) training pairs cut from them.
+"""High-resolution images for super-resolution, in three disjoint sets: training images (random
+(LR, HR) crops are cut from them), validation images (scored during training and by sweeps and
+recipe choices) and test images (scored at the end only, so that no choice ever saw them).
 
+`sr_skimage` trains on scikit-image's bundled images, validates on three more of them and tests on
+the twelve photographs in training/sr/photos/ (from Debian packages; sources and licences in its
+README). `sr_folder:PATH` splits a user's folder once, by a fixed seed, into the three sets.
 Images are decoded once and kept in memory as 8-bit RGB; training pairs are cut on the fly, so
 every step sees new crops.
 """
@@ -17,9 +21,9 @@ from training.data.folder import IMAGE_SUFFIXES, FolderError, report_bad_files
 from training.sr.degradation import Degradation
 
 # The fixed split of scikit-image's bundled images (only those that ship inside the package; no
-# downloads). The held-out three are never trained on: a cat's fur (chelsea; `cat` is the same
-# photo, so it is left out), a table of objects (coffee) and the classic grayscale cameraman.
-SKIMAGE_HELDOUT = ("chelsea", "coffee", "camera")
+# downloads). The validation three chose this project's recipes: a cat's fur (chelsea; `cat` is
+# the same photo, so it is left out), a table of objects (coffee) and the grayscale cameraman.
+SKIMAGE_VALIDATION = ("chelsea", "coffee", "camera")
 SKIMAGE_TRAIN = (
     "astronaut",
     "rocket",
@@ -36,21 +40,34 @@ SKIMAGE_TRAIN = (
     "clock",
     "cell",
 )
+TEST_PHOTOS = Path(__file__).with_name("photos")
 HELDOUT_SPLIT_SEED = 20170515
 
 
 @dataclass
 class HRImages:
-    """(H, W, 3) uint8 RGB images, by name."""
+    """(H, W, 3) uint8 RGB images, by name, in three disjoint sets."""
 
     name: str  # "sr_skimage" or "sr_folder:PATH"
     train: dict[str, np.ndarray]
-    heldout: dict[str, np.ndarray]
+    validation: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
     skipped_files: list[str] = field(default_factory=list)
 
-    def evaluation_set(self, limit: int = 0) -> dict[str, np.ndarray]:
-        """The first `limit` held-out images (0: all of them), in their fixed order."""
-        return dict(list(self.heldout.items())[: limit or None])
+    def evaluation_set(self, which: str, limit: int = 0) -> dict[str, np.ndarray]:
+        """The first `limit` images (0: all of them) of "validation" or "test", in their fixed order."""
+        images = {"validation": self.validation, "test": self.test}[which]
+        return dict(list(images.items())[: limit or None])
+
+    def describe(self, which: str, names: list[str]) -> str:
+        """What the scored images `names` of "validation" or "test" are, in words (for manifests
+        and model cards)."""
+        plural = "" if len(names) == 1 else "s"
+        if self.name == "sr_skimage":
+            if which == "validation":
+                return "scikit-image " + ", ".join(names)
+            return f"{len(names)} photograph{plural} of training/sr/photos (from Debian packages)"
+        return f"{len(names)} image{plural} of {self.name.removeprefix('sr_folder:')} ({which} split)"
 
     def summary(self) -> dict[str, object]:
         return {
@@ -59,7 +76,8 @@ class HRImages:
             "value_range": [0.0, 1.0],
             "channels": 3,
             "train_images": len(self.train),
-            "heldout_images": sorted(self.heldout),
+            "validation_images": sorted(self.validation),
+            "test_images": sorted(self.test),
             "skipped_files": len(self.skipped_files),
         }
 
@@ -100,17 +118,20 @@ def load_hr_images(
     heldout_fraction: float = 0.2,
     max_memory_mb: int = 4096,
 ) -> HRImages:
-    """Every image must have a shorter side of at least `min_side` pixels (one training crop)."""
+    """Every image must have a shorter side of at least `min_side` pixels (one training crop).
+    A folder's held-out share is split evenly into validation and test images."""
     if data == "sr_skimage":
-        names = [*SKIMAGE_TRAIN, *SKIMAGE_HELDOUT]
-        images = {n: load_skimage(n) for n in names}
-        train = list(SKIMAGE_TRAIN)
-        heldout = list(SKIMAGE_HELDOUT)
-        bad: list[tuple[str, str]] = []
+        images = {n: load_skimage(n) for n in [*SKIMAGE_TRAIN, *SKIMAGE_VALIDATION]}
+        test_images, bad = _load_folder(TEST_PHOTOS, max_memory_mb)
+        if bad or not test_images:
+            raise FolderError(f"{TEST_PHOTOS}: the bundled test photos are missing or damaged; reinstall")
+        images |= {f"photos/{n}": image for n, image in test_images.items()}
+        train, validation = list(SKIMAGE_TRAIN), list(SKIMAGE_VALIDATION)
+        test = [f"photos/{n}" for n in test_images]
     elif data.startswith("sr_folder:"):
         root = Path(data.removeprefix("sr_folder:")).expanduser()
         images, bad = _load_folder(root, max_memory_mb)
-        train, heldout = _split(sorted(images), heldout_fraction, root)
+        train, validation, test = _split(sorted(images), heldout_fraction, root)
     else:
         raise FolderError(f"unknown super-resolution data {data!r}")
     for name in list(images):
@@ -119,19 +140,15 @@ def load_hr_images(
             bad.append((name, f"{w}x{h} is smaller than one training crop ({min_side}x{min_side})"))
             del images[name]
     report_bad_files(bad, bad_files, "unusable")
-    train = [n for n in train if n in images]
-    heldout = [n for n in heldout if n in images]
-    if not train or not heldout:
+    sets = [[n for n in names if n in images] for names in (train, validation, test)]
+    if not all(sets):
         raise FolderError(
-            f"{data}: need at least one training and one held-out image of at least {min_side} pixels "
-            f"on the shorter side; usable: {len(train)} for training, {len(heldout)} held out"
+            f"{data}: need at least one training, one validation and one test image of at least "
+            f"{min_side} pixels on the shorter side; usable: {len(sets[0])} for training, "
+            f"{len(sets[1])} for validation, {len(sets[2])} for testing"
         )
-    return HRImages(
-        data,
-        {n: images[n] for n in train},
-        {n: images[n] for n in heldout},
-        [p for p, _ in bad],
-    )
+    train_set, validation_set, test_set = ({n: images[n] for n in names} for names in sets)
+    return HRImages(data, train_set, validation_set, test_set, [p for p, _ in bad])
 
 
 def _load_folder(root: Path, max_memory_mb: int) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
@@ -166,16 +183,20 @@ def _load_folder(root: Path, max_memory_mb: int) -> tuple[dict[str, np.ndarray],
     return images, bad
 
 
-def _split(names: list[str], fraction: float, root: Path) -> tuple[list[str], list[str]]:
-    """A fixed split by file name that does not depend on the run's seed."""
-    if len(names) < 2:
+def _split(names: list[str], fraction: float, root: Path) -> tuple[list[str], list[str], list[str]]:
+    """A fixed split by file name that does not depend on the run's seed: training, validation
+    and test names. The held-out `fraction` is halved between validation and test."""
+    if len(names) < 3:
         raise FolderError(
-            f"{root}: need at least 2 readable images (training and held-out), found {len(names)}"
+            f"{root}: need at least 3 readable images (training, validation and test), found {len(names)}"
         )
     order = torch.randperm(len(names), generator=torch.Generator().manual_seed(HELDOUT_SPLIT_SEED)).tolist()
-    n_heldout = min(len(names) - 1, max(1, round(len(names) * fraction)))
-    held = sorted(names[i] for i in order[:n_heldout])
-    return [n for n in names if n not in held], held
+    n_heldout = min(len(names) - 1, max(2, round(len(names) * fraction)))
+    n_test = n_heldout // 2
+    test = sorted(names[i] for i in order[:n_test])
+    validation = sorted(names[i] for i in order[n_test:n_heldout])
+    held = {*test, *validation}
+    return [n for n in names if n not in held], validation, test
 
 
 class SRPairSampler:

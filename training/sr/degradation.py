@@ -1,5 +1,6 @@
-"""How an LR input is made from an HR image: antialiased bicubic downsampling, 8-bit
-quantisation (the service receives 8-bit images), and optional real-world degradations."""
+"""How an LR input is made from an HR image: MATLAB's antialiased bicubic downsampling (as the
+published tables make their inputs), 8-bit quantisation (the service receives 8-bit images), and
+optional real-world degradations."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.sr.resize import imresize
+
 
 def downsample(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """(N, C, H, W) in [0, 1] -> (N, C, H/scale, W/scale), antialiased bicubic, quantised to 8 bits."""
+    """(N, C, H, W) in [0, 1] -> (N, C, H/scale, W/scale), MATLAB bicubic, quantised to 8 bits."""
     return quantize(_bicubic_down(hr, scale))
 
 
@@ -20,14 +23,13 @@ def _bicubic_down(hr: torch.Tensor, scale: int) -> torch.Tensor:
     h, w = hr.shape[-2:]
     if h % scale or w % scale:
         raise ValueError(f"downsample: {h}x{w} is not a multiple of the scale {scale}")
-    return F.interpolate(
-        hr, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False
-    )
+    return imresize(hr, 1 / scale)
 
 
 def upsample_bicubic(lr: torch.Tensor, scale: int) -> torch.Tensor:
-    """The baseline every SR model must beat: (N, C, h, w) -> (N, C, h*scale, w*scale) in [0, 1]."""
-    return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+    """The baseline every SR model must beat, MATLAB's bicubic (as in published tables):
+    (N, C, h, w) -> (N, C, h*scale, w*scale) in [0, 1]."""
+    return imresize(lr, scale).clamp(0, 1)
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:

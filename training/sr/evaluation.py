@@ -1,8 +1,10 @@
-"""Evaluate an upscaler on the held-out images at full size, beside the bicubic baseline.
+"""Evaluate an upscaler on whole validation or test images, beside MATLAB's bicubic baseline.
 
-Each HR image is cropped to a multiple of the scale, downsampled exactly as in training (without
-the optional degradations), upscaled by tiled inference, and rounded to 8 bits as the service
-would return it. Scores: PSNR and SSIM on Y (border = scale) and a sharpness measure.
+Each HR image is cropped to a multiple of the scale, downsampled exactly as in training (MATLAB's
+bicubic, without the optional degradations), upscaled by tiled inference, and rounded to 8 bits as
+the service would return it. Scores on Y with `scale` pixels shaved off each border: PSNR and SSIM
+against the HR image, and NIQE (no reference; lower is more natural) of the output, of the bicubic
+baseline and of the HR image itself.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from torch import nn
 
 from model_repository.tiling import tiled_upscale
 from training.sr import metrics
+from training.sr.data import HRImages
 from training.sr.degradation import downsample, upsample_bicubic
+from training.sr.niqe import BLOCK, niqe
+
+NIQE_KEYS = (("sr", "niqe"), ("bicubic", "niqe_bicubic"), ("hr", "niqe_hr"))
 
 
 def mod_crop(image: np.ndarray, scale: int) -> np.ndarray:
@@ -52,12 +58,12 @@ def upscale_triplet(
 ) -> dict[str, np.ndarray]:
     """LR, bicubic, SR and HR versions of one image, each (H, W, 3) uint8 (LR is h x w)."""
     hr = mod_crop(hr, scale)
-    lr = downsample(to_tensor(hr), scale)  # (1, 3, h, w)
+    lr = downsample(to_tensor(hr).double(), scale)  # (1, 3, h, w), resized in float64 as MATLAB does
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        sr = tiled_upscale(torch_predict(model, device), lr[0].numpy(), scale, tile, overlap, batch)
+        sr = tiled_upscale(torch_predict(model, device), lr[0].float().numpy(), scale, tile, overlap, batch)
     finally:
         model.train(was_training)
     return {
@@ -70,36 +76,81 @@ def upscale_triplet(
 
 def score(triplet: dict[str, np.ndarray], scale: int) -> dict[str, float]:
     y = {k: metrics.shave(metrics.rgb_to_y(v), scale) for k, v in triplet.items() if k != "lr"}
-    return {
+    result = {
         "psnr_y": metrics.psnr(y["sr"], y["hr"]),
         "psnr_y_bicubic": metrics.psnr(y["bicubic"], y["hr"]),
         "ssim": metrics.ssim(y["sr"], y["hr"]),
         "ssim_bicubic": metrics.ssim(y["bicubic"], y["hr"]),
-        "sharpness": metrics.sharpness(y["sr"]),
-        "sharpness_bicubic": metrics.sharpness(y["bicubic"]),
-        "sharpness_hr": metrics.sharpness(y["hr"]),
     }
+    return result | niqe_scores(y)
+
+
+def niqe_scores(y: dict[str, np.ndarray]) -> dict[str, float]:
+    """NIQE of the output, the bicubic baseline and the HR image, on 8-bit luma (as MATLAB's
+    rgb2ycbcr gives it); none for an image under two 96x96 blocks or too flat to fit."""
+    h, w = y["hr"].shape
+    if (h // BLOCK) * (w // BLOCK) < 2:
+        return {}
+    try:
+        return {name: niqe(y[key].round()) for key, name in NIQE_KEYS}
+    except ValueError:
+        return {}
+
+
+def evaluate_sets(
+    model: nn.Module,
+    images: HRImages,
+    sets: tuple[str, ...],
+    scale: int,
+    tile: int,
+    overlap: int,
+    batch: int,
+    limit: int = 0,
+    compare_dir: Path | None = None,
+) -> dict[str, Any]:
+    """evaluate_sr on each of `sets` ("validation", "test"), its means prefixed with the set's
+    name (validation_psnr_y, test_psnr_y, ...), beside what the sets are (validation_set,
+    test_set); per-image scores under per_image[set], comparisons under compare_dir/set/."""
+    result: dict[str, Any] = {}
+    per_image: dict[str, Any] = {}
+    for which in sets:
+        scored = images.evaluation_set(which, limit)
+        result[f"{which}_set"] = images.describe(which, list(scored))
+        part = evaluate_sr(
+            model,
+            scored,
+            scale,
+            tile,
+            overlap,
+            batch,
+            compare_dir / which if compare_dir is not None else None,
+        )
+        per_image[which] = part.pop("per_image")
+        result.update({f"{which}_{key}": value for key, value in part.items()})
+    result["per_image"] = per_image
+    return result
 
 
 def evaluate_sr(
     model: nn.Module,
-    heldout: dict[str, np.ndarray],
+    images: dict[str, np.ndarray],
     scale: int,
     tile: int,
     overlap: int,
     batch: int,
     compare_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Mean scores over the held-out images (and each image's under `per_image`); with
+    """Mean scores over the images (and each image's under `per_image`); with
     `compare_dir`, one LR | bicubic | SR | HR comparison PNG per image."""
     per_image: dict[str, dict[str, float]] = {}
-    for name, hr in heldout.items():
+    for name, hr in images.items():
         triplet = upscale_triplet(model, hr, scale, tile, overlap, batch)
         per_image[name] = score(triplet, scale)
         if compare_dir is not None:
             save_comparison(triplet, scale, compare_dir / f"{_file_stem(name)}.png")
-    keys = next(iter(per_image.values())).keys()
-    result: dict[str, Any] = {k: float(np.mean([s[k] for s in per_image.values()])) for k in keys}
+    # Means over the images that have each score (an image too small for NIQE has no NIQE).
+    keys = dict.fromkeys(k for scores in per_image.values() for k in scores)
+    result: dict[str, Any] = {k: float(np.mean([s[k] for s in per_image.values() if k in s])) for k in keys}
     result["psnr_gain_db"] = result["psnr_y"] - result["psnr_y_bicubic"]
     result["ssim_gain"] = result["ssim"] - result["ssim_bicubic"]
     result["images"] = len(per_image)

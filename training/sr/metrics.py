@@ -51,12 +51,3 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     # Drop the window's half-width at the borders, where the filter saw reflected pixels.
     return float(ssim_map[5:-5, 5:-5].mean())
-
-
-def sharpness(y: np.ndarray) -> float:
-    """Mean gradient magnitude of a luma image (Sobel): higher means more edges and texture.
-    SRGAN's outputs should score closer to the real HR image than the pixel-loss model's."""
-    from scipy.ndimage import sobel
-
-    v = np.asarray(y, np.float64)
-    return float(np.hypot(sobel(v, axis=0), sobel(v, axis=1)).mean())

@@ -1,4 +1,4 @@
-"""The super-resolution run's training plot: losses, gradient norms and held-out PSNR over steps."""
+"""The super-resolution run's training plot: losses, gradient norms and validation PSNR over steps."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ def save_sr_training_plot(records: list[dict[str, Any]], path: Path) -> None:
     ax.plot(steps, [r["train_psnr"] for r in train], alpha=0.6, label="train crops PSNR (RGB)")
     if evals:
         ev_steps = [r["step"] for r in evals]
-        ax.plot(ev_steps, [r["psnr_y"] for r in evals], marker="o", label="held-out PSNR-Y")
-        ax.plot(ev_steps, [r["psnr_y_bicubic"] for r in evals], ls="--", label="bicubic PSNR-Y")
+        ax.plot(ev_steps, [r["validation_psnr_y"] for r in evals], marker="o", label="validation PSNR-Y")
+        ax.plot(ev_steps, [r["validation_psnr_y_bicubic"] for r in evals], ls="--", label="bicubic PSNR-Y")
     ax.set_title("PSNR (dB)")
     for a in axes:
         a.set_xlabel("step")

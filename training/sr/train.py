@@ -48,7 +48,7 @@ from training.sr import losses
 from training.sr.config import SRConfig
 from training.sr.data import HRImages, SRPairSampler, load_hr_images
 from training.sr.degradation import Degradation
-from training.sr.evaluation import evaluate_sr, save_comparison, upscale_triplet
+from training.sr.evaluation import evaluate_sets, save_comparison, upscale_triplet
 from training.sr.plots import save_sr_training_plot
 
 log = logging.getLogger("training")
@@ -127,7 +127,7 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
     images = load_hr_images(cfg.data, cfg.patch_size, cfg.bad_files, cfg.heldout_fraction, cfg.max_memory_mb)
     degradation = Degradation(cfg.degrade_blur, cfg.degrade_noise, cfg.degrade_jpeg)
     sampler = SRPairSampler(images.train, cfg.patch_size, cfg.scale, degradation)
-    heldout = images.evaluation_set(cfg.eval_max_images)
+    validation = images.evaluation_set("validation", cfg.eval_max_images)
 
     # --- models: G (from stage 1 for srgan), its EMA, D for srgan; optimisers ---
     G = (stage1 if stage1 is not None else SRResNetGenerator(g_config)).to(device)
@@ -136,7 +136,7 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
         if adversarial
         else None
     )
-    ema = EMA(G, cfg.ema_decay, cfg.ema_start) if cfg.ema_decay > 0 else None
+    ema = EMA(G, cfg.ema_decay, cfg.ema_start, cfg.ema_rampup) if cfg.ema_decay > 0 else None
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2)) if D else None
     data_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, 0, DATA_STREAM))
@@ -155,7 +155,7 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
         run.resumed_at(start_step)
     served = ema.model if ema is not None else G  # the weights users will get
     log.info(
-        "training x%d SRResNet G (%d params)%s, stage %s on %s (%d train / %d held-out images), "
+        "training x%d SRResNet G (%d params)%s, stage %s on %s (%d train / %d validation / %d test images), "
         "%d step(s) from %d, batch %d of %dpx crops, device %s",
         cfg.scale,
         sum(p.numel() for p in G.parameters()),
@@ -163,7 +163,8 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
         cfg.stage,
         cfg.data,
         len(images.train),
-        len(images.heldout),
+        len(images.validation),
+        len(images.test),
         cfg.steps,
         start_step,
         cfg.batch_size,
@@ -184,14 +185,23 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
         }
 
     def write_samples(step: int, path: Path) -> None:
-        hr = next(iter(heldout.values()))
+        hr = next(iter(validation.values()))
         triplet = upscale_triplet(served, hr, cfg.scale, cfg.eval_tile, cfg.eval_overlap, cfg.eval_batch)
         save_comparison(triplet, cfg.scale, path)
 
-    def run_eval(step: int, compare_dir: Path | None = None) -> dict[str, Any]:
+    def run_eval(step: int, final: bool = False) -> dict[str, Any]:
+        # During training the validation images only; at the end the test images as well.
         t0 = time.perf_counter()
-        result = evaluate_sr(
-            served, heldout, cfg.scale, cfg.eval_tile, cfg.eval_overlap, cfg.eval_batch, compare_dir
+        result = evaluate_sets(
+            served,
+            images,
+            ("validation", "test") if final else ("validation",),
+            cfg.scale,
+            cfg.eval_tile,
+            cfg.eval_overlap,
+            cfg.eval_batch,
+            cfg.eval_max_images,
+            out_dir / "eval" if final else None,
         )
         scalars = {k: v for k, v in result.items() if k != "per_image"}
         seconds = time.perf_counter() - t0
@@ -267,11 +277,11 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
                 loop.log(record, pixel=f"{record['pixel_loss']:.4f}")
             loop.periodic(done)
 
-    # --- the end: generator.pt with the served weights, final evaluation on the held-out images
-    # (per-image comparisons under eval/), eval.json, plot ---
+    # --- the end: generator.pt with the served weights, final evaluation on the validation and
+    # test images (per-image comparisons under eval/validation/ and eval/test/), eval.json, plot ---
     return loop.finish(
         lambda path, quality: save_sr_generator(path, served, cfg, images, quality),
-        final_eval=lambda: run_eval(cfg.steps, compare_dir=out_dir / "eval"),
+        final_eval=lambda: run_eval(cfg.steps, final=True),
     )
 
 
