@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from model_export.quality import quality_markdown
 from model_repository.latents import latents_from_seeds
 from model_repository.manifest import MAPPING_FILE, MODEL_FILE
 from model_repository.styles import StyleSpec
@@ -158,7 +159,6 @@ def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str
         for k in ("model", "stage", "loss", "steps", "data", "batch_size", "seed")
         if k in training
     )
-    metrics = ", ".join(f"{k} {_fmt(v)}" for k, v in m["metrics"].items()) or "none recorded"
     model_path = f"{repo_hint}/{m['name']}/{m['version']}/{MODEL_FILE}"
     lines = [
         f"# {m['name']} v{m['version']}",
@@ -175,7 +175,6 @@ def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str
         f"| output | {_io(m['outputs'])}, pixels 0-255 |",
         f"| architecture | {arch['kind']}, {arch['parameters']:,} parameters, {src['weights']} weights |",
         f"| training | {trained} |",
-        f"| quality | {metrics} |",
         f"| parity | max abs error {parity['max_abs_error']:.2g} vs PyTorch "
         f"(tolerance {parity['tolerance']:.2g}); "
         f"uint8 output within {parity['pixel_max_diff']} level(s), "
@@ -184,6 +183,12 @@ def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str
         f"sha256 `{m['file']['sha256'][:16]}…` |",
         f"| source | `{src['checkpoint']}` ({src['format']}, sha256 `{src['sha256'][:16]}…`) |",
         f"| exported | {m['created_at']} with torch {m['tools']['torch']}, onnx {m['tools']['onnx']} |",
+        "",
+        "## Quality",
+        "",
+        *quality_markdown(m),
+        "",
+        "Every recorded figure is in `manifest.json` under `metrics`.",
         "",
         "## Run it with ONNX Runtime",
         "",

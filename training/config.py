@@ -86,7 +86,7 @@ class TrainConfig:
     lr_decay_start: float = 0.5  # linear: fraction of the steps after which the decay begins
     ema_decay: float = 0.999  # EMA of G's weights (0 = off)
     ema_start: int = 0  # steps before the EMA starts averaging (it copies G until then)
-    ema_rampup: float = 0.0  # the EMA's half-life is at most this times the steps done (0 = off)
+    ema_rampup: float = 0.05  # the EMA's half-life is at most this times the steps done (0 = off)
     # batches of G's own samples that set the EMA G's BatchNorm statistics before it is sampled,
     # evaluated or saved (standing statistics; 0 = keep the raw G's)
     standing_batches: int = 16

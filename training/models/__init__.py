@@ -120,7 +120,15 @@ def record_metrics(path: str | Path, quality: dict[str, Any]) -> None:
 
 
 def _scalar_metrics(quality: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in quality.items() if isinstance(v, int | float | str)}
+    """The scalars of an evaluation; a [low, high] interval becomes KEY_low and KEY_high, so
+    manifests (which hold scalars) keep it. Per-class and per-image tables stay in eval.json."""
+    out: dict[str, Any] = {}
+    for key, value in quality.items():
+        if isinstance(value, int | float | str):
+            out[key] = value
+        elif key.endswith("_ci95") and isinstance(value, list | tuple) and len(value) == 2:
+            out[f"{key}_low"], out[f"{key}_high"] = float(value[0]), float(value[1])
+    return out
 
 
 def load_generator(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

@@ -75,7 +75,7 @@ class SRConfig:
     lr_decay_start: float = 0.5
     ema_decay: float = 0.999  # EMA of G's weights (0 = off); the EMA G is evaluated and saved
     ema_start: int = 0
-    ema_rampup: float = 0.0  # the EMA's half-life is at most this times the steps done (0 = off)
+    ema_rampup: float = 0.05  # the EMA's half-life is at most this times the steps done (0 = off)
     # --- evaluation: full held-out images, tiled like the service does it ---
     eval_tile: int = 128  # LR tile side
     eval_overlap: int = 32  # LR pixels shared by neighbouring tiles
