@@ -1,4 +1,4 @@
-"""`gan-train` (and `python -m training`): train, evaluate a run, compare losses."""
+"""`gan-train` (and `python -m training`): train, evaluate a run, summarise seeds, compare losses."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from training.data import FolderError
 
 USAGE = """\
 gan-train --config configs/NAME.toml [--set key=value ...] [--out runs/NAME] [--resume] [--dry-run]
-gan-train eval RUN_DIR [--samples N]
+gan-train eval RUN_DIR [--samples N] [--record]
+gan-train seeds RUN_DIR [RUN_DIR ...] [--json]
 gan-train compare CONFIG [CONFIG ...] [--losses a,b,...] [--out DIR] [--set key=value ...]"""
 
 
@@ -56,6 +57,16 @@ def eval_parser() -> argparse.ArgumentParser:
     return p
 
 
+def seeds_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gan-train seeds",
+        description="One recipe's runs (say, seeds 0, 1, 2) as mean ± sd of their final evaluations.",
+    )
+    p.add_argument("run_dirs", type=Path, nargs="+")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
+    return p
+
+
 def compare_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gan-train compare", description="Train each recipe under each loss; write a table."
@@ -71,12 +82,14 @@ def compare_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
-    command = argv[0] if argv and argv[0] in ("train", "eval", "compare") else "train"
+    command = argv[0] if argv and argv[0] in ("train", "eval", "seeds", "compare") else "train"
     if argv and argv[0] == command:
         argv = argv[1:]
     try:
         if command == "eval":
             return _eval(eval_parser().parse_args(argv))
+        if command == "seeds":
+            return _seeds(seeds_parser().parse_args(argv))
         if command == "compare":
             return _compare(compare_parser().parse_args(argv))
         return _train(train_parser().parse_args(argv))
@@ -114,6 +127,14 @@ def _eval(args: argparse.Namespace) -> int:
     from training.evaluate_run import evaluate_run
 
     print(json.dumps(evaluate_run(args.run_dir, args.samples, record=args.record), indent=2, sort_keys=True))
+    return 0
+
+
+def _seeds(args: argparse.Namespace) -> int:
+    from training.seeds import markdown, read_evaluations, summarize
+
+    summary = summarize(read_evaluations(args.run_dirs))
+    print(json.dumps(summary, indent=2) if args.json else markdown(summary, args.run_dirs))
     return 0
 
 
