@@ -34,7 +34,7 @@ def _interval(m: dict[str, Any], key: str, fmt: str = "{:.2f}", scale: float = 1
     low, high = m.get(f"{key}_ci95_low"), m.get(f"{key}_ci95_high")
     if low is None or high is None:
         return ""
-    return f" ({fmt.format(low * scale)}-{fmt.format(high * scale)})"
+    return f" (95 %: {fmt.format(low * scale)}-{fmt.format(high * scale)})"
 
 
 def _generator_rows(m: dict[str, Any]) -> list[Row]:
@@ -62,19 +62,19 @@ def _generator_rows(m: dict[str, Any]) -> list[Row]:
         rows.append(
             (
                 "FD ratio (1 = new real data)",
-                f"{m['fd_ratio']:.2f}{_interval(m, 'fd_ratio')} (FD {m['fd']:.1f} against "
-                f"{m['fd_real_baseline']:.1f} real-vs-real)",
+                f"{m['fd_ratio']:.2f}{_interval(m, 'fd_ratio')}; FD {m['fd']:.1f} against "
+                f"{m['fd_real_baseline']:.1f} real-vs-real",
                 f"Frechet distance in the classifier's features: {matched} samples against {matched} "
                 f"held-out images, the baseline the other {matched} held-out images against them; "
-                "mean over 50 random splits, middle 95 % in brackets",
+                "mean over 50 random splits; 95 %: the middle 95 % of the splits",
             )
         )
     if "recall" in m:
         rows.append(
             (
                 "precision / recall",
-                f"{m['precision']:.2f} / {m['recall']:.2f}{_interval(m, 'recall')} (real-vs-real "
-                f"{m['precision_real_baseline']:.2f} / {m['recall_real_baseline']:.2f})",
+                f"{m['precision']:.2f} / {m['recall']:.2f}{_interval(m, 'recall')}; real-vs-real "
+                f"{m['precision_real_baseline']:.2f} / {m['recall_real_baseline']:.2f}",
                 "k-nearest-neighbour manifolds (k = 3, Kynkaanniemi et al. 2019) at the same matched "
                 "sizes and splits; the interval is recall's",
             )

@@ -48,7 +48,9 @@ def test_a_generator_card_says_how_each_figure_was_measured() -> None:
     assert rows["accuracy on the asked-for class"][0] == "98.88 % (95 %: 98.70-99.05)"
     assert "14380 samples" in rows["accuracy on the asked-for class"][1]
     assert rows["Classification Accuracy Score"][0] == "95.00 % (real training images: 98.33 %)"
-    assert rows["FD ratio (1 = new real data)"][0] == "1.07 (95 %: 0.48-2.08); FD 89.3 against 83.5 real-vs-real"
+    assert (
+        rows["FD ratio (1 = new real data)"][0] == "1.07 (95 %: 0.48-2.08); FD 89.3 against 83.5 real-vs-real"
+    )
     assert "179 samples against 179 held-out images" in rows["FD ratio (1 = new real data)"][1]
     assert rows["memorisation"][0].startswith("2.36 % of samples (new real data: 5.00 %)")
     assert rows["worst class"][0] == "FD ratio 3.12 (class 1); recall 0.68 (class 2)"
