@@ -16,13 +16,13 @@ from training.evaluation.classifier import (
     get_classifier,
     predict,
 )
+from training.evaluation.frechet import PR_NEIGHBOURS
 from training.evaluation.matched import matched_quality, smallest_heldout
 from training.evaluation.memorisation import memorisation
 from training.evaluation.per_class import per_class_quality
 from training.evaluation.toy import toy_quality
 
 log = logging.getLogger(__name__)
-PR_NEIGHBOURS = 3  # k of the k-NN precision/recall
 EVAL_SEED = 1234  # the same latents at every evaluation, so numbers are comparable across steps
 # Accuracy is judged on this many times the samples FD uses: near 99 % its standard error falls
 # from 0.26 to 0.08 points on digits (1,438 -> 14,380 samples), below the differences it compares.

@@ -18,7 +18,11 @@ def bootstrap_interval(
     """[low, high] of `statistic(indices)` over `draws` resamples of range(n) with replacement:
     the percentile interval at CONFIDENCE. Deterministic for a seed."""
     rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(draws)])
+    return middle(np.array([statistic(rng.integers(0, n, size=n)) for _ in range(draws)]))
+
+
+def middle(values: np.ndarray) -> list[float]:
+    """[low, high]: the middle CONFIDENCE share of `values` (percentiles)."""
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return [float(low), float(high)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+PR_NEIGHBOURS = 3  # k of the k-NN precision/recall
+
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) for features a (N, F), b (M, F).

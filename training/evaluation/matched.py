@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from training.evaluation.bootstrap import middle
 from training.evaluation.frechet import frechet_distance, precision_recall
 
 SPLITS = 50
 SEED = 2718
-CONFIDENCE = 0.95
 
 
 def smallest_heldout(k: int) -> int:
@@ -62,19 +62,13 @@ def matched_quality(heldout: np.ndarray, fake: np.ndarray, k: int, splits: int =
         "fd": mean["fd"],
         "fd_real_baseline": mean["fd_base"],
         "fd_ratio": mean["fd"] / max(mean["fd_base"], 1e-12),
-        "fd_ci95": _middle(values["fd"]),
-        "fd_ratio_ci95": _middle(ratios),
+        "fd_ci95": middle(values["fd"]),
+        "fd_ratio_ci95": middle(ratios),
         "precision": mean["p"],
         "precision_real_baseline": mean["p_base"],
         "recall": mean["r"],
         "recall_real_baseline": mean["r_base"],
-        "recall_ci95": _middle(values["r"]),
+        "recall_ci95": middle(values["r"]),
         "matched_size": h,
         "matched_splits": splits,
     }
-
-
-def _middle(values: np.ndarray) -> list[float]:
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return [float(low), float(high)]

@@ -8,9 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from training.evaluation.frechet import frechet_distance, precision_recall
-
-PR_NEIGHBOURS = 3
+from training.evaluation.frechet import PR_NEIGHBOURS, frechet_distance, precision_recall
 
 
 def per_class_quality(

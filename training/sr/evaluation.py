@@ -21,7 +21,7 @@ from model_repository.tiling import tiled_upscale
 from training.sr import metrics
 from training.sr.data import HRImages
 from training.sr.degradation import downsample, upsample_bicubic
-from training.sr.niqe import BLOCK, niqe
+from training.sr.niqe import niqe
 
 NIQE_KEYS = (("sr", "niqe"), ("bicubic", "niqe_bicubic"), ("hr", "niqe_hr"))
 
@@ -87,10 +87,8 @@ def score(triplet: dict[str, np.ndarray], scale: int) -> dict[str, float]:
 
 def niqe_scores(y: dict[str, np.ndarray]) -> dict[str, float]:
     """NIQE of the output, the bicubic baseline and the HR image, on 8-bit luma (as MATLAB's
-    rgb2ycbcr gives it); none for an image under two 96x96 blocks or too flat to fit."""
-    h, w = y["hr"].shape
-    if (h // BLOCK) * (w // BLOCK) < 2:
-        return {}
+    rgb2ycbcr gives it); none for an image under two 96x96 blocks or too flat to fit (NIQE
+    refuses both)."""
     try:
         return {name: niqe(y[key].round()) for key, name in NIQE_KEYS}
     except ValueError:
