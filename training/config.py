@@ -29,6 +29,12 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the offending key."""
 
 
+# A conditional G's accuracy is judged on this many times the samples FD uses: near 99 % its
+# standard error falls from 0.26 to 0.08 points on digits (1,438 -> 14,380 samples), below the
+# differences it compares.
+ACCURACY_DRAWS = 10
+
+
 @dataclass
 class TrainConfig:
     # --- run ---
@@ -93,6 +99,7 @@ class TrainConfig:
     # --- evaluation and training health ---
     eval_samples: int = 2500  # toy data; image data uses the size of the training split
     classifier_epochs: int = 20  # the evaluation classifier (trained once per dataset, cached)
+    accuracy_draws: int = ACCURACY_DRAWS  # labelled images: accuracy on this many times the training split
     cache_dir: str = ""  # "" = $GAN_CACHE_DIR or ~/.cache/gan-serving
     health_window: int = 20  # logged points the health checks look back over
 
@@ -133,8 +140,9 @@ class TrainConfig:
             check_positive(key, getattr(self, key))
         for key in ("channel_max", "w_dim", "mapping_layers"):
             check_positive(key, getattr(self, key))
-        for key in ("keep_checkpoints", "eval_samples", "classifier_epochs", "health_window"):
+        for key in ("keep_checkpoints", "eval_samples", "classifier_epochs", "accuracy_draws"):
             check_positive(key, getattr(self, key))
+        check_positive("health_window", self.health_window)
         if self.eval_every < 0:
             raise ConfigError("eval_every: must be >= 0 (0 = evaluate at the end only)")
         if self.d_steps is not None:

@@ -64,7 +64,13 @@ def _evaluate_gan_run(run_dir: Path, cfg: TrainConfig, samples: int | None) -> d
     return {
         "source": source,
         **evaluate(
-            generator, data, samples or cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir, cas=True
+            generator,
+            data,
+            samples or cfg.eval_samples,
+            cfg.classifier_epochs,
+            cfg.cache_dir,
+            cas=True,
+            accuracy_draws=cfg.accuracy_draws,
         ),
     }
 

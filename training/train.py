@@ -73,6 +73,7 @@ def dry_run_config(cfg: TrainConfig) -> TrainConfig:
         checkpoint_every=2,
         eval_samples=min(cfg.eval_samples, 200),
         classifier_epochs=1,
+        accuracy_draws=1,
         health_window=2,
     )
 
@@ -323,7 +324,9 @@ def _train(
     def run_eval(step: int, final: bool = False) -> dict[str, Any]:
         ready_to_serve()
         t0 = time.perf_counter()
-        result = evaluate(served, data, cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir, cas=final)
+        result = evaluate(
+            served, data, cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir, final, cfg.accuracy_draws
+        )
         record = {"step": step, "event": "eval", **result, "eval_seconds": time.perf_counter() - t0}
         run.metrics.write(record)
         log.info("eval @ %d: %s", step, format_metrics(result))

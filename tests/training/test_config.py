@@ -52,6 +52,7 @@ def test_integers_are_accepted_where_floats_are_expected() -> None:
         ("stepz=10", r"unknown config key 'stepz' \(did you mean 'steps'\?\)"),
         ("loss=lsgan", r"loss: 'lsgan' is not one of minimax, nonsaturating, wgan, wgan-gp, hinge"),
         ("steps=0", "steps: must be > 0"),
+        ("accuracy_draws=0", "accuracy_draws: must be > 0"),
         ("steps=ten", "steps: expected an integer, got 'ten'"),
         ("steps=1.5", "steps: expected an integer"),
         ("spectral_norm=1", "spectral_norm: expected true/false"),

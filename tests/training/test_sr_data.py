@@ -14,8 +14,10 @@ from training.sr.data import (
     SKIMAGE_TRAIN,
     SKIMAGE_VALIDATION,
     TEST_PHOTOS,
+    VALIDATION_PHOTOS,
     SRPairSampler,
     load_hr_images,
+    saturate,
     to_rgb,
 )
 from training.sr.degradation import Degradation, downsample, gaussian_blur
@@ -69,6 +71,39 @@ def test_degradations_change_the_input_not_the_target(images: dict[str, np.ndarr
         assert float((lr - clean[0]).abs().mean()) > 1e-3, degradation
 
 
+def test_colour_augmentation_saturates_and_reorders_channels() -> None:
+    hr = torch.tensor([0.2, 0.5, 0.4]).view(1, 3, 1, 1).expand(2, 3, 4, 4).contiguous()
+    identity = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    assert torch.allclose(saturate(hr, torch.ones(2), identity), hr)  # gain 1, same order
+    swapped = saturate(hr, torch.ones(2), torch.tensor([[2, 1, 0], [1, 0, 2]]))
+    assert torch.allclose(swapped[0, :, 0, 0], torch.tensor([0.4, 0.5, 0.2]))
+    assert torch.allclose(swapped[1, :, 0, 0], torch.tensor([0.5, 0.2, 0.4]))
+    pushed = saturate(hr, torch.full((2,), 3.0), identity)[0, :, 0, 0]
+    luma = 0.299 * 0.2 + 0.587 * 0.5 + 0.114 * 0.4
+    expected = (luma + 3 * (torch.tensor([0.2, 0.5, 0.4]) - luma)).clamp(0, 1)
+    assert torch.allclose(pushed, expected)
+    assert float(pushed.max() - pushed.min()) > 0.7 and float(pushed.min()) == 0  # spread 0.3 -> 0.7, clipped
+
+
+def test_colour_augmentation_is_off_by_default_and_a_share_when_on(images: dict[str, np.ndarray]) -> None:
+    plain = SRPairSampler(images, 32, 2, Degradation()).sample(64, torch.Generator().manual_seed(5))
+    off = SRPairSampler(images, 32, 2, Degradation(), colour_augment=0.0).sample(
+        64, torch.Generator().manual_seed(5)
+    )
+    assert torch.equal(plain[1], off[1])  # off draws nothing: older recipes keep their crops
+    lr, hr = SRPairSampler(images, 32, 2, Degradation(), colour_augment=0.5).sample(
+        64, torch.Generator().manual_seed(5)
+    )
+    assert float(hr.min()) >= 0 and float(hr.max()) <= 1
+    assert torch.equal(lr, downsample(hr, 2))  # the LR input is made from the augmented crop
+    spread = (hr.amax(1) - hr.amin(1)).mean(dim=(1, 2))  # (B,) mean chroma spread per crop
+    # The same generator stream diverges after the first draw, so compare distributions: about
+    # half of the crops are pushed towards saturation, so the mean spread grows.
+    assert float(spread.mean()) > 1.2 * float((plain[1].amax(1) - plain[1].amin(1)).mean())
+    with pytest.raises(ValueError, match="colour_augment"):
+        SRPairSampler(images, 32, 2, Degradation(), colour_augment=1.5)
+
+
 def test_blur_preserves_brightness_and_smooths() -> None:
     x = torch.rand(1, 3, 32, 32)
     blurred = gaussian_blur(x, 1.5)
@@ -98,13 +133,23 @@ def test_grayscale_alpha_and_float_images_become_rgb_uint8() -> None:
 def test_skimage_sets_are_fixed_and_disjoint() -> None:
     data = load_hr_images("sr_skimage", 96)
     assert list(data.train) == list(SKIMAGE_TRAIN)
-    assert list(data.validation) == list(SKIMAGE_VALIDATION)
+    saturated = ["photos/freshflower.png", "photos/garden.png", "photos/yellowflower.png"]
+    assert list(data.validation) == [*SKIMAGE_VALIDATION, *saturated]
     assert "cat" not in data.train  # the same photo as the validation chelsea
-    # The test set: the twelve bundled photographs, each listed with its source and licence.
-    readme = (TEST_PHOTOS / "README.md").read_text()
+    # The test set: the twelve bundled photographs; every photo listed with its source and licence.
+    readme = (TEST_PHOTOS.parent / "README.md").read_text()
     photos = sorted(p.name for p in TEST_PHOTOS.glob("*.png"))
     assert len(photos) == 12 and sorted(data.test) == [f"photos/{p}" for p in photos]
-    assert all(f"| `{p}` |" in readme for p in photos)
+    assert all(f"| `test/{p}` |" in readme for p in photos)
+    assert all(f"| `validation/{p.name}` |" in readme for p in VALIDATION_PHOTOS.glob("*.png"))
+    # The validation photos are what their name says: many pixels of strongly saturated colour.
+    for name in saturated:
+        rgb = data.validation[name].astype(int)
+        assert ((rgb.max(2) - rgb.min(2)) > 200).mean() > 0.1, name
+    assert data.describe("validation", list(data.validation)) == (
+        "scikit-image chelsea, coffee, camera and photographs freshflower.png, garden.png, "
+        "yellowflower.png of training/sr/photos/validation"
+    )
     everything = [*data.train.values(), *data.validation.values(), *data.test.values()]
     for image in everything:
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3

@@ -58,7 +58,7 @@ def test_dry_run_of_both_stages_through_the_cli(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert set(report) >= EVAL_KEYS and report["validation_images"] == report["test_images"] == 1
     assert report["validation_set"] == "scikit-image chelsea"  # eval_max_images=1: the first one
-    assert report["test_set"] == "1 photograph of training/sr/photos (from Debian packages)"
+    assert report["test_set"] == "1 photograph of training/sr/photos/test (from Debian packages)"
     for name in ("config.toml", "metrics.jsonl", "generator.pt", "eval.json", "train.log"):
         assert (stage1 / name).is_file(), name
     assert (stage1 / "plots" / "training.png").is_file()
@@ -175,6 +175,7 @@ def test_user_folder_training(tmp_path: Path) -> None:
         (["scale=4", "patch_size=30"], "patch_size: must be a multiple of scale"),
         (["stage=srgan"], "init_from: the srgan stage starts from a trained sr_pixel run"),
         (["degrade_jpeg=99"], "degrade_jpeg"),
+        (["colour_augment=2"], "colour_augment: must be a share in \\[0, 1\\], got 2"),
         (["data=sr_folder:"], "needs a path"),
         (["patch_sise=32"], "did you mean 'patch_size'"),
     ],

@@ -71,6 +71,8 @@ def test_dry_run_writes_every_artifact(tmp_path: Path) -> None:
     assert {"fd", "fd_real_baseline", "accuracy", "precision", "recall", "cas", "memorised_share"} <= set(
         final
     )
+    # A dry run judges accuracy on one draw of the training split's size, not accuracy_draws (10).
+    assert final["accuracy_samples"] == final["eval_samples"] == 1438
     for name in ("config.toml", "config.json", "metrics.jsonl", "train.log", "eval.json", "generator.pt"):
         assert (out / name).is_file(), name
     assert (out / "samples" / "latest.png").is_file() and (out / "plots" / "training.png").is_file()

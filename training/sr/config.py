@@ -52,6 +52,9 @@ class SRConfig:
     degrade_blur: float = 0.0  # max std (HR pixels) of a Gaussian blur before downsampling
     degrade_noise: float = 0.0  # max std (in [0, 1] units) of Gaussian noise on the LR image
     degrade_jpeg: int = 0  # min JPEG quality (quality drawn from [degrade_jpeg, 95])
+    # share of training crops given a colour augmentation: saturation scaled by a gain drawn from
+    # [1, 3] about the luma (clipped), then the channels in a random order (0 = off)
+    colour_augment: float = 0.0
     # --- model ---
     g_width: int = 64  # SRResNet feature channels
     g_blocks: int = 16  # residual blocks
@@ -133,6 +136,8 @@ class SRConfig:
         for key in ("pixel_weight", "feature_weight", "adversarial_weight", "grad_clip"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.colour_augment <= 1:
+            raise ConfigError(f"colour_augment: must be a share in [0, 1], got {self.colour_augment}")
         if not 0 <= self.degrade_noise <= 0.5:
             raise ConfigError(f"degrade_noise: must be in [0, 0.5], got {self.degrade_noise}")
         if self.degrade_jpeg and not 1 <= self.degrade_jpeg <= 95:

@@ -2,9 +2,10 @@
 (LR, HR) crops are cut from them), validation images (scored during training and by sweeps and
 recipe choices) and test images (scored at the end only, so that no choice ever saw them).
 
-`sr_skimage` trains on scikit-image's bundled images, validates on three more of them and tests on
-the twelve photographs in training/sr/photos/ (from Debian packages; sources and licences in its
-README). `sr_folder:PATH` splits a user's folder once, by a fixed seed, into the three sets.
+`sr_skimage` trains on scikit-image's bundled images, validates on three more of them and three
+photographs of saturated colours (training/sr/photos/validation/) and tests on the twelve
+photographs in training/sr/photos/test/ (all from Debian packages; sources and licences in the
+photos' README). `sr_folder:PATH` splits a user's folder once, by a fixed seed, into the three sets.
 Images are decoded once and kept in memory as 8-bit RGB; training pairs are cut on the fly, so
 every step sees new crops.
 """
@@ -23,6 +24,7 @@ from training.sr.degradation import Degradation
 # The fixed split of scikit-image's bundled images (only those that ship inside the package; no
 # downloads). The validation three chose this project's recipes: a cat's fur (chelsea; `cat` is
 # the same photo, so it is left out), a table of objects (coffee) and the grayscale cameraman.
+# Three photographs of saturated colours (PHOTOS / "validation") join them in the validation set.
 SKIMAGE_VALIDATION = ("chelsea", "coffee", "camera")
 SKIMAGE_TRAIN = (
     "astronaut",
@@ -40,7 +42,8 @@ SKIMAGE_TRAIN = (
     "clock",
     "cell",
 )
-TEST_PHOTOS = Path(__file__).with_name("photos")
+PHOTOS = Path(__file__).with_name("photos")
+TEST_PHOTOS, VALIDATION_PHOTOS = PHOTOS / "test", PHOTOS / "validation"
 HELDOUT_SPLIT_SEED = 20170515
 
 
@@ -65,8 +68,13 @@ class HRImages:
         plural = "" if len(names) == 1 else "s"
         if self.name == "sr_skimage":
             if which == "validation":
-                return "scikit-image " + ", ".join(names)
-            return f"{len(names)} photograph{plural} of training/sr/photos (from Debian packages)"
+                skimage = [n for n in names if not n.startswith("photos/")]
+                photos = [n.removeprefix("photos/") for n in names if n.startswith("photos/")]
+                parts = ["scikit-image " + ", ".join(skimage)] if skimage else []
+                if photos:
+                    parts.append("photographs " + ", ".join(photos) + " of training/sr/photos/validation")
+                return " and ".join(parts)
+            return f"{len(names)} photograph{plural} of training/sr/photos/test (from Debian packages)"
         return f"{len(names)} image{plural} of {self.name.removeprefix('sr_folder:')} ({which} split)"
 
     def summary(self) -> dict[str, object]:
@@ -122,12 +130,12 @@ def load_hr_images(
     A folder's held-out share is split evenly into validation and test images."""
     if data == "sr_skimage":
         images = {n: load_skimage(n) for n in [*SKIMAGE_TRAIN, *SKIMAGE_VALIDATION]}
-        test_images, bad = _load_folder(TEST_PHOTOS, max_memory_mb)
-        if bad or not test_images:
-            raise FolderError(f"{TEST_PHOTOS}: the bundled test photos are missing or damaged; reinstall")
-        images |= {f"photos/{n}": image for n, image in test_images.items()}
-        train, validation = list(SKIMAGE_TRAIN), list(SKIMAGE_VALIDATION)
-        test = [f"photos/{n}" for n in test_images]
+        validation_photos = _load_bundled_photos(VALIDATION_PHOTOS, max_memory_mb)
+        test_photos = _load_bundled_photos(TEST_PHOTOS, max_memory_mb)
+        images |= validation_photos | test_photos
+        train = list(SKIMAGE_TRAIN)
+        validation, test = [*SKIMAGE_VALIDATION, *validation_photos], list(test_photos)
+        bad: list[tuple[str, str]] = []
     elif data.startswith("sr_folder:"):
         root = Path(data.removeprefix("sr_folder:")).expanduser()
         images, bad = _load_folder(root, max_memory_mb)
@@ -149,6 +157,14 @@ def load_hr_images(
         )
     train_set, validation_set, test_set = ({n: images[n] for n in names} for names in sets)
     return HRImages(data, train_set, validation_set, test_set, [p for p, _ in bad])
+
+
+def _load_bundled_photos(folder: Path, max_memory_mb: int) -> dict[str, np.ndarray]:
+    """The photographs shipped in `folder`, named photos/FILE."""
+    photos, bad = _load_folder(folder, max_memory_mb)
+    if bad or not photos:
+        raise FolderError(f"{folder}: the bundled photos are missing or damaged; reinstall")
+    return {f"photos/{n}": image for n, image in photos.items()}
 
 
 def _load_folder(root: Path, max_memory_mb: int) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
@@ -199,19 +215,44 @@ def _split(names: list[str], fraction: float, root: Path) -> tuple[list[str], li
     return [n for n in names if n not in held], validation, test
 
 
+# Luma weights (BT.601) about which a colour augmentation scales saturation.
+_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+MAX_SATURATION_GAIN = 3.0
+
+
+def saturate(hr: torch.Tensor, gain: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Colour augmentation of HR crops: (B, 3, p, p) in [0, 1] with each crop's chroma scaled by
+    `gain` (B,) about its luma, clipped to [0, 1] (so strong gains make the flat, fully saturated
+    patches that scikit-image's training images lack), channels reordered by `order` (B, 3)."""
+    luma = (hr * _LUMA).sum(1, keepdim=True)  # (B, 1, p, p)
+    pushed = (luma + gain.view(-1, 1, 1, 1) * (hr - luma)).clamp(0, 1)
+    return torch.gather(pushed, 1, order.view(-1, 3, 1, 1).expand_as(pushed))
+
+
 class SRPairSampler:
     """Random (LR, HR) pairs: an image drawn uniformly, a random HR crop, a random flip and
-    90-degree rotation, then the LR input made from it. All randomness comes from `generator`."""
+    90-degree rotation, for a `colour_augment` share of crops a colour augmentation (`saturate`),
+    then the LR input made from it. All randomness comes from `generator`."""
 
-    def __init__(self, images: dict[str, np.ndarray], patch_size: int, scale: int, degradation: Degradation):
+    def __init__(
+        self,
+        images: dict[str, np.ndarray],
+        patch_size: int,
+        scale: int,
+        degradation: Degradation,
+        colour_augment: float = 0.0,
+    ):
         if patch_size % scale:
             raise ValueError(f"patch_size {patch_size} is not a multiple of scale {scale}")
+        if not 0 <= colour_augment <= 1:
+            raise ValueError(f"colour_augment {colour_augment} is not a share in [0, 1]")
         # (3, H, W) uint8 tensors; cropping them is cheap, converting a crop to float is per step.
         self.images = [torch.tensor(img).permute(2, 0, 1).contiguous() for img in images.values()]
         for name, img in zip(images, self.images, strict=True):
             if min(img.shape[1:]) < patch_size:
                 raise ValueError(f"{name}: smaller than the patch size {patch_size}")
         self.patch_size, self.scale, self.degradation = patch_size, scale, degradation
+        self.colour_augment = colour_augment
 
     def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """-> LR (B, 3, p/s, p/s) and HR (B, 3, p, p), float in [0, 1]."""
@@ -230,5 +271,11 @@ class SRPairSampler:
                 crop = crop.flip(2)
             crops.append(torch.rot90(crop, turns, dims=(1, 2)))
         hr = torch.stack(crops).float() / 255  # (B, 3, p, p)
+        if self.colour_augment > 0:
+            # Drawn only when on, so recipes without it keep their random stream (and weights).
+            chosen = torch.rand(batch, generator=generator) < self.colour_augment
+            gain = 1 + (MAX_SATURATION_GAIN - 1) * torch.rand(batch, generator=generator)
+            order = torch.argsort(torch.rand(batch, 3, generator=generator), dim=1)
+            hr = torch.where(chosen.view(-1, 1, 1, 1), saturate(hr, gain, order), hr)
         lr = self.degradation(hr, self.scale, generator)  # (B, 3, p/s, p/s)
         return lr, hr

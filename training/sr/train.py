@@ -126,7 +126,7 @@ def _train_sr(cfg: SRConfig, out_dir: Path, resume: bool, cleanup: contextlib.Ex
     # --- data: HR images split once; random (LR, HR) crops for training ---
     images = load_hr_images(cfg.data, cfg.patch_size, cfg.bad_files, cfg.heldout_fraction, cfg.max_memory_mb)
     degradation = Degradation(cfg.degrade_blur, cfg.degrade_noise, cfg.degrade_jpeg)
-    sampler = SRPairSampler(images.train, cfg.patch_size, cfg.scale, degradation)
+    sampler = SRPairSampler(images.train, cfg.patch_size, cfg.scale, degradation, cfg.colour_augment)
     validation = images.evaluation_set("validation", cfg.eval_max_images)
 
     # --- models: G (from stage 1 for srgan), its EMA, D for srgan; optimisers ---
