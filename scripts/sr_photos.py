@@ -96,9 +96,12 @@ PHOTOS = (
     Photo("validation", "garden", *MATE, "/usr/share/backgrounds/mate/nature/Garden.jpg",
           "d3095ee09d425ef23d27155412136cf14fc3c9af76ca58b452f55e23da324e78",
           "a red and yellow flower", "Charles Barbin", "GPL-2+"),
-    Photo("validation", "yellowflower", *MATE, "/usr/share/backgrounds/mate/nature/YellowFlower.jpg",
-          "254da96256acb7add685679775a04d1e4a5bc8cd13e5a5a3d61351ce198a5306",
-          "yellow petals, close up", "Charles Barbin", "GPL-2+"),
+    Photo("validation", "greenmeadow", *MATE, "/usr/share/backgrounds/mate/nature/GreenMeadow.jpg",
+          "8fa0de0aa4089f7319c9fb7a6d006d4cab6023e8c8853731557cff53567b4832",
+          "blades of grass", "Timothy Schellhase, Lapo Calamandrei", "GPL-2+"),
+    Photo("validation", "raindrops", *MATE, "/usr/share/backgrounds/mate/nature/RainDrops.jpg",
+          "3e4ea9671c28c90a86cf67b3db9daf18c4741587c596333a7529ca589aaa0c16",
+          "raindrops on a leaf", '"blackcombwhistler07"', "GPL-2+"),
 )  # fmt: skip
 
 

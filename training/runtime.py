@@ -77,7 +77,9 @@ def prepare_run_dir(out_dir: Path, cfg: RunConfig, resume: bool, resumable: Coll
         if ckpt is None:
             raise RunError(f"--resume: no checkpoint under {out_dir / 'checkpoints'}")
         saved = json.loads((out_dir / "config.json").read_text())
-        changed = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v)
+        # A key newer than the saved run was, in effect, at its default there.
+        defaults = type(cfg)().to_dict()
+        changed = sorted(k for k, v in cfg.to_dict().items() if saved.get(k, defaults[k]) != v)
         fixed = [k for k in changed if k not in resumable]
         if fixed:
             raise ConfigError(

@@ -2,7 +2,7 @@
 (LR, HR) crops are cut from them), validation images (scored during training and by sweeps and
 recipe choices) and test images (scored at the end only, so that no choice ever saw them).
 
-`sr_skimage` trains on scikit-image's bundled images, validates on three more of them and three
+`sr_skimage` trains on scikit-image's bundled images, validates on three more of them and four
 photographs of saturated colours (training/sr/photos/validation/) and tests on the twelve
 photographs in training/sr/photos/test/ (all from Debian packages; sources and licences in the
 photos' README). `sr_folder:PATH` splits a user's folder once, by a fixed seed, into the three sets.
@@ -24,7 +24,7 @@ from training.sr.degradation import Degradation
 # The fixed split of scikit-image's bundled images (only those that ship inside the package; no
 # downloads). The validation three chose this project's recipes: a cat's fur (chelsea; `cat` is
 # the same photo, so it is left out), a table of objects (coffee) and the grayscale cameraman.
-# Three photographs of saturated colours (PHOTOS / "validation") join them in the validation set.
+# Four photographs of saturated colours (PHOTOS / "validation") join them in the validation set.
 SKIMAGE_VALIDATION = ("chelsea", "coffee", "camera")
 SKIMAGE_TRAIN = (
     "astronaut",
