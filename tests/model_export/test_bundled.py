@@ -6,6 +6,7 @@ draw the digits it is asked for, and the upscalers must beat bicubic on a test p
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -88,20 +89,22 @@ def test_metrics_come_from_the_real_runs() -> None:
     for name in ("srresnet-x2", "srresnet-x4", "srgan-x4"):
         m = read_version(MODELS, name, 1)
         # Validation and test figures kept apart, each set named; the test set is the 12 photos.
-        assert m["source"]["data"]["validation_images"] == ["camera", "chelsea", "coffee"]
+        photos = [f"photos/{n}.png" for n in ("freshflower", "garden", "greenmeadow", "raindrops")]
+        assert m["source"]["data"]["validation_images"] == ["camera", "chelsea", "coffee", *photos]
         assert len(m["source"]["data"]["test_images"]) == m["metrics"]["test_images"] == 12
-        assert m["metrics"]["validation_set"] == "scikit-image chelsea, coffee, camera"
-        assert m["metrics"]["test_set"].startswith("12 photographs of training/sr/photos")
+        assert m["metrics"]["validation_images"] == 7
+        assert m["metrics"]["validation_set"].startswith("scikit-image chelsea, coffee, camera and photo")
+        assert m["metrics"]["test_set"].startswith("12 photographs of training/sr/photos/test")
         assert m["metrics"]["test_niqe_hr"] < m["metrics"]["test_niqe_bicubic"]  # bicubic blurs
         card = (MODELS / name / "1" / "README.md").read_text()
         assert "| test: PSNR-Y |" in card and "| validation: NIQE (lower is more natural) |" in card
-    # The stage-1 models gain on both sets over MATLAB's bicubic (x4 by the issue's +0.8 dB on
-    # the test set; x2 by less than its +1.5 dB goal: see docs/training.md); SRGAN trades PSNR
-    # for naturalness: a lower NIQE than the stage-1 model it started from.
+    # The stage-1 models gain on both sets over MATLAB's bicubic, by the goals on the test
+    # set (x2 +1.5 dB, x4 +0.8 dB); SRGAN trades PSNR for naturalness: a lower NIQE than the
+    # stage-1 model it started from.
     x2, x4, srgan = (
         read_version(MODELS, n, 1)["metrics"] for n in ("srresnet-x2", "srresnet-x4", "srgan-x4")
     )
-    assert x2["test_psnr_gain_db"] > 1.0 and x2["validation_psnr_gain_db"] > 1.5
+    assert x2["test_psnr_gain_db"] >= 1.5 and x2["validation_psnr_gain_db"] > 1.5
     assert x4["test_psnr_gain_db"] >= 0.8 and x4["validation_psnr_gain_db"] > 1.0
     assert srgan["test_niqe"] < x4["test_niqe"] - 1 and srgan["validation_niqe"] < x4["validation_niqe"] - 1
 
@@ -170,3 +173,17 @@ def test_upscalers_beat_bicubic_on_a_test_photo(name: str, scale: int, min_gain:
     b = 2 * scale  # border pixels depend on padding conventions: leave them out of the score
     gain = _psnr(out[b:-b, b:-b], target[b:-b, b:-b]) - _psnr(bicubic[b:-b, b:-b], target[b:-b, b:-b])
     assert gain > min_gain, gain
+
+
+@pytest.mark.parametrize("name", ["srresnet-x2", "srresnet-x4"])
+def test_upscalers_keep_flat_colours_flat(name: str) -> None:
+    # 125 flat 24x24 images of plain and saturated colours (each channel 0, 26, 128, 230 or 255):
+    # a fidelity model must return them flat. An x2 model trained without colour augmentation
+    # drew rows up to 13 levels off on a flat (26, 255, 0) green; these stay within 1.
+    colours = np.array(list(itertools.product((0, 26, 128, 230, 255), repeat=3)), np.uint8)  # (125, 3)
+    lr = np.ascontiguousarray(np.broadcast_to(colours[:, None, None, :], (125, 24, 24, 3)))
+    out = _session(name).run(None, {"image": lr})[0]
+    s = out.shape[1] // 24
+    inner = out[:, 8 * s : 16 * s, 8 * s : 16 * s].astype(int)  # away from the padded borders
+    worst = np.abs(inner - colours[:, None, None, :].astype(int)).max(axis=(1, 2, 3))
+    assert worst.max() <= 3, (colours[worst.argmax()], worst.max())

@@ -128,9 +128,15 @@ def test_eval_command_rescores_a_run(tmp_path: Path) -> None:
     # manifest); the weights and the step stay.
     weights, before = load_generator(tmp_path / "run" / "generator.pt")
     first_step = before["metrics"]["step"]
+    # A model trained when the held-out sets were other images: the data summary follows the
+    # figures, so a manifest names the images its numbers come from.
+    payload = torch.load(tmp_path / "run" / "generator.pt", weights_only=True)
+    payload["data"]["validation_images"] = ["an older validation image"]
+    torch.save(payload, tmp_path / "run" / "generator.pt")
     (tmp_path / "run" / "eval.json").unlink()
     evaluate_run(tmp_path / "run", record=True)
     rescored, after = load_generator(tmp_path / "run" / "generator.pt")
+    assert after["data"] == before["data"] and "chelsea" in after["data"]["validation_images"]
     assert after["metrics"]["step"] == first_step and "source" not in after["metrics"]
     assert after["metrics"]["test_psnr_y"] == pytest.approx(first["test_psnr_y"])
     assert (tmp_path / "run" / "eval.json").is_file()
