@@ -159,6 +159,12 @@ def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str
         for k in ("model", "stage", "loss", "steps", "data", "batch_size", "seed")
         if k in training
     )
+    # An upscaler's augmentation and degradations, where its recipe used them.
+    trained += "".join(
+        f", {k} {_fmt(training[k])}"
+        for k in ("colour_augment", "degrade_blur", "degrade_noise", "degrade_jpeg")
+        if training.get(k)
+    )
     model_path = f"{repo_hint}/{m['name']}/{m['version']}/{MODEL_FILE}"
     lines = [
         f"# {m['name']} v{m['version']}",
@@ -225,6 +231,7 @@ def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str
         classes = m["generator"]["classes"]
         lines += [
             "from model_repository.latents import latents_from_seeds",
+            "",
             f'sess = ort.InferenceSession("{model_path}")',
             f'feed = {{"z": latents_from_seeds([0, 1, 2], {m["generator"]["latent_size"]})}}  # seeds 0-2',
         ]
@@ -239,6 +246,7 @@ def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str
         out_pick = "y[0]" if up["channels"] == 3 else "y[0, :, :, 0]"
         lines += [
             "from PIL import Image",
+            "",
             f'sess = ort.InferenceSession("{model_path}")',
             f'x = np.asarray(Image.open("in.png").convert("{mode}"))[None]{pick}  # (1, h, w, C) uint8',
             f'y = sess.run(None, {{"image": x}})[0]  # (1, h*{up["scale"]}, w*{up["scale"]}, C) uint8',

@@ -29,17 +29,17 @@ def evaluate_run(
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json)")
     values = json.loads(config_path.read_text())
-    data: dict[str, Any] | None = None  # a GAN's held-out split is fixed; an upscaler's sets can grow
+    scored: dict[str, Any] | None = None  # a GAN's held-out split is fixed; an upscaler's sets can grow
     if is_super_resolution(values):
         if samples is not None:
             raise ConfigError("--samples: a super-resolution run is evaluated on its held-out images")
-        result, data = _evaluate_sr_run(run_dir, SRConfig.from_dict(values))
+        result, scored = _evaluate_sr_run(run_dir, SRConfig.from_dict(values))
     else:
         result = _evaluate_gan_run(run_dir, TrainConfig.from_dict(values), samples)
     if write:
         (run_dir / "eval.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     if record:
-        record_metrics(run_dir / "generator.pt", {k: v for k, v in result.items() if k != "source"}, data)
+        record_metrics(run_dir / "generator.pt", {k: v for k, v in result.items() if k != "source"}, scored)
     return result
 
 
@@ -77,7 +77,7 @@ def _evaluate_gan_run(run_dir: Path, cfg: TrainConfig, samples: int | None) -> d
 
 
 def _evaluate_sr_run(run_dir: Path, cfg: SRConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """PSNR/SSIM/NIQE on the validation and test images beside bicubic, and the summary of the
+    """PSNR/SSIM/NIQE on the validation and test images beside bicubic, and the names of the
     images scored; comparison PNGs under RUN_DIR/eval/validation/ and RUN_DIR/eval/test/."""
     from training.sr.data import load_hr_images
     from training.sr.evaluation import evaluate_sets
@@ -96,4 +96,5 @@ def _evaluate_sr_run(run_dir: Path, cfg: SRConfig) -> tuple[dict[str, Any], dict
         cfg.eval_max_images,
         run_dir / "eval",
     )
-    return {"source": source, **result}, images.summary()
+    summary = images.summary()
+    return {"source": source, **result}, {k: summary[k] for k in ("validation_images", "test_images")}

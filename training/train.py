@@ -56,7 +56,7 @@ from training.style_mixing import mixing_grid
 
 log = logging.getLogger("training")
 
-RESUMABLE_CHANGES = BOOKKEEPING_KEYS | {"cache_dir"}
+RESUMABLE_CHANGES = BOOKKEEPING_KEYS | {"cache_dir", "accuracy_draws"}  # neither touches training
 DIVERSITY_SAMPLES = 256
 # the style-mixing figure's sources: 4 row seeds and 5 column seeds (labels: seed mod classes)
 MIXING_ROWS, MIXING_COLUMNS = [11, 12, 13, 14], [21, 22, 23, 24, 25]

@@ -86,11 +86,12 @@ def test_colour_augmentation_saturates_and_reorders_channels() -> None:
 
 
 def test_colour_augmentation_is_off_by_default_and_a_share_when_on(images: dict[str, np.ndarray]) -> None:
-    plain = SRPairSampler(images, 32, 2, Degradation()).sample(64, torch.Generator().manual_seed(5))
-    off = SRPairSampler(images, 32, 2, Degradation(), colour_augment=0.0).sample(
-        64, torch.Generator().manual_seed(5)
-    )
-    assert torch.equal(plain[1], off[1])  # off draws nothing: older recipes keep their crops
+    stream = torch.Generator().manual_seed(5)
+    plain = SRPairSampler(images, 32, 2, Degradation(), colour_augment=0.0).sample(64, stream)
+    # Off, it draws nothing: recipes without it keep the crops (and so the weights) they had before
+    # it existed. Pixel sums and the next draw, as the sampler gave them then.
+    assert int((plain[1] * 255).round().sum()) == 25050524 and int((plain[0] * 255).round().sum()) == 6262746
+    assert int(torch.randint(0, 10**9, (1,), generator=stream)) == 172249247
     lr, hr = SRPairSampler(images, 32, 2, Degradation(), colour_augment=0.5).sample(
         64, torch.Generator().manual_seed(5)
     )
@@ -162,6 +163,19 @@ def test_skimage_sets_are_fixed_and_disjoint() -> None:
             for other in [*data.train.values(), *data.validation.values()]
         )
     assert data.evaluation_set("test", 2) == dict(list(data.test.items())[:2])
+
+
+def test_a_photo_in_both_bundled_sets_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import training.sr.data as sr_data
+
+    validation = tmp_path / "validation"
+    validation.mkdir()
+    shutil.copy(TEST_PHOTOS / "fig.png", validation / "fig.png")  # a test photo, also validating
+    monkeypatch.setattr(sr_data, "VALIDATION_PHOTOS", validation)
+    with pytest.raises(FolderError, match=r"photos/fig\.png in both validation/ and test/"):
+        load_hr_images("sr_skimage", 96)
 
 
 def _write_folder(root: Path) -> None:

@@ -128,6 +128,10 @@ def test_eval_command_rescores_a_run(tmp_path: Path) -> None:
     # manifest); the weights and the step stay.
     weights, before = load_generator(tmp_path / "run" / "generator.pt")
     first_step = before["metrics"]["step"]
+    # The generator file names the data recipe: augmentation and degradations (all off here).
+    assert {
+        before["training"][k] for k in ("colour_augment", "degrade_blur", "degrade_noise", "degrade_jpeg")
+    } == {0}
     # A model trained when the held-out sets were other images: the data summary follows the
     # figures, so a manifest names the images its numbers come from.
     payload = torch.load(tmp_path / "run" / "generator.pt", weights_only=True)

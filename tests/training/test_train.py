@@ -183,18 +183,18 @@ def test_run_directory_is_never_mixed_up(tmp_path: Path) -> None:
         train(cfg, tmp_path / "empty", resume=True)
     changed = load_config(None, [*RING, "steps=20", "loss=hinge", "g_width=32"])
     with pytest.raises(
-        ConfigError, match=r"--resume: .*g_width, loss differ from the saved run; only cache_dir"
+        ConfigError, match=r"--resume: .*g_width, loss differ from the saved run; only accuracy_draws, cache_dir"
     ):
         train(changed, tmp_path / "run", resume=True)
     # A run saved before a key existed resumes: the key was at its default there.
     saved = tmp_path / "run" / "config.json"
     values = json.loads(saved.read_text())
-    del values["accuracy_draws"]
+    del values["standing_batches"]
     saved.write_text(json.dumps(values))
     train(load_config(None, [*RING, "steps=12"]), tmp_path / "run", resume=True)
     assert train_records(tmp_path / "run")[-1]["step"] == 12
-    with pytest.raises(ConfigError, match="--resume: accuracy_draws differ"):
-        train(load_config(None, [*RING, "steps=14", "accuracy_draws=3"]), tmp_path / "run", resume=True)
+    with pytest.raises(ConfigError, match="--resume: standing_batches differ"):
+        train(load_config(None, [*RING, "steps=14", "standing_batches=3"]), tmp_path / "run", resume=True)
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:

@@ -108,18 +108,18 @@ def save_generator_file(
     atomic_save(payload, Path(path))
 
 
-def record_metrics(path: str | Path, quality: dict[str, Any], data: dict[str, Any] | None = None) -> None:
+def record_metrics(path: str | Path, quality: dict[str, Any], scored: dict[str, Any] | None = None) -> None:
     """Replace `generator.pt`'s metrics with a new evaluation's (the step it was trained to stays),
-    and its data summary with `data` when the evaluation's held-out sets differ from training's
-    (an upscaler re-scored on newer validation or test images); the weights and everything else
-    are kept as they are."""
+    and the data summary's lists of scored images with `scored` (an upscaler's validation_images
+    and test_images, which can be newer than its training); the weights, what it was trained on
+    and everything else are kept as they are."""
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     if payload.get("format") != GENERATOR_FORMAT:
         raise ValueError(f"{path}: not a generator file (format {payload.get('format')!r})")
     step = (payload.get("metrics") or {}).get("step")
     payload["metrics"] = _scalar_metrics(quality) | ({"step": step} if step is not None else {})
-    if data is not None:
-        payload["data"] = data
+    if scored is not None:
+        payload["data"] = {**payload["data"], **scored}
     atomic_save(payload, Path(path))
 
 

@@ -132,6 +132,8 @@ def load_hr_images(
         images = {n: load_skimage(n) for n in [*SKIMAGE_TRAIN, *SKIMAGE_VALIDATION]}
         validation_photos = _load_bundled_photos(VALIDATION_PHOTOS, max_memory_mb)
         test_photos = _load_bundled_photos(TEST_PHOTOS, max_memory_mb)
+        if shared := sorted(validation_photos.keys() & test_photos.keys()):
+            raise FolderError(f"{PHOTOS}: {', '.join(shared)} in both validation/ and test/; reinstall")
         images |= validation_photos | test_photos
         train = list(SKIMAGE_TRAIN)
         validation, test = [*SKIMAGE_VALIDATION, *validation_photos], list(test_photos)
@@ -224,7 +226,7 @@ def saturate(hr: torch.Tensor, gain: torch.Tensor, order: torch.Tensor) -> torch
     """Colour augmentation of HR crops: (B, 3, p, p) in [0, 1] with each crop's chroma scaled by
     `gain` (B,) about its luma, clipped to [0, 1] (so strong gains make the flat, fully saturated
     patches that scikit-image's training images lack), channels reordered by `order` (B, 3)."""
-    luma = (hr * _LUMA).sum(1, keepdim=True)  # (B, 1, p, p)
+    luma = (hr * _LUMA.to(hr)).sum(1, keepdim=True)  # (B, 1, p, p)
     pushed = (luma + gain.view(-1, 1, 1, 1) * (hr - luma)).clamp(0, 1)
     return torch.gather(pushed, 1, order.view(-1, 3, 1, 1).expand_as(pushed))
 

@@ -300,6 +300,10 @@ def save_sr_generator(
         "batch_size": cfg.batch_size,
         "patch_size": cfg.patch_size,
         "init_from": cfg.init_from,
+        "colour_augment": cfg.colour_augment,
+        "degrade_blur": cfg.degrade_blur,
+        "degrade_noise": cfg.degrade_noise,
+        "degrade_jpeg": cfg.degrade_jpeg,
     }
     save_generator_file(path, generator, "srresnet", cfg.ema_decay > 0, images.summary(), training, quality)
 
