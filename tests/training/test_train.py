@@ -183,7 +183,8 @@ def test_run_directory_is_never_mixed_up(tmp_path: Path) -> None:
         train(cfg, tmp_path / "empty", resume=True)
     changed = load_config(None, [*RING, "steps=20", "loss=hinge", "g_width=32"])
     with pytest.raises(
-        ConfigError, match=r"--resume: .*g_width, loss differ from the saved run; only accuracy_draws, cache_dir"
+        ConfigError,
+        match=r"--resume: .*g_width, loss differ from the saved run; only accuracy_draws, cache_dir",
     ):
         train(changed, tmp_path / "run", resume=True)
     # A run saved before a key existed resumes: the key was at its default there.
