@@ -140,9 +140,14 @@ class TrainConfig:
             check_positive(key, getattr(self, key))
         for key in ("channel_max", "w_dim", "mapping_layers"):
             check_positive(key, getattr(self, key))
-        for key in ("keep_checkpoints", "eval_samples", "classifier_epochs", "accuracy_draws"):
+        for key in (
+            "keep_checkpoints",
+            "eval_samples",
+            "classifier_epochs",
+            "accuracy_draws",
+            "health_window",
+        ):
             check_positive(key, getattr(self, key))
-        check_positive("health_window", self.health_window)
         if self.eval_every < 0:
             raise ConfigError("eval_every: must be >= 0 (0 = evaluate at the end only)")
         if self.d_steps is not None:

@@ -325,7 +325,13 @@ def _train(
         ready_to_serve()
         t0 = time.perf_counter()
         result = evaluate(
-            served, data, cfg.eval_samples, cfg.classifier_epochs, cfg.cache_dir, final, cfg.accuracy_draws
+            served,
+            data,
+            cfg.eval_samples,
+            cfg.classifier_epochs,
+            cfg.cache_dir,
+            cas=final,
+            accuracy_draws=cfg.accuracy_draws,
         )
         record = {"step": step, "event": "eval", **result, "eval_seconds": time.perf_counter() - t0}
         run.metrics.write(record)
