@@ -79,9 +79,11 @@ models/srresnet-x2/1/manifest.json: runs/sr_x2/generator.pt
 models/srresnet-x4/1/manifest.json: runs/sr_x4/generator.pt
 models/srgan-x4/1/manifest.json: runs/srgan_x4/generator.pt
 runs/srgan_x4/generator.pt: runs/sr_x4/generator.pt  # SRGAN starts from the x4 SRResNet
+# The x4 SRResNet and the SRGAN trained from it: the family /upscale's detail blends.
+models/srresnet-x4/1/manifest.json models/srgan-x4/1/manifest.json: FAMILY := --family photo-x4
 
 models/%/1/manifest.json: | $(STAMP)
-	$(BIN)/gan-export $(firstword $^) --repo models --name $* --version 1 --replace
+	$(BIN)/gan-export $(firstword $^) --repo models --name $* --version 1 --replace $(FAMILY)
 
 runs/%/generator.pt: configs/%.toml | $(STAMP)
 	$(BIN)/gan-train --config $< --out runs/$*

@@ -2,6 +2,7 @@
 errors, and the `gan-client` batch CLI (client.cli)."""
 
 from client.api import (
+    AnimationResult,
     AsyncGanClient,
     GanClient,
     GeneratedImage,
@@ -21,6 +22,7 @@ from client.errors import (
 from client.retry import RetryPolicy
 
 __all__ = [
+    "AnimationResult",
     "ApiError",
     "AsyncGanClient",
     "GanClient",

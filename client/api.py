@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import httpx
 
 from client.errors import ApiError, GanClientError, ServerUnreachable, error_from_response
 from client.files import format_of_bytes, sniff_format
 from client.retry import RetryPolicy
-from service.media import MEDIA_TYPES  # the server's own table (stdlib only)
+from service.media import ANIMATION_MEDIA_TYPES, JSON, MEDIA_TYPES  # the server's own tables (stdlib only)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "GAN_CLIENT_URL"
@@ -59,13 +59,29 @@ class WalkResult:
     model: str
     version: int
     format: str
-    from_seed: int
+    from_seed: int  # a loop's: its first seed (to_seed too: it closes)
     to_seed: int
     method: str
     label: int | None
     label_name: str | None
-    positions: list[float]  # t of each image: 0 is from_seed's image, 1 is to_seed's
+    positions: list[float]  # t of each image in its segment: 0 is its first seed's image, 1 the next's
     images: list[bytes]  # the image files (or .npy), in walk order
+    seeds: list[int] = field(default_factory=list)  # the seeds walked through: [from, to] or the loop's
+    segments: list[int] = field(default_factory=list)  # each image's segment: k goes from seeds[k] on
+
+
+@dataclass(frozen=True)
+class AnimationResult:
+    """A walk as one looping animated file (walk with animation=...)."""
+
+    data: bytes  # the file: WebP, GIF or APNG
+    media_type: str  # image/webp, image/gif or image/apng
+    model: str
+    version: int
+    frames: int  # frames made (a file stores identical consecutive ones as one longer frame)
+    frame_ms: int  # each frame's duration in the file (GIF: to 10 ms)
+    seeds: list[int]  # the seeds walked through: [from, to] or the loop's
+    label: int | None
 
 
 @dataclass(frozen=True)
@@ -227,10 +243,11 @@ def parse_mix(response: httpx.Response) -> MixResult:
 
 
 def walk_request(
-    from_seed: int,
-    to_seed: int,
+    from_seed: int | None = None,
+    to_seed: int | None = None,
     steps: int = 8,
     *,
+    seeds: list[int] | None = None,
     model: str | None = None,
     label: int | str | None = None,
     truncation: float | None = None,
@@ -238,26 +255,57 @@ def walk_request(
     noise_seed: int | None = None,
     noise: str | None = None,
     method: str | None = None,
-    format: str = "png",
+    format: str | None = None,
+    animation: str | None = None,
+    frame_ms: int | None = None,
     deadline_ms: int | None = None,
 ) -> Request:
-    """method: None for the model's own (slerp in z; a style model walks in w, by lerp)."""
-    body: dict[str, Any] = {"from_seed": from_seed, "to_seed": to_seed, "steps": steps, "format": format}
+    """from_seed and to_seed, or seeds (a loop back to the first, `steps` images per seed).
+    method: None for the model's own (slerp in z; a style model walks in w, by lerp). animation
+    ("webp", "gif", "apng"): one animated file instead of JSON, each frame frame_ms long; format
+    is then left out (it names the JSON answer's frame files)."""
+    body: dict[str, Any] = {"steps": steps}
+    if animation is None:
+        body["format"] = format or "png"
     for key, value in (
         ("model", model),
+        ("from_seed", from_seed),
+        ("to_seed", to_seed),
+        ("seeds", seeds),
         ("label", label),
         ("truncation", truncation),
         ("truncation_psi", truncation_psi),
         ("noise_seed", noise_seed),
         ("noise", noise),
         ("method", method),
+        ("format", format),
+        ("animation", animation),
+        ("frame_ms", frame_ms),
     ):
         if value is not None:
             body[key] = value
-    return Request("POST", "/walk", json=body, headers=_deadline(deadline_ms))
+    headers = _deadline(deadline_ms)
+    if animation is not None:
+        headers["Accept"] = ANIMATION_MEDIA_TYPES.get(animation, "*/*")
+    return Request("POST", "/walk", json=body, headers=headers)
 
 
-def parse_walk(response: httpx.Response) -> WalkResult:
+def parse_walk(response: httpx.Response) -> WalkResult | AnimationResult:
+    """The JSON answer as a WalkResult; an animated one (any other media type) as an AnimationResult."""
+    media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != JSON:
+        h = response.headers
+        label = h.get("x-label")
+        return AnimationResult(
+            data=response.content,
+            media_type=media,
+            model=h.get("x-model", ""),
+            version=int(h.get("x-model-version", "0")),
+            frames=int(h.get("x-frames", "0")),
+            frame_ms=int(h.get("x-frame-ms", "0")),
+            seeds=[int(s) for s in h.get("x-seeds", "").split(",") if s],
+            label=None if label is None else int(label),
+        )
     body = response.json()
     return WalkResult(
         model=body["model"],
@@ -270,6 +318,8 @@ def parse_walk(response: httpx.Response) -> WalkResult:
         label_name=body["label_name"],
         positions=[float(i["t"]) for i in body["images"]],
         images=[base64.b64decode(i["data"]) for i in body["images"]],
+        seeds=[int(s) for s in body.get("seeds") or (body["from_seed"], body["to_seed"])],
+        segments=[int(i.get("segment", 0)) for i in body["images"]],
     )
 
 
@@ -418,11 +468,59 @@ class GanClient(_Retrying):
         for style models also truncation_psi, noise_seed, noise, ws, return_latents."""
         return parse_generate(self.send(generate_request(n, **options)))
 
-    def walk(self, from_seed: int, to_seed: int, steps: int = 8, **options: Any) -> WalkResult:
-        """POST /walk: `steps` images from from_seed's to to_seed's. options: model, label,
-        truncation (or truncation_psi, noise_seed, noise for style models), method ("slerp" or
-        "lerp"), format, deadline_ms."""
-        return parse_walk(self.send(walk_request(from_seed, to_seed, steps, **options)))
+    @overload
+    def walk(
+        self,
+        from_seed: int | None = None,
+        to_seed: int | None = None,
+        steps: int = 8,
+        *,
+        seeds: list[int] | None = None,
+        animation: None = None,
+        **options: Any,
+    ) -> WalkResult: ...
+
+    @overload
+    def walk(
+        self,
+        from_seed: int | None = None,
+        to_seed: int | None = None,
+        steps: int = 8,
+        *,
+        seeds: list[int] | None = None,
+        animation: Literal["webp", "gif", "apng"],
+        **options: Any,
+    ) -> AnimationResult: ...
+
+    @overload
+    def walk(
+        self,
+        from_seed: int | None = None,
+        to_seed: int | None = None,
+        steps: int = 8,
+        *,
+        seeds: list[int] | None = None,
+        animation: str | None = None,
+        **options: Any,
+    ) -> WalkResult | AnimationResult: ...
+
+    def walk(
+        self,
+        from_seed: int | None = None,
+        to_seed: int | None = None,
+        steps: int = 8,
+        *,
+        seeds: list[int] | None = None,
+        animation: str | None = None,
+        **options: Any,
+    ) -> WalkResult | AnimationResult:
+        """POST /walk: `steps` images from from_seed's to to_seed's, or with seeds a loop through
+        them back to the first (`steps` per seed). With animation ("webp", "gif", "apng") one
+        animated file (AnimationResult) instead of the images. options: model, label, truncation
+        (or truncation_psi, noise_seed, noise for style models), method ("slerp" or "lerp"),
+        format, frame_ms (with animation), deadline_ms."""
+        request = walk_request(from_seed, to_seed, steps, seeds=seeds, animation=animation, **options)
+        return parse_walk(self.send(request))
 
     def mix(
         self, row_seeds: list[int] | None = None, col_seeds: list[int] | None = None, **options: Any
@@ -503,8 +601,54 @@ class AsyncGanClient(_Retrying):
     async def generate(self, n: int | None = None, **options: Any) -> GenerateResult:
         return parse_generate(await self.send(generate_request(n, **options)))
 
-    async def walk(self, from_seed: int, to_seed: int, steps: int = 8, **options: Any) -> WalkResult:
-        return parse_walk(await self.send(walk_request(from_seed, to_seed, steps, **options)))
+    @overload
+    async def walk(
+        self,
+        from_seed: int | None = None,
+        to_seed: int | None = None,
+        steps: int = 8,
+        *,
+        seeds: list[int] | None = None,
+        animation: None = None,
+        **options: Any,
+    ) -> WalkResult: ...
+
+    @overload
+    async def walk(
+        self,
+        from_seed: int | None = None,
+        to_seed: int | None = None,
+        steps: int = 8,
+        *,
+        seeds: list[int] | None = None,
+        animation: Literal["webp", "gif", "apng"],
+        **options: Any,
+    ) -> AnimationResult: ...
+
+    @overload
+    async def walk(
+        self,
+        from_seed: int | None = None,
+        to_seed: int | None = None,
+        steps: int = 8,
+        *,
+        seeds: list[int] | None = None,
+        animation: str | None = None,
+        **options: Any,
+    ) -> WalkResult | AnimationResult: ...
+
+    async def walk(
+        self,
+        from_seed: int | None = None,
+        to_seed: int | None = None,
+        steps: int = 8,
+        *,
+        seeds: list[int] | None = None,
+        animation: str | None = None,
+        **options: Any,
+    ) -> WalkResult | AnimationResult:
+        request = walk_request(from_seed, to_seed, steps, seeds=seeds, animation=animation, **options)
+        return parse_walk(await self.send(request))
 
     async def mix(
         self, row_seeds: list[int] | None = None, col_seeds: list[int] | None = None, **options: Any
@@ -548,6 +692,7 @@ def _image(image: bytes | Path, media_type: str | None) -> tuple[bytes, str]:
 
 
 __all__ = [
+    "AnimationResult",
     "AsyncGanClient",
     "GanClient",
     "GanClientError",
@@ -555,4 +700,5 @@ __all__ = [
     "GeneratedImage",
     "MixResult",
     "UpscaleResult",
+    "WalkResult",
 ]

@@ -3,6 +3,7 @@
     gan-client generate --model digits-conditional --n 100000 --labels 0-9 --out samples --seed 1
     gan-client upscale photos/ photos-x4/ --model srresnet-x4 --recursive
     gan-client walk --model digits-conditional --from-seed 1 --to-seed 2 --steps 8 --label 6 --out walk
+    gan-client walk --model digits-conditional --seeds 1,2,3 --steps 12 --animation webp --out loop.webp
     gan-client mix --model digits-style --rows 1,2,3 --cols 4,5,6,7 --crossover coarse --out mixing
     gan-client models
     gan-client versions
@@ -21,13 +22,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from client.api import API_KEY_ENV, DEFAULT_URL, URL_ENV, AsyncGanClient, GanClient
+from client.api import API_KEY_ENV, DEFAULT_URL, URL_ENV, AnimationResult, AsyncGanClient, GanClient
 from client.errors import GanClientError
 from client.files import EXTENSIONS, atomic_write
 from client.generate_job import class_index, parse_labels, run_generate
 from client.retry import RetryPolicy
 from client.runner import JobError, Summary
 from client.upscale_job import run_upscale
+
+# walk --animation: the file names --out may have, per format
+ANIMATION_EXTENSIONS = {"webp": (".webp",), "gif": (".gif",), "apng": (".png", ".apng")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,14 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--format", choices=list(EXTENSIONS), help="output format (default: the input's)")
     up.add_argument("--recursive", action="store_true", help="into subfolders too, keeping the structure")
 
-    walk = sub.add_parser("walk", parents=[common], help="a latent walk between two seeds, one file per step")
+    walk = sub.add_parser(
+        "walk",
+        parents=[common],
+        help="a latent walk between two seeds (or a loop of seeds), one file per step or one animation",
+    )
     walk.add_argument(
         "--model", help="a served generate model, NAME or NAME@VERSION (default: the first by name)"
     )
-    walk.add_argument("--from-seed", type=int, required=True, help="the first image is this seed's")
-    walk.add_argument("--to-seed", type=int, required=True, help="the last image is this seed's")
-    walk.add_argument("--steps", type=int, default=8, help="images, both ends included (default 8)")
-    walk.add_argument("--label", help="class index or name for every image (default: from-seed mod classes)")
+    walk.add_argument("--from-seed", type=int, help="the first image is this seed's (with --to-seed)")
+    walk.add_argument("--to-seed", type=int, help="the last image is this seed's")
+    walk.add_argument(
+        "--seeds", help="instead of --from-seed/--to-seed: a loop through these seeds and back, '1,2,3'"
+    )
+    walk.add_argument(
+        "--steps", type=int, default=8, help="images, both ends included; with --seeds, per seed (default 8)"
+    )
+    walk.add_argument("--label", help="class index or name for every image (default: first seed mod classes)")
     walk.add_argument(
         "--method",
         choices=["slerp", "lerp"],
@@ -84,10 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     walk.add_argument("--truncation", type=float, help="truncation threshold (0.05 to 10)")
     walk.add_argument("--psi", type=float, help="style models: truncation_psi (0 to 1)")
     walk.add_argument(
-        "--noise-seed", type=int, help="style models: the walk's noise images (default: from-seed's)"
+        "--noise-seed", type=int, help="style models: the walk's noise images (default: the first seed's)"
     )
-    walk.add_argument("--format", choices=list(EXTENSIONS), default="png")
-    walk.add_argument("--out", type=Path, required=True, help="output folder")
+    walk.add_argument("--format", choices=list(EXTENSIONS), help="each image's file format (default png)")
+    walk.add_argument(
+        "--animation",
+        choices=list(ANIMATION_EXTENSIONS),
+        help="one looping animated file instead of a file per image; --out is then that file",
+    )
+    walk.add_argument(
+        "--frame-ms", type=int, help="with --animation: each frame's duration, 20 to 10000 ms (default 100)"
+    )
+    walk.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder; with --animation, the file (walk.webp, walk.gif, walk.png or .apng)",
+    )
 
     mix = sub.add_parser(
         "mix", parents=[common], help="a style-mixing grid (style models), one file per image"
@@ -221,28 +247,72 @@ async def _job(args: argparse.Namespace) -> Summary:
 
 
 def _walk(gan: GanClient, args: argparse.Namespace) -> int:
-    """One /walk request; its frames as OUT/walk-FROM-TO-000.EXT and up, each written whole."""
-    result = gan.walk(
-        args.from_seed,
-        args.to_seed,
-        args.steps,
-        model=args.model,
-        label=_label(args.label),
-        truncation=args.truncation,
-        truncation_psi=args.psi,
-        noise_seed=args.noise_seed,
-        method=args.method,
-        format=args.format,
-    )
-    stem = f"walk-{args.from_seed}-{args.to_seed}"
+    """One /walk request: its frames as OUT/walk-SEEDS-000.EXT and up (SEEDS: FROM-TO or the
+    loop's, e.g. 1-2-3), or with --animation the one file OUT; each written whole."""
+    seeds = _walk_seeds(args)
+    if args.animation is None:
+        if args.frame_ms is not None:
+            raise ValueError("--frame-ms is an animation's frame duration: give --animation too")
+    else:
+        if args.format is not None:
+            raise ValueError("--format is each image's file format; an animation is one file: drop --format")
+        allowed = ANIMATION_EXTENSIONS[args.animation]
+        if args.out.suffix.lower() not in allowed:
+            raise ValueError(
+                f"with --animation {args.animation}, --out is the file to write: its name must end in "
+                f"{' or '.join(allowed)} (e.g. walk{allowed[0]})"
+            )
+        if args.out.is_dir():
+            raise ValueError(f"--out {args.out} is a folder; with --animation it names the file to write")
+    options: dict[str, Any] = {
+        "seeds": seeds if args.seeds is not None else None,
+        "model": args.model,
+        "label": _label(args.label),
+        "truncation": args.truncation,
+        "truncation_psi": args.psi,
+        "noise_seed": args.noise_seed,
+        "method": args.method,
+        "format": args.format,
+        "animation": args.animation,
+        "frame_ms": args.frame_ms,
+    }
+    result = gan.walk(args.from_seed, args.to_seed, args.steps, **options)
+    if args.seeds is None:
+        path = f"from seed {result.seeds[0]} to {result.seeds[-1]}"
+    else:  # a loop: back to the first
+        path = "through seeds " + " -> ".join(map(str, [*result.seeds, result.seeds[0]]))
+    if isinstance(result, AnimationResult):
+        atomic_write(args.out, result.data)
+        print(
+            f"wrote {args.out}: {result.frames} frames of {result.frame_ms} ms, {path} "
+            f"({result.model} v{result.version}{'' if result.label is None else f', label {result.label}'})"
+        )
+        return 0
+    stem = "walk-" + "-".join(map(str, seeds))
+    ext = EXTENSIONS[args.format or "png"]
     for i, frame in enumerate(result.images):
-        atomic_write(args.out / f"{stem}-{i:03d}{EXTENSIONS[args.format]}", frame)
+        atomic_write(args.out / f"{stem}-{i:03d}{ext}", frame)
     named = "" if result.label_name is None else f", label {result.label_name}"
     print(
         f"wrote {len(result.images)} images to {args.out} ({result.model} v{result.version}, "
-        f"{result.method} from seed {result.from_seed} to {result.to_seed}{named})"
+        f"{result.method} {path}{named})"
     )
     return 0
+
+
+def _walk_seeds(args: argparse.Namespace) -> list[int]:
+    """The seeds the walk goes through: --from-seed and --to-seed, or --seeds (at least two)."""
+    ends = [args.from_seed, args.to_seed]
+    if args.seeds is not None:
+        if ends != [None, None]:
+            raise ValueError("give either --seeds (a loop) or --from-seed and --to-seed, not both")
+        seeds = _seeds(args.seeds, "--seeds")
+        if len(seeds) < 2:
+            raise ValueError("--seeds: a loop needs at least two seeds, e.g. --seeds 1,2,3")
+        return seeds
+    if None in ends:
+        raise ValueError("give --from-seed and --to-seed, or --seeds for a loop")
+    return ends
 
 
 def _mix(gan: GanClient, args: argparse.Namespace) -> int:

@@ -154,6 +154,12 @@ def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str
             f"x{up['scale']} super-resolution, any input size; the service tiles large images "
             f"({up['tile']} px tiles, {up['overlap']} px overlap)."
         )
+        if "family" in up:
+            family = up["family"]
+            what += (
+                f" Family `{family['name']}`, as its {family['role']} model: /upscale's `detail` blends "
+                "the family's faithful model (0) and its detail model (1)."
+            )
     trained = ", ".join(
         f"{k} {_fmt(training[k])}"
         for k in ("model", "stage", "loss", "steps", "data", "batch_size", "seed")

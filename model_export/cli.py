@@ -55,6 +55,16 @@ def _export_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--replace", action="store_true", help="replace an existing version (default: refuse)")
     p.add_argument("--no-card", action="store_true", help="skip README.md and sample.png")
+    p.add_argument(
+        "--family",
+        help="upscalers: the family this model belongs to (the models of one factor that /upscale's "
+        "detail blends, e.g. an SRResNet and the SRGAN trained from it)",
+    )
+    p.add_argument(
+        "--family-role",
+        choices=("faithful", "detail"),
+        help="upscalers: this model's role in --family (default: detail for an SRGAN stage, else faithful)",
+    )
     made = p.add_argument_group(
         "a model made elsewhere", "what cannot be probed is declared; what can is checked against it"
     )
@@ -197,6 +207,8 @@ def run_export(argv: list[str]) -> int:
         tolerance=args.tolerance,
         replace=args.replace,
         card=not args.no_card,
+        family=args.family,
+        family_role=args.family_role,
     )
     m = result.manifest
     parity = m["parity"]

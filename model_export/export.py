@@ -35,6 +35,7 @@ from model_export.parity import TOLERANCES, ParityReport, measure_parity
 from model_export.pixel_graphs import PRECISIONS, GraphSpec, build_graph, graph_specs
 from model_export.source import Source, load_source
 from model_repository.manifest import (
+    FAMILY_ROLES,
     MANIFEST_FILE,
     MAPPING_FILE,
     MODEL_FILE,
@@ -42,7 +43,7 @@ from model_repository.manifest import (
     sha256_file,
     validate_manifest,
 )
-from model_repository.repository import check_name, list_versions, publish_version
+from model_repository.repository import NAME_PATTERN, check_name, list_versions, publish_version
 
 
 @dataclass
@@ -63,13 +64,25 @@ def export_checkpoint(
     tolerance: float | None = None,
     replace: bool = False,
     card: bool = True,
+    family: str | None = None,
+    family_role: str | None = None,
 ) -> ExportResult:
     # 1. arguments
     check_arguments(repo, name, version, precision, opset, tolerance, replace)
 
     # 2. the generator, rebuilt from the checkpoint
     return export_source(
-        load_source(checkpoint), repo, name, version, precision, opset, tolerance, replace, card
+        load_source(checkpoint),
+        repo,
+        name,
+        version,
+        precision,
+        opset,
+        tolerance,
+        replace,
+        card,
+        family=family,
+        family_role=family_role,
     )
 
 
@@ -108,8 +121,12 @@ def export_source(
     tolerance: float | None = None,
     replace: bool = False,
     card: bool = True,
+    family: str | None = None,
+    family_role: str | None = None,
 ) -> ExportResult:
-    """Steps 3 to 5 for a source: a checkpoint's, or a model made elsewhere (model_export.adopt)."""
+    """Steps 3 to 5 for a source: a checkpoint's, or a model made elsewhere (model_export.adopt).
+    family: an upscaler's family (the models of one factor that /upscale's `detail` blends)."""
+    family_section = upscaler_family(source, family, family_role)
     if source.raw_onnx is not None:
         if precision != "fp32":
             raise ExportError(
@@ -148,9 +165,12 @@ def export_source(
         def write(staging: Path, number: int) -> None:
             for file, path in published.items():
                 shutil.copyfile(path, staging / file)
-            text = dump_manifest(
-                build_manifest(source, specs[0], name, number, precision, opset, staging, report, tolerance)
+            built = build_manifest(
+                source, specs[0], name, number, precision, opset, staging, report, tolerance
             )
+            if family_section is not None:
+                built["upscaler"]["family"] = family_section
+            text = dump_manifest(built)
             manifest = json.loads(text)  # validate exactly what readers will read (tuples are lists)
             validate_manifest(manifest, "the new manifest")
             (staging / MANIFEST_FILE).write_text(text)
@@ -160,6 +180,30 @@ def export_source(
 
         number, directory = publish_version(repo, name, write, version=version, replace=replace)
     return ExportResult(name=name, version=number, directory=directory, manifest=manifests[0])
+
+
+def upscaler_family(source: Source, family: str | None, role: str | None) -> dict[str, str] | None:
+    """The manifest's upscaler.family: the family's name and this model's role in it. The role
+    defaults from training: an SRGAN stage is the family's detail model (sharper, invented
+    texture), anything else its faithful one."""
+    if family is None:
+        if role is not None:
+            raise ExportError("--family-role needs --family")
+        return None
+    if source.task != "upscale":
+        raise ExportError(
+            "--family is for upscalers: a family is the models of one factor that detail blends"
+        )
+    if not NAME_PATTERN.match(family):
+        raise ExportError(
+            f"family {family!r}: 1-64 characters, lowercase letters, digits, '.', '_', '-', starting "
+            "with a letter or digit"
+        )
+    if role is None:
+        role = "detail" if source.training.get("stage") == "srgan" else "faithful"
+    if role not in FAMILY_ROLES:
+        raise ExportError(f"family role must be one of {', '.join(FAMILY_ROLES)}, got {role!r}")
+    return {"name": family, "role": role}
 
 
 def build_manifest(

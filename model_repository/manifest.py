@@ -18,6 +18,8 @@ SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 MAPPING_FILE = "mapping.onnx"  # a style generator's second graph
+# An upscaler's role in its family (upscaler.family): /upscale's detail blends the two.
+FAMILY_ROLES = ("faithful", "detail")
 
 
 class ManifestError(ValueError):

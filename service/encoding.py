@@ -6,11 +6,14 @@ import functools
 import io
 import struct
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
 from service.media import FORMATS
+from service.metadata import ImageMetadata
+from service.png16 import write_png16
 
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
@@ -36,8 +39,9 @@ def _png_head(height: int, width: int, channels: int) -> bytes:
 _PNG_END = _png_chunk(b"IEND", b"")
 
 
-def small_png(pixels: np.ndarray) -> bytes:
-    """(H, W, C) uint8 -> PNG bytes: 8-bit, no interlace, filter 'none' on every row."""
+def small_png(pixels: np.ndarray, chunks: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
+    """(H, W, C) uint8 -> PNG bytes: 8-bit, no interlace, filter 'none' on every row; `chunks`
+    (type, data) go between the header and the pixels."""
     h, w, c = pixels.shape
     rows = np.empty((h, 1 + w * c), dtype=np.uint8)  # each row: filter byte 0, then the pixels
     rows[:, 0] = 0
@@ -47,27 +51,37 @@ def small_png(pixels: np.ndarray) -> bytes:
     level = 0 if rows.nbytes <= STORED_PNG_BYTES else 6
     data = b"IDAT" + zlib.compress(rows.data, level)
     idat = struct.pack(">I", len(data) - 4) + data + struct.pack(">I", zlib.crc32(data))
-    return _png_head(h, w, c) + idat + _PNG_END
+    extra = b"".join(_png_chunk(kind, data) for kind, data in chunks)
+    return _png_head(h, w, c) + extra + idat + _PNG_END
 
 
-def encode_image(pixels: np.ndarray, fmt: str) -> bytes:
-    """(H, W, C) uint8, C in 1, 3, 4 -> file bytes. PNG and npy are lossless; npy keeps (H, W, C)."""
+def encode_image(pixels: np.ndarray, fmt: str, metadata: ImageMetadata | None = None) -> bytes:
+    """(H, W, C) uint8 or uint16, C in 1, 3, 4 -> file bytes, with `metadata` written into it
+    (not into npy). PNG and npy are lossless; npy keeps (H, W, C). 16-bit pixels stay 16-bit in a
+    PNG (and npy); JPEG and WebP hold 8 bits, so they get the nearest 8-bit values."""
+    if pixels.dtype == np.uint16:
+        if fmt == "png":
+            return write_png16(pixels, metadata.png_chunks() if metadata else ())
+        if fmt != "npy":
+            pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if fmt == "png" and pixels.nbytes <= SMALL_PNG_BYTES:
-        return small_png(pixels)
+        return small_png(pixels, metadata.png_chunks() if metadata else ())
     if fmt == "npy":
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(pixels), allow_pickle=False)
         return buffer.getvalue()
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
     buffer = io.BytesIO()
+    options = metadata.save_options(fmt) if metadata else {}
     if fmt == "png":
-        image.save(buffer, format="PNG", compress_level=1)  # fast; PNG stays lossless at any level
+        # fast; PNG stays lossless at any level
+        image.save(buffer, format="PNG", compress_level=1, **options)
     elif fmt == "jpeg":
         image.convert("RGB" if image.mode == "RGBA" else image.mode).save(
-            buffer, format="JPEG", quality=JPEG_QUALITY
+            buffer, format="JPEG", quality=JPEG_QUALITY, **options
         )
     elif fmt == "webp":
-        image.save(buffer, format="WEBP", quality=WEBP_QUALITY)
+        image.save(buffer, format="WEBP", quality=WEBP_QUALITY, **options)
     else:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     return buffer.getvalue()

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from service.errors import InvalidRequest, PayloadTooLarge
 from service.media import UPLOAD_FORMATS
+from service.metadata import ImageMetadata, read_metadata
+from service.png16 import is_png16, read_png16
 
 # PIL's names of the upload formats.
 FORMAT_NAMES = {fmt.upper(): fmt for fmt in UPLOAD_FORMATS}
@@ -27,11 +29,32 @@ class DecodedImage:
     alpha: np.ndarray | None  # (h, w) uint8, when the input had transparency
     gray: bool  # the input was grayscale: the output is too
     source_format: str  # png | jpeg | webp
+    metadata: ImageMetadata = field(default_factory=ImageMetadata)
+    # A 16-bit PNG's own values (rgb and alpha above are them rounded to 8 bits, for the model):
+    wide_rgb: np.ndarray | None = None  # (h, w, 3) uint16
+    wide_alpha: np.ndarray | None = None  # (h, w) uint16
 
 
-def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
-    """Runs on a worker thread. Raises InvalidRequest (corrupt or unsupported image) or
-    PayloadTooLarge (more than max_pixels, judged from the header alone)."""
+@dataclass
+class OpenedImage:
+    """An upload whose header has been read and checked, its pixels not yet decoded."""
+
+    image: Image.Image
+    source_format: str  # png | jpeg | webp
+    width: int  # upright: after its EXIF orientation
+    height: int
+    orientation: int  # EXIF's, 1 to 8 (1: stored upright)
+    wide: bytes | None = None  # a 16-bit PNG's file, decoded by service.png16 (Pillow keeps 8 bits)
+
+
+# EXIF orientations that swap width and height (transposed, and rotated by 90 or 270 degrees).
+TRANSPOSING = (5, 6, 7, 8)
+ORIENTATION = 0x0112
+
+
+def open_image(data: bytes, max_pixels: int) -> OpenedImage:
+    """Reads the header only (cheap enough for the event loop). Raises InvalidRequest (corrupt or
+    unsupported image) or PayloadTooLarge (more than max_pixels, judged from the header alone)."""
     if not data:
         raise InvalidRequest("the body is empty; send the image bytes")
     try:
@@ -53,11 +76,71 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     if getattr(image, "n_frames", 1) > 1:
         raise InvalidRequest("animated images are not supported; send a single frame")
     try:
+        orientation = int(image.getexif().get(ORIENTATION, 1))
+    except Exception:  # a corrupt EXIF block: the image is taken as it is stored
+        orientation = 1
+    if orientation not in range(1, 9):
+        orientation = 1
+    if orientation in TRANSPOSING:
+        width, height = height, width
+    wide = data if source_format == "png" and is_png16(data) else None
+    return OpenedImage(image, source_format, width, height, orientation, wide)
+
+
+def decode(opened: OpenedImage) -> DecodedImage:
+    """Runs on a worker thread: the pixels, upright (EXIF orientation applied), and the file's
+    metadata."""
+    image = opened.image
+    metadata = read_metadata(image)
+    if opened.wide is not None:
+        return _wide_pixels(opened, metadata)
+    try:
         image.load()
         upright: Image.Image = ImageOps.exif_transpose(image) or image
     except Exception as e:
         raise InvalidRequest(f"the image data is corrupt or truncated: {e}") from None
-    return _to_pixels(upright, source_format)
+    decoded = _to_pixels(upright, opened.source_format)
+    decoded.metadata = metadata
+    return decoded
+
+
+def _wide_pixels(opened: OpenedImage, metadata: ImageMetadata) -> DecodedImage:
+    """A 16-bit PNG: its own values (wide_*), and the same rounded to 8 bits for the model."""
+    assert opened.wide is not None
+    values = orient(read_png16(opened.wide, opened.width * opened.height), opened.orientation)
+    channels = values.shape[2]  # 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA
+    colour = values[:, :, :3] if channels >= 3 else np.repeat(values[:, :, :1], 3, axis=2)
+    alpha = values[:, :, -1] if channels in (2, 4) else None
+    return DecodedImage(
+        np.ascontiguousarray(to_8_bits(colour)),
+        None if alpha is None else np.ascontiguousarray(to_8_bits(alpha)),
+        channels < 3,
+        opened.source_format,
+        metadata,
+        np.ascontiguousarray(colour),
+        None if alpha is None else np.ascontiguousarray(alpha),
+    )
+
+
+def to_8_bits(values: np.ndarray) -> np.ndarray:
+    """uint16 -> the nearest uint8 (x / 257, rounded: 65535 is 255)."""
+    return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) as stored -> upright, for EXIF orientation 1-8 (as Pillow's exif_transpose)."""
+    if orientation >= 5:
+        pixels = np.swapaxes(pixels, 0, 1)  # transposed first; then as 1-4 with the axes swapped
+    if orientation in (2, 3, 6, 7):
+        pixels = pixels[:, ::-1]
+    if orientation in (3, 4, 7, 8):
+        pixels = pixels[::-1]
+    return pixels
+
+
+def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
+    """open_image, then decode: on a worker thread."""
+    return decode(open_image(data, max_pixels))
 
 
 def _to_pixels(image: Image.Image, source_format: str) -> DecodedImage:
@@ -80,18 +163,14 @@ def _to_pixels(image: Image.Image, source_format: str) -> DecodedImage:
     return DecodedImage(np.ascontiguousarray(rgb), alpha, gray, source_format)
 
 
-def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
-    """Transparency is not the model's business: bicubic, beside the RGB the model upscales."""
-    h, w = alpha.shape
-    resized = Image.fromarray(alpha, "L").resize((w * scale, h * scale), Image.Resampling.BICUBIC)
-    return np.asarray(resized, dtype=np.uint8)
-
-
 def compose(rgb: np.ndarray, alpha: np.ndarray | None, gray: bool) -> np.ndarray:
-    """(H, W, 3) uint8 [+ (H, W) alpha] -> (H, W, C) in the input's colour mode: C = 1, 2 is not
-    encodable everywhere, so gray + alpha goes out as RGBA; 3 for colour; 4 with alpha."""
+    """(H, W, 3) [+ (H, W) alpha], uint8 or uint16 -> (H, W, C) in the input's colour mode: C = 1
+    for gray, 2 is not encodable everywhere, so gray + alpha goes out as RGBA; 3 for colour; 4
+    with alpha."""
     if alpha is not None:
         return np.concatenate([rgb, alpha[:, :, None]], axis=2)
-    if gray:
-        return np.asarray(Image.fromarray(rgb, "RGB").convert("L"), dtype=np.uint8)[:, :, None]
+    if gray:  # ITU-R 601 luma, as Pillow's convert("L")
+        luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        top = 255 if rgb.dtype == np.uint8 else 65535
+        return np.clip(luma + 0.5, 0, top).astype(rgb.dtype)[:, :, None]
     return rgb

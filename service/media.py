@@ -16,6 +16,9 @@ FORMAT_OF_MEDIA_TYPE = {media: fmt for fmt, media in MEDIA_TYPES.items()}
 UPLOAD_FORMATS = ("png", "jpeg", "webp")
 UPLOAD_MEDIA_TYPES = {MEDIA_TYPES[fmt]: fmt for fmt in UPLOAD_FORMATS}
 JSON = "application/json"
+# /walk's animated answers (`animation`) -> media types: one file of all the frames, looping.
+ANIMATION_MEDIA_TYPES = {"webp": "image/webp", "gif": "image/gif", "apng": "image/apng"}
+ANIMATIONS = tuple(ANIMATION_MEDIA_TYPES)
 
 
 def media_type(content_type: str | None) -> str:

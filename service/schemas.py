@@ -11,11 +11,14 @@ busy server; their pydantic annotations give the OpenAPI document the same shape
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, model_validator
 
 from model_repository.latents import MAX_SEED, MIN_TRUNCATION
+
+if TYPE_CHECKING:
+    from service.output_size import OutputSize
 
 Format = Literal["png", "jpeg", "webp", "npy"]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
@@ -129,16 +132,27 @@ class WalkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: ModelName = None
-    from_seed: Seed = Field(description="the walk's first image is this seed's image")
-    to_seed: Seed = Field(description="the walk's last image is this seed's image")
-    steps: int = Field(8, ge=2, description="images along the walk, both ends included")
+    from_seed: Seed | None = Field(
+        None, description="the walk's first image is this seed's image (with to_seed; or give seeds)"
+    )
+    to_seed: Seed | None = Field(None, description="the walk's last image is this seed's image")
+    seeds: list[Seed] | None = Field(
+        None,
+        min_length=2,
+        description="instead of from_seed and to_seed: a loop through these seeds' images and back to "
+        "the first, `steps` frames from each seed to the next (the next one's own image starts its "
+        "segment), so it plays seamlessly on repeat",
+    )
+    steps: int = Field(
+        8, ge=2, description="images along the walk, both ends included; with seeds: images per segment"
+    )
     label: Label | None = Field(
-        None, description="class index or name for every image (default: from_seed mod classes)"
+        None, description="class index or name for every image (default: the first seed's mod classes)"
     )
     truncation: Truncation | None = Field(None, description="non-style models: truncation threshold on z")
     truncation_psi: Psi | None = None
     noise_seed: NoiseSeed | None = Field(
-        None, description="style models: the noise images of every frame (default: from_seed's)"
+        None, description="style models: the noise images of every frame (default: the first seed's)"
     )
     noise: NoiseMode | None = None
     method: Literal["slerp", "lerp"] | None = Field(
@@ -146,12 +160,50 @@ class WalkRequest(BaseModel):
         description="slerp: along the great circle between the latents; lerp: the straight line "
         "(default: slerp in z; a style model walks in w, lerp by default, as StyleGAN does)",
     )
-    format: Format = "png"
+    format: Format = Field("png", description="each frame's file format in the JSON answer")
+    animation: Literal["webp", "gif", "apng"] | None = Field(
+        None,
+        description="answer with one looping animated file of all the frames (image/webp lossless, "
+        "image/gif, image/apng) instead of JSON; not `format`, which names each frame's file in the "
+        "JSON answer",
+    )
+    frame_ms: int = Field(
+        100, ge=20, le=10000, description="with animation: each frame's duration, ms (GIF: to 10 ms)"
+    )
 
     @model_validator(mode="after")
-    def _noise_agrees(self) -> WalkRequest:
+    def _path_and_answer_agree(self) -> WalkRequest:
+        ends = [name for name in ("from_seed", "to_seed") if getattr(self, name) is not None]
+        if self.seeds is not None and ends:
+            raise ValueError(f"give either seeds (a loop) or from_seed and to_seed, not both: drop {ends[0]}")
+        if self.seeds is None and len(ends) < 2:
+            missing = " and ".join(n for n in ("from_seed", "to_seed") if n not in ends)
+            raise ValueError(
+                f"{missing} missing: a walk goes from from_seed to to_seed, or loops through seeds"
+            )
+        if self.animation is None and "frame_ms" in self.model_fields_set:
+            raise ValueError("frame_ms is an animation's frame duration: give animation too")
+        if self.animation is not None and self.format != "png":
+            raise ValueError(
+                "format names each frame's file in the JSON answer; an animation is one file of its own "
+                "format: drop format"
+            )
         _check_noise(self.noise, self.noise_seed, 1)
         return self
+
+    @property
+    def waypoints(self) -> list[int]:
+        """The seeds the walk goes through, in order: [from_seed, to_seed], or a loop's seeds (the
+        last goes back to the first)."""
+        if self.seeds is not None:
+            return list(self.seeds)
+        assert self.from_seed is not None and self.to_seed is not None
+        return [self.from_seed, self.to_seed]
+
+    @property
+    def count(self) -> int:
+        """How many frames the walk makes."""
+        return self.steps if self.seeds is None else self.steps * len(self.seeds)
 
 
 Crossover = Annotated[
@@ -220,6 +272,32 @@ class UpscaleOptions(BaseModel):
 
     model: ModelName = None
     format: Format | None = Field(None, description="output format (default: the input's)")
+    scale: float | None = Field(
+        None,
+        ge=1.0,
+        le=64.0,
+        description="one factor for both axes, 1 to the largest served model's (e.g. 2.5 or 3); the "
+        "server picks the model and resizes (default: the model's own factor)",
+    )
+    width: int | None = Field(None, ge=1, le=65536, description="output width (with height: see fit)")
+    height: int | None = Field(None, ge=1, le=65536, description="output height (with width: see fit)")
+    fit: Literal["contain", "cover", "exact"] | None = Field(
+        None,
+        description="with width and height: contain (largest size inside them, aspect kept; the "
+        "default), cover (fills them, aspect kept, centre-cropped), exact (stretched to them)",
+    )
+    detail: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="0 to 1: blend of a family's faithful model (0: SRResNet, smooth) and its detail "
+        "model (1: SRGAN, sharper, invented texture)",
+    )
+    strip: Literal["all", "gps", "none"] = Field(
+        "gps",
+        description="metadata dropped from the answer: gps (the EXIF GPS block and XMP's GPS "
+        "properties), all (EXIF, XMP and resolution; the ICC profile stays), none",
+    )
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -252,18 +330,41 @@ class Generated(GeneratorAnswer):
 
 @dataclass
 class WalkImage:
-    t: Annotated[float, Field(description="position along the walk: 0 is from_seed's image, 1 is to_seed's")]
+    segment: Annotated[
+        int, Field(description="the image's segment: k goes from seeds[k] to the next (0 without seeds)")
+    ]
+    t: Annotated[
+        float,
+        Field(description="position along its segment: 0 is the segment's first seed's image, 1 the next's"),
+    ]
     data: Annotated[Base64Bytes, Field(description="the encoded image (base64 in JSON)")]
 
 
 @dataclass
 class Walk(GeneratorAnswer):
-    from_seed: int
-    to_seed: int
+    from_seed: Annotated[int, Field(description="the first image's seed (a loop's first seed)")]
+    to_seed: Annotated[int, Field(description="the last seed walked to (a loop's first seed: it closes)")]
+    seeds: Annotated[
+        list[int], Field(description="the seeds walked through: [from_seed, to_seed], or the loop's")
+    ]
     method: str
     label: int | None
     label_name: str | None
     images: list[WalkImage]
+
+
+@dataclass
+class WalkAnimation:
+    """A walk answered as one animated file (its bytes, with the rest in headers; not JSON)."""
+
+    model: str
+    version: int
+    animation: str  # webp, gif or apng
+    frames: int  # frames made (a file stores identical consecutive ones as one)
+    frame_ms: int  # each frame's duration in the file
+    seeds: list[int]  # the seeds walked through
+    label: int | None
+    data: bytes
 
 
 @dataclass
@@ -303,12 +404,17 @@ class Mixed(GeneratorAnswer):
 
 @dataclass
 class Upscaled:
-    model: str
+    model: str  # the model whose factor the path starts from (a blend's faithful model)
     version: int
     format: str
-    input_size: tuple[int, int]  # (width, height)
+    input_size: tuple[int, int]  # (width, height), upright
     output_size: tuple[int, int]
     data: bytes
+    models: list[tuple[str, int]]  # every model run: (name, version)
+    detail: float | None  # the blend's weight of the detail model, when detail was asked for
+    native_size: tuple[int, int]  # (width, height) the model made, before any resize
+    size: OutputSize  # how the output was made from native_size
+    bit_depth: int  # 16: a 16-bit PNG answered as one
 
 
 class ErrorDetail(BaseModel):

@@ -7,13 +7,16 @@ a walk's frames batch with other requests' images.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from model_repository.latents import MAX_SEED, interpolate_latent, latent_from_seed
+from service.animation import encode_animation, frame_duration
 from service.batching import CancelToken
 from service.config import Settings
 from service.encoding import encode_image
@@ -26,6 +29,7 @@ from service.schemas import (
     Label,
     StyleGenerated,
     Walk,
+    WalkAnimation,
     WalkImage,
     WalkRequest,
 )
@@ -54,7 +58,18 @@ class Generator(ServedModel):
         return {
             "endpoints": ["/generate", "/walk"],
             "generate": ["seed", "seeds", "n", "labels", "truncation", "format"],
-            "walk": ["from_seed", "to_seed", "steps", "label", "truncation", "method", "format"],
+            "walk": [
+                "from_seed",
+                "to_seed",
+                "seeds",
+                "steps",
+                "label",
+                "truncation",
+                "method",
+                "format",
+                "animation",
+                "frame_ms",
+            ],
         }
 
     def _refuse_style_fields(self, request: GenerateRequest | WalkRequest) -> None:
@@ -141,33 +156,93 @@ class Generator(ServedModel):
         )
 
     @request
-    async def walk(self, request: WalkRequest, deadline: float, cancel: CancelToken) -> Walk:
+    async def walk(self, request: WalkRequest, deadline: float, cancel: CancelToken) -> Walk | WalkAnimation:
         """`steps` images at evenly spaced points of the latent path from one seed's latent to
-        another's, with one label for all: the first and last are the seeds' own /generate images."""
+        another's (or around a loop of seeds), with one label for all: each seed's frame is its
+        own /generate image."""
         self._refuse_style_fields(request)
-        steps = request.steps
-        self._check_count(steps, "steps", 2)
-        label = self._labels(request.label, [request.from_seed])[0]
-        self.batcher.check_room(steps)
-        positions = [i / (steps - 1) for i in range(steps)]
+        frames = self._walk_frames(request)
+        label = self._labels(request.label, request.waypoints[:1])[0]
+        self.batcher.check_room(frames.count)
         rows = self.rows(
-            np.full(steps, request.from_seed, dtype=np.int64),
-            _label_column([label] * steps),
+            frames.start,
+            _label_column([label] * frames.count),
             request.truncation,
-            to_seeds=np.full(steps, request.to_seed, dtype=np.int64),
-            positions=np.array(positions),
+            to_seeds=frames.end,
+            positions=frames.t,
             lerp=request.method == "lerp",
         )
-        blobs: list[bytes] = await self.batcher.submit(rows, deadline, cancel, _encoder(request.format))
+        return await self._walk_answer(
+            request, rows, frames, request.method or "slerp", label, deadline, cancel
+        )
+
+    # --- walks, for every kind of generator -----------------------------------------------------
+
+    def _walk_frames(self, request: WalkRequest) -> WalkFrames:
+        """The walk's frames, once their count is known to be within this server's limit."""
+        count = request.count
+        if request.seeds is None:
+            self._check_count(count, "steps", 2)
+        elif count > self.settings.max_n:
+            raise InvalidRequest(
+                f"a loop through {len(request.seeds)} seeds with {request.steps} steps each makes {count} "
+                f"frames; this server's limit is {self.settings.max_n} (max_n)"
+            )
+        return walk_frames(request)
+
+    @staticmethod
+    def pixels_of(output: np.ndarray) -> np.ndarray:
+        """A job's output rows -> their pixels (B, H, W, C) uint8."""
+        return output
+
+    async def _walk_answer(
+        self,
+        request: WalkRequest,
+        rows: dict[str, np.ndarray],
+        frames: WalkFrames,
+        method: str,
+        label: int | None,
+        deadline: float,
+        cancel: CancelToken,
+    ) -> Walk | WalkAnimation:
+        """Run a walk's rows; the frames as JSON (one file each) or as one animated file."""
+        pixels_of = self.pixels_of
+        if request.animation is not None:
+            # no file per frame: the raw rows, encoded once into the animation, off the event loop
+            output = await self.batcher.submit(rows, deadline, cancel)
+            frame_ms = frame_duration(request.animation, request.frame_ms)
+            data = await asyncio.get_running_loop().run_in_executor(
+                self.encode_pool, encode_animation, pixels_of(output), request.animation, frame_ms
+            )
+            self._images_generated.inc(frames.count)
+            return WalkAnimation(
+                self.name,
+                self.version,
+                request.animation,
+                frames.count,
+                frame_ms,
+                request.waypoints,
+                label,
+                data,
+            )
+        encode = _encoder(request.format)
+        blobs: list[bytes] = await self.batcher.submit(
+            rows, deadline, cancel, lambda output: encode(pixels_of(output))
+        )
         self._images_generated.inc(len(blobs))
+        seeds = request.waypoints
         return Walk(
             **self._answer_head(request.format),
-            from_seed=request.from_seed,
-            to_seed=request.to_seed,
-            method=request.method or "slerp",
+            from_seed=seeds[0],
+            to_seed=seeds[1] if request.seeds is None else seeds[0],
+            seeds=seeds,
+            method=method,
             label=label,
             label_name=None if label is None else self.class_names[label],
-            images=[WalkImage(t, blob) for t, blob in zip(positions, blobs, strict=True)],
+            images=[
+                WalkImage(segment, t, blob)
+                for segment, t, blob in zip(frames.segment.tolist(), frames.t.tolist(), blobs, strict=True)
+            ],
         )
 
     def _check_count(self, count: int, what: str = "n", least: int = 1) -> None:
@@ -225,6 +300,40 @@ class Generator(ServedModel):
                     f"unknown label {label!r}; classes are 0-{count - 1} or their names: {', '.join(names)}"
                 )
         return out
+
+
+@dataclass(frozen=True)
+class WalkFrames:
+    """A walk's frames: each one's segment's two seeds, its position between them, the segment."""
+
+    start: np.ndarray  # (F,) int64: the segment's first seed
+    end: np.ndarray  # (F,) int64: the seed it walks to
+    t: np.ndarray  # (F,) float64: 0 is start's latent, 1 is end's
+    segment: np.ndarray  # (F,) int64
+
+    @property
+    def count(self) -> int:
+        return len(self.t)
+
+
+def walk_frames(request: WalkRequest) -> WalkFrames:
+    """from_seed to to_seed: `steps` frames, both ends included. A loop through seeds [a, b, c]:
+    segments a->b, b->c, c->a of `steps` frames each, every segment without its end (the next
+    segment's first frame; the last segment's is the loop's first), so it repeats seamlessly."""
+    steps, seeds = request.steps, np.array(request.waypoints, dtype=np.int64)
+    if request.seeds is None:
+        return WalkFrames(
+            np.full(steps, seeds[0]),
+            np.full(steps, seeds[1]),
+            np.arange(steps) / (steps - 1),
+            np.zeros(steps, np.int64),
+        )
+    return WalkFrames(
+        np.repeat(seeds, steps),
+        np.repeat(np.roll(seeds, -1), steps),
+        np.tile(np.arange(steps) / steps, len(seeds)),
+        np.repeat(np.arange(len(seeds), dtype=np.int64), steps),
+    )
 
 
 def _label_column(labels: list[int | None]) -> np.ndarray:

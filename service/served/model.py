@@ -12,11 +12,12 @@ and retired (queued work refused, lanes stopped, session released).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
@@ -41,11 +42,8 @@ def request(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     async def counted(*args: P.args, **kwargs: P.kwargs) -> R:
         model = args[0]
         assert isinstance(model, ServedModel)
-        model.requests += 1
-        try:
+        with model.in_use():
             return await method(*args, **kwargs)
-        finally:
-            model.requests -= 1
 
     return counted
 
@@ -149,6 +147,16 @@ class ServedModel(ABC):
         await loop.run_in_executor(None, self.lanes.stop)
         await self.batcher.stop()
         self.runtime.release()
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Counts a request this model is answering (retire waits for them): its own, through
+        @request, or another model's that runs on it too (an upscale blending two models)."""
+        self.requests += 1
+        try:
+            yield
+        finally:
+            self.requests -= 1
 
     # --- what it says about itself ----------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from service.schemas import (
     StyleGenerated,
     StyleImage,
     Walk,
-    WalkImage,
+    WalkAnimation,
     WalkRequest,
 )
 from service.served.generator import Generator
@@ -85,6 +85,7 @@ class StyleGenerator(Generator):
             "walk": [
                 "from_seed",
                 "to_seed",
+                "seeds",
                 "steps",
                 "label",
                 "truncation_psi",
@@ -92,6 +93,8 @@ class StyleGenerator(Generator):
                 "noise",
                 "method",
                 "format",
+                "animation",
+                "frame_ms",
             ],
             "mix": [
                 "row_seeds",
@@ -242,47 +245,36 @@ class StyleGenerator(Generator):
         self._images_generated.inc(len(images))
         return StyleGenerated(**self._answer_head(fmt), truncation_psi=psi, images=images)
 
+    @staticmethod
+    def pixels_of(output: np.ndarray) -> np.ndarray:
+        return output["image"]
+
     @request
-    async def walk(self, request: WalkRequest, deadline: float, cancel: CancelToken) -> Walk:
-        """`steps` frames between two seeds' styles, in w (lerp by default, StyleGAN's
-        convention), with one label and the noise images held fixed along the walk."""
+    async def walk(self, request: WalkRequest, deadline: float, cancel: CancelToken) -> Walk | WalkAnimation:
+        """`steps` frames between two seeds' styles (or around a loop of seeds), in w (lerp by
+        default, StyleGAN's convention), with one label and the noise images held fixed along the
+        walk (the first seed's, by default)."""
         self._refuse_truncation(request)
-        steps = request.steps
-        self._check_count(steps, "steps", 2)
-        label = self._labels(request.label, [request.from_seed])[0]
+        frames = self._walk_frames(request)
+        count = frames.count
+        label = self._labels(request.label, request.waypoints[:1])[0]
         method = request.method or "lerp"
-        noise_seed = self._noise_seeds(request.noise, request.noise_seed, [request.from_seed])[0]
-        self.batcher.check_room(steps)
-        positions = [i / (steps - 1) for i in range(steps)]
-        label_column = _column([label] * steps)
+        noise_seed = self._noise_seeds(request.noise, request.noise_seed, request.waypoints[:1])[0]
+        self.batcher.check_room(count)
+        label_column = _column([label] * count)
         rows = self.style_rows(
-            steps,
-            a_seed=np.full(steps, request.from_seed, dtype=np.int64),
+            count,
+            a_seed=frames.start,
             labels=label_column,
             psi=1.0 if request.truncation_psi is None else request.truncation_psi,
-            noise_seed=_column([noise_seed] * steps),
-            b_seed=np.full(steps, request.to_seed, dtype=np.int64),
+            noise_seed=_column([noise_seed] * count),
+            b_seed=frames.end,
             b_labels=label_column,
-            t=np.array(positions),
+            t=frames.t,
             slerp=method == "slerp",
             from_a=np.zeros(self.style.num_ws, dtype=np.bool_),
         )
-        images: list[StyleImage] = await self.batcher.submit(
-            rows,
-            deadline,
-            cancel,
-            _style_encoder(request.format, [None] * steps, [label] * steps, [None] * steps, self.class_names),
-        )
-        self._images_generated.inc(len(images))
-        return Walk(
-            **self._answer_head(request.format),
-            from_seed=request.from_seed,
-            to_seed=request.to_seed,
-            method=method,
-            label=label,
-            label_name=None if label is None else self.class_names[label],
-            images=[WalkImage(t, image.data) for t, image in zip(positions, images, strict=True)],
-        )
+        return await self._walk_answer(request, rows, frames, method, label, deadline, cancel)
 
     @request
     async def mix(self, request: MixRequest, deadline: float, cancel: CancelToken) -> Mixed:

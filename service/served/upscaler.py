@@ -2,27 +2,35 @@
 
 An upload is decoded, mirrored out to at least one tile (`pad_to_tile`), and cut into overlapping
 tiles of the one shape the model runs: each row of tiles is one job, all queued at once while the
-decode gate is still held, so the tiles of one image, and of other images, share batches. The
-upscaled rows are blended into the output as they come back (memory: one band of rows), cropped to
-the image's own size, and encoded with the alpha channel upscaled beside the colour.
+decode gate is still held, so the tiles of one image, and of other images, share batches. When the
+request's path (service.upscale_path) blends in its family's detail model, every row goes to that
+model's queue too, and the two outputs are mixed tile by tile. The upscaled rows are blended into
+the output as they come back (memory: one band of rows), cropped to the image's own size, resized
+to the size asked for, and encoded with the alpha channel resized beside the colour.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model_repository.tiling import RowBlender, extract_tiles, pad_to_tile, plan_tiles
+from model_repository.tiling import RowBlender, TilePlan, extract_tiles, pad_to_tile, plan_tiles
 from service.batching import CancelToken
 from service.config import Settings
 from service.encoding import encode_image
 from service.errors import PayloadTooLarge
-from service.imaging import DecodedImage, compose, decode_image, upscale_alpha
+from service.imaging import DecodedImage, OpenedImage, compose, decode
+from service.metadata import for_output
+from service.output_size import OutputSize, resize, resize_values
 from service.runtime import CPU
-from service.schemas import Upscaled
+from service.schemas import Upscaled, UpscaleOptions
 from service.served.model import ServedModel, request
+
+if TYPE_CHECKING:  # service.upscale_path imports this module
+    from service.upscale_path import UpscalePath
 
 
 class Upscaler(ServedModel):
@@ -37,6 +45,9 @@ class Upscaler(ServedModel):
         self.channels = int(section["channels"])
         self.tile = int(section["tile"])
         self.overlap = int(section["overlap"])
+        family = section.get("family") or {}
+        self.family_name: str | None = family.get("name")
+        self.family_role: str | None = family.get("role")  # faithful | detail
         self._pixels_upscaled = self.metrics.pixels_upscaled.labels(self.name, str(self.version))
 
     @staticmethod
@@ -47,7 +58,11 @@ class Upscaler(ServedModel):
         return tiles, settings.max_queue_tiles
 
     def accepts(self) -> dict[str, Any]:
-        return {"endpoints": ["/upscale"], "upscale": ["model", "format"], "scale": self.scale}
+        return {
+            "endpoints": ["/upscale"],
+            "upscale": ["model", "format", "scale", "width", "height", "fit", "detail"],
+            "scale": self.scale,
+        }
 
     def run_batch(self, rows: dict[str, np.ndarray]) -> np.ndarray:
         """On a lane: image (B, tile, tile, C) uint8 -> (B, tile*s, tile*s, C) uint8."""
@@ -56,12 +71,11 @@ class Upscaler(ServedModel):
     def warm_up_rows(self, units: int) -> dict[str, np.ndarray]:
         return {"image": np.zeros((units, self.tile, self.tile, self.channels), np.uint8)}
 
-    def _decode(self, data: bytes) -> tuple[DecodedImage, np.ndarray]:
-        """On the encode pool: the upload's pixels, and the same mirrored out to at least a tile.
+    def pad(self, image: DecodedImage) -> np.ndarray:
+        """The pixels this model runs, mirrored out to at least a tile: (H', W', channels) uint8.
         The padded size counts against max_input_pixels too: the output is blended at that size
         (a 21x49,000 strip would become 128x49,000)."""
         limit = self.settings.max_input_pixels
-        image = decode_image(data, limit)
         pixels = image.rgb if self.channels == 3 else image.rgb[:, :, :1]
         h, w = pixels.shape[:2]
         padded_h, padded_w = max(h, self.tile), max(w, self.tile)
@@ -71,56 +85,164 @@ class Upscaler(ServedModel):
                 f"it, which makes {padded_w}x{padded_h} = {padded_w * padded_h} pixels; this server "
                 f"takes at most {limit}"
             )
-        return image, pad_to_tile(pixels, self.tile)
+        return pad_to_tile(pixels, self.tile)
+
+    def enqueue_rows(
+        self, padded: np.ndarray, plan: TilePlan, deadline: float, cancel: CancelToken
+    ) -> list[asyncio.Future[Any]]:
+        """Every tile row of the image as one job, queued now (the caller holds the decode gate)."""
+        rows: list[asyncio.Future[Any]] = []
+        try:
+            for r in range(len(plan.ys)):
+                rows.append(self.batcher.enqueue({"image": extract_tiles(padded, plan, r)}, deadline, cancel))
+        except BaseException:  # the queue filled, or the deadline cannot be met, midway
+            for row in rows:  # the rows already queued are dropped before they run
+                row.cancel()
+            raise
+        return rows
 
     @request
-    async def upscale(self, data: bytes, fmt: str | None, deadline: float, cancel: CancelToken) -> Upscaled:
-        """The image file `data` upscaled, encoded as `fmt` (None: the input's format)."""
+    async def upscale(
+        self,
+        opened: OpenedImage,
+        path: UpscalePath,
+        options: UpscaleOptions,
+        deadline: float,
+        cancel: CancelToken,
+    ) -> Upscaled:
+        """The image upscaled along `path` (this model first; its family's detail model blended in
+        when the path says so), encoded as options.format (None: the input's format) with its
+        metadata (options.strip)."""
         loop = asyncio.get_running_loop()
-        # decode, then cut into tiles; every tile row is one job, all queued before the gate opens
-        with self.gate.held():
-            image, padded = await loop.run_in_executor(self.encode_pool, self._decode, data)
+        models = path.models
+        assert models[0] is self
+        with contextlib.ExitStack() as held:
+            for model in models[1:]:
+                held.enter_context(model.in_use())
+            # decode, then cut into tiles; every tile row of every model is one job, all queued
+            # before the gates open
+            for model in models:
+                held.enter_context(model.gate.held())
+            image = await loop.run_in_executor(self.encode_pool, decode, opened)
+            padded = self.pad(image)
             h, w = image.rgb.shape[:2]
             plan = plan_tiles(padded.shape[0], padded.shape[1], self.tile, self.overlap)
-            self.batcher.check_room(len(plan.origins))
-            rows: list[asyncio.Future[Any]] = []
+            for model in models:
+                model.batcher.check_room(len(plan.origins))
+            jobs: list[list[asyncio.Future[Any]]] = []
             try:
-                for r in range(len(plan.ys)):
-                    rows.append(
-                        self.batcher.enqueue({"image": extract_tiles(padded, plan, r)}, deadline, cancel)
-                    )
-            except BaseException:  # the queue filled, or the deadline cannot be met, midway
-                for row in rows:  # the rows already queued are dropped before they run
-                    row.cancel()
+                for model in models:
+                    jobs.append(model.enqueue_rows(padded, plan, deadline, cancel))
+            except BaseException:
+                for rows in jobs:
+                    for row in rows:
+                        row.cancel()
                 raise
-        # predict, row by row as they finish; unbatch into the output (memory: one band of rows)
+            blended = await self._blend_rows(plan, jobs, path.detail, cancel)
+        # encode: cropped to the image's own size, resized to the size asked for, the alpha
+        # channel resized beside it
+        out_format = options.format or image.source_format
+        s = self.scale
+        wide = image.wide_rgb is not None and out_format == "png"  # 16 bits in, 16 bits out
+        blob = await loop.run_in_executor(
+            self.encode_pool,
+            _encode_upscaled,
+            blended,
+            (h * s, w * s),
+            image,
+            path.size,
+            out_format,
+            options.strip,
+            wide,
+        )
+        for model in models:
+            model.count_pixels(h * w * s * s)
+        return Upscaled(
+            self.name,
+            self.version,
+            out_format,
+            (w, h),
+            (path.size.width, path.size.height),
+            blob,
+            models=[(m.name, m.version) for m in models],
+            detail=path.detail,
+            native_size=(w * s, h * s),
+            size=path.size,
+            bit_depth=16 if wide else 8,
+        )
+
+    async def _blend_rows(
+        self,
+        plan: TilePlan,
+        jobs: list[list[asyncio.Future[Any]]],
+        detail: float | None,
+        cancel: CancelToken,
+    ) -> RowBlender:
+        """Predict, row by row as they finish (both models' when blending), and unbatch into the
+        output (memory: one band of rows)."""
+        loop = asyncio.get_running_loop()
         blender = RowBlender(plan, self.scale, self.channels)
         try:
-            for r, row in enumerate(rows):
-                tiles = await row  # (len(plan.xs), tile*s, tile*s, C) uint8
-                await loop.run_in_executor(self.encode_pool, blender.add_row, r, tiles)
+            for r in range(len(plan.ys)):
+                tiles = [await rows[r] for rows in jobs]  # each (len(plan.xs), tile*s, tile*s, C) uint8
+                weight = 0.0 if detail is None else detail
+                await loop.run_in_executor(self.encode_pool, _add_row, blender, r, tiles, weight)
         except BaseException:
             cancel.cancel()  # the rest of this image is useless now
-            for row in rows:
-                row.cancel()
-            await asyncio.gather(*rows, return_exceptions=True)
+            for rows in jobs:
+                for row in rows:
+                    row.cancel()
+            await asyncio.gather(*(row for rows in jobs for row in rows), return_exceptions=True)
             raise
-        # encode, cropped to the image's own size, with the alpha channel upscaled beside it
-        out_format = fmt or image.source_format
-        s = self.scale
-        blob = await loop.run_in_executor(
-            self.encode_pool, _encode_upscaled, blender, (h * s, w * s), image, s, out_format
-        )
-        self._pixels_upscaled.inc(h * w * s * s)
-        return Upscaled(self.name, self.version, out_format, (w, h), (w * s, h * s), blob)
+        return blender
+
+    def count_pixels(self, pixels: int) -> None:
+        self._pixels_upscaled.inc(pixels)
+
+
+def _add_row(blender: RowBlender, row: int, tiles: list[np.ndarray], detail: float) -> None:
+    """One tile row into the output; two models' tiles are blended first, (1 - detail) : detail,
+    in float (the row blender rounds once, at the end)."""
+    if len(tiles) == 1:
+        blender.add_row(row, tiles[0])
+        return
+    faithful, sharp = (t.astype(np.float32) for t in tiles)
+    blender.add_row(row, faithful + np.float32(detail) * (sharp - faithful))
 
 
 def _encode_upscaled(
-    blender: RowBlender, size: tuple[int, int], image: DecodedImage, scale: int, fmt: str
+    blender: RowBlender,
+    native: tuple[int, int],
+    image: DecodedImage,
+    size: OutputSize,
+    fmt: str,
+    strip: str,
+    wide: bool,
 ) -> bytes:
-    height, width = size
-    rgb = blender.result()[:height, :width]
+    height, width = native
+    rgb = blender.result()[:height, :width]  # (h*s, w*s, C) uint8
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)
-    alpha = upscale_alpha(image.alpha, scale) if image.alpha is not None else None
-    return encode_image(compose(np.ascontiguousarray(rgb), alpha, image.gray), fmt)
+    alpha = image.alpha
+    if wide:
+        rgb, alpha = _widened(rgb, image)
+    rgb = resize(rgb, size)
+    if alpha is not None:
+        alpha = resize(alpha[:, :, None], size)[:, :, 0]
+    in_h, in_w = image.rgb.shape[:2]
+    metadata = for_output(
+        image.metadata, (size.width, size.height), (size.resize_w / in_w, size.resize_h / in_h), strip
+    )
+    return encode_image(compose(np.ascontiguousarray(rgb), alpha, image.gray), fmt, metadata)
+
+
+def _widened(rgb: np.ndarray, image: DecodedImage) -> tuple[np.ndarray, np.ndarray | None]:
+    """A 16-bit input's output, (h*s, w*s, 3) uint16: the model ran on its values rounded to 8
+    bits; what the rounding dropped (within half an 8-bit step) is resized beside the model's
+    output and added back, so smooth 16-bit gradients stay smooth instead of banding at 8-bit
+    steps. Its alpha: the 16-bit alpha (the resize follows)."""
+    assert image.wide_rgb is not None
+    rounding = image.wide_rgb.astype(np.float32) - image.rgb.astype(np.float32) * 257
+    height, width = rgb.shape[:2]
+    values = rgb.astype(np.float32) * 257 + resize_values(rounding, width, height)
+    return np.clip(values + 0.5, 0, 65535).astype(np.uint16), image.wide_alpha

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from client import (
+    AnimationResult,
     AsyncGanClient,
     GanClient,
     Overloaded,
@@ -79,6 +80,36 @@ def test_walk_sync_and_async(small_server: Server) -> None:
             return (await gan.walk(3, 9, 4, model="digits-conditional", label=5, method="lerp")).images
 
     assert asyncio.run(scenario()) == walk.images
+
+
+def test_a_loop_and_its_animation_sync_and_async(small_server: Server) -> None:
+    with GanClient(small_server.url) as gan:
+        loop = gan.walk(seeds=[3, 9, 4], steps=2, model="digits-conditional", label=5)
+        assert (loop.seeds, loop.from_seed, loop.to_seed) == ([3, 9, 4], 3, 3)
+        assert (loop.segments, loop.positions) == ([0, 0, 1, 1, 2, 2], [0.0, 0.5] * 3)
+        animation = gan.walk(seeds=[3, 9, 4], steps=2, model="digits-conditional", label=5, animation="apng")
+        assert isinstance(animation, AnimationResult)
+        assert (animation.media_type, animation.frames, animation.frame_ms) == ("image/apng", 6, 100)
+        assert (animation.seeds, animation.label, animation.model, animation.version) == (
+            [3, 9, 4],
+            5,
+            "digits-conditional",
+            1,
+        )
+        image = Image.open(io.BytesIO(animation.data))
+        assert image.n_frames == 6
+        image.seek(3)
+        assert np.array_equal(np.asarray(image), np.asarray(Image.open(io.BytesIO(loop.images[3]))))
+        with pytest.raises(RequestRejected, match="frame_ms"):
+            gan.walk(1, 2, animation="gif", frame_ms=5, model="digits-conditional")
+
+    async def scenario() -> AnimationResult:
+        async with AsyncGanClient(small_server.url) as gan:
+            return await gan.walk(3, 9, 3, model="digits-conditional", animation="gif", frame_ms=40)
+
+    gif = asyncio.run(scenario())
+    assert (gif.media_type, gif.frames, gif.frame_ms, gif.seeds) == ("image/gif", 3, 40, [3, 9])
+    assert Image.open(io.BytesIO(gif.data)).n_frames == 3
 
 
 def test_errors_are_typed_with_the_servers_code(small_server: Server) -> None:

@@ -205,3 +205,46 @@ def test_walk_writes_one_file_per_step(small_server: Server, tmp_path: Path) -> 
     )  # fmt: skip
     assert unknown.returncode == 1 and "unknown label 'eleven'" in unknown.stderr
     assert not (tmp_path / "nothing").exists()
+
+
+def test_walk_loops_into_frames_or_one_animation(small_server: Server, tmp_path: Path) -> None:
+    frames = gan_client(
+        "walk", "--model", "digits-conditional", "--seeds", "4,9,2", "--steps", "2",
+        "--out", str(tmp_path / "f"), url=small_server.url,
+    )  # fmt: skip
+    assert frames.returncode == 0, frames.stderr
+    assert "through seeds 4 -> 9 -> 2 -> 4" in frames.stdout
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [f"walk-4-9-2-{i:03d}.png" for i in range(6)]
+    out = tmp_path / "anim" / "loop.gif"
+    run = gan_client(
+        "walk", "--model", "digits-conditional", "--seeds", "4,9,2", "--steps", "2", "--animation", "gif",
+        "--frame-ms", "50", "--out", str(out), url=small_server.url,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert f"wrote {out}: 6 frames of 50 ms, through seeds 4 -> 9 -> 2 -> 4" in run.stdout
+    assert [p.name for p in out.parent.iterdir()] == ["loop.gif"]  # written whole: no part file left
+    image = Image.open(out)
+    assert (image.format, image.n_frames, image.info["loop"], image.info["duration"]) == ("GIF", 6, 0, 50)
+    image.seek(2)
+    first_of_nine = Image.open(tmp_path / "f" / "walk-4-9-2-002.png")
+    assert np.array_equal(np.asarray(image.convert("L")), np.asarray(first_of_nine))
+
+
+def test_walk_arguments_that_cannot_work_stop_before_any_request(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:9"  # nothing listens: a request would fail with exit 1, not 2
+    for args, words in (
+        (["--seeds", "1,2", "--from-seed", "1"], "either --seeds"),
+        (["--seeds", "1"], "at least two seeds"),
+        (["--from-seed", "1"], "give --from-seed and --to-seed"),
+        (["--seeds", "1,2", "--animation", "webp", "--out", str(tmp_path / "walk.gif")], "must end in .webp"),
+        (["--seeds", "1,2", "--animation", "apng", "--out", str(tmp_path)], "must end in .png or .apng"),
+        (
+            ["--seeds", "1,2", "--animation", "gif", "--format", "png", "--out", str(tmp_path / "w.gif")],
+            "--format",
+        ),
+        (["--seeds", "1,2", "--frame-ms", "50", "--out", str(tmp_path / "w")], "give --animation too"),
+    ):
+        argv = args if "--out" in args else [*args, "--out", str(tmp_path / "w")]
+        run = gan_client("walk", *argv, url=url)
+        assert run.returncode == 2 and words in run.stderr, (args, run.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

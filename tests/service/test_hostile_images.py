@@ -141,9 +141,9 @@ SERVED = [
         encode(Image.fromarray(np.arange(96, dtype=np.uint16).reshape(8, 12) * 600)),
         "image/png",
         (24, 16),
-        "L",
+        "I;16",  # 16 bits in, 16 bits out
     ),
-    ("16-bit RGB PNG", rgb16_png(12, 8), "image/png", (24, 16), "RGB"),
+    ("16-bit RGB PNG", rgb16_png(12, 8), "image/png", (24, 16), "RGB"),  # Pillow reads 48-bit as 8
     ("CMYK JPEG", encode(noise((12, 8), "CMYK"), "JPEG"), "image/jpeg", (24, 16), "RGB"),
     ("1x1 PNG", encode(noise((1, 1))), "image/png", (2, 2), "RGB"),
     ("small highly compressed PNG", zeros_png(200), "image/png", (400, 400), "RGB"),

@@ -1,5 +1,5 @@
 """POST /generate and POST /walk: a generator's images, as JSON with base64 files, or (one image,
-asked for by Accept) as the image's own bytes."""
+asked for by Accept) as the image's own bytes; a walk also as one animated file."""
 
 from __future__ import annotations
 
@@ -17,7 +17,14 @@ from service.api.responses import ERRORS, json_response
 from service.api.route import ServiceRoute, header
 from service.config import Settings
 from service.errors import InvalidRequest, NotAcceptable
-from service.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, negotiate, offers_for
+from service.media import (
+    ANIMATION_MEDIA_TYPES,
+    FORMAT_OF_MEDIA_TYPE,
+    JSON,
+    MEDIA_TYPES,
+    negotiate,
+    offers_for,
+)
 from service.registry import ModelRegistry
 from service.schemas import (
     Generated,
@@ -26,6 +33,7 @@ from service.schemas import (
     StyleGenerated,
     StyleImage,
     Walk,
+    WalkAnimation,
     WalkRequest,
 )
 from service.served import Generator
@@ -76,18 +84,41 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
             return json_response(style_generated_json(result))
         return Response(generated_json(result), media_type=JSON)
 
-    @api.post("/walk", response_model=Walk, responses=ERRORS, openapi_extra={"parameters": [DEADLINE_HEADER]})
+    @api.post(
+        "/walk",
+        response_model=Walk,
+        responses={
+            **ERRORS,
+            200: {
+                "description": "JSON with base64 frames; or, with animation, one looping animated file "
+                "of all the frames (image/webp, image/gif or image/apng) with the headers below.",
+                "content": {media: {} for media in ANIMATION_MEDIA_TYPES.values()},
+                "headers": ANIMATION_HEADERS,
+            },
+        },
+        openapi_extra={"parameters": [DEADLINE_HEADER]},
+    )
     async def walk(request: Request, body: WalkRequest) -> Response:
         """A latent walk: `steps` images at even steps along the path between two seeds' latents
         (slerp or lerp), all with one label. The first image is from_seed's /generate image and
-        the last is to_seed's (with the same label and truncation)."""
+        the last is to_seed's (with the same label and truncation). With `seeds`, a loop through
+        them and back to the first, `steps` frames per segment. With `animation`, one animated
+        file instead of JSON."""
         deadline = deadline_from_header(
             header(request.scope, b"x-deadline-ms"), default_ms=default_deadline_ms
         )
-        model = registry.resolve(body.model, Generator, body.from_seed)
+        if body.animation is not None:
+            _accept_animation(header(request.scope, b"accept"), body.animation)
+        model = registry.resolve(body.model, Generator, body.waypoints[0])
         async with disconnect_watch(request.receive) as cancel:
             result = await model.walk(body, deadline, cancel)
         request.state.model, request.state.version = result.model, result.version
+        if isinstance(result, WalkAnimation):
+            return Response(
+                result.data,
+                media_type=ANIMATION_MEDIA_TYPES[result.animation],
+                headers=animation_headers(result),
+            )
         return json_response(walk_json(result))
 
     return api
@@ -111,6 +142,39 @@ def _binary_format(accept: str | None, body: GenerateRequest) -> str | None:
     return None if chosen == JSON else FORMAT_OF_MEDIA_TYPE[chosen]
 
 
+ANIMATION_HEADERS = {
+    name: {"description": text, "schema": {"type": "string"}}
+    for name, text in {
+        "X-Model": "the model that made the frames",
+        "X-Model-Version": "its version",
+        "X-Frames": "frames made (a file stores identical consecutive frames as one longer frame)",
+        "X-Frame-Ms": "each frame's duration in the file, ms",
+        "X-Seeds": "the seeds walked through, comma-separated: from_seed,to_seed or the loop's seeds",
+        "X-Label": "the frames' label (conditional models)",
+    }.items()
+}
+
+
+def _accept_animation(accept: str | None, animation: str) -> None:
+    """406 when an Accept header is sent and excludes the animation's media type."""
+    media = ANIMATION_MEDIA_TYPES[animation]
+    if accept and negotiate(accept, [media]) is None:
+        raise NotAcceptable(f"animation {animation} is answered as {media}, which the Accept header excludes")
+
+
+def animation_headers(result: WalkAnimation) -> dict[str, str]:
+    headers = {
+        "X-Model": result.model,
+        "X-Model-Version": str(result.version),
+        "X-Frames": str(result.frames),
+        "X-Frame-Ms": str(result.frame_ms),
+        "X-Seeds": ",".join(map(str, result.seeds)),
+    }
+    if result.label is not None:
+        headers["X-Label"] = str(result.label)
+    return headers
+
+
 def generated_json(result: Generated) -> bytes:
     """The /generate JSON answer, assembled from pieces: the base64 strings need no escaping, and
     building one dict per image for json.dumps costs more than the images' encoding on a busy
@@ -131,11 +195,13 @@ def walk_json(result: Walk) -> dict[str, Any]:
         **head_fields(result),
         "from_seed": result.from_seed,
         "to_seed": result.to_seed,
+        "seeds": result.seeds,
         "method": result.method,
         "label": result.label,
         "label_name": result.label_name,
         "images": [
-            {"t": image.t, "data": base64.b64encode(image.data).decode("ascii")} for image in result.images
+            {"segment": image.segment, "t": image.t, "data": base64.b64encode(image.data).decode("ascii")}
+            for image in result.images
         ],
     }
 

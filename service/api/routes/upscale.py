@@ -14,10 +14,11 @@ from service.api.responses import ERRORS
 from service.api.route import ServiceRoute, header
 from service.config import Settings
 from service.errors import InvalidRequest, UnsupportedMediaType
+from service.imaging import open_image
 from service.media import MEDIA_TYPES, UPLOAD_MEDIA_TYPES, media_type
 from service.registry import ModelRegistry
-from service.schemas import ErrorBody, UpscaleOptions
-from service.served import Upscaler
+from service.schemas import ErrorBody, Upscaled, UpscaleOptions
+from service.upscale_path import choose_path
 
 BODY = {
     "required": True,
@@ -59,7 +60,9 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
             **ERRORS,
             415: {"model": ErrorBody, "description": "not a PNG, JPEG or WebP upload"},
             200: {
-                "description": "the upscaled image (headers X-Input-Size, X-Output-Size as WIDTHxHEIGHT)",
+                "description": "the upscaled image. Headers: X-Input-Size, X-Output-Size (WIDTHxHEIGHT); "
+                "X-Models (every model run, NAME@VERSION); X-Detail (the detail model's weight, when "
+                "detail was asked for); X-Resize (none, or the resize after the model); X-Crop (fit cover)",
                 "content": {media: {} for media in MEDIA_TYPES.values()},
             },
         },
@@ -67,7 +70,9 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
     async def upscale(request: Request) -> Response:
         """The image as the raw body (Content-Type image/png, image/jpeg or image/webp) or as the
         `file` field of a multipart form. Alpha is upscaled beside the colour; EXIF orientation is
-        applied; grayscale stays grayscale. Large images run as overlapping tiles."""
+        applied; grayscale stays grayscale. Large images run as overlapping tiles. Any output size:
+        `scale`, or `width`/`height` with `fit`; the server picks the model and resizes after it.
+        `detail` blends a family's faithful and detail models."""
         options = UpscaleOptions.model_validate(dict(request.query_params))
         deadline = deadline_from_header(
             header(request.scope, b"x-deadline-ms"), default_ms=default_deadline_ms
@@ -84,21 +89,38 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         else:
             _check_upload_type(content_type)
             data = await request.body()
+        opened = open_image(data, settings.max_input_pixels)  # the header only
         # Resolved once the upload is in: a model replaced while a slow upload arrives is not
         # held for it, and the request counts as the model's from here on.
-        model = registry.resolve(options.model, Upscaler)
+        path = choose_path(registry, options, opened.width, opened.height)
         async with disconnect_watch(request.receive) as cancel:
-            result = await model.upscale(data, options.format, deadline, cancel)
+            result = await path.model.upscale(opened, path, options, deadline, cancel)
         request.state.model, request.state.version = result.model, result.version
-        headers = {
-            "X-Model": result.model,
-            "X-Model-Version": str(result.version),
-            "X-Input-Size": "{}x{}".format(*result.input_size),
-            "X-Output-Size": "{}x{}".format(*result.output_size),
-        }
-        return Response(result.data, media_type=MEDIA_TYPES[result.format], headers=headers)
+        return Response(result.data, media_type=MEDIA_TYPES[result.format], headers=upscale_headers(result))
 
     return api
+
+
+def upscale_headers(result: Upscaled) -> dict[str, str]:
+    """What the answer says about how it was made: the models, the blend, the resize."""
+    size = result.size
+    headers = {
+        "X-Model": result.model,
+        "X-Model-Version": str(result.version),
+        "X-Models": ", ".join(f"{name}@{version}" for name, version in result.models),
+        "X-Input-Size": "{}x{}".format(*result.input_size),
+        "X-Output-Size": "{}x{}".format(*result.output_size),
+        "X-Resize": "none",
+        "X-Bit-Depth": str(result.bit_depth),
+    }
+    if result.detail is not None:
+        headers["X-Detail"] = f"{result.detail:g}"
+    native = result.native_size
+    if (size.resize_w, size.resize_h) != native:
+        headers["X-Resize"] = f"lanczos {native[0]}x{native[1]} to {size.resize_w}x{size.resize_h}"
+    if (size.resize_w, size.resize_h) != (size.width, size.height):
+        headers["X-Crop"] = f"{size.width}x{size.height}+{size.left}+{size.top}"
+    return headers
 
 
 def _check_upload_type(content_type: str | None) -> None:

@@ -1,0 +1,145 @@
+"""An image file's metadata, carried from an upload to its upscaled answer, or written into a
+generated image: the ICC profile, EXIF, XMP, the print resolution, and text.
+
+An upscale keeps what the input said, made true of the output: the pixels are upright, so the
+EXIF orientation is reset to 1; the image is larger, so its resolution (DPI, EXIF X/YResolution)
+is multiplied by the factor and the print size stays the same, and EXIF's pixel dimensions are
+the new ones. `strip` says what is dropped: `gps` (the default) the EXIF GPS block and XMP's GPS
+properties, `all` every EXIF, XMP and resolution field, `none` nothing. The ICC profile is kept
+even with `all`: it is not information about the photo but the meaning of its pixel values, and
+dropping it would change the colours.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+ORIENTATION = 0x0112
+X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT = 0x011A, 0x011B, 0x0128
+EXIF_IFD, GPS_IFD = 0x8769, 0x8825
+PIXEL_X, PIXEL_Y = 0xA002, 0xA003
+XMP_PNG_KEY = "XML:com.adobe.xmp"
+STRIP = ("all", "gps", "none")
+# XMP's GPS properties (exif:GPSLatitude and the rest), as attributes or as elements.
+XMP_GPS_ATTRIBUTE = re.compile(rb'\s+exif:GPS\w+\s*=\s*("[^"]*"|\'[^\']*\')')
+XMP_GPS_ELEMENT = re.compile(rb"<exif:GPS(\w+)\b[^>]*?(/>|>.*?</exif:GPS\1\s*>)", re.DOTALL)
+
+
+@dataclass
+class ImageMetadata:
+    icc: bytes | None = None
+    exif: Image.Exif | None = None
+    xmp: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    text: dict[str, str] = field(default_factory=dict)  # PNG text chunks (generated images)
+
+    def save_options(self, fmt: str) -> dict[str, Any]:
+        """Keyword arguments of Pillow's save for this format."""
+        options: dict[str, Any] = {}
+        if self.icc:
+            options["icc_profile"] = self.icc
+        if self.exif is not None and len(self.exif):
+            options["exif"] = self.exif.tobytes()
+        if self.dpi and fmt in ("jpeg", "png"):  # WebP has no resolution field (EXIF's stands)
+            options["dpi"] = self.dpi
+        if fmt == "png":
+            if self.xmp or self.text:
+                info = PngImagePlugin.PngInfo()
+                for key, value in self.text.items():
+                    info.add_itxt(key, value)
+                if self.xmp:
+                    info.add_itxt(XMP_PNG_KEY, self.xmp.decode("utf-8", "replace"))
+                options["pnginfo"] = info
+        elif self.xmp:
+            options["xmp"] = self.xmp
+        return options
+
+    def png_chunks(self) -> list[tuple[bytes, bytes]]:
+        """The same as PNG chunks, for PNGs written without Pillow (16-bit, small ones)."""
+        chunks: list[tuple[bytes, bytes]] = []
+        if self.icc:
+            chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(self.icc)))
+        if self.dpi:
+            per_metre = [max(1, round(d / 0.0254)) for d in self.dpi]
+            chunks.append((b"pHYs", struct.pack(">IIB", per_metre[0], per_metre[1], 1)))
+        if self.exif is not None and len(self.exif):
+            chunks.append((b"eXIf", self.exif.tobytes()[6:]))  # without the "Exif\0\0" prefix
+        for key, value in self.text.items():
+            chunks.append((b"iTXt", itxt(key, value)))
+        if self.xmp:
+            chunks.append((b"iTXt", itxt(XMP_PNG_KEY, self.xmp.decode("utf-8", "replace"))))
+        return chunks
+
+
+def itxt(key: str, value: str) -> bytes:
+    """An uncompressed international text chunk's data (UTF-8)."""
+    return key.encode("latin-1") + b"\x00\x00\x00\x00\x00" + value.encode("utf-8")
+
+
+def read_metadata(image: Image.Image) -> ImageMetadata:
+    """What an opened upload says about itself (before its orientation is applied)."""
+    info = image.info
+    icc = info.get("icc_profile") or None
+    try:
+        exif: Image.Exif | None = image.getexif()
+    except Exception:  # a corrupt EXIF block is dropped, not an error: the pixels are fine
+        exif = None
+    if exif is not None:
+        exif.get_ifd(EXIF_IFD)  # loaded now, so that tobytes() writes them back
+        exif.get_ifd(GPS_IFD)
+        if not len(exif):
+            exif = None
+    xmp = info.get("xmp") or info.get(XMP_PNG_KEY) or None
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    dpi = info.get("dpi")
+    return ImageMetadata(
+        icc=icc if isinstance(icc, bytes) else None,
+        exif=exif,
+        xmp=xmp if isinstance(xmp, bytes) else None,
+        dpi=(float(dpi[0]), float(dpi[1])) if dpi and dpi[0] and dpi[1] else None,
+    )
+
+
+def for_output(
+    meta: ImageMetadata, size: tuple[int, int], factors: tuple[float, float], strip: str
+) -> ImageMetadata:
+    """The input's metadata made true of an upright output of `size` (width, height), made larger
+    by `factors` (x, y), with `strip` applied."""
+    if strip not in STRIP:
+        raise ValueError(f"strip must be one of {', '.join(STRIP)}, got {strip!r}")
+    if strip == "all":
+        return ImageMetadata(icc=meta.icc)
+    fx, fy = factors
+    exif = None
+    if meta.exif is not None:
+        exif = Image.Exif()
+        exif.load(meta.exif.tobytes())
+        exif.get_ifd(EXIF_IFD)
+        if strip == "gps":
+            exif.get_ifd(GPS_IFD).clear()
+            exif.pop(GPS_IFD, None)
+        else:
+            exif.get_ifd(GPS_IFD)
+        if ORIENTATION in exif:
+            exif[ORIENTATION] = 1
+        for tag, factor in ((X_RESOLUTION, fx), (Y_RESOLUTION, fy)):
+            if tag in exif:
+                try:
+                    exif[tag] = float(exif[tag]) * factor
+                except (TypeError, ValueError, ZeroDivisionError):
+                    del exif[tag]
+        ifd = exif.get_ifd(EXIF_IFD)
+        if PIXEL_X in ifd or PIXEL_Y in ifd:
+            ifd[PIXEL_X], ifd[PIXEL_Y] = size
+    xmp = meta.xmp
+    if xmp is not None and strip == "gps":
+        xmp = XMP_GPS_ELEMENT.sub(b"", XMP_GPS_ATTRIBUTE.sub(b"", xmp))
+    dpi = None if meta.dpi is None else (meta.dpi[0] * fx, meta.dpi[1] * fy)
+    return ImageMetadata(icc=meta.icc, exif=exif, xmp=xmp, dpi=dpi)

@@ -1,0 +1,121 @@
+"""Which served upscaler(s) answer an /upscale request, and at what output size.
+
+- No size, no detail: the model asked for (default: the first by name), at its own factor, as
+  before any of this existed.
+- A size (`scale`, or `width`/`height` with `fit`): the faithful models (a family's faithful one,
+  or any model in no family) are the candidates; the one whose factor is the largest not above the
+  factor asked for runs (service.output_size.choose_scale), then an antialiased resize makes the
+  exact size. A model asked for by name runs whatever the size, resized to it.
+- `detail` d in [0, 1]: the path runs on a family (manifest upscaler.family): its faithful model
+  (SRResNet) and its detail model (SRGAN), each tile through both and blended (1 - d) : d. At 0
+  only the faithful model runs, at 1 only the detail model. The blend weight is not a model
+  input, so requests with any detail share the same batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.errors import InvalidRequest
+from service.output_size import OutputSize, choose_scale, output_size
+from service.registry import ModelRegistry
+from service.schemas import UpscaleOptions
+from service.served import Upscaler
+
+
+@dataclass(frozen=True)
+class UpscalePath:
+    model: Upscaler  # runs every tile; the path's factor is its own
+    size: OutputSize
+    blend: Upscaler | None = None  # the family's detail model, blended with `model`'s output
+    detail: float | None = None  # blend's weight, as asked for (None: no detail asked)
+
+    @property
+    def models(self) -> list[Upscaler]:
+        return [self.model] if self.blend is None else [self.model, self.blend]
+
+
+def choose_path(registry: ModelRegistry, options: UpscaleOptions, width: int, height: int) -> UpscalePath:
+    """The path for an upright (width, height) input. InvalidRequest when the size or detail
+    asked for cannot be made by the served models."""
+    served = [registry.resolve(name, Upscaler) for name in registry.names(Upscaler)]
+    asked = None if options.model is None else registry.resolve(options.model, Upscaler)
+    sized = options.scale is not None or options.width is not None or options.height is not None
+    largest = max((m.scale for m in served), default=asked.scale if asked else 1)
+
+    def size_for(model: Upscaler) -> OutputSize:
+        return output_size(
+            width,
+            height,
+            native=model.scale,
+            largest=max(largest, model.scale),
+            scale=options.scale,
+            width=options.width,
+            height=options.height,
+            fit=options.fit,
+        )
+
+    if options.detail is None:
+        if asked is not None or not sized:
+            model = asked or registry.resolve(None, Upscaler)
+            return UpscalePath(model, size_for(model))
+        candidates = [m for m in served if m.family_role != "detail"] or served
+        size = size_for(candidates[0])
+        scale = choose_scale(size.factor, sorted({m.scale for m in candidates}))
+        return UpscalePath(next(m for m in candidates if m.scale == scale), size)
+
+    # detail: a family's faithful and detail models
+    if asked is not None:
+        faithful, sharp = _family(served, asked)
+    else:
+        families = [
+            _family(served, m) for m in served if m.family_role == "faithful" and _has_pair(served, m)
+        ]
+        if not families:
+            raise InvalidRequest(
+                "detail needs a family of upscalers (a faithful and a detail model of one factor, "
+                "manifest upscaler.family); no served upscaler is in one"
+            )
+        if sized:
+            size = size_for(families[0][0])
+            scale = choose_scale(size.factor, sorted({f.scale for f, _ in families}))
+            faithful, sharp = next((f, d) for f, d in families if f.scale == scale)
+        else:
+            faithful, sharp = families[0]
+    size = size_for(faithful)
+    if options.detail <= 0.0:
+        return UpscalePath(faithful, size, detail=0.0)
+    if options.detail >= 1.0:
+        return UpscalePath(sharp, size, detail=1.0)
+    return UpscalePath(faithful, size, blend=sharp, detail=options.detail)
+
+
+def _has_pair(served: list[Upscaler], model: Upscaler) -> bool:
+    return any(m.family_name == model.family_name and m.family_role != model.family_role for m in served)
+
+
+def _family(served: list[Upscaler], model: Upscaler) -> tuple[Upscaler, Upscaler]:
+    """(faithful, detail) of `model`'s family, `model` itself in its own role (so a pinned version
+    is kept); 400 when it has no family or its partner is not served, or the two cannot blend."""
+    if model.family_name is None:
+        raise InvalidRequest(
+            f"model {model.name!r} is in no family, so it has no detail model to blend with; detail "
+            "needs a family (manifest upscaler.family), or leave detail out"
+        )
+    wanted = "detail" if model.family_role == "faithful" else "faithful"
+    partner = next(
+        (m for m in served if m.family_name == model.family_name and m.family_role == wanted), None
+    )
+    if partner is None:
+        raise InvalidRequest(
+            f"model {model.name!r} is the {model.family_role} model of family {model.family_name!r}, "
+            f"whose {wanted} model is not served; detail blends the two"
+        )
+    faithful, sharp = (model, partner) if model.family_role == "faithful" else (partner, model)
+    shapes = {(m.scale, m.channels, m.tile, m.overlap) for m in (faithful, sharp)}
+    if len(shapes) > 1:
+        raise InvalidRequest(
+            f"family {model.family_name!r}: {faithful.name} and {sharp.name} differ in scale, channels or "
+            "tiles, so their outputs cannot be blended; re-export them alike"
+        )
+    return faithful, sharp
