@@ -108,6 +108,11 @@ class UpscaleResult:
     version: int
     input_size: tuple[int, int]  # (width, height)
     output_size: tuple[int, int]
+    models: list[str] = field(default_factory=list)  # every model run, "name@version"
+    resize: str = "none"  # the resize after the model: "none" or e.g. "lanczos 240x180 to 300x225"
+    crop: str | None = None  # fit cover's window of the resized image, "WxH+LEFT+TOP"
+    detail: float | None = None  # the detail model's blend weight, when detail was asked for
+    bit_depth: int = 8  # 16: a 16-bit PNG input answered as PNG
 
 
 @dataclass(frozen=True)
@@ -329,15 +334,39 @@ def upscale_request(
     *,
     model: str | None = None,
     format: str | None = None,
+    scale: float | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    fit: str | None = None,
+    detail: float | None = None,
+    strip: str | None = None,
     deadline_ms: int | None = None,
 ) -> Request:
-    params = {k: v for k, v in (("model", model), ("format", format)) if v is not None}
+    """The output size: the model's own factor, `scale` (1 to the largest served model's), or
+    `width` and/or `height` with `fit` ("contain", "cover", "exact"); `detail` (0 to 1) blends a
+    family's faithful and detail models; `strip` ("all", "gps", "none") the metadata dropped.
+    None leaves an option out: the server's default."""
+    params = {
+        key: str(value)
+        for key, value in (
+            ("model", model),
+            ("format", format),
+            ("scale", scale),
+            ("width", width),
+            ("height", height),
+            ("fit", fit),
+            ("detail", detail),
+            ("strip", strip),
+        )
+        if value is not None
+    }
     headers = {"Content-Type": media_type, **_deadline(deadline_ms)}
     return Request("POST", "/upscale", content=image, params=params, headers=headers)
 
 
 def parse_upscale(response: httpx.Response) -> UpscaleResult:
     h = response.headers
+    detail = h.get("x-detail")
     return UpscaleResult(
         data=response.content,
         media_type=h.get("content-type", ""),
@@ -345,7 +374,21 @@ def parse_upscale(response: httpx.Response) -> UpscaleResult:
         version=int(h.get("x-model-version", "0")),
         input_size=_size(h.get("x-input-size", "0x0")),
         output_size=_size(h.get("x-output-size", "0x0")),
+        models=_models_run(h),
+        resize=h.get("x-resize", "none"),
+        crop=h.get("x-crop"),
+        detail=None if detail is None else float(detail),
+        bit_depth=int(h.get("x-bit-depth", "8")),
     )
+
+
+def _models_run(h: httpx.Headers) -> list[str]:
+    """X-Models; a server from before it ran X-Model's version alone."""
+    listed = h.get("x-models")
+    if listed is not None:
+        return [m.strip() for m in listed.split(",") if m.strip()]
+    model = h.get("x-model")
+    return [f"{model}@{h.get('x-model-version', '0')}"] if model else []
 
 
 def media_type_of(path: Path) -> str:
@@ -530,10 +573,40 @@ class GanClient(_Retrying):
         noise_seed, noise, grid, return_latents, format, deadline_ms."""
         return parse_mix(self.send(mix_request(row_seeds, col_seeds, **options)))
 
-    def upscale(self, image: bytes | Path, media_type: str | None = None, **options: Any) -> UpscaleResult:
-        """POST /upscale with the image file's bytes (or its path). options: model, format, deadline_ms."""
+    def upscale(
+        self,
+        image: bytes | Path,
+        media_type: str | None = None,
+        *,
+        model: str | None = None,
+        format: str | None = None,
+        scale: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        fit: str | None = None,
+        detail: float | None = None,
+        strip: str | None = None,
+        deadline_ms: int | None = None,
+    ) -> UpscaleResult:
+        """POST /upscale with the image file's bytes (or its path). The output size: the model's
+        own factor, `scale`, or `width` and/or `height` with `fit` (contain, cover, exact);
+        `detail` (0 to 1) blends a family's faithful and detail models; `strip` (all, gps, none):
+        the metadata dropped. None: left to the server."""
         data, media_type = _image(image, media_type)
-        return parse_upscale(self.send(upscale_request(data, media_type, **options)))
+        request = upscale_request(
+            data,
+            media_type,
+            model=model,
+            format=format,
+            scale=scale,
+            width=width,
+            height=height,
+            fit=fit,
+            detail=detail,
+            strip=strip,
+            deadline_ms=deadline_ms,
+        )
+        return parse_upscale(self.send(request))
 
     def models(self) -> list[dict[str, Any]]:
         """The manifests of the loaded model versions (GET /v1/models); `default` marks the version
@@ -656,10 +729,35 @@ class AsyncGanClient(_Retrying):
         return parse_mix(await self.send(mix_request(row_seeds, col_seeds, **options)))
 
     async def upscale(
-        self, image: bytes | Path, media_type: str | None = None, **options: Any
+        self,
+        image: bytes | Path,
+        media_type: str | None = None,
+        *,
+        model: str | None = None,
+        format: str | None = None,
+        scale: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        fit: str | None = None,
+        detail: float | None = None,
+        strip: str | None = None,
+        deadline_ms: int | None = None,
     ) -> UpscaleResult:
         data, media_type = _image(image, media_type)
-        return parse_upscale(await self.send(upscale_request(data, media_type, **options)))
+        request = upscale_request(
+            data,
+            media_type,
+            model=model,
+            format=format,
+            scale=scale,
+            width=width,
+            height=height,
+            fit=fit,
+            detail=detail,
+            strip=strip,
+            deadline_ms=deadline_ms,
+        )
+        return parse_upscale(await self.send(request))
 
     async def models(self) -> list[dict[str, Any]]:
         return list((await self.send(Request("GET", "/v1/models"))).json()["models"])
