@@ -28,7 +28,7 @@ from client.files import EXTENSIONS, atomic_write
 from client.generate_job import class_index, parse_labels, run_generate
 from client.retry import RetryPolicy
 from client.runner import JobError, Summary
-from client.upscale_job import run_upscale
+from client.upscale_job import FITS, STRIPS, OutputOptions, run_upscale
 
 # walk --animation: the file names --out may have, per format
 ANIMATION_EXTENSIONS = {"webp": (".webp",), "gif": (".gif",), "apng": (".png", ".apng")}
@@ -67,10 +67,31 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("in_dir", type=Path)
     up.add_argument("out_dir", type=Path)
     up.add_argument(
-        "--model", help="a served upscale model, NAME or NAME@VERSION (default: the first by name)"
+        "--model",
+        help="a served upscale model, NAME or NAME@VERSION (default: the first by name; with a size or "
+        "--detail, the faithful model for the factor); it runs for every image, resized to the size",
     )
     up.add_argument("--format", choices=list(EXTENSIONS), help="output format (default: the input's)")
     up.add_argument("--recursive", action="store_true", help="into subfolders too, keeping the structure")
+    up.add_argument(
+        "--scale",
+        type=float,
+        help="one factor for both sides, 1 to the largest served model's (default: the model's own)",
+    )
+    up.add_argument("--width", type=int, help="output width in pixels (alone: the height keeps the aspect)")
+    up.add_argument("--height", type=int, help="output height in pixels (alone: the width keeps the aspect)")
+    up.add_argument(
+        "--fit",
+        choices=list(FITS),
+        help="with --width and --height: contain (inside them, the default), cover (fill, centre-cropped), "
+        "exact (stretched)",
+    )
+    up.add_argument(
+        "--detail", type=float, help="0 to 1: blend of a family's faithful (0) and detail (1) models"
+    )
+    up.add_argument(
+        "--strip", choices=list(STRIPS), help="metadata dropped: gps (the server's default), all, none"
+    )
 
     walk = sub.add_parser(
         "walk",
@@ -205,6 +226,12 @@ def _client(args: argparse.Namespace) -> GanClient:
 
 
 async def _job(args: argparse.Namespace) -> Summary:
+    # Checked before any request (JobError: exit 2).
+    options = (
+        OutputOptions(args.scale, args.width, args.height, args.fit, args.detail, args.strip)
+        if args.command == "upscale"
+        else None
+    )
     retry_notes: list[str] = []
     async with AsyncGanClient(
         args.url,
@@ -237,6 +264,7 @@ async def _job(args: argparse.Namespace) -> Summary:
                 args.out_dir,
                 model=args.model,
                 format=args.format,
+                options=options,
                 recursive=args.recursive,
                 concurrency=args.concurrency,
                 progress=progress,

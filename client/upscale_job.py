@@ -1,8 +1,9 @@
 """`gan-client upscale IN_DIR OUT_DIR`: every image of a folder through an upscaler.
 
 The folder structure is kept (OUT_DIR/sub/name); with --format the extension changes. Every
-request pins the model version the job started on (OUT_DIR/.upscale-job.json), so that a re-run
-never mixes versions. Files are
+request pins the model version the job started on and sends the same output options (size,
+detail, metadata: OutputOptions), both recorded in OUT_DIR/.upscale-job.json, so that a re-run
+never mixes outputs made differently. Files are
 told apart by their first bytes: what is not a PNG, JPEG or WebP is skipped with a note. An output
 that exists is skipped, so a re-run resumes; outputs are written atomically, so an existing one is
 whole. The input is never written: OUT_DIR may not be IN_DIR, and OUT_DIR is left out of the walk
@@ -13,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from client.api import MEDIA_TYPES, AsyncGanClient
 from client.errors import GanClientError, ServerUnreachable
@@ -24,6 +28,94 @@ from client.runner import Abort, JobError, Progress, Summary, run_bounded
 from client.versions import knows_versions, pinned, served_version, split_ref, version_gone
 
 JOB_FILE = ".upscale-job.json"
+FITS = ("contain", "cover", "exact")
+STRIPS = ("all", "gps", "none")
+# What the server does when a request leaves these out; a record without them (one written
+# before they existed) means these.
+DEFAULT_FIT = "contain"  # with both width and height
+DEFAULT_STRIP = "gps"
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How a job's outputs are made, beyond the model: their size (scale, or width and/or height
+    with fit), the detail blend, the metadata stripped. None: not sent, the server's default.
+    JobError, in the CLI's flag names, for a combination the server would refuse for every
+    image, so that a job stops before any request."""
+
+    scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fit: str | None = None
+    detail: float | None = None
+    strip: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.scale is not None and (self.width is not None or self.height is not None):
+            raise JobError("give either --scale or --width/--height, not both")
+        if self.fit is not None and (self.width is None or self.height is None):
+            raise JobError("--fit applies when both --width and --height are given")
+        if self.scale is not None and not (math.isfinite(self.scale) and self.scale >= 1):
+            raise JobError(f"--scale is the factor to enlarge by, at least 1; got {self.scale:g}")
+        for flag, side in (("--width", self.width), ("--height", self.height)):
+            if side is not None and side < 1:
+                raise JobError(f"{flag} is the output's size in pixels, at least 1; got {side}")
+        if self.detail is not None and not 0 <= self.detail <= 1:
+            raise JobError(f"--detail is a weight from 0 (faithful) to 1 (detail); got {self.detail:g}")
+        if self.fit is not None and self.fit not in FITS:
+            raise JobError(f"--fit is one of {', '.join(FITS)}; got {self.fit!r}")
+        if self.strip is not None and self.strip not in STRIPS:
+            raise JobError(f"--strip is one of {', '.join(STRIPS)}; got {self.strip!r}")
+
+    @property
+    def sized(self) -> bool:
+        return self.scale is not None or self.width is not None or self.height is not None
+
+    def params(self) -> dict[str, Any]:
+        """The upscale call's keyword arguments. Only what was given is sent, so that a job with
+        none of these still runs against a server from before them; fit is sent whenever both
+        sides are, so that the outputs are what the record says even if the default changes."""
+        params = {k: v for k, v in asdict(self).items() if v is not None}
+        if self.width is not None and self.height is not None:
+            params["fit"] = self.fit or DEFAULT_FIT
+        return params
+
+    def record(self) -> dict[str, Any]:
+        """As recorded in the job file: every option, with the server's defaults filled in, so that
+        the same outputs asked for two ways (--strip gps or nothing) compare equal."""
+        record = asdict(self)
+        if self.width is not None and self.height is not None:
+            record["fit"] = self.fit or DEFAULT_FIT
+        record["strip"] = self.strip or DEFAULT_STRIP
+        return record
+
+    @classmethod
+    def from_record(cls, recorded: object) -> OutputOptions:
+        """A job file's options (absent: a job from before them, made with the defaults)."""
+        if recorded is None:
+            return cls()
+        if not isinstance(recorded, dict) or not recorded.keys() <= set(cls.__dataclass_fields__):
+            raise ValueError(f"unknown options {recorded!r}")
+        return cls(**recorded)
+
+    def flags(self) -> str:
+        """The CLI flags that ask for these outputs, defaults left out."""
+        record = self.record()
+        words = [
+            f"--{key} {_number(value)}"
+            for key, value in record.items()
+            if value is not None and not (key == "strip" and value == DEFAULT_STRIP)
+        ]
+        return " ".join(words) or "the defaults (no --scale, --width, --height, --detail or --strip)"
+
+
+def _number(value: object) -> str:
+    """3.0 as 3, 2.5 as 2.5; a float %g would round is written whole, so two differing options never
+    read alike."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
 
 
 def find_inputs(in_dir: Path, out_dir: Path, recursive: bool) -> Iterator[Path]:
@@ -44,9 +136,14 @@ def output_path(in_dir: Path, out_dir: Path, path: Path, fmt: str | None) -> Pat
     return target.with_suffix(EXTENSIONS[fmt]) if fmt else target
 
 
-async def settle_version(client: AsyncGanClient, out_dir: Path, model: str | None) -> str:
+async def settle_version(
+    client: AsyncGanClient, out_dir: Path, model: str | None, options: OutputOptions | None = None
+) -> str:
     """The model version this job pins (`name@version`): the one its folder's outputs were made
-    with, or the one asked for, or the model's default; recorded in OUT_DIR for the next run."""
+    with, or the one asked for, or the model's default (with a size or detail asked for, the one
+    the server would pick: job_model); recorded in OUT_DIR with the output options for the next
+    run, which must ask for the same outputs."""
+    options = options or OutputOptions()
     path = out_dir / JOB_FILE
     name, version = split_ref(model)
     recorded: dict[str, object] = {}
@@ -57,22 +154,119 @@ async def settle_version(client: AsyncGanClient, out_dir: Path, model: str | Non
             raise JobError(f"{path} is not valid JSON ({e}); move it away to start a new job") from e
         if not isinstance(recorded, dict) or not {"model", "version"} <= recorded.keys():
             raise JobError(f"{path} does not say which model made this folder; move it away")
+        try:
+            made = OutputOptions.from_record(recorded.get("options"))
+        except (JobError, TypeError, ValueError) as e:
+            raise JobError(f"{path} does not say how this folder's outputs were made; move it away") from e
+        if made.record() != options.record():
+            raise JobError(
+                f"{out_dir} holds outputs made with {made.flags()}, not with {options.flags()}; to go on "
+                f"with that job give the same options ({made.flags()}), or give another OUT_DIR"
+            )
         if name is None:
             name = str(recorded["model"])
         if version is None and name == recorded["model"]:
             version = int(str(recorded["version"]))
-    served = served_version(await client.models(), "upscale", name, version)
+    models = await client.models()
+    if name is None:
+        name = job_model(models, options)
+    served = served_version(models, "upscale", name, version)
+    check_options(models, served, options)
     chosen = {"model": served["name"], "version": int(served["version"])}
-    if recorded and recorded != chosen:
+    if recorded and {k: recorded[k] for k in chosen} != chosen:
         raise JobError(
             f"{out_dir} holds outputs of {recorded['model']} version {recorded['version']}, not of "
             f"{chosen['model']} version {chosen['version']}; use another OUT_DIR or the same model"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, (json.dumps(chosen) + "\n").encode())
+    atomic_write(path, (json.dumps({**chosen, "options": options.record()}) + "\n").encode())
     if not knows_versions(served):
         return str(served["name"])
     return pinned(served["name"], int(served["version"]))
+
+
+def job_model(models: list[dict[str, Any]], options: OutputOptions) -> str | None:
+    """The model a job without --model runs. The server picks a sized or detail request's model
+    itself (service/upscale_path.py), but a job pins one model for every image, so it picks it
+    here the same way where that does not depend on the image: among the faithful models (with
+    detail: those whose family's detail model is served too), the one whose factor is the
+    largest not above --scale. With --width/--height the factor differs from image to image: the
+    smallest factor, which the server picks for any factor below the next model's (with x2 and
+    x4: below 4; service/output_size.py has the measurements). Without size or detail, None: the
+    server's default, as before."""
+    if not options.sized and options.detail is None:
+        return None
+    defaults = [m for m in models if m.get("task") == "upscale" and m.get("default", True)]
+    if options.detail is not None:
+        candidates = [m for m in defaults if _role(m) == "faithful" and _partner(defaults, m) is not None]
+    else:
+        candidates = [m for m in defaults if _role(m) != "detail"] or defaults
+    candidates = [m for m in candidates if _factor(m) is not None]
+    if not candidates:
+        return None  # served_version and check_options say what is missing
+    candidates.sort(key=lambda m: str(m["name"]))
+    if not options.sized:
+        return str(candidates[0]["name"])
+    factors = sorted({_factor(m) or 0 for m in candidates})
+    wanted = options.scale if options.scale is not None else 1.0
+    below = [f for f in factors if f <= wanted + 1e-9]
+    factor = max(below) if below else factors[0]
+    return str(next(m["name"] for m in candidates if _factor(m) == factor))
+
+
+def check_options(models: list[dict[str, Any]], served: dict[str, Any], options: OutputOptions) -> None:
+    """JobError for options no image could be made with by these models: a scale above every
+    served factor, detail with a model outside a family of two."""
+    upscalers = [m for m in models if m.get("task") == "upscale"]
+    factors = [f for f in map(_factor, upscalers) if f is not None]
+    if options.scale is not None and factors and options.scale > max(factors) + 1e-9:
+        raise JobError(
+            f"--scale {_number(options.scale)}: the served upscalers enlarge by at most {max(factors)}"
+        )
+    if options.detail is None or not served.get("upscaler"):
+        return  # (a manifest without `upscaler`: a server too old to say; it answers each image)
+    role = _role(served)
+    families = sorted(
+        {
+            f"{_family(m)}: {m['name']} and {partner['name']}"
+            for m in upscalers
+            if _role(m) == "faithful" and (partner := _partner(upscalers, m)) is not None
+        }
+    )
+    hint = f"families served: {'; '.join(families)}" if families else "the server serves no family"
+    if role is None:
+        raise JobError(
+            f"--detail blends a family's faithful and detail models; {served['name']} is in no family "
+            f"({hint}): leave --detail out, or give --model a family's model"
+        )
+    if _partner(upscalers, served) is None:
+        raise JobError(
+            f"--detail blends a family's faithful and detail models; {served['name']} is the {role} "
+            f"model of {_family(served)}, whose other model is not served ({hint})"
+        )
+
+
+def _factor(manifest: dict[str, Any]) -> int | None:
+    scale = (manifest.get("upscaler") or {}).get("scale")
+    return None if scale is None else int(scale)
+
+
+def _family(manifest: dict[str, Any]) -> str | None:
+    family = (manifest.get("upscaler") or {}).get("family") or {}
+    return None if family.get("name") is None else str(family["name"])
+
+
+def _role(manifest: dict[str, Any]) -> str | None:
+    family = (manifest.get("upscaler") or {}).get("family") or {}
+    return None if family.get("role") is None else str(family["role"])
+
+
+def _partner(models: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The other model of `manifest`'s family, when one is served."""
+    family, role = _family(manifest), _role(manifest)
+    if family is None:
+        return None
+    return next((m for m in models if _family(m) == family and _role(m) not in (None, role)), None)
 
 
 async def run_upscale(
@@ -82,6 +276,7 @@ async def run_upscale(
     *,
     model: str | None = None,
     format: str | None = None,
+    options: OutputOptions | None = None,
     recursive: bool = False,
     concurrency: int = 2,
     progress: bool = True,
@@ -93,7 +288,9 @@ async def run_upscale(
     if format is not None and format not in EXTENSIONS:
         raise JobError(f"unknown format {format!r}; choose from {', '.join(EXTENSIONS)}")
     started = time.perf_counter()
-    ref = await settle_version(client, out_dir, model)
+    options = options or OutputOptions()
+    ref = await settle_version(client, out_dir, model, options)
+    params = options.params()
     remove_partial_files(out_dir)  # a killed run's half-written files
     summary = Summary()
     todo: list[tuple[Path, Path, str]] = []
@@ -124,7 +321,7 @@ async def run_upscale(
         path, target, media_type = item
         try:
             data = await asyncio.to_thread(path.read_bytes)
-            result = await client.upscale(data, media_type, model=ref, format=format)
+            result = await client.upscale(data, media_type, model=ref, format=format, **params)
         except ServerUnreachable as e:
             summary.failed += 1
             raise Abort(f"the server cannot be reached: {e}") from e

@@ -8,6 +8,9 @@ frame, so palettes of their own fit the frames better than one shared by all (me
 half the error on a colour morph, at the same speed), and dithering's noise would crawl from
 frame to frame. GIF has one bit of alpha: pixels below half opacity become transparent.
 
+A walk's provenance record goes where Pillow writes each format's metadata: APNG text chunks, the
+WebP EXIF chunk, a GIF comment (service.stamping).
+
 Every format stores identical consecutive frames as one frame of their summed duration, so a
 file may hold fewer frames than were made; it plays the same.
 """
@@ -20,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from service.media import ANIMATIONS
+from service.stamping import animation_options
 
 GIF_TRANSPARENT = 255  # the palette index of a GIF's transparent pixels (colours get 0-254)
 
@@ -29,9 +33,10 @@ def frame_duration(fmt: str, frame_ms: int) -> int:
     return max(10, (frame_ms + 5) // 10 * 10) if fmt == "gif" else frame_ms
 
 
-def encode_animation(frames: np.ndarray, fmt: str, frame_ms: int) -> bytes:
+def encode_animation(frames: np.ndarray, fmt: str, frame_ms: int, record: str | None = None) -> bytes:
     """frames (N, H, W, C) uint8, C in 1, 3, 4 -> the bytes of one looping animation of `fmt`
-    (webp, gif, apng), each frame shown for frame_duration(fmt, frame_ms) ms."""
+    (webp, gif, apng), each frame shown for frame_duration(fmt, frame_ms) ms, carrying `record`
+    (a provenance record) when given."""
     if fmt not in ANIMATIONS:
         raise ValueError(f"unknown animation format {fmt!r}; known: {', '.join(ANIMATIONS)}")
     frames = np.ascontiguousarray(frames)  # a style model's rows are a view into a structured array
@@ -48,6 +53,8 @@ def encode_animation(frames: np.ndarray, fmt: str, frame_ms: int) -> bytes:
         file_format = "WEBP" if fmt == "webp" else "PNG"  # Pillow writes APNG as PNG with save_all
         if fmt == "webp":
             options |= {"lossless": True}
+    if record is not None:
+        options |= animation_options(fmt, record)
     buffer = io.BytesIO()
     images[0].save(buffer, format=file_format, append_images=images[1:], **options)
     return buffer.getvalue()

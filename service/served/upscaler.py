@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +32,8 @@ from service.served.model import ServedModel, request
 
 if TYPE_CHECKING:  # service.upscale_path imports this module
     from service.upscale_path import UpscalePath
+
+Progress = Callable[[int, int], None]  # (tiles done, tiles in all)
 
 
 class Upscaler(ServedModel):
@@ -109,10 +112,12 @@ class Upscaler(ServedModel):
         options: UpscaleOptions,
         deadline: float,
         cancel: CancelToken,
+        progress: Progress | None = None,
     ) -> Upscaled:
         """The image upscaled along `path` (this model first; its family's detail model blended in
         when the path says so), encoded as options.format (None: the input's format) with its
-        metadata (options.strip)."""
+        metadata (options.strip). progress(tiles done, tiles) is called once every tile is
+        queued, then as each row of tiles is blended in."""
         loop = asyncio.get_running_loop()
         models = path.models
         assert models[0] is self
@@ -138,7 +143,7 @@ class Upscaler(ServedModel):
                     for row in rows:
                         row.cancel()
                 raise
-            blended = await self._blend_rows(plan, jobs, path.detail, cancel)
+            blended = await self._blend_rows(plan, jobs, path.detail, cancel, progress)
         # encode: cropped to the image's own size, resized to the size asked for, the alpha
         # channel resized beside it
         out_format = options.format or image.source_format
@@ -177,16 +182,22 @@ class Upscaler(ServedModel):
         jobs: list[list[asyncio.Future[Any]]],
         detail: float | None,
         cancel: CancelToken,
+        progress: Progress | None = None,
     ) -> RowBlender:
         """Predict, row by row as they finish (both models' when blending), and unbatch into the
         output (memory: one band of rows)."""
         loop = asyncio.get_running_loop()
         blender = RowBlender(plan, self.scale, self.channels)
+        total = len(plan.origins)
+        if progress is not None:
+            progress(0, total)
         try:
             for r in range(len(plan.ys)):
                 tiles = [await rows[r] for rows in jobs]  # each (len(plan.xs), tile*s, tile*s, C) uint8
                 weight = 0.0 if detail is None else detail
                 await loop.run_in_executor(self.encode_pool, _add_row, blender, r, tiles, weight)
+                if progress is not None:
+                    progress((r + 1) * len(plan.xs), total)
         except BaseException:
             cancel.cancel()  # the rest of this image is useless now
             for rows in jobs:

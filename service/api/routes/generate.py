@@ -10,11 +10,13 @@ from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
+from service.api import stream
 from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
 from service.api.responses import ERRORS, json_response
 from service.api.route import ServiceRoute, header
+from service.batching import CancelToken
 from service.config import Settings
 from service.errors import InvalidRequest, NotAcceptable
 from service.media import (
@@ -36,12 +38,41 @@ from service.schemas import (
     WalkAnimation,
     WalkRequest,
 )
-from service.served import Generator
+from service.served import Generator, StyleGenerator
 
 
 def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
     api = APIRouter(route_class=ServiceRoute)
     default_deadline_ms = settings.default_deadline_ms
+
+    async def _stream(request: Request, body: GenerateRequest, deadline: float) -> Response:
+        """The answer as NDJSON, each image sent as its batch finishes (service.api.stream)."""
+        if body.count > settings.max_n:
+            raise InvalidRequest(
+                f"n must be between 1 and {settings.max_n} (this server's limit), got {body.count}"
+            )
+        model = registry.resolve(body.model, Generator, body.seed if body.seeds is None else body.seeds[0])
+        requests = stream.parts(body, model.batcher.max_units, settings.max_n)
+        cancel = CancelToken()
+        tasks = await stream.start_parts(
+            lambda part, token: model.generate(part, body.format, deadline, token), requests, cancel
+        )
+        request.state.model, request.state.version = model.name, model.version
+        out = model.output
+        head = {
+            "model": model.name,
+            "version": model.version,
+            "format": body.format,
+            "height": out["height"],
+            "width": out["width"],
+            "channels": out["channels"],
+            "n": body.count,
+        }
+        if isinstance(model, StyleGenerator):
+            head["truncation_psi"] = 1.0 if body.truncation_psi is None else body.truncation_psi
+        lines = stream.generated_lines(head, requests, tasks, cancel, stream.image_fields)
+        headers = {"X-Model": model.name, "X-Model-Version": str(model.version)}
+        return StreamingResponse(lines, media_type=stream.NDJSON, headers=headers)
 
     @api.post(
         "/generate",
@@ -63,7 +94,10 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         deadline = deadline_from_header(
             header(request.scope, b"x-deadline-ms"), default_ms=default_deadline_ms
         )
-        binary = _binary_format(header(request.scope, b"accept"), body)
+        accept = header(request.scope, b"accept")
+        if _wants_stream(accept, body):
+            return await _stream(request, body, deadline)
+        binary = _binary_format(accept, body)
         if binary and body.return_latents:
             raise InvalidRequest("return_latents needs the JSON answer (Accept: application/json)")
         model = registry.resolve(body.model, Generator, body.seed if body.seeds is None else body.seeds[0])
@@ -122,6 +156,14 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         return json_response(walk_json(result))
 
     return api
+
+
+def _wants_stream(accept: str | None, body: GenerateRequest) -> bool:
+    """Accept prefers NDJSON to JSON (and, for n=1, to the image itself); */* means JSON."""
+    if not accept or stream.NDJSON not in accept.lower():
+        return False
+    offers = [JSON, *offers_for(body.format)] if body.count == 1 else [JSON]
+    return negotiate(accept, [*offers, stream.NDJSON]) == stream.NDJSON
 
 
 def _binary_format(accept: str | None, body: GenerateRequest) -> str | None:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
+from service.api import stream
 from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
 from service.api.responses import ERRORS
 from service.api.route import ServiceRoute, header
+from service.batching import CancelToken
 from service.config import Settings
 from service.errors import InvalidRequest, UnsupportedMediaType
-from service.imaging import open_image
-from service.media import MEDIA_TYPES, UPLOAD_MEDIA_TYPES, media_type
+from service.imaging import OpenedImage, open_image
+from service.media import MEDIA_TYPES, UPLOAD_MEDIA_TYPES, media_type, negotiate
 from service.registry import ModelRegistry
 from service.schemas import ErrorBody, Upscaled, UpscaleOptions
-from service.upscale_path import choose_path
+from service.upscale_path import UpscalePath, choose_path
 
 BODY = {
     "required": True,
@@ -93,12 +96,39 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         # Resolved once the upload is in: a model replaced while a slow upload arrives is not
         # held for it, and the request counts as the model's from here on.
         path = choose_path(registry, options, opened.width, opened.height)
+        if _wants_progress(header(request.scope, b"accept")):
+            return await _progress(request, opened, path, options, deadline)
         async with disconnect_watch(request.receive) as cancel:
             result = await path.model.upscale(opened, path, options, deadline, cancel)
         request.state.model, request.state.version = result.model, result.version
         return Response(result.data, media_type=MEDIA_TYPES[result.format], headers=upscale_headers(result))
 
+    async def _progress(
+        request: Request, opened: OpenedImage, path: UpscalePath, options: UpscaleOptions, deadline: float
+    ) -> Response:
+        """NDJSON: a line as each row of tiles finishes, then the image (service.api.stream)."""
+        events: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+        cancel = CancelToken()
+        task = asyncio.ensure_future(
+            path.model.upscale(opened, path, options, deadline, cancel, lambda *e: events.put_nowait(e))
+        )
+        try:
+            await stream.first_progress(task, events)
+        except BaseException:
+            cancel.cancel()
+            raise
+        request.state.model, request.state.version = path.model.name, path.model.version
+        lines = stream.upscale_lines(task, events, upscale_headers, MEDIA_TYPES)
+        return StreamingResponse(lines, media_type=stream.NDJSON)
+
     return api
+
+
+def _wants_progress(accept: str | None) -> bool:
+    """Accept prefers NDJSON to the image (*/* means the image)."""
+    if not accept or stream.NDJSON not in accept.lower():
+        return False
+    return negotiate(accept, [*MEDIA_TYPES.values(), stream.NDJSON]) == stream.NDJSON
 
 
 def upscale_headers(result: Upscaled) -> dict[str, str]:

@@ -1,0 +1,173 @@
+"""Streamed answers (Accept: application/x-ndjson): one JSON object per line, each sent as soon
+as it is known.
+
+/generate: the request is cut into parts of at most one batch of images (each part is the same
+request for a slice of the images: its seeds, labels, noise seeds or ws), all queued at once, so
+they run back to back and share batches with other requests as a whole request would. The first
+line is the answer's head (model, version, format, size, n); then one line per image, in order,
+as its part finishes: the same fields and the same bytes as the image's entry in the JSON answer,
+with its index. A client of n=64 sees its first image after the first batch, not the last.
+
+/upscale: a line per finished row of tiles ({"tiles_done", "tiles"}), then the answer ({"done":
+true, the headers' facts, "data": the image, base64}).
+
+Errors found before anything is sent (a bad label, a full queue, a deadline that cannot be met)
+are answered as usual, with their status; an error after the first line is the stream's last
+line, {"error": {"code", "message"}}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from model_repository.latents import MAX_SEED
+from service.batching import CancelToken
+from service.errors import ServiceError
+from service.schemas import GeneratedImage, GenerateRequest, GeneratorAnswer, StyleImage, Upscaled
+
+NDJSON = "application/x-ndjson"
+Answer = Callable[[GenerateRequest, CancelToken], Awaitable[Any]]
+
+
+def line(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode() + b"\n"
+
+
+def error_line(error: ServiceError) -> bytes:
+    return line({"error": {"code": error.code, "message": error.message}})
+
+
+def parts(request: GenerateRequest, size: int, max_n: int) -> list[tuple[int, GenerateRequest]]:
+    """(offset, the request for images offset..offset+len) for every part of at most `size`
+    images. A request without seeds gets its random first seed here, once for all parts."""
+    count = request.count
+    if request.seeds is None and request.ws is None and request.seed is None:
+        request = request.model_copy(update={"seed": secrets.randbelow(MAX_SEED - max_n)})
+    out = []
+    for start in range(0, count, size):
+        stop = min(count, start + size)
+        update: dict[str, Any] = {"n": stop - start}
+        if request.ws is not None:
+            update["ws"] = request.ws[start:stop]
+        elif request.seeds is not None:
+            update["seeds"] = request.seeds[start:stop]
+        else:
+            assert request.seed is not None
+            update["seed"] = request.seed + start
+        if isinstance(request.labels, list):
+            update["labels"] = request.labels[start:stop]
+        if request.noise_seed is not None:
+            update["noise_seed"] = request.noise_seed + start
+        out.append((start, request.model_copy(update=update)))
+    return out
+
+
+async def start_parts(
+    answer: Answer, requests: list[tuple[int, GenerateRequest]], cancel: CancelToken
+) -> list[asyncio.Task[Any]]:
+    """Every part queued at once. Each part checks its request and queues its rows before its
+    first await, so one turn of the event loop later every part is queued or has failed: a
+    failure then is the whole request's, answered with its own status before anything is sent."""
+    tasks = [asyncio.ensure_future(answer(part, cancel)) for _, part in requests]
+    await asyncio.sleep(0)
+    failed = next((t for t in tasks if t.done() and t.exception() is not None), None)
+    if failed is not None:
+        await cancel_all(tasks, cancel)
+        raise failed.exception()  # type: ignore[misc]
+    return tasks
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]], cancel: CancelToken) -> None:
+    cancel.cancel()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def generated_lines(
+    head: dict[str, Any],
+    requests: list[tuple[int, GenerateRequest]],
+    tasks: list[asyncio.Task[Any]],
+    cancel: CancelToken,
+    image_json: Callable[[Any], dict[str, Any]],
+) -> AsyncIterator[bytes]:
+    """The head, then each part's images as the part finishes, in order."""
+    try:
+        yield line(head)
+        for (offset, _), task in zip(requests, tasks, strict=True):
+            try:
+                result: GeneratorAnswer = await task
+            except ServiceError as e:
+                yield error_line(e)
+                return
+            for i, image in enumerate(result.images):  # type: ignore[attr-defined]
+                yield line({"index": offset + i, **image_json(image)})
+    finally:  # the client left, or an error ended the stream: nothing more runs for it
+        await cancel_all(tasks, cancel)
+
+
+def image_fields(image: GeneratedImage | StyleImage) -> dict[str, Any]:
+    fields: dict[str, Any] = {"seed": image.seed, "label": image.label, "label_name": image.label_name}
+    if isinstance(image, StyleImage):
+        fields["noise_seed"] = image.noise_seed
+    fields["data"] = base64.b64encode(image.data).decode("ascii")
+    if isinstance(image, StyleImage) and image.w is not None:
+        fields["w"] = base64.b64encode(image.w).decode("ascii")
+    return fields
+
+
+async def upscale_lines(
+    task: asyncio.Task[Upscaled],
+    events: asyncio.Queue[tuple[int, int]],
+    headers: Callable[[Upscaled], dict[str, str]],
+    media_types: dict[str, str],
+) -> AsyncIterator[bytes]:
+    """Tile progress as it comes, then the answer. The task has already reported its first
+    progress (every tile queued), so it has passed every check a request can fail up front."""
+    try:
+        while True:
+            waiter = asyncio.ensure_future(events.get())
+            await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
+            if waiter.done():
+                done, total = waiter.result()
+                yield line({"tiles_done": done, "tiles": total})
+                continue
+            waiter.cancel()
+            while not events.empty():  # the last rows' progress, reported just before the end
+                done, total = events.get_nowait()
+                yield line({"tiles_done": done, "tiles": total})
+            try:
+                result = task.result()
+            except ServiceError as e:
+                yield error_line(e)
+                return
+            yield line(
+                {
+                    "done": True,
+                    "media_type": media_types[result.format],
+                    "headers": headers(result),
+                    "data": base64.b64encode(result.data).decode("ascii"),
+                }
+            )
+            return
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def first_progress(task: asyncio.Task[Any], events: asyncio.Queue[tuple[int, int]]) -> None:
+    """Wait until the upscale has queued its tiles (its first progress) or failed: a failure
+    before then is answered with its own status."""
+    waiter = asyncio.ensure_future(events.get())
+    await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
+    if waiter.done():
+        events.put_nowait(waiter.result())  # sent as the stream's first line
+        return
+    waiter.cancel()
+    task.result()  # raises the request's error; a task that finished without progress cannot

@@ -1,0 +1,47 @@
+"""Provenance records (service.provenance) as what Pillow and service.encoding write into a file:
+the per-format half of the record format (the reading half is service.provenance, stdlib only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from service.encoding import encode_image
+from service.metadata import ImageMetadata
+from service.provenance import EXIF_SOFTWARE, IMAGE_DESCRIPTION, KEY, SOFTWARE
+
+
+def record_metadata(fmt: str, record: str) -> ImageMetadata | None:
+    """The metadata that carries `record` (ASCII JSON) in a file of `fmt`: PNG text chunks (the
+    small-PNG path writes them as plain iTXt chunks, without Pillow), JPEG and WebP EXIF; None for
+    npy, which has no room for it."""
+    if fmt == "png":
+        return ImageMetadata(text={KEY: record, "Software": SOFTWARE})
+    if fmt in ("jpeg", "webp"):
+        return ImageMetadata(exif=record_exif(record))
+    return None
+
+
+def record_exif(record: str) -> Image.Exif:
+    exif = Image.Exif()
+    exif[IMAGE_DESCRIPTION] = record
+    exif[EXIF_SOFTWARE] = SOFTWARE
+    return exif
+
+
+def encode_recorded(pixels: np.ndarray, fmt: str, record: str | None) -> bytes:
+    """encode_image with the image's record written into the file (where the format has room)."""
+    return encode_image(pixels, fmt, None if record is None else record_metadata(fmt, record))
+
+
+def animation_options(fmt: str, record: str) -> dict[str, Any]:
+    """Pillow save options that put `record` into an animation of `fmt` (webp, gif, apng): what
+    each format's writer in Pillow takes (APNG text chunks, WebP EXIF, a GIF comment)."""
+    if fmt == "apng":
+        metadata = ImageMetadata(text={KEY: record, "Software": SOFTWARE})
+        return metadata.save_options("png")
+    if fmt == "webp":
+        return {"exif": record_exif(record).tobytes()}
+    return {"comment": record}
