@@ -116,8 +116,8 @@ def image_fields(image: GeneratedImage | StyleImage) -> dict[str, Any]:
     if isinstance(image, StyleImage):
         fields["noise_seed"] = image.noise_seed
     fields["data"] = base64.b64encode(image.data).decode("ascii")
-    if isinstance(image, StyleImage) and image.w is not None:
-        fields["w"] = base64.b64encode(image.w).decode("ascii")
+    if isinstance(image, StyleImage):  # as in the JSON answer: w is null unless asked for
+        fields["w"] = None if image.w is None else base64.b64encode(image.w).decode("ascii")
     return fields
 
 

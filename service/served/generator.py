@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from service.batching import CancelToken
 from service.config import Settings
 from service.encoding import encode_image
 from service.errors import InvalidRequest
+from service.provenance import RecordHead
 from service.schemas import (
     STYLE_FIELDS,
     Generated,
@@ -34,6 +36,7 @@ from service.schemas import (
     WalkRequest,
 )
 from service.served.model import ServedModel, request
+from service.stamping import encode_recorded
 
 
 class Generator(ServedModel):
@@ -143,10 +146,19 @@ class Generator(ServedModel):
         labels = self._labels(request.labels, seeds)
         self.batcher.check_room(len(seeds))  # refused before anything is built for it
         rows = self.rows(np.array(seeds, dtype=np.int64), _label_column(labels), request.truncation)
-        # batch + predict + unbatch + encode: one file per image
-        blobs: list[bytes] = await self.batcher.submit(rows, deadline, cancel, _encoder(fmt))
-        self._images_generated.inc(len(blobs))
+        # batch + predict + unbatch + encode: one file per image, each with its provenance record
         names = self.class_names
+        head = self.record_head("/generate", fmt, source="seed", truncation=request.truncation)
+        encode = _encoder(
+            fmt,
+            head,
+            [
+                {"seed": s, "label": k, "label_name": class_name(names, k)}
+                for s, k in zip(seeds, labels, strict=True)
+            ],
+        )
+        blobs: list[bytes] = await self.batcher.submit(rows, deadline, cancel, encode)
+        self._images_generated.inc(len(blobs))
         return Generated(
             **self._answer_head(fmt),
             images=[
@@ -158,8 +170,8 @@ class Generator(ServedModel):
     @request
     async def walk(self, request: WalkRequest, deadline: float, cancel: CancelToken) -> Walk | WalkAnimation:
         """`steps` images at evenly spaced points of the latent path from one seed's latent to
-        another's (or around a loop of seeds), with one label for all: each seed's frame is its
-        own /generate image."""
+        another's (or around a loop of seeds), with one label for all: each seed's frame has the
+        pixels of its own /generate image (the files differ in their provenance records)."""
         self._refuse_style_fields(request)
         frames = self._walk_frames(request)
         label = self._labels(request.label, request.waypoints[:1])[0]
@@ -172,8 +184,9 @@ class Generator(ServedModel):
             positions=frames.t,
             lerp=request.method == "lerp",
         )
+        sampling = {"truncation": request.truncation}
         return await self._walk_answer(
-            request, rows, frames, request.method or "slerp", label, deadline, cancel
+            request, rows, frames, request.method or "slerp", label, sampling, deadline, cancel
         )
 
     # --- walks, for every kind of generator -----------------------------------------------------
@@ -202,17 +215,29 @@ class Generator(ServedModel):
         frames: WalkFrames,
         method: str,
         label: int | None,
+        sampling: dict[str, Any],
         deadline: float,
         cancel: CancelToken,
     ) -> Walk | WalkAnimation:
-        """Run a walk's rows; the frames as JSON (one file each) or as one animated file."""
+        """Run a walk's rows; the frames as JSON (one file each) or as one animated file. `sampling`:
+        the walk's truncation (z) or truncation_psi and noise (style), for its records."""
         pixels_of = self.pixels_of
+        walk: dict[str, Any] = (
+            {"seeds": request.seeds}
+            if request.seeds is not None
+            else {"from_seed": request.from_seed, "to_seed": request.to_seed}
+        )
+        walk |= {"steps": request.steps, "method": method, "label": label}
+        walk |= {"label_name": class_name(self.class_names, label), **sampling}
         if request.animation is not None:
             # no file per frame: the raw rows, encoded once into the animation, off the event loop
             output = await self.batcher.submit(rows, deadline, cancel)
             frame_ms = frame_duration(request.animation, request.frame_ms)
+            record = RecordHead.of("/walk", self.name, self.version, source="seed", **walk).record(
+                animation=request.animation, frame_ms=frame_ms
+            )
             data = await asyncio.get_running_loop().run_in_executor(
-                self.encode_pool, encode_animation, pixels_of(output), request.animation, frame_ms
+                self.encode_pool, encode_animation, pixels_of(output), request.animation, frame_ms, record
             )
             self._images_generated.inc(frames.count)
             return WalkAnimation(
@@ -225,7 +250,13 @@ class Generator(ServedModel):
                 label,
                 data,
             )
-        encode = _encoder(request.format)
+        fmt = request.format
+        frames_head = self.record_head("/walk", fmt, source="seed", **walk)
+        frame_fields = [
+            {"frame": {"index": i, "segment": segment, "t": t}}
+            for i, (segment, t) in enumerate(zip(frames.segment.tolist(), frames.t.tolist(), strict=True))
+        ]
+        encode = _encoder(fmt, frames_head, frame_fields)
         blobs: list[bytes] = await self.batcher.submit(
             rows, deadline, cancel, lambda output: encode(pixels_of(output))
         )
@@ -251,6 +282,13 @@ class Generator(ServedModel):
             raise InvalidRequest(
                 f"{what} must be between {least} and {self.settings.max_n} (this server's limit), got {count}"
             )
+
+    def record_head(self, endpoint: str, fmt: str, **fields: Any) -> RecordHead | None:
+        """The provenance record's fields shared by a request's images of `fmt` (service.provenance);
+        None for npy, whose files have no room for one."""
+        if fmt == "npy":
+            return None
+        return RecordHead.of(endpoint, self.name, self.version, format=fmt, **fields)
 
     def _answer_head(self, fmt: str) -> dict[str, Any]:
         """What every answer of this model says about its images."""
@@ -340,10 +378,22 @@ def _label_column(labels: list[int | None]) -> np.ndarray:
     return np.array([-1 if label is None else label for label in labels], dtype=np.int64)
 
 
-def _encoder(fmt: str) -> Any:
-    """The encode step of a generator's job: (B, H, W, C) uint8 -> one file per image."""
+def class_name(names: list[str], label: int | None) -> str | None:
+    """A class index's name (None for none)."""
+    return None if label is None else names[label]
+
+
+def _encoder(
+    fmt: str, head: RecordHead | None, fields: list[dict[str, Any]]
+) -> Callable[[np.ndarray], list[bytes]]:
+    """The encode step of a generator's job: (B, H, W, C) uint8 -> one file per image, image i
+    carrying the record `head` completed with fields[i] (made here, on the encode pool)."""
 
     def encode(pixels: np.ndarray) -> list[bytes]:
-        return [encode_image(image, fmt) for image in pixels]
+        if head is None:
+            return [encode_image(image, fmt) for image in pixels]
+        return [
+            encode_recorded(image, fmt, head.record(**own)) for image, own in zip(pixels, fields, strict=True)
+        ]
 
     return encode

@@ -31,6 +31,7 @@ from model_repository.styles import StyleSpec, check_ws
 from service.batching import CancelToken
 from service.encoding import encode_image
 from service.errors import InvalidRequest
+from service.provenance import W_SOURCE, RecordHead
 from service.schemas import (
     GenerateRequest,
     Label,
@@ -42,8 +43,9 @@ from service.schemas import (
     WalkAnimation,
     WalkRequest,
 )
-from service.served.generator import Generator
+from service.served.generator import Generator, class_name
 from service.served.model import request
+from service.stamping import encode_recorded
 
 NPY_HEADER_BYTES = 1024  # room for an .npy header around a w's values
 
@@ -224,6 +226,7 @@ class StyleGenerator(Generator):
             noise_seeds = self._noise_seeds(request.noise, request.noise_seed, [None] * count)
             self.batcher.check_room(count)
             rows = self.style_rows(count, a_w=ws, noise_seed=_column(noise_seeds))
+            head = self.record_head("/generate", fmt, source=W_SOURCE)
         else:
             seeded = self._seeds(request)
             seeds, labels = list(seeded), list(self._labels(request.labels, seeded))
@@ -236,11 +239,20 @@ class StyleGenerator(Generator):
                 psi=psi,
                 noise_seed=_column(noise_seeds),
             )
+            head = self.record_head("/generate", fmt, source="seed", truncation_psi=psi)
+        records = None
+        if head is not None:
+            records = [
+                (head, self._generate_fields(seed, label, noise_seed))
+                for seed, label, noise_seed in zip(seeds, labels, noise_seeds, strict=True)
+            ]
         images: list[StyleImage] = await self.batcher.submit(
             rows,
             deadline,
             cancel,
-            _style_encoder(fmt, seeds, labels, noise_seeds, self.class_names, request.return_latents),
+            _style_encoder(
+                fmt, seeds, labels, noise_seeds, self.class_names, records, request.return_latents
+            ),
         )
         self._images_generated.inc(len(images))
         return StyleGenerated(**self._answer_head(fmt), truncation_psi=psi, images=images)
@@ -274,7 +286,9 @@ class StyleGenerator(Generator):
             slerp=method == "slerp",
             from_a=np.zeros(self.style.num_ws, dtype=np.bool_),
         )
-        return await self._walk_answer(request, rows, frames, method, label, deadline, cancel)
+        psi = 1.0 if request.truncation_psi is None else request.truncation_psi
+        sampling = {"truncation_psi": psi, "noise": _noise(noise_seed), "noise_seed": noise_seed}
+        return await self._walk_answer(request, rows, frames, method, label, sampling, deadline, cancel)
 
     @request
     async def mix(self, request: MixRequest, deadline: float, cancel: CancelToken) -> Mixed:
@@ -328,14 +342,17 @@ class StyleGenerator(Generator):
         batch = {k: np.concatenate([source_rows[k], cell_rows[k]]) for k in source_rows}
         all_seeds = seeds + [None] * cells
         all_labels = row[1] + col[1] + [None] * cells
+        records, grid_record = self._mix_records(request, row, col, row_noise + col_noise, cell_noise)
         encode = _style_encoder(
             request.format,
             all_seeds,
             all_labels,
             row_noise + col_noise + cell_noise,
             self.class_names,
+            records,
             request.return_latents,
             grid=(n_rows, n_cols) if request.grid else None,
+            grid_record=grid_record,
         )
         images: list[StyleImage] = await self.batcher.submit(batch, deadline, cancel, encode)
         grid = images.pop() if request.grid else None
@@ -351,6 +368,58 @@ class StyleGenerator(Generator):
             cells=[images[first + r * n_cols : first + (r + 1) * n_cols] for r in range(n_rows)],
             grid=None if grid is None else grid.data,
         )
+
+    # --- provenance records (service.provenance) ---------------------------------------------------
+
+    def _generate_fields(self, seed: int | None, label: int | None, noise_seed: int | None) -> dict[str, Any]:
+        """A /generate image's own record fields. A given w's image has no seed or label (its
+        record's head says source: W_SOURCE)."""
+        noise = {"noise": _noise(noise_seed), "noise_seed": noise_seed}
+        if seed is None:
+            return noise
+        return {"seed": seed, "label": label, "label_name": class_name(self.class_names, label), **noise}
+
+    def _mix_records(
+        self,
+        request: MixRequest,
+        row: tuple[list[int | None], list[int | None], np.ndarray],
+        col: tuple[list[int | None], list[int | None], np.ndarray],
+        source_noise: list[int | None],
+        cell_noise: list[int | None],
+    ) -> tuple[list[tuple[RecordHead, dict[str, Any]]] | None, str | None]:
+        """A mixing grid's records (None for npy): each row and column source's is the /generate
+        record of its image (it is that image); each cell's names its row and column seeds, the
+        crossover and the noise; the grid's, the whole request."""
+        fmt = request.format
+        seeded = self.record_head("/generate", fmt, source="seed", truncation_psi=request.truncation_psi)
+        given = self.record_head("/generate", fmt, source=W_SOURCE)
+        if seeded is None or given is None:
+            return None, None
+        records = [
+            (given if seed is None else seeded, self._generate_fields(seed, label, noise_seed))
+            for seed, label, noise_seed in zip(row[0] + col[0], row[1] + col[1], source_noise, strict=True)
+        ]
+        label = None if request.label is None else self._labels(request.label, [0])[0]
+        source = "seed" if request.row_ws is None and request.col_ws is None else W_SOURCE
+        mix = {
+            "source": source,
+            "crossover": request.crossover,
+            "label": label,
+            "label_name": class_name(self.class_names, label),
+            "truncation_psi": request.truncation_psi,
+        }
+        cell = RecordHead.of("/mix", self.name, self.version, format=fmt, image="cell", **mix)
+        n_cols = len(col[0])
+        for i, noise_seed in enumerate(cell_noise):
+            own = {"row_seed": row[0][i // n_cols], "col_seed": col[0][i % n_cols]}
+            records.append((cell, own | {"noise": _noise(noise_seed), "noise_seed": noise_seed}))
+        grid = None
+        if request.grid:
+            whole = {"row_seeds": request.row_seeds, "col_seeds": request.col_seeds}
+            grid = RecordHead.of(
+                "/mix", self.name, self.version, format=fmt, image="grid", **whole, **mix
+            ).record(noise="const" if request.noise == "const" else "random", noise_seed=request.noise_seed)
+        return records, grid
 
     # --- decoding ----------------------------------------------------------------------------------
 
@@ -408,6 +477,11 @@ class StyleGenerator(Generator):
         return list(seeds)
 
 
+def _noise(noise_seed: int | None) -> str:
+    """A record's noise: random (from the noise seed) or const (zero noise)."""
+    return "const" if noise_seed is None else "random"
+
+
 def _column(values: list[int | None]) -> np.ndarray:
     return np.array([-1 if v is None else v for v in values], dtype=np.int64)
 
@@ -425,26 +499,39 @@ def _style_encoder(
     labels: list[int | None],
     noise_seeds: list[int | None],
     class_names: list[str],
+    records: list[tuple[RecordHead, dict[str, Any]]] | None,
     latents: bool = False,
     grid: tuple[int, int] | None = None,
+    grid_record: str | None = None,
 ) -> Callable[[np.ndarray], list[StyleImage]]:
-    """The encode step of a style job: rows -> one StyleImage per row (+ the grid's, last)."""
+    """The encode step of a style job: rows -> one StyleImage per row (+ the grid's, last), row i's
+    file carrying the record records[i] (a head and the row's own fields; None: npy, no records)."""
 
     def encode(rows: np.ndarray) -> list[StyleImage]:
+        pixels = rows["image"]
+        if records is None:
+            blobs = [encode_image(image, fmt) for image in pixels]
+        else:
+            blobs = [
+                encode_recorded(image, fmt, head.record(**own))
+                for image, (head, own) in zip(pixels, records, strict=True)
+            ]
         images = [
             StyleImage(
                 seed=seed,
                 label=label,
                 label_name=None if label is None else class_names[label],
                 noise_seed=noise_seed,
-                data=encode_image(row["image"], fmt),
+                data=blob,
                 w=encode_w(row["ws"]) if latents else None,
             )
-            for seed, label, noise_seed, row in zip(seeds, labels, noise_seeds, rows, strict=True)
+            for seed, label, noise_seed, row, blob in zip(
+                seeds, labels, noise_seeds, rows, blobs, strict=True
+            )
         ]
         if grid is not None:
-            figure = mixing_figure(rows["image"], *grid)
-            images.append(StyleImage(None, None, None, None, encode_image(figure, fmt)))
+            figure = mixing_figure(pixels, *grid)
+            images.append(StyleImage(None, None, None, None, encode_recorded(figure, fmt, grid_record)))
         return images
 
     return encode

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,7 +24,9 @@ from client import (
     RequestRejected,
     RetryPolicy,
     ServerUnreachable,
+    UpscaleResult,
 )
+from client.api import parse_upscale, upscale_request
 from client.errors import ServerFailed, error_from_response
 from tests.live_server import Server, free_port
 
@@ -65,6 +68,90 @@ def test_generate_upscale_models_health(small_server: Server, tmp_path: Path) ->
         )
         assert Image.open(io.BytesIO(up.data)).size == (48, 20)
         assert gan.upscale(png(8, 8)).output_size == (16, 16)  # bytes: the type is sniffed
+
+
+def test_upscale_to_any_size_says_how_it_was_made(server: Server) -> None:
+    with GanClient(server.url) as gan:
+        up = gan.upscale(png(40, 30), scale=2.5)  # the x2 model (not the x4), then a resize
+        assert (up.input_size, up.output_size, up.model) == ((40, 30), (100, 75), "srresnet-x2")
+        assert (up.models, up.resize, up.crop, up.detail, up.bit_depth) == (
+            ["srresnet-x2@1"],
+            "lanczos 80x60 to 100x75",
+            None,
+            None,
+            8,
+        )
+        assert Image.open(io.BytesIO(up.data)).size == (100, 75)
+        # cover: x2 makes 80x60, which covers 60x60 as it is; the middle 60 columns are kept
+        cover = gan.upscale(png(40, 30), width=60, height=60, fit="cover", format="webp")
+        assert (cover.output_size, cover.resize, cover.crop) == ((60, 60), "none", "60x60+10+0")
+        assert Image.open(io.BytesIO(cover.data)).size == (60, 60)
+        one_side = gan.upscale(png(40, 30), width=50)
+        assert (one_side.output_size, one_side.resize, one_side.crop) == (
+            (50, 38),
+            "lanczos 80x60 to 50x38",
+            None,
+        )
+        deep = io.BytesIO()
+        Image.fromarray(np.arange(1200, dtype=np.uint16).reshape(30, 40) * 50).save(deep, format="PNG")
+        assert gan.upscale(deep.getvalue(), model="srresnet-x2").bit_depth == 16  # a 16-bit PNG stays so
+        with pytest.raises(RequestRejected, match="scale"):
+            gan.upscale(png(40, 30), scale=5)  # above every served factor
+
+
+def test_upscale_strip_says_which_metadata_is_dropped(small_server: Server) -> None:
+    image = Image.new("RGB", (40, 30), (10, 20, 30))
+    exif = image.getexif()
+    exif[0x010F] = "TestCam"  # Make
+    exif.get_ifd(0x8825)[2] = (48.0, 51.0, 30.0)  # GPSLatitude
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif.tobytes())
+
+    def exif_of(strip: str | None) -> Image.Exif:
+        with GanClient(small_server.url) as gan:
+            return Image.open(io.BytesIO(gan.upscale(buffer.getvalue(), strip=strip).data)).getexif()
+
+    default, kept, bare = exif_of(None), exif_of("none"), exif_of("all")
+    assert default[0x010F] == "TestCam" and 0x8825 not in default  # the server's default: gps
+    assert kept[0x010F] == "TestCam" and kept.get_ifd(0x8825)[2] == (48.0, 51.0, 30.0)
+    assert not len(bare)
+
+
+def test_upscale_options_left_out_are_not_sent_and_old_answers_still_parse() -> None:
+    request = upscale_request(b"x", "image/png", scale=2.5, detail=0.0)
+    assert request.params == {"scale": "2.5", "detail": "0.0"}  # a server from before them gets none
+    assert upscale_request(b"x", "image/png").params == {}
+    # A server from before X-Models ran X-Model alone, at its own size, 8-bit.
+    old = parse_upscale(
+        httpx.Response(
+            200,
+            content=b"png",
+            headers={"content-type": "image/png", "x-model": "srresnet-x2", "x-model-version": "3"},
+        )
+    )
+    assert (old.models, old.resize, old.crop, old.detail, old.bit_depth) == (
+        ["srresnet-x2@3"],
+        "none",
+        None,
+        None,
+        8,
+    )
+
+
+def test_upscale_detail_blends_a_family_sync_and_async(server: Server) -> None:
+    with GanClient(server.url) as gan:
+        up = gan.upscale(png(40, 30), detail=0.5)
+    # Both models of the x4 family ran; the faithful one is named first (X-Model).
+    assert [m.split("@")[0] for m in up.models] == ["srresnet-x4", "srgan-x4"]
+    assert (up.model, up.detail, up.output_size, up.resize) == ("srresnet-x4", 0.5, (160, 120), "none")
+
+    async def scenario() -> UpscaleResult:
+        async with AsyncGanClient(server.url) as gan:
+            return await gan.upscale(png(40, 30), detail=0.25, scale=2)
+
+    half = asyncio.run(scenario())
+    assert [m.split("@")[0] for m in half.models] == ["srresnet-x4", "srgan-x4"]
+    assert (half.detail, half.output_size, half.resize) == (0.25, (80, 60), "lanczos 160x120 to 80x60")
 
 
 def test_walk_sync_and_async(small_server: Server) -> None:
