@@ -60,8 +60,11 @@ class RecordHead:
         return f"{self.text},{_dumps(fields)[1:]}" if fields else self.text + "}"
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)  # one, not one per call
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
+    return _ENCODER.encode(value)
 
 
 # --- reading: any PNG, JPEG, WebP or GIF file, with struct alone ---------------------------------

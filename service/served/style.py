@@ -417,7 +417,7 @@ class StyleGenerator(Generator):
         if request.grid:
             whole = {"row_seeds": request.row_seeds, "col_seeds": request.col_seeds}
             grid = RecordHead.of(
-                "/mix", self.name, self.version, format=fmt, image="grid", **whole, **mix
+                "/mix", self.name, self.version, format=fmt, image="grid", **mix, **whole
             ).record(noise="const" if request.noise == "const" else "random", noise_seed=request.noise_seed)
         return records, grid
 

@@ -161,7 +161,9 @@ def test_upscale_job_keeps_the_structure_and_reports_bad_inputs(small_server: Se
     assert "broken.png" in run.stderr and "invalid_request" in run.stderr
     assert "not a PNG, JPEG or WebP image" in run.stderr and "notes.txt" in run.stderr
     made = files_under(out)
-    assert json.loads(made.pop(".upscale-job.json")) == {"model": "srresnet-x2", "version": 1}
+    assert json.loads(made.pop(".upscale-job.json")) == {
+        "model": "srresnet-x2", "version": 1, "options": DEFAULT_OPTIONS,
+    }  # fmt: skip
     sizes = {name: Image.open(io.BytesIO(data)).size for name, data in made.items()}
     assert sizes == {
         "a.png": (40, 24),
@@ -186,6 +188,108 @@ def test_upscale_job_keeps_the_structure_and_reports_bad_inputs(small_server: Se
     # Output folder = input folder is refused before anything is sent.
     same = gan_client("upscale", str(photos), str(photos), url=small_server.url)
     assert same.returncode == 2 and "overwritten" in same.stderr
+
+
+DEFAULT_OPTIONS = {"scale": None, "width": None, "height": None, "fit": None, "detail": None, "strip": "gps"}
+
+
+def sizes_under(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        name: Image.open(io.BytesIO(data)).size
+        for name, data in files_under(folder).items()
+        if name[0] != "."
+    }
+
+
+def test_upscale_job_to_a_size_keeps_its_options(server: Server, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    write_image(photos / "a.png", (40, 30))
+    write_image(photos / "b.jpg", (24, 16), fmt="JPEG")
+    out = tmp_path / "x3"
+    run = gan_client("upscale", str(photos), str(out), "--scale", "3", url=server.url)
+    assert run.returncode == 0, run.stderr
+    assert "done 2, skipped 0, failed 0" in run.stdout
+    assert sizes_under(out) == {"a.png": (120, 90), "b.jpg": (72, 48)}
+    record = json.loads((out / ".upscale-job.json").read_text())
+    # Without --model the job pins the model the server picks for x3: the x2 one, then a resize.
+    assert record["model"] == "srresnet-x2" and record["options"] == {**DEFAULT_OPTIONS, "scale": 3.0}
+
+    # Other options into the same folder are refused, saying how to go on; nothing is touched.
+    before = files_under(out)
+    other = gan_client("upscale", str(photos), str(out), "--scale", "2", url=server.url)
+    assert other.returncode == 2
+    assert "made with --scale 3, not with --scale 2" in other.stderr and "another OUT_DIR" in other.stderr
+    assert files_under(out) == before
+    # The same options asked another way (--strip gps is the default) resume it.
+    same = gan_client("upscale", str(photos), str(out), "--scale", "3", "--strip", "gps", url=server.url)
+    assert same.returncode == 0 and "done 0, skipped 2, failed 0" in same.stdout
+
+    cover = tmp_path / "cover"
+    run = gan_client(
+        "upscale", str(photos), str(cover), "--width", "60", "--height", "60", "--fit", "cover",
+        "--format", "png", url=server.url,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert sizes_under(cover) == {"a.png": (60, 60), "b.png": (60, 60)}
+    contain = tmp_path / "contain"
+    run = gan_client("upscale", str(photos), str(contain), "--width", "60", "--height", "60", url=server.url)
+    assert run.returncode == 0, run.stderr
+    assert sizes_under(contain) == {"a.png": (60, 45), "b.jpg": (60, 40)}  # fit contain, the default
+    exact = ["--width", "60", "--height", "60", "--fit", "exact"]
+    again = gan_client("upscale", str(photos), str(contain), *exact, url=server.url)
+    assert again.returncode == 2
+    assert "--fit contain, not with --width 60 --height 60 --fit exact" in again.stderr
+
+    detail = tmp_path / "detail"
+    run = gan_client("upscale", str(photos), str(detail), "--detail", "0.5", "--strip", "all", url=server.url)
+    assert run.returncode == 0, run.stderr
+    assert sizes_under(detail) == {"a.png": (160, 120), "b.jpg": (96, 64)}
+    record = json.loads((detail / ".upscale-job.json").read_text())
+    assert record["model"] == "srresnet-x4"  # the x4 family's faithful model, blended with srgan-x4
+    assert record["options"] == {**DEFAULT_OPTIONS, "detail": 0.5, "strip": "all"}
+
+    # What the served models cannot make for any image stops the job before it starts.
+    for args, words in (
+        (["--scale", "5"], "enlarge by at most 4"),
+        (["--detail", "0.5", "--model", "srresnet-x2"], "srresnet-x2 is in no family"),
+    ):
+        refused = gan_client("upscale", str(photos), str(tmp_path / "refused"), *args, url=server.url)
+        assert refused.returncode == 2 and words in refused.stderr, (args, refused.stderr)
+    assert not (tmp_path / "refused").exists()
+
+
+def test_an_upscale_folder_from_before_the_options_was_made_with_the_defaults(
+    small_server: Server, tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    write_image(photos / "a.png", (20, 12))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".upscale-job.json").write_text('{"model": "srresnet-x2", "version": 1}\n')  # no options
+    sized = gan_client("upscale", str(photos), str(out), "--scale", "2", url=small_server.url)
+    assert sized.returncode == 2 and "made with the defaults" in sized.stderr
+    run = gan_client("upscale", str(photos), str(out), url=small_server.url)
+    assert run.returncode == 0 and "done 1, skipped 0" in run.stdout, run.stderr
+    assert json.loads((out / ".upscale-job.json").read_text())["options"] == DEFAULT_OPTIONS
+
+
+def test_upscale_options_that_cannot_work_stop_before_any_request(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:9"  # nothing listens: a request would fail with exit 1, not 2
+    photos = tmp_path / "photos"
+    write_image(photos / "a.png", (20, 12))
+    for args, words in (
+        (["--scale", "2", "--width", "100"], "either --scale or --width/--height"),
+        (["--fit", "cover", "--width", "100"], "--fit applies when both --width and --height"),
+        (["--scale", "0.5"], "--scale is the factor to enlarge by, at least 1"),
+        (["--width", "0"], "--width is the output's size in pixels"),
+        (["--detail", "1.5"], "--detail is a weight from 0"),
+        (["--detail", "-0.1"], "--detail is a weight from 0"),
+        (["--fit", "stretch"], "invalid choice"),
+        (["--strip", "exif"], "invalid choice"),
+    ):
+        run = gan_client("upscale", str(photos), str(tmp_path / "out"), *args, url=url)
+        assert run.returncode == 2 and words in run.stderr, (args, run.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
 def test_walk_writes_one_file_per_step(small_server: Server, tmp_path: Path) -> None:

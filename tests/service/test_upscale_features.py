@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import struct
+import zlib
 from collections.abc import Callable
 
 import httpx
@@ -293,8 +295,12 @@ def test_16_bit_png_is_upscaled_to_16_bits(server: Server) -> None:
     high bytes are within a step of the 8-bit answer for the same image."""
     ramp = np.linspace(0, 1, 80)[None, :, None] * np.linspace(0.2, 1, 60)[:, None, None]
     wide = np.round(ramp * np.array([65535, 50000, 30000]) + 300).astype(np.uint16)  # (60, 80, 3)
-    r = upscale(server, write_png16(wide), model="srresnet-x2")
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    chunks = [(b"iCCP", b"sRGB\x00\x00" + zlib.compress(icc)), (b"pHYs", struct.pack(">IIB", 2835, 2835, 1))]
+    r = upscale(server, write_png16(wide, chunks), model="srresnet-x2")
     assert r.status_code == 200 and r.headers["x-bit-depth"] == "16"
+    kept = Image.open(io.BytesIO(r.content))  # the 16-bit file's metadata: profile kept, dpi doubled
+    assert kept.info["icc_profile"] == icc and kept.info["dpi"] == pytest.approx((144, 144), abs=0.5)
     out = read_png16(r.content, 10**7)
     assert out.shape == (120, 160, 3) and out.dtype == np.uint16
     assert len(np.unique(out[:, :, 0])) > 2000

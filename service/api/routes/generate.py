@@ -82,8 +82,14 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
             200: {
                 "description": "JSON with base64 images; or, with Accept: image/png|image/jpeg|image/webp|"
                 "application/x-npy and n=1, the image bytes (headers X-Seed, X-Label, X-Noise-Seed, "
-                "X-Model-Version). A style model answers StyleGenerated.",
-                "content": {media: {} for media in MEDIA_TYPES.values()},
+                "X-Model-Version). A style model answers StyleGenerated. With Accept: "
+                "application/x-ndjson, a stream of JSON lines: the head (the answer's fields without "
+                "images, and n), then one line per image (its index and its entry in the JSON answer) "
+                "as its batch finishes, or a last line {error: {code, message}}.",
+                "content": {
+                    **{media: {} for media in MEDIA_TYPES.values()},
+                    stream.NDJSON: {"schema": {"type": "string"}},
+                },
             },
         },
         openapi_extra={"parameters": [DEADLINE_HEADER]},

@@ -66,7 +66,14 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
                 "description": "the upscaled image. Headers: X-Input-Size, X-Output-Size (WIDTHxHEIGHT); "
                 "X-Models (every model run, NAME@VERSION); X-Detail (the detail model's weight, when "
                 "detail was asked for); X-Resize (none, or the resize after the model); X-Crop (fit cover)",
-                "content": {media: {} for media in MEDIA_TYPES.values()},
+                "content": {
+                    **{media: {} for media in MEDIA_TYPES.values()},
+                    stream.NDJSON: {
+                        "schema": {"type": "string"},
+                        "description": "with Accept: application/x-ndjson: {tiles_done, tiles} lines "
+                        "as rows of tiles finish, then {done, media_type, headers, data (base64)}",
+                    },
+                },
             },
         },
     )
