@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -365,11 +366,19 @@ def upscale_request(
 
 
 def parse_upscale(response: httpx.Response) -> UpscaleResult:
-    h = response.headers
+    return _upscale_result(response.content, response.headers.get("content-type", ""), response.headers)
+
+
+def parse_upscale_line(line: dict[str, Any]) -> UpscaleResult:
+    """The last line of a streamed /upscale answer: its headers as a dict, the image in base64."""
+    return _upscale_result(base64.b64decode(line["data"]), line["media_type"], httpx.Headers(line["headers"]))
+
+
+def _upscale_result(data: bytes, media_type: str, h: httpx.Headers) -> UpscaleResult:
     detail = h.get("x-detail")
     return UpscaleResult(
-        data=response.content,
-        media_type=h.get("content-type", ""),
+        data=data,
+        media_type=media_type,
         model=h.get("x-model", ""),
         version=int(h.get("x-model-version", "0")),
         input_size=_size(h.get("x-input-size", "0x0")),
@@ -431,6 +440,30 @@ def _settings(url: str | None, api_key: str | None) -> tuple[str, str | None]:
 # --- the clients --------------------------------------------------------------------------------
 
 OnRetry = Callable[[Exception, float], None]  # (the error, seconds until the next try)
+Progress = Callable[[int, int], None]  # a streamed upscale's (tiles done, tiles)
+NDJSON = "application/x-ndjson"
+
+
+def streamed(request: Request) -> Request:
+    """The same request, asking for the streamed (NDJSON) answer."""
+    return Request(
+        request.method,
+        request.path,
+        request.json,
+        request.content,
+        request.params,
+        {**request.headers, "Accept": NDJSON},
+    )
+
+
+def stream_error(line: dict[str, Any]) -> ApiError:
+    """The error a stream ended with, after some of it was sent: typed as its status would be."""
+    error = line["error"]
+    code = str(error.get("code", "internal_error"))
+    status = {"deadline_exceeded": 504, "queue_full": 429, "not_ready": 503, "client_disconnected": 499}.get(
+        code, 500
+    )
+    return error_from_response(status, json.dumps({"error": error}).encode(), {})
 
 
 def _call(request: Request) -> dict[str, Any]:
@@ -506,10 +539,46 @@ class GanClient(_Retrying):
             except (httpx.TransportError, ApiError) as e:
                 time.sleep(self._wait_or_raise(e, attempt))
 
+    def lines(self, request: Request) -> Iterator[dict[str, Any]]:
+        """A streamed (NDJSON) answer's lines as they arrive. Retried per the policy until the
+        stream begins; an error after that is raised (what was yielded stands), and an error
+        line ends it as its typed error."""
+        attempt = 0
+        while True:
+            attempt += 1
+            begun = False
+            try:
+                with self._http.stream(**_call(streamed(request))) as response:
+                    if not response.is_success:
+                        response.read()
+                        _check(response)
+                    for text in response.iter_lines():
+                        if text:
+                            begun = True
+                            line = json.loads(text)
+                            if "error" in line:
+                                break
+                            yield line
+                    else:
+                        return
+            except (httpx.TransportError, ApiError) as e:
+                if begun:
+                    raise ServerUnreachable(f"{self.url}: the stream broke off: {e}") from e
+                time.sleep(self._wait_or_raise(e, attempt))
+                continue
+            raise stream_error(line)  # the server's error, after part of the answer
+
     def generate(self, n: int | None = None, **options: Any) -> GenerateResult:
         """POST /generate. options: model, seed, seeds, labels, truncation, format, deadline_ms;
         for style models also truncation_psi, noise_seed, noise, ws, return_latents."""
         return parse_generate(self.send(generate_request(n, **options)))
+
+    def generate_stream(self, n: int | None = None, **options: Any) -> Iterator[tuple[int, GeneratedImage]]:
+        """POST /generate, streamed: (index, image) as each batch of the request finishes, in
+        order; the same images, byte for byte, as generate() returns."""
+        for line in self.lines(generate_request(n, **options)):
+            if "index" in line:
+                yield int(line["index"]), _image_of(line)
 
     @overload
     def walk(
@@ -587,11 +656,13 @@ class GanClient(_Retrying):
         detail: float | None = None,
         strip: str | None = None,
         deadline_ms: int | None = None,
+        progress: Progress | None = None,
     ) -> UpscaleResult:
         """POST /upscale with the image file's bytes (or its path). The output size: the model's
         own factor, `scale`, or `width` and/or `height` with `fit` (contain, cover, exact);
         `detail` (0 to 1) blends a family's faithful and detail models; `strip` (all, gps, none):
-        the metadata dropped. None: left to the server."""
+        the metadata dropped. None: left to the server. With `progress`, the answer is streamed
+        and progress(tiles done, tiles) is called as rows of tiles finish."""
         data, media_type = _image(image, media_type)
         request = upscale_request(
             data,
@@ -606,7 +677,14 @@ class GanClient(_Retrying):
             strip=strip,
             deadline_ms=deadline_ms,
         )
-        return parse_upscale(self.send(request))
+        if progress is None:
+            return parse_upscale(self.send(request))
+        for line in self.lines(request):
+            if "tiles" in line:
+                progress(int(line["tiles_done"]), int(line["tiles"]))
+            elif line.get("done"):
+                return parse_upscale_line(line)
+        raise ServerUnreachable(f"{self.url}: the stream ended before the image")
 
     def models(self) -> list[dict[str, Any]]:
         """The manifests of the loaded model versions (GET /v1/models); `default` marks the version
@@ -671,8 +749,43 @@ class AsyncGanClient(_Retrying):
             except (httpx.TransportError, ApiError) as e:
                 await asyncio.sleep(self._wait_or_raise(e, attempt))
 
+    async def lines(self, request: Request) -> AsyncIterator[dict[str, Any]]:
+        """As GanClient.lines."""
+        attempt = 0
+        while True:
+            attempt += 1
+            begun = False
+            try:
+                async with self._http.stream(**_call(streamed(request))) as response:
+                    if not response.is_success:
+                        await response.aread()
+                        _check(response)
+                    async for text in response.aiter_lines():
+                        if text:
+                            begun = True
+                            line = json.loads(text)
+                            if "error" in line:
+                                break
+                            yield line
+                    else:
+                        return
+            except (httpx.TransportError, ApiError) as e:
+                if begun:
+                    raise ServerUnreachable(f"{self.url}: the stream broke off: {e}") from e
+                await asyncio.sleep(self._wait_or_raise(e, attempt))
+                continue
+            raise stream_error(line)  # the server's error, after part of the answer
+
     async def generate(self, n: int | None = None, **options: Any) -> GenerateResult:
         return parse_generate(await self.send(generate_request(n, **options)))
+
+    async def generate_stream(
+        self, n: int | None = None, **options: Any
+    ) -> AsyncIterator[tuple[int, GeneratedImage]]:
+        """As GanClient.generate_stream."""
+        async for line in self.lines(generate_request(n, **options)):
+            if "index" in line:
+                yield int(line["index"]), _image_of(line)
 
     @overload
     async def walk(
@@ -742,6 +855,7 @@ class AsyncGanClient(_Retrying):
         detail: float | None = None,
         strip: str | None = None,
         deadline_ms: int | None = None,
+        progress: Progress | None = None,
     ) -> UpscaleResult:
         data, media_type = _image(image, media_type)
         request = upscale_request(
@@ -757,7 +871,14 @@ class AsyncGanClient(_Retrying):
             strip=strip,
             deadline_ms=deadline_ms,
         )
-        return parse_upscale(await self.send(request))
+        if progress is None:
+            return parse_upscale(await self.send(request))
+        async for line in self.lines(request):
+            if "tiles" in line:
+                progress(int(line["tiles_done"]), int(line["tiles"]))
+            elif line.get("done"):
+                return parse_upscale_line(line)
+        raise ServerUnreachable(f"{self.url}: the stream ended before the image")
 
     async def models(self) -> list[dict[str, Any]]:
         return list((await self.send(Request("GET", "/v1/models"))).json()["models"])

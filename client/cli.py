@@ -8,6 +8,7 @@
     gan-client models
     gan-client versions
     gan-client health
+    gan-client inspect walk/walk-1-2-003.png
 
 Exit status: 0 when every item is done (or was already), 1 when some failed or the job stopped
 early, 2 for a job that cannot start (bad arguments, another job's folder, unknown model).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from client.api import API_KEY_ENV, DEFAULT_URL, URL_ENV, AnimationResult, Async
 from client.errors import GanClientError
 from client.files import EXTENSIONS, atomic_write
 from client.generate_job import class_index, parse_labels, run_generate
+from client.inspect import run_inspect
 from client.retry import RetryPolicy
 from client.runner import JobError, Summary
 from client.upscale_job import FITS, STRIPS, OutputOptions, run_upscale
@@ -158,6 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
         "versions", parents=[common], help="each model's versions: loaded, default, canary, failed, policy"
     )
     sub.add_parser("health", parents=[common], help="exit 0 when the service is up and ready")
+
+    look = sub.add_parser(
+        "inspect",
+        help="print the provenance record an image file carries and the request that makes it again",
+    )
+    look.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    look.add_argument(
+        "--url", help=f"the service the printed commands use (default: ${URL_ENV}, else {DEFAULT_URL})"
+    )
+    look.add_argument(
+        "--json", action="store_true", help="one JSON object per file, a line each, and nothing else"
+    )
     return parser
 
 
@@ -184,6 +199,8 @@ def versions_table(versions: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "inspect":  # local files only: no service, no retries
+        return run_inspect(args.files, args.url or os.environ.get(URL_ENV) or DEFAULT_URL, args.json)
     if args.concurrency < 1 or args.retries < 1:
         print("gan-client: --concurrency and --retries must be at least 1", file=sys.stderr)
         return 2

@@ -3,11 +3,10 @@
 The folder structure is kept (OUT_DIR/sub/name); with --format the extension changes. Every
 request pins the model version the job started on and sends the same output options (size,
 detail, metadata: OutputOptions), both recorded in OUT_DIR/.upscale-job.json, so that a re-run
-never mixes outputs made differently. Files are
-told apart by their first bytes: what is not a PNG, JPEG or WebP is skipped with a note. An output
-that exists is skipped, so a re-run resumes; outputs are written atomically, so an existing one is
-whole. The input is never written: OUT_DIR may not be IN_DIR, and OUT_DIR is left out of the walk
-when it lies inside IN_DIR.
+never mixes outputs made differently. Files are told apart by their first bytes: what is not a
+PNG, JPEG or WebP is skipped with a note. An output that exists is skipped, so a re-run resumes;
+outputs are written atomically, so an existing one is whole. The input is never written: OUT_DIR
+may not be IN_DIR, and OUT_DIR is left out of the walk when it lies inside IN_DIR.
 """
 
 from __future__ import annotations

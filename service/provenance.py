@@ -60,6 +60,25 @@ class RecordHead:
         return f"{self.text},{_dumps(fields)[1:]}" if fields else self.text + "}"
 
 
+def exif_block(record: str) -> bytes:
+    """The EXIF block ("Exif\\0\\0" and a big-endian TIFF header) holding `record` as IFD0's
+    ImageDescription and SOFTWARE as its Software: the bytes Pillow's Image.Exif writes for those two
+    tags, made here in a microsecond instead of its twenty (every JPEG and WebP image carries one)."""
+    values = [
+        (IMAGE_DESCRIPTION, record.encode("ascii") + b"\x00"),
+        (EXIF_SOFTWARE, SOFTWARE.encode() + b"\x00"),
+    ]
+    entries, data = b"", b""
+    at = 8 + 2 + 12 * len(values) + 4  # the values follow the IFD: its count, entries, next-IFD offset
+    for tag, value in values:
+        if len(value) <= 4:
+            entries += struct.pack(">HHI4s", tag, 2, len(value), value)
+        else:
+            entries += struct.pack(">HHII", tag, 2, len(value), at + len(data))
+            data += value + b"\x00" * (len(value) & 1)  # each value starts on a word boundary
+    return b"Exif\x00\x00MM\x00*" + struct.pack(">IH", 8, len(values)) + entries + b"\x00" * 4 + data
+
+
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)  # one, not one per call
 
 
@@ -99,9 +118,13 @@ def read_provenance(data: bytes) -> dict[str, Any] | None:
 def parse_record(text: str, strict: bool = True) -> dict[str, Any] | None:
     """A record's text -> the record. Text that is not one (another program's image description or
     comment) is None, or with `strict` (text under our own key) a ValueError."""
+    if len(text) > MAX_RECORD_BYTES:
+        if strict:
+            raise ValueError(f"its {KEY} text is larger than {MAX_RECORD_BYTES} bytes")
+        return None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested arrays, thousands deep
         if strict:
             raise ValueError(f"its {KEY} record is not valid JSON") from None
         return None

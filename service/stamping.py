@@ -10,7 +10,7 @@ from PIL import Image
 
 from service.encoding import SMALL_PNG_BYTES, encode_image, small_png
 from service.metadata import ImageMetadata, itxt
-from service.provenance import EXIF_SOFTWARE, IMAGE_DESCRIPTION, KEY, SOFTWARE
+from service.provenance import EXIF_SOFTWARE, IMAGE_DESCRIPTION, KEY, SOFTWARE, exif_block
 
 # The PNG chunks record_metadata's text makes (ImageMetadata.png_chunks), prepared once: a small PNG
 # is written in a few microseconds, and building them per image would double that.
@@ -29,11 +29,22 @@ def record_metadata(fmt: str, record: str) -> ImageMetadata | None:
     return None
 
 
+class RecordExif(Image.Exif):
+    """An Exif of ImageDescription (the record) and Software, whose bytes are made once, by hand
+    (provenance.exif_block: the bytes Image.Exif.tobytes makes, in a twentieth of its time)."""
+
+    def __init__(self, record: str) -> None:
+        super().__init__()
+        self[IMAGE_DESCRIPTION] = record
+        self[EXIF_SOFTWARE] = SOFTWARE
+        self._block = exif_block(record)
+
+    def tobytes(self, offset: int = 8) -> bytes:
+        return self._block
+
+
 def record_exif(record: str) -> Image.Exif:
-    exif = Image.Exif()
-    exif[IMAGE_DESCRIPTION] = record
-    exif[EXIF_SOFTWARE] = SOFTWARE
-    return exif
+    return RecordExif(record)
 
 
 def encode_recorded(pixels: np.ndarray, fmt: str, record: str | None) -> bytes:

@@ -87,6 +87,44 @@ export async function postJson(path, body) {
   return response.json();
 }
 
+export const NDJSON = "application/x-ndjson";
+
+// An answer asked for with Accept: application/x-ndjson: one parsed object per line, as each line
+// arrives. A line {"error": {"code", "message"}} (a failure after the answer began, so the status
+// was already 200) becomes an ApiError, as does a connection that breaks off mid-answer.
+export async function* ndjson(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (error) {
+      throw new ApiError(0, "network", `the answer broke off (${error.message})`);
+    }
+    pending += chunk.value || "";
+    const lines = pending.split("\n");
+    pending = chunk.done ? "" : lines.pop();
+    for (const line of lines) {
+      if (!line.trim()) continue;
+      const item = JSON.parse(line);
+      if (item.error) throw new ApiError(0, item.error.code, item.error.message);
+      yield item;
+    }
+    if (chunk.done) return;
+  }
+}
+
+// POST a JSON body, asking for the answer as NDJSON: the lines, as ndjson() reads them.
+export async function postNdjson(path, body) {
+  const response = await call(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: NDJSON },
+    body: jsonBody(body),
+  });
+  return ndjson(response);
+}
+
 // base64 (as /generate and /walk answer) -> a Blob of the given type.
 export function blobOf(base64, type) {
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
@@ -94,7 +132,9 @@ export function blobOf(base64, type) {
 }
 
 export const MEDIA_TYPES = { png: "image/png", jpeg: "image/jpeg", webp: "image/webp" };
-export const EXTENSIONS = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp" };
+export const EXTENSIONS = {
+  "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif", "image/apng": "png",
+};
 
 // "CPUExecutionProvider" -> "CPU": the provider's short name, for tight places.
 export function device(model) {

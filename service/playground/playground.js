@@ -102,7 +102,7 @@ class Playground {
       this.generator.show(model, this.limits);
     } else {
       this.generator.hide();
-      this.upscaler.show(model, this.limits);
+      this.upscaler.show(model, this.limits, this.models);
     }
   }
 
@@ -137,7 +137,8 @@ function describe(model) {
     return `Generator: ${out} images, ${classes}, latent size ${g.latent_size}; ${where}.`;
   }
   const u = model.upscaler;
-  return `Upscaler: ×${u.scale}, in tiles of ${u.tile} px; ${where}.`;
+  const family = u.family ? `, the ${u.family.role} model of family ${u.family.name}` : "";
+  return `Upscaler: ×${u.scale}, in tiles of ${u.tile} px${family}; ${where}.`;
 }
 
 new Playground().start();

@@ -317,3 +317,84 @@ def test_api_key_against_a_server_that_requires_one(make_server: Callable[..., S
     with GanClient(srv.url, retry=FAST) as gan, pytest.raises(RequestRejected) as refused:
         gan.generate(1)
     assert (refused.value.status, refused.value.code) == (401, "unauthorized")  # not retried: a 4xx
+
+
+def test_generate_stream_yields_the_same_images_as_generate(small_server: Server) -> None:
+    options = {"model": "digits-conditional", "seed": 40, "labels": [3, 4] * 20}
+    with GanClient(small_server.url) as gan:
+        whole = gan.generate(40, **options)
+        streamed = list(gan.generate_stream(40, **options))
+    assert [index for index, _ in streamed] == list(range(40))  # two parts of 32 and 8, in order
+    assert [image for _, image in streamed] == whole.images
+
+    async def scenario() -> list[tuple[int, object]]:
+        async with AsyncGanClient(small_server.url) as gan:
+            return [pair async for pair in gan.generate_stream(40, **options)]
+
+    assert asyncio.run(scenario()) == streamed
+    with GanClient(small_server.url, retry=FAST) as gan, pytest.raises(RequestRejected) as bad:
+        list(gan.generate_stream(3, model="digits-conditional", labels="eleven"))
+    assert bad.value.status == 400  # found before the stream began: the error with its status
+
+
+def test_upscale_progress_reports_tiles_and_gives_the_same_image(small_server: Server) -> None:
+    data = png(300, 200, seed=3)  # 2 rows of 3 tiles at x2
+    seen: list[tuple[int, int]] = []
+    with GanClient(small_server.url) as gan:
+        plain = gan.upscale(data, model="srresnet-x2", scale=1.5)
+        reported = gan.upscale(data, model="srresnet-x2", scale=1.5, progress=lambda *p: seen.append(p))
+    assert seen == [(0, 6), (3, 6), (6, 6)]
+    assert reported == plain  # every field: bytes, sizes, models, resize
+
+    async def scenario() -> UpscaleResult:
+        async with AsyncGanClient(small_server.url) as gan:
+            return await gan.upscale(data, model="srresnet-x2", scale=1.5, progress=lambda *p: None)
+
+    assert asyncio.run(scenario()) == plain
+
+
+class _BrokenStream(http.server.BaseHTTPRequestHandler):
+    """A stream that is busy once (429), then sends a head and an image line and ends with an
+    error line, as the service does when a later part misses its deadline."""
+
+    tries: ClassVar[int] = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).tries += 1
+        if self.tries == 1:
+            body = b'{"error":{"code":"queue_full","message":"busy"}}'
+            self.send_response(429)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        image = '{"index":0,"seed":1,"label":null,"label_name":null,"data":"aGk="}'
+        error = '{"error":{"code":"deadline_exceeded","message":"the deadline passed while queued"}}'
+        body = f'{{"model":"m","n":2}}\n{image}\n{error}\n'.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_stream_is_retried_until_it_begins_and_its_error_line_is_raised() -> None:
+    _BrokenStream.tries = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BrokenStream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    got = []
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with GanClient(url, retry=FAST) as gan, pytest.raises(Overloaded) as late:
+            for pair in gan.generate_stream(2):
+                got.append(pair)
+    finally:
+        server.shutdown()
+    assert _BrokenStream.tries == 2  # the 429 was retried; the late error was not
+    assert [(i, image.data) for i, image in got] == [(0, b"hi")]
+    assert (late.value.status, late.value.code) == (504, "deadline_exceeded")

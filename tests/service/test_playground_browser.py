@@ -1,6 +1,7 @@
 """The playground page in headless Chromium (Debian's, driven by Playwright) against a real
-server: a grid of generated images, a label change, a latent walk, an upscale and its download, an
-oversize upload's error, the live view, keyboard use, an accessibility audit (axe-core), an API
+server: a grid of generated images (streamed), a label change, a latent walk, a loop and its
+animations, an upscale and its download, output sizes, the detail blend, tile progress, metadata,
+an oversize upload's error, the live view, keyboard use, an accessibility audit (axe-core), an API
 key, a phone-sized screen.
 
 Every state is saved as a screenshot under test-artifacts/playground/ (or $GAN_TEST_ARTIFACTS).
@@ -26,7 +27,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.live_server import REPO, Server, model_subset, start_server
 
-MAX_PIXELS = 128 * 128  # the test server's upscale limit, so an oversize image is small
+MAX_PIXELS = 256 * 256  # the test server's upscale limit: room for 4 tiles, yet an oversize image is small
 CHROMIUM_ARGS = [
     "--no-sandbox",  # tests run as root here
     "--disable-gpu",
@@ -63,7 +64,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("playground")
-    models = model_subset(tmp, ["digits", "digits-conditional", "digits-style", "srresnet-x2"])
+    upscalers = ["srresnet-x2", "srresnet-x4", "srgan-x4"]  # the x4 two: the family photo-x4
+    models = model_subset(tmp, ["digits", "digits-conditional", "digits-style", *upscalers])
     srv = start_server(tmp, models, max_input_pixels=MAX_PIXELS)
     yield srv
     srv.stop()
@@ -342,7 +344,7 @@ def test_a_dropped_image_and_another_output_format(page: Page, live: Server) -> 
 
 def test_an_oversize_upload_shows_the_servers_message(page: Page, live: Server, tmp_path: Path) -> None:
     big = tmp_path / "big.png"
-    big.write_bytes(photo(200, 100))  # 20,000 pixels, over the server's 16,384
+    big.write_bytes(photo(300, 250))  # 75,000 pixels, over the server's 65,536
     refused = httpx.post(
         f"{live.url}/upscale", content=big.read_bytes(), headers={"Content-Type": "image/png"}, timeout=30
     )
@@ -377,7 +379,9 @@ def test_live_view_of_the_service(page: Page, live: Server) -> None:
         ["digits v1", "generate", "CPU"],
         ["digits-conditional v1", "generate", "CPU"],
         ["digits-style v1", "generate", "CPU"],
+        ["srgan-x4 v1", "upscale", "CPU"],
         ["srresnet-x2 v1", "upscale", "CPU"],
+        ["srresnet-x4 v1", "upscale", "CPU"],
     ]
     # Requests made while the page watches show up as a rate and a latency.
     page.wait_for_timeout(2500)
