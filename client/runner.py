@@ -54,7 +54,8 @@ class Progress:
             total=total, unit=unit, dynamic_ncols=True, disable=None if enabled else True, file=sys.stderr
         )
 
-    def advance(self, items: int) -> None:
+    def advance(self, items: float) -> None:
+        """Items done; a fraction of one for an item partly done (an upscale's tiles)."""
         self._bar.update(items)
 
     def note(self, message: str) -> None:

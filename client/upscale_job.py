@@ -318,9 +318,18 @@ async def run_upscale(
 
     async def upscale(item: tuple[Path, Path, str]) -> None:
         path, target, media_type = item
+        shown = 0.0  # of this image, on the bar: its finished tiles' share, as the server reports them
+
+        def tiles(done: int, total: int) -> None:
+            nonlocal shown
+            bar.advance(done / total - shown)
+            shown = done / total
+
         try:
             data = await asyncio.to_thread(path.read_bytes)
-            result = await client.upscale(data, media_type, model=ref, format=format, **params)
+            result = await client.upscale(
+                data, media_type, model=ref, format=format, progress=tiles if progress else None, **params
+            )
         except ServerUnreachable as e:
             summary.failed += 1
             raise Abort(f"the server cannot be reached: {e}") from e
@@ -335,7 +344,7 @@ async def run_upscale(
         else:
             await asyncio.to_thread(atomic_write, target, result.data)
             summary.done += 1
-        bar.advance(1)
+        bar.advance(1 - shown)
 
     summary.aborted = await run_bounded(todo, upscale, concurrency)
     bar.close()

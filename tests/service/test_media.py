@@ -70,9 +70,9 @@ def test_the_client_shares_the_table_without_the_server_dependencies() -> None:
     import sys
 
     code = (
-        "import sys, client, client.cli, client.upscale_job; "
+        "import sys, client, client.cli, client.inspect, client.upscale_job; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('service', 'pydantic', 'numpy', 'PIL', 'fastapi', 'onnxruntime')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['service', 'service.media']"
+    assert out.stdout.strip() == "['service', 'service.media', 'service.provenance']"

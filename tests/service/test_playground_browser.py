@@ -124,6 +124,54 @@ def wait_for_text(tab: Page, selector: str, text: str) -> None:
     )
 
 
+def record_texts(tab: Page, selector: str) -> None:
+    """Start keeping every text the element is given (window.seenTexts), however fast the page
+    changes it: a MutationObserver's records hold each replaced text node."""
+    tab.evaluate(
+        """(selector) => {
+            window.seenTexts = [];
+            new MutationObserver((records) => {
+                for (const record of records) {
+                    for (const node of record.addedNodes) window.seenTexts.push(node.textContent);
+                }
+            }).observe(document.querySelector(selector), { childList: true });
+        }""",
+        selector,
+    )
+
+
+def how_made(tab: Page) -> dict[str, str]:
+    """The upscaler's "how it was made" list: term -> value."""
+    terms = tab.locator("#up-how dt").all_inner_texts()
+    return dict(zip(terms, tab.locator("#up-how dd").all_inner_texts(), strict=True))
+
+
+def upscale_page(tab: Page, picture: Path) -> None:
+    """Choose the file, press Upscale, wait for the answer to be shown."""
+    tab.set_input_files("#up-file", str(picture))
+    wait_for_text(tab, "#up-chosen", picture.name)
+    tab.click("#up-submit")  # the button is busy from the click until the answer is shown
+    tab.wait_for_function("() => document.querySelector('#up-submit').getAttribute('aria-busy') === null")
+    assert tab.locator("#up-error").is_hidden(), tab.inner_text("#up-error")
+    assert tab.locator("#up-result").is_visible()
+
+
+def api_upscale(live: Server, picture: Path, query: str) -> httpx.Response:
+    answer = httpx.post(
+        f"{live.url}/upscale?{query}",
+        content=picture.read_bytes(),
+        headers={"Content-Type": "image/jpeg" if picture.suffix == ".jpg" else "image/png"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer
+
+
+def set_range(tab: Page, selector: str, value: str) -> None:
+    tab.fill(selector, value)
+    tab.dispatch_event(selector, "input")
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -208,6 +256,43 @@ def test_seeds_beyond_javascript_numbers_and_the_random_button(page: Page, live:
     )
 
 
+def test_generate_streams_into_the_grid(page: Page, live: Server) -> None:
+    """/generate is asked for NDJSON; the grid gets each image as its line is read (one at a time,
+    not the whole grid at once) and ends as the JSON answer's images, with a progress bar on the
+    way."""
+    open_model(page, live, "digits")
+    accepts: list[str] = []
+    page.on("request", lambda r: r.url.endswith("/generate") and accepts.append(r.headers.get("accept", "")))
+    page.evaluate(
+        """() => {
+            window.gridCounts = [];
+            const grid = document.querySelector('#gen-grid');
+            new MutationObserver((records) => {
+                let count = grid.querySelectorAll('img').length;
+                const counts = [];
+                for (const record of [...records].reverse()) {  // the count after each change
+                    counts.unshift(count);
+                    count -= record.addedNodes.length - record.removedNodes.length;
+                }
+                window.gridCounts.push(...counts);
+            }).observe(grid, { childList: true });
+        }"""
+    )
+    record_texts(page, "#gen-progress-text")
+    shown = generate_grid(page, 40, "500", None)  # parts of 32: two batches
+    assert accepts == ["application/x-ndjson"]
+    counts = page.evaluate("window.gridCounts")
+    assert counts[-40:] == list(range(1, 41)), "one image at a time"
+    texts = page.evaluate("window.seenTexts")
+    assert texts[0] == "0 of 40 images" and texts[-1] == "40 of 40 images"
+    assert page.locator("#gen-progress-row").is_hidden(), "the bar goes once all are shown"
+    assert page.inner_text("#gen-summary").startswith("40 images (32×32) from digits v1")
+    expected = api_images(live, "/generate", {"model": "digits", "n": 40, "seed": 500})
+    assert shown == [pixel_digest(image) for image in expected]
+    captions = page.locator("#gen-grid .caption").all_inner_texts()
+    assert captions[0] == "seed 500" and captions[-1] == "seed 539"
+
+
 def test_latent_walk_strip(page: Page, live: Server) -> None:
     open_model(page, live, "digits-conditional")
     generate_grid(page, 4, "20", "5")  # the walk's seeds follow the grid: 20 to 21
@@ -227,6 +312,74 @@ def test_latent_walk_strip(page: Page, live: Server) -> None:
     assert (
         expected[0] != expected[-1] and pixel_digest(expected[0]) == grid[0]
     )  # the walk starts at the grid's first
+
+
+def test_a_loop_through_seeds_as_a_strip(page: Page, live: Server) -> None:
+    open_model(page, live, "digits-conditional")
+    generate_grid(page, 3, "30", "4")  # the loop's seeds follow the grid: 30, 31, 32
+    page.select_option("#walk-kind", "loop")
+    assert page.is_visible("#walk-seeds") and not page.is_visible("#walk-from")
+    assert page.input_value("#walk-seeds") == "30, 31, 32"
+    page.fill("#walk-seeds", "1, 2,3")
+    page.fill("#walk-steps", "4")
+    page.click("#walk-submit")
+    page.wait_for_function("() => document.querySelectorAll('#walk-strip img').length === 12")
+    captions = page.locator("#walk-strip .caption").all_inner_texts()
+    assert [captions[i] for i in (0, 4, 8)] == ["seed 1", "seed 2", "seed 3"] and captions[2] == "t = 0.50"
+    assert "through seeds 1 → 2 → 3 → 1, label 4" in page.inner_text("#walk-summary")
+    body = {"model": "digits-conditional", "seeds": [1, 2, 3], "steps": 4, "label": 4}
+    expected = api_images(live, "/walk", body)
+    assert image_digests(page, "#walk-strip img") == [pixel_digest(image) for image in expected]
+    # too few seeds: said on the page, nothing sent
+    page.fill("#walk-seeds", "7")
+    page.click("#walk-submit")
+    page.wait_for_selector("#walk-error:not([hidden])")
+    assert "a loop needs two or more" in page.inner_text("#walk-error")
+
+
+@pytest.mark.parametrize(
+    ("animation", "pil_format", "suffix"), [("webp", "WEBP", "webp"), ("gif", "GIF", "gif"), ("apng", "PNG", "png")]
+)
+def test_a_loop_animation_and_its_download(
+    page: Page, live: Server, animation: str, pil_format: str, suffix: str
+) -> None:
+    open_model(page, live, "digits-conditional")
+    page.select_option("#walk-kind", "loop")
+    page.fill("#walk-seeds", "5, 6, 7")
+    page.fill("#walk-steps", "4")
+    page.select_option("#gen-label", "2")
+    assert page.locator("#walk-ms-field").is_hidden()
+    page.select_option("#walk-as", animation)
+    page.fill("#walk-ms", "80")
+    page.click("#walk-submit")
+    page.wait_for_selector("#walk-figure:not([hidden])")
+    page.wait_for_function("() => document.querySelector('#walk-animation').naturalWidth > 0")
+    size = page.evaluate(
+        "(() => { const img = document.querySelector('#walk-animation');"
+        " return [img.naturalWidth, img.naturalHeight]; })()"
+    )
+    assert size == [32, 32], "the model's own size"
+    assert page.locator("#walk-strip img").count() == 0
+    summary = page.inner_text("#walk-summary")
+    assert summary.startswith("12 frames by slerp through seeds 5 → 6 → 7 → 5, 80 ms each")
+    alt = page.get_attribute("#walk-animation", "alt") or ""
+    assert "12 frames of 80 ms" in alt
+    shot(page, f"03-walk-animation-{animation}")
+    media_type = f"image/{animation}"
+    assert page.get_attribute("#walk-download", "type") == media_type
+    with page.expect_download() as download:
+        page.click("#walk-download")
+    assert download.value.suggested_filename == f"digits-conditional-v1-walk-5-6-7.{suffix}"
+    saved = Path(download.value.path()).read_bytes()
+    with Image.open(io.BytesIO(saved)) as image:
+        assert (image.format, image.size, image.n_frames) == (pil_format, (32, 32), 12)
+    direct = httpx.post(
+        f"{live.url}/walk",
+        json={"model": "digits-conditional", "seeds": [5, 6, 7], "steps": 4, "label": 2, "method": "slerp"}
+        | {"animation": animation, "frame_ms": 80},
+        timeout=30,
+    )
+    assert direct.headers["content-type"] == media_type and saved == direct.content
 
 
 def test_style_model_psi_noise_and_mixing(page: Page, live: Server) -> None:
@@ -342,6 +495,118 @@ def test_a_dropped_image_and_another_output_format(page: Page, live: Server) -> 
         assert (result.format, result.size) == ("WEBP", (48, 32))
 
 
+def test_a_scale_factor_with_tile_progress(page: Page, live: Server, tmp_path: Path) -> None:
+    """Scale 2.5 on the x2 model: its output, then a Lanczos resize to 2.5 times the input; the
+    answer comes as NDJSON, row of tiles by row (224x200 is 2 x 2 tiles of 128, overlap 32)."""
+    picture = tmp_path / "wide.png"
+    picture.write_bytes(photo(224, 200))
+    open_model(page, live, "srresnet-x2")
+    assert page.inner_text("#up-native-text") == "the model's own, ×2"
+    page.check("input[name='up-size'][value='scale']")
+    assert page.is_visible("#up-scale") and not page.is_visible("#up-width")
+    assert page.get_attribute("#up-scale", "max") == "4", "up to the largest served factor"
+    page.fill("#up-scale", "2.5")
+    accepts: list[str] = []
+    page.on("request", lambda r: "/upscale" in r.url and accepts.append(r.headers.get("accept", "")))
+    record_texts(page, "#up-progress-text")
+    upscale_page(page, picture)
+    assert accepts == ["application/x-ndjson"]
+    assert page.inner_text("#up-sizes").startswith("Input 224×200 → output 560×500 (×2.5 asked)")
+    assert page.inner_text("#up-progress-text") == "4 of 4 tiles"
+    assert page.evaluate("[document.querySelector('#up-progress').value, document.querySelector('#up-progress').max]") == [4, 4]
+    texts = page.evaluate("window.seenTexts")
+    assert texts[0] == "sending the image…" and "0 of 4 tiles" in texts and texts[-1] == "4 of 4 tiles"
+    assert how_made(page) == {
+        "Models": "srresnet-x2@1",
+        "Resize": "lanczos 448×400 to 560×500",
+        "Bit depth": "8 bits a channel",
+        "Metadata": "kept, GPS dropped",
+    }
+    shot(page, "05-upscale-scale-progress")
+    with page.expect_download() as download:
+        page.click("#up-download")
+    direct = api_upscale(live, picture, "model=srresnet-x2&scale=2.5")
+    assert direct.headers["x-output-size"] == "560x500"
+    assert Path(download.value.path()).read_bytes() == direct.content
+    # the compare view has the output's shape
+    assert page.evaluate(
+        "getComputedStyle(document.querySelector('#compare')).getPropertyValue('--aspect')"
+    ) == "560 / 500"
+
+
+def test_detail_blends_the_family_at_a_size_with_cover(page: Page, live: Server, tmp_path: Path) -> None:
+    picture = tmp_path / "cat.png"
+    picture.write_bytes(photo(40, 30))
+    open_model(page, live, "srresnet-x2")  # in no family: nothing to blend
+    assert page.is_disabled("#up-detail")
+    help_text = page.inner_text("#up-detail-help")
+    assert "srresnet-x2 is in no family" in help_text and "photo-x4" in help_text
+    page.select_option("#model", "srresnet-x4")
+    page.wait_for_function("() => !document.querySelector('#up-detail').disabled")
+    assert page.input_value("#up-detail") == "0", "starts at the picked model alone"
+    assert "0 is srresnet-x4" in page.inner_text("#up-detail-help")
+    assert "1 is srgan-x4" in page.inner_text("#up-detail-help")
+    set_range(page, "#up-detail", "0.5")
+    assert page.inner_text("#up-detail-value") == "0.50"
+    page.check("input[name='up-size'][value='box']")
+    page.fill("#up-width", "100")
+    page.fill("#up-height", "100")
+    page.select_option("#up-fit", "cover")
+    upscale_page(page, picture)
+    assert page.inner_text("#up-sizes").startswith("Input 40×30 → output 100×100 (100×100 asked, cover)")
+    assert how_made(page) == {
+        "Models": "srresnet-x4@1, srgan-x4@1",
+        "Detail": "0.5 (50% srresnet-x4, 50% srgan-x4)",
+        "Resize": "lanczos 160×120 to 133×100",
+        "Crop": "100×100 from (16, 0)",
+        "Bit depth": "8 bits a channel",
+        "Metadata": "kept, GPS dropped",
+    }
+    shot(page, "05-upscale-detail-cover")
+    with page.expect_download() as download:
+        page.click("#up-download")
+    assert download.value.suggested_filename == "cat-srresnet-x4.png"
+    direct = api_upscale(live, picture, "model=srresnet-x4&width=100&height=100&fit=cover&detail=0.5")
+    assert direct.headers["x-models"] == "srresnet-x4@1, srgan-x4@1"
+    assert Path(download.value.path()).read_bytes() == direct.content
+    # all the way to 1: the detail model alone
+    set_range(page, "#up-detail", "1")
+    page.check("input[name='up-size'][value='native']")
+    upscale_page(page, picture)
+    assert page.inner_text("#up-sizes").startswith("Input 40×30 → output 160×120 (×4 by srresnet-x4 v1)")
+    assert how_made(page)["Models"] == "srgan-x4@1"
+
+
+def gps_jpeg(path: Path) -> None:
+    """A small JPEG whose EXIF has a camera name and a GPS position."""
+    image = Image.open(io.BytesIO(photo(40, 30))).convert("RGB")
+    exif = image.getexif()
+    exif[0x010F] = "TestCam"
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (48.0, 51.0, 30.0)
+    image.save(path, format="JPEG", quality=95, exif=exif.tobytes())
+
+
+def test_the_metadata_choice(page: Page, live: Server, tmp_path: Path) -> None:
+    picture = tmp_path / "camera.jpg"
+    gps_jpeg(picture)
+    open_model(page, live, "srresnet-x2")
+    kept: dict[str, dict[int, object]] = {}
+    for strip, said in [("none", "all kept"), ("gps", "kept, GPS dropped"), ("all", "dropped (colour profile kept)")]:
+        page.select_option("#up-strip", strip)
+        upscale_page(page, picture)
+        assert how_made(page)["Metadata"] == said
+        with page.expect_download() as download:
+            page.click("#up-download")
+        assert download.value.suggested_filename == "camera-srresnet-x2.jpg"
+        with Image.open(download.value.path()) as result:
+            exif = result.getexif()
+            kept[strip] = {"make": exif.get(0x010F), "gps": dict(exif.get_ifd(0x8825))}
+    assert kept["none"]["make"] == "TestCam" and kept["none"]["gps"]
+    assert kept["gps"]["make"] == "TestCam" and not kept["gps"]["gps"]
+    assert kept["all"] == {"make": None, "gps": {}}
+
+
 def test_an_oversize_upload_shows_the_servers_message(page: Page, live: Server, tmp_path: Path) -> None:
     big = tmp_path / "big.png"
     big.write_bytes(photo(300, 250))  # 75,000 pixels, over the server's 65,536
@@ -373,7 +638,7 @@ def test_live_view_of_the_service(page: Page, live: Server) -> None:
     for seed in range(5):
         api_images(live, "/generate", {"model": "digits", "n": 4, "seed": seed})
     open_model(page, live, "digits")
-    page.wait_for_selector("#live-models tbody tr:nth-child(3)")
+    page.wait_for_selector("#live-models tbody tr:nth-child(6)")
     rows = page.locator("#live-models tbody tr").all_inner_texts()
     assert [row.split("\t")[:3] for row in rows] == [
         ["digits v1", "generate", "CPU"],
@@ -482,14 +747,25 @@ def test_no_accessibility_violations(browser: Browser, live: Server, tmp_path: P
         assert generator.violations_count == 0, generator.generate_report()
         tab.select_option("#model", "digits-style")
         tab.wait_for_selector("#mix-panel:not([hidden])")
+        tab.select_option("#walk-kind", "loop")
+        tab.select_option("#walk-as", "webp")
+        tab.click("#walk-submit")
+        tab.wait_for_selector("#walk-figure:not([hidden])")
         tab.click("#mix-submit")
         tab.wait_for_selector("#mix-figure:not([hidden])")
         style = axe.run(tab)
         assert style.violations_count == 0, style.generate_report()
-        tab.select_option("#model", "srresnet-x2")
-        tab.set_input_files("#up-file", str(picture))
-        tab.click("#up-submit")
-        tab.wait_for_selector("#up-result:not([hidden])")
+        tab.select_option("#model", "srresnet-x2")  # the detail slider off, with its hint
+        tab.wait_for_selector("#upscaler:not([hidden])")
+        assert tab.is_disabled("#up-detail")
+        off = axe.run(tab)
+        assert off.violations_count == 0, off.generate_report()
+        tab.select_option("#model", "srresnet-x4")  # a family: the slider on; a size with cover
+        tab.check("input[name='up-size'][value='box']")
+        tab.fill("#up-width", "60")
+        tab.fill("#up-height", "60")
+        tab.select_option("#up-fit", "cover")
+        upscale_page(tab, picture)
         upscaler = axe.run(tab)
         assert upscaler.violations_count == 0, upscaler.generate_report()
         shot(tab, f"10-upscaler-{scheme}")
