@@ -18,12 +18,13 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from PIL import Image
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Request, sync_playwright
 
 from tests.live_server import REPO, Server, model_subset, start_server
 
@@ -138,6 +139,18 @@ def record_texts(tab: Page, selector: str) -> None:
         }""",
         selector,
     )
+
+
+def accept_headers(tab: Page, path: str) -> list[str]:
+    """The Accept header of each request the page makes to `path` from now on."""
+    seen: list[str] = []
+
+    def note(request: Request) -> None:
+        if urlsplit(request.url).path == path:
+            seen.append(request.headers.get("accept", ""))
+
+    tab.on("request", note)
+    return seen
 
 
 def how_made(tab: Page) -> dict[str, str]:
@@ -261,8 +274,7 @@ def test_generate_streams_into_the_grid(page: Page, live: Server) -> None:
     not the whole grid at once) and ends as the JSON answer's images, with a progress bar on the
     way."""
     open_model(page, live, "digits")
-    accepts: list[str] = []
-    page.on("request", lambda r: r.url.endswith("/generate") and accepts.append(r.headers.get("accept", "")))
+    accepts = accept_headers(page, "/generate")
     page.evaluate(
         """() => {
             window.gridCounts = [];
@@ -338,7 +350,8 @@ def test_a_loop_through_seeds_as_a_strip(page: Page, live: Server) -> None:
 
 
 @pytest.mark.parametrize(
-    ("animation", "pil_format", "suffix"), [("webp", "WEBP", "webp"), ("gif", "GIF", "gif"), ("apng", "PNG", "png")]
+    ("animation", "pil_format", "suffix"),
+    [("webp", "WEBP", "webp"), ("gif", "GIF", "gif"), ("apng", "PNG", "png")],
 )
 def test_a_loop_animation_and_its_download(
     page: Page, live: Server, animation: str, pil_format: str, suffix: str
@@ -372,7 +385,7 @@ def test_a_loop_animation_and_its_download(
     assert download.value.suggested_filename == f"digits-conditional-v1-walk-5-6-7.{suffix}"
     saved = Path(download.value.path()).read_bytes()
     with Image.open(io.BytesIO(saved)) as image:
-        assert (image.format, image.size, image.n_frames) == (pil_format, (32, 32), 12)
+        assert (image.format, image.size, getattr(image, "n_frames", 1)) == (pil_format, (32, 32), 12)
     direct = httpx.post(
         f"{live.url}/walk",
         json={"model": "digits-conditional", "seeds": [5, 6, 7], "steps": 4, "label": 2, "method": "slerp"}
@@ -506,14 +519,14 @@ def test_a_scale_factor_with_tile_progress(page: Page, live: Server, tmp_path: P
     assert page.is_visible("#up-scale") and not page.is_visible("#up-width")
     assert page.get_attribute("#up-scale", "max") == "4", "up to the largest served factor"
     page.fill("#up-scale", "2.5")
-    accepts: list[str] = []
-    page.on("request", lambda r: "/upscale" in r.url and accepts.append(r.headers.get("accept", "")))
+    accepts = accept_headers(page, "/upscale")
     record_texts(page, "#up-progress-text")
     upscale_page(page, picture)
     assert accepts == ["application/x-ndjson"]
     assert page.inner_text("#up-sizes").startswith("Input 224×200 → output 560×500 (×2.5 asked)")
     assert page.inner_text("#up-progress-text") == "4 of 4 tiles"
-    assert page.evaluate("[document.querySelector('#up-progress').value, document.querySelector('#up-progress').max]") == [4, 4]
+    bar = page.locator("#up-progress")
+    assert bar.evaluate("(bar) => [bar.value, bar.max]") == [4, 4]
     texts = page.evaluate("window.seenTexts")
     assert texts[0] == "sending the image…" and "0 of 4 tiles" in texts and texts[-1] == "4 of 4 tiles"
     assert how_made(page) == {
@@ -529,9 +542,17 @@ def test_a_scale_factor_with_tile_progress(page: Page, live: Server, tmp_path: P
     assert direct.headers["x-output-size"] == "560x500"
     assert Path(download.value.path()).read_bytes() == direct.content
     # the compare view has the output's shape
-    assert page.evaluate(
-        "getComputedStyle(document.querySelector('#compare')).getPropertyValue('--aspect')"
-    ) == "560 / 500"
+    assert (
+        page.evaluate("getComputedStyle(document.querySelector('#compare')).getPropertyValue('--aspect')")
+        == "560 / 500"
+    )
+    # beyond the largest served factor: the server's own words
+    page.fill("#up-scale", "5")
+    page.click("#up-submit")
+    page.wait_for_selector("#up-error:not([hidden])")
+    assert page.inner_text("#up-error") == (
+        "scale is 5; an upscale enlarges by 1 to 4 (the largest served model's factor) (HTTP 400)"
+    )
 
 
 def test_detail_blends_the_family_at_a_size_with_cover(page: Page, live: Server, tmp_path: Path) -> None:
@@ -591,8 +612,9 @@ def test_the_metadata_choice(page: Page, live: Server, tmp_path: Path) -> None:
     picture = tmp_path / "camera.jpg"
     gps_jpeg(picture)
     open_model(page, live, "srresnet-x2")
-    kept: dict[str, dict[int, object]] = {}
-    for strip, said in [("none", "all kept"), ("gps", "kept, GPS dropped"), ("all", "dropped (colour profile kept)")]:
+    kept: dict[str, dict[str, object]] = {}
+    said_of = {"none": "all kept", "gps": "kept, GPS dropped", "all": "dropped (colour profile kept)"}
+    for strip, said in said_of.items():
         page.select_option("#up-strip", strip)
         upscale_page(page, picture)
         assert how_made(page)["Metadata"] == said
@@ -700,6 +722,39 @@ def test_metrics_arithmetic_in_the_page(page: Page, live: Server) -> None:
     assert result["bars"] == [10, 20, 10, 0]
 
 
+def test_ndjson_reading_in_the_page(page: Page, live: Server) -> None:
+    """The page's NDJSON reader: lines split across chunks, blank lines, and a last error line
+    (a failure after the answer began) thrown as the server's message."""
+    page.goto(f"{live.url}/")
+    result = page.evaluate(
+        """async () => {
+            const api = await import("/playground/api.js");
+            const chunks = ['{"n": 2}\\n{"ind', 'ex": 0}\\n\\n{"index": 1}\\n{"error": {"code": "dead',
+                            'line_exceeded", "message": "too late"}}\\n'];
+            const encoder = new TextEncoder();
+            const body = new ReadableStream({
+                start(controller) {
+                    chunks.forEach((chunk) => controller.enqueue(encoder.encode(chunk)));
+                    controller.close();
+                },
+            });
+            const seen = [];
+            try {
+                for await (const line of api.ndjson(new Response(body))) seen.push(line);
+            } catch (error) {
+                return { seen, code: error.code, message: error.message, status: error.status };
+            }
+            return { seen };
+        }"""
+    )
+    assert result == {
+        "seen": [{"n": 2}, {"index": 0}, {"index": 1}],
+        "code": "deadline_exceeded",
+        "message": "too late",
+        "status": 0,
+    }
+
+
 def test_keyboard_and_labels(page: Page, live: Server) -> None:
     open_model(page, live, "digits-conditional")
     # Every visible control has a label a screen reader announces.
@@ -773,7 +828,9 @@ def test_no_accessibility_violations(browser: Browser, live: Server, tmp_path: P
         context.close()
 
 
-def test_narrow_screen(browser: Browser, live: Server) -> None:
+def test_narrow_screen(browser: Browser, live: Server, tmp_path: Path) -> None:
+    picture = tmp_path / "cat.png"
+    picture.write_bytes(photo(40, 30))
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     tab = context.new_page()
     try:
@@ -786,6 +843,15 @@ def test_narrow_screen(browser: Browser, live: Server) -> None:
         live_box = tab.locator("#live").bounding_box()
         try_box = tab.locator("#try").bounding_box()
         assert live_box["y"] > try_box["y"] + try_box["height"] - 1, "one column: the live view below"
+        # the upscaler's size controls and its answer fit a phone too
+        tab.select_option("#model", "srresnet-x4")
+        tab.check("input[name='up-size'][value='box']")
+        tab.fill("#up-width", "60")
+        tab.fill("#up-height", "60")
+        upscale_page(tab, picture)
+        shot(tab, "08-narrow-upscaler")
+        overflow = tab.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the upscaler is {overflow} px wider than a 390 px screen"
     finally:
         context.close()
 
