@@ -20,6 +20,8 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from service.provenance import EXIF_SOFTWARE, IMAGE_DESCRIPTION, SOFTWARE
+
 ORIENTATION = 0x0112
 X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT = 0x011A, 0x011B, 0x0128
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
@@ -129,6 +131,9 @@ def for_output(
             exif.get_ifd(GPS_IFD)
         if ORIENTATION in exif:
             exif[ORIENTATION] = 1
+        if exif.get(EXIF_SOFTWARE) == SOFTWARE:  # a generated image's record describes the input
+            exif.pop(IMAGE_DESCRIPTION, None)  # only: regenerating from it would not make this file
+            del exif[EXIF_SOFTWARE]
         for tag, factor in ((X_RESOLUTION, fx), (Y_RESOLUTION, fy)):
             if tag in exif:
                 try:

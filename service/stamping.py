@@ -25,13 +25,14 @@ def record_metadata(fmt: str, record: str) -> ImageMetadata | None:
     if fmt == "png":
         return ImageMetadata(text={KEY: record, "Software": SOFTWARE})
     if fmt in ("jpeg", "webp"):
-        return ImageMetadata(exif=record_exif(record))
+        return ImageMetadata(exif=RecordExif(record))
     return None
 
 
 class RecordExif(Image.Exif):
     """An Exif of ImageDescription (the record) and Software, whose bytes are made once, by hand
-    (provenance.exif_block: the bytes Image.Exif.tobytes makes, in a twentieth of its time)."""
+    (provenance.exif_block: the bytes Image.Exif.tobytes makes, in a twentieth of its time). Made
+    to be written, not changed: tobytes does not see later changes."""
 
     def __init__(self, record: str) -> None:
         super().__init__()
@@ -41,10 +42,6 @@ class RecordExif(Image.Exif):
 
     def tobytes(self, offset: int = 8) -> bytes:
         return self._block
-
-
-def record_exif(record: str) -> Image.Exif:
-    return RecordExif(record)
 
 
 def encode_recorded(pixels: np.ndarray, fmt: str, record: str | None) -> bytes:
@@ -62,5 +59,5 @@ def animation_options(fmt: str, record: str) -> dict[str, Any]:
         metadata = ImageMetadata(text={KEY: record, "Software": SOFTWARE})
         return metadata.save_options("png")
     if fmt == "webp":
-        return {"exif": record_exif(record).tobytes()}
+        return {"exif": exif_block(record)}
     return {"comment": record}

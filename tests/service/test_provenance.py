@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +20,18 @@ import pytest
 from PIL import Image
 
 from client.inspect import inspect_file
-from service.provenance import KEY, SCHEMA, SOFTWARE, W_SOURCE, NotReproducible, read_provenance, regeneration
+from service.encoding import encode_image
+from service.provenance import (
+    KEY,
+    SCHEMA,
+    SOFTWARE,
+    W_SOURCE,
+    NotReproducible,
+    RecordHead,
+    read_provenance,
+    regeneration,
+)
+from service.stamping import encode_recorded, record_metadata
 from tests.live_server import REPO, Server
 
 STYLE = "digits-style"
@@ -81,6 +93,20 @@ def test_generated_images_carry_their_record_and_are_remade_byte_for_byte(server
         "image/*",
     )
     assert one.content == second
+
+
+@pytest.mark.parametrize(
+    ("shape", "fmt"), [((32, 32, 1), "png"), ((200, 200, 3), "png"), ((8, 8, 4), "webp")]
+)
+def test_every_encoding_path_writes_the_record(shape: tuple[int, ...], fmt: str) -> None:
+    """Small PNGs are written without Pillow, with their chunks made ready: the same file as
+    encode_image with the record's metadata; larger ones (and JPEG, WebP) go through Pillow."""
+    image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    record = RecordHead.of("/generate", "m", 1, format=fmt, source="seed").record(seed=1, label=None)
+    data = encode_recorded(image, fmt, record)
+    assert data == encode_image(image, fmt, record_metadata(fmt, record))
+    assert read_provenance(data) == json.loads(record)
+    assert encode_recorded(image, "npy", None) == encode_image(image, "npy")
 
 
 def test_truncation_and_unconditional_models_and_npy(server: Server) -> None:

@@ -18,6 +18,7 @@ from PIL import Image, ImageCms
 
 from model_repository.tiling import pad_to_tile
 from service.png16 import read_png16, write_png16
+from service.provenance import read_provenance
 from tests.live_server import REPO, Server
 
 PHOTO = skimage.data.chelsea()[60:150, 100:220]  # 120x90 RGB: one tile of every bundled model
@@ -314,3 +315,17 @@ def test_16_bit_png_is_upscaled_to_16_bits(server: Server) -> None:
     gray_alpha = np.stack([wide[:, :, 0], wide[:, :, 1]], axis=2)
     out = read_png16(upscale(server, write_png16(gray_alpha), model="srresnet-x2", scale=3).content, 10**7)
     assert out.shape == (180, 240, 4) and len(np.unique(out[:, :, 3])) > 1000
+
+
+def test_a_generated_images_record_is_not_carried_into_its_upscale(server: Server) -> None:
+    """The record says how the small image was made: on the upscaled file it would be false."""
+    for fmt in ("jpeg", "webp"):
+        small = httpx.post(
+            f"{server.url}/generate",
+            json={"model": "digits", "seed": 3, "format": fmt},
+            headers={"accept": f"image/{fmt}"},
+            timeout=60,
+        )
+        assert read_provenance(small.content) is not None
+        big = upscale(server, small.content, f"image/{fmt}", model="srresnet-x2")
+        assert big.status_code == 200 and read_provenance(big.content) is None, fmt
