@@ -33,7 +33,9 @@ def test_no_size_asked_is_the_models_own_factor() -> None:
         ({"width": 1000, "height": 500, "fit": "exact"}, (1000, 500), (1000, 500), (0, 0)),
     ],
 )
-def test_sizes(asked: dict[str, object], out: tuple[int, int], resized: tuple[int, int], crop: tuple[int, int]) -> None:
+def test_sizes(
+    asked: dict[str, object], out: tuple[int, int], resized: tuple[int, int], crop: tuple[int, int]
+) -> None:
     got = size(**asked)
     assert (got.width, got.height) == out
     assert (got.resize_w, got.resize_h) == resized
@@ -65,7 +67,15 @@ def test_sizes_out_of_range_are_refused_with_the_reason(asked: dict[str, object]
 
 @pytest.mark.parametrize(
     ("factor", "scales", "chosen"),
-    [(1.5, [2, 4], 2), (2, [2, 4], 2), (3.75, [2, 4], 2), (4, [2, 4], 4), (3, [4], 4), (1.2, [3], 3), (8, [2, 4], 4)],
+    [
+        (1.5, [2, 4], 2),
+        (2, [2, 4], 2),
+        (3.75, [2, 4], 2),
+        (4, [2, 4], 4),
+        (3, [4], 4),
+        (1.2, [3], 3),
+        (8, [2, 4], 4),
+    ],
 )
 def test_the_path_starts_from_the_largest_factor_not_above_the_one_asked(
     factor: float, scales: list[int], chosen: int
