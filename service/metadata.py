@@ -31,6 +31,8 @@ STRIP = ("all", "gps", "none")
 # XMP's GPS properties (exif:GPSLatitude and the rest), as attributes or as elements.
 XMP_GPS_ATTRIBUTE = re.compile(rb'\s+exif:GPS\w+\s*=\s*("[^"]*"|\'[^\']*\')')
 XMP_GPS_ELEMENT = re.compile(rb"<exif:GPS(\w+)\b[^>]*?(/>|>.*?</exif:GPS\1\s*>)", re.DOTALL)
+# XMP's copy of the orientation (viewers may read either): reset with EXIF's.
+XMP_ORIENTATION = re.compile(rb'(tiff:Orientation\s*=\s*["\']|<tiff:Orientation>\s*)[1-8]')
 
 
 @dataclass
@@ -88,15 +90,16 @@ def read_metadata(image: Image.Image) -> ImageMetadata:
     """What an opened upload says about itself (before its orientation is applied)."""
     info = image.info
     icc = info.get("icc_profile") or None
+    exif: Image.Exif | None
     try:
-        exif: Image.Exif | None = image.getexif()
-    except Exception:  # a corrupt EXIF block is dropped, not an error: the pixels are fine
-        exif = None
-    if exif is not None:
+        exif = image.getexif()
         exif.get_ifd(EXIF_IFD)  # loaded now, so that tobytes() writes them back
         exif.get_ifd(GPS_IFD)
-        if not len(exif):
-            exif = None
+        exif.tobytes()  # what cannot be written back is dropped now, not failed on later
+    except Exception:  # a corrupt EXIF block is dropped, not an error: the pixels are fine
+        exif = None
+    if exif is not None and not len(exif):
+        exif = None
     xmp = info.get("xmp") or info.get(XMP_PNG_KEY) or None
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
@@ -119,7 +122,7 @@ def for_output(
     if strip == "all":
         return ImageMetadata(icc=meta.icc)
     fx, fy = factors
-    exif = None
+    exif: Image.Exif | None = None
     if meta.exif is not None:
         exif = Image.Exif()
         exif.load(meta.exif.tobytes())
@@ -144,7 +147,9 @@ def for_output(
         if PIXEL_X in ifd or PIXEL_Y in ifd:
             ifd[PIXEL_X], ifd[PIXEL_Y] = size
     xmp = meta.xmp
-    if xmp is not None and strip == "gps":
-        xmp = XMP_GPS_ELEMENT.sub(b"", XMP_GPS_ATTRIBUTE.sub(b"", xmp))
+    if xmp is not None:
+        xmp = XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
+        if strip == "gps":
+            xmp = XMP_GPS_ELEMENT.sub(b"", XMP_GPS_ATTRIBUTE.sub(b"", xmp))
     dpi = None if meta.dpi is None else (meta.dpi[0] * fx, meta.dpi[1] * fy)
     return ImageMetadata(icc=meta.icc, exif=exif, xmp=xmp, dpi=dpi)

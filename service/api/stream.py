@@ -21,15 +21,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
 from model_repository.latents import MAX_SEED
 from service.batching import CancelToken
-from service.errors import ServiceError
+from service.errors import InvalidRequest, ServiceError
 from service.schemas import GeneratedImage, GenerateRequest, GeneratorAnswer, StyleImage, Upscaled
 
+log = logging.getLogger("gan.api")
 NDJSON = "application/x-ndjson"
 Answer = Callable[[GenerateRequest, CancelToken], Awaitable[Any]]
 
@@ -46,6 +51,10 @@ def parts(request: GenerateRequest, size: int, max_n: int) -> list[tuple[int, Ge
     """(offset, the request for images offset..offset+len) for every part of at most `size`
     images. A request without seeds gets its random first seed here, once for all parts."""
     count = request.count
+    if isinstance(request.labels, list) and len(request.labels) != count:  # as the whole would say
+        raise InvalidRequest(
+            f"{len(request.labels)} labels for {count} images; give one label, or one per image"
+        )
     if request.seeds is None and request.ws is None and request.seed is None:
         request = request.model_copy(update={"seed": secrets.randbelow(MAX_SEED - max_n)})
     out = []
@@ -89,26 +98,52 @@ async def cancel_all(tasks: list[asyncio.Task[Any]], cancel: CancelToken) -> Non
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class Stream(StreamingResponse):
+    """An NDJSON answer whose work is stopped however the answer ends: sent in full, cut by an
+    error, or the client gone (even before the first line, when the generator of lines never
+    runs: its own cleanup could not be trusted with it)."""
+
+    def __init__(
+        self,
+        lines: AsyncIterator[bytes],
+        cleanup: Callable[[], Awaitable[None]],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(lines, media_type=NDJSON, headers=headers)
+        self._cleanup = cleanup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._cleanup()
+
+
+def failure_line(error: BaseException) -> bytes:
+    """The last line of a stream that failed after it began."""
+    if isinstance(error, ServiceError):
+        return error_line(error)
+    log.error("a streamed answer failed: %s: %s", type(error).__name__, error)
+    return error_line(ServiceError("the request failed; see the server log"))
+
+
 async def generated_lines(
     head: dict[str, Any],
     requests: list[tuple[int, GenerateRequest]],
     tasks: list[asyncio.Task[Any]],
-    cancel: CancelToken,
     image_json: Callable[[Any], dict[str, Any]],
 ) -> AsyncIterator[bytes]:
-    """The head, then each part's images as the part finishes, in order."""
-    try:
-        yield line(head)
-        for (offset, _), task in zip(requests, tasks, strict=True):
-            try:
-                result: GeneratorAnswer = await task
-            except ServiceError as e:
-                yield error_line(e)
-                return
-            for i, image in enumerate(result.images):  # type: ignore[attr-defined]
-                yield line({"index": offset + i, **image_json(image)})
-    finally:  # the client left, or an error ended the stream: nothing more runs for it
-        await cancel_all(tasks, cancel)
+    """The head, then each part's images as the part finishes, in order (the Stream that sends
+    them cancels the parts left when it ends)."""
+    yield line(head)
+    for (offset, _), task in zip(requests, tasks, strict=True):
+        try:
+            result: GeneratorAnswer = await task
+        except Exception as e:
+            yield failure_line(e)
+            return
+        for i, image in enumerate(result.images):  # type: ignore[attr-defined]
+            yield line({"index": offset + i, **image_json(image)})
 
 
 def image_fields(image: GeneratedImage | StyleImage) -> dict[str, Any]:
@@ -121,53 +156,50 @@ def image_fields(image: GeneratedImage | StyleImage) -> dict[str, Any]:
     return fields
 
 
-async def upscale_lines(
-    task: asyncio.Task[Upscaled],
-    events: asyncio.Queue[tuple[int, int]],
-    headers: Callable[[Upscaled], dict[str, str]],
-    media_types: dict[str, str],
-) -> AsyncIterator[bytes]:
-    """Tile progress as it comes, then the answer. The task has already reported its first
-    progress (every tile queued), so it has passed every check a request can fail up front."""
-    try:
-        while True:
-            waiter = asyncio.ensure_future(events.get())
-            await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
-            if waiter.done():
-                done, total = waiter.result()
-                yield line({"tiles_done": done, "tiles": total})
-                continue
-            waiter.cancel()
-            while not events.empty():  # the last rows' progress, reported just before the end
-                done, total = events.get_nowait()
-                yield line({"tiles_done": done, "tiles": total})
-            try:
-                result = task.result()
-            except ServiceError as e:
-                yield error_line(e)
-                return
-            yield line(
-                {
-                    "done": True,
-                    "media_type": media_types[result.format],
-                    "headers": headers(result),
-                    "data": base64.b64encode(result.data).decode("ascii"),
-                }
-            )
+class UpscaleProgress:
+    """One upscale's tile progress and its end, as one queue of events: (tiles done, tiles) as
+    the upscale reports them, then None once its task is done."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
+
+    def report(self, done: int, total: int) -> None:
+        self.events.put_nowait((done, total))
+
+    def follow(self, task: asyncio.Task[Any]) -> None:
+        task.add_done_callback(lambda _: self.events.put_nowait(None))
+
+    async def first(self, task: asyncio.Task[Any]) -> tuple[int, int]:
+        """The first report (every tile is queued by then), or the request's error, raised: a
+        failure before the first report is answered with its own status."""
+        event = await self.events.get()
+        if event is None:
+            task.result()  # raises the request's error
+            raise RuntimeError("the upscale ended without reporting its tiles")
+        return event
+
+    async def lines(
+        self,
+        first: tuple[int, int],
+        task: asyncio.Task[Upscaled],
+        headers: Callable[[Upscaled], dict[str, str]],
+        media_types: dict[str, str],
+    ) -> AsyncIterator[bytes]:
+        """Tile progress as it comes, then the answer."""
+        event: tuple[int, int] | None = first
+        while event is not None:
+            yield line({"tiles_done": event[0], "tiles": event[1]})
+            event = await self.events.get()
+        try:
+            result = task.result()
+        except Exception as e:
+            yield failure_line(e)
             return
-    finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-
-async def first_progress(task: asyncio.Task[Any], events: asyncio.Queue[tuple[int, int]]) -> None:
-    """Wait until the upscale has queued its tiles (its first progress) or failed: a failure
-    before then is answered with its own status."""
-    waiter = asyncio.ensure_future(events.get())
-    await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
-    if waiter.done():
-        events.put_nowait(waiter.result())  # sent as the stream's first line
-        return
-    waiter.cancel()
-    task.result()  # raises the request's error; a task that finished without progress cannot
+        yield line(
+            {
+                "done": True,
+                "media_type": media_types[result.format],
+                "headers": headers(result),
+                "data": base64.b64encode(result.data).decode("ascii"),
+            }
+        )

@@ -121,28 +121,29 @@ class Upscaler(ServedModel):
         loop = asyncio.get_running_loop()
         models = path.models
         assert models[0] is self
-        with contextlib.ExitStack() as held:
-            for model in models[1:]:
-                held.enter_context(model.in_use())
+        with contextlib.ExitStack() as using:
+            for model in models[1:]:  # the blend's detail model answers this request too
+                using.enter_context(model.in_use())
             # decode, then cut into tiles; every tile row of every model is one job, all queued
-            # before the gates open
-            for model in models:
-                held.enter_context(model.gate.held())
-            image = await loop.run_in_executor(self.encode_pool, decode, opened)
-            padded = self.pad(image)
-            h, w = image.rgb.shape[:2]
-            plan = plan_tiles(padded.shape[0], padded.shape[1], self.tile, self.overlap)
-            for model in models:
-                model.batcher.check_room(len(plan.origins))
-            jobs: list[list[asyncio.Future[Any]]] = []
-            try:
+            # before the gates open (held longer, they would hold back every batch of the models)
+            with contextlib.ExitStack() as gates:
                 for model in models:
-                    jobs.append(model.enqueue_rows(padded, plan, deadline, cancel))
-            except BaseException:
-                for rows in jobs:
-                    for row in rows:
-                        row.cancel()
-                raise
+                    gates.enter_context(model.gate.held())
+                image = await loop.run_in_executor(self.encode_pool, decode, opened)
+                padded = self.pad(image)
+                h, w = image.rgb.shape[:2]
+                plan = plan_tiles(padded.shape[0], padded.shape[1], self.tile, self.overlap)
+                for model in models:
+                    model.batcher.check_room(len(plan.origins))
+                jobs: list[list[asyncio.Future[Any]]] = []
+                try:
+                    for model in models:
+                        jobs.append(model.enqueue_rows(padded, plan, deadline, cancel))
+                except BaseException:
+                    for rows in jobs:
+                        for row in rows:
+                            row.cancel()
+                    raise
             blended = await self._blend_rows(plan, jobs, path.detail, cancel, progress)
         # encode: cropped to the image's own size, resized to the size asked for, the alpha
         # channel resized beside it

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,7 @@ def test_errors_found_before_anything_is_sent_keep_their_status(server: Server) 
         ({"model": "digits", "n": 65}, 400, "this server's limit"),
         ({"model": "no-such-model", "n": 2}, 404, "unknown model"),
         ({"model": "digits", "n": 2, "labels": 1}, 400, "unconditional"),
+        ({"model": "digits-conditional", "n": 40, "labels": [1, 2, 3]}, 400, "3 labels for 40 images"),
     ]:
         r, _ = streamed(server, "/generate", json=body, headers=NDJSON)
         assert r.status_code == status and message in r.text, (body, r.text)
@@ -89,7 +92,7 @@ def test_json_stays_the_default(server: Server) -> None:
 
 def test_an_error_after_the_head_is_the_last_line() -> None:
     """A part that fails after the stream began (here: its deadline passed in the queue) ends the
-    stream with an error line; the parts after it are cancelled."""
+    stream with an error line; the parts after it are cancelled when the answer ends."""
 
     async def run() -> tuple[list[bytes], list[bool]]:
         request = GenerateRequest(n=3, seed=1)
@@ -103,7 +106,8 @@ def test_an_error_after_the_head_is_the_last_line() -> None:
 
         cancel = CancelToken()
         tasks = await stream.start_parts(answer, parts, cancel)
-        lines = [line async for line in stream.generated_lines({"n": 3}, parts, tasks, cancel, dict)]
+        lines = [line async for line in stream.generated_lines({"n": 3}, parts, tasks, dict)]
+        await stream.cancel_all(tasks, cancel)  # as the Stream does when the answer ends
         return lines, [t.cancelled() for t in tasks]
 
     lines, cancelled = asyncio.run(run())
@@ -162,3 +166,33 @@ def test_upscale_errors_before_the_tiles_are_queued_keep_their_status(
     full = make_server(["srresnet-x2"], max_queue_tiles=4)
     r, _ = streamed(full, "/upscale", content=Path(PHOTO).read_bytes(), headers=headers)  # 20 tiles
     assert r.status_code == 429
+
+
+def test_a_client_that_leaves_mid_stream_stops_the_rest_of_its_work(
+    make_server: Callable[..., Server],
+) -> None:
+    """An x4 upscale of 20 tiles, one at a time on one lane (seconds of work): the client reads the
+    first progress line and leaves; the tiles still queued are dropped, and the image is never
+    finished."""
+    srv = make_server(["srresnet-x4"], concurrent_batches=1)
+    url = httpx.URL(srv.url)
+    body = PHOTO.read_bytes()
+    sock = socket.create_connection((url.host, url.port))
+    sock.sendall(
+        b"POST /upscale HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        b"Accept: application/x-ndjson\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    received = b""
+    sock.settimeout(60)
+    while b'"tiles_done"' not in received:
+        chunk = sock.recv(65536)
+        assert chunk, received
+        received += chunk
+    sock.close()
+    deadline = time.monotonic() + 30
+    while srv.metric("gan_queue_depth_units", model="srresnet-x4") > 0:  # dropped, or run
+        assert time.monotonic() < deadline, srv.log()
+        time.sleep(0.05)
+    time.sleep(0.5)  # the tile that was running when the client left (about 0.15 s)
+    assert srv.metric("gan_batch_size_units_sum", model="srresnet-x4") <= 2  # not the 20 tiles
+    assert srv.metric("gan_pixels_upscaled_total", model="srresnet-x4") == 0

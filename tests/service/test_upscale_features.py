@@ -215,6 +215,7 @@ GPS_XMP = (
     b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
     b'<rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/" '
     b'xmlns:dc="http://purl.org/dc/elements/1.1/" '
+    b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6" '
     b'exif:GPSLatitude="48,51.5N" exif:GPSLongitude="2,17.7E"><dc:creator>Test Camera User</dc:creator>'
     b"<exif:GPSAltitude>35/1</exif:GPSAltitude></rdf:Description></rdf:RDF></x:xmpmeta>"
 )
@@ -261,6 +262,7 @@ def test_camera_metadata_round_trips_with_gps_dropped_by_default(server: Server)
     assert out.info["icc_profile"] == source.info["icc_profile"]
     xmp = out.info["xmp"]
     assert b"Test Camera User" in xmp and b"GPS" not in xmp  # XMP kept, its GPS properties dropped
+    assert b'tiff:Orientation="1"' in xmp  # XMP's copy of the orientation reset too
 
 
 def test_strip_none_keeps_gps_and_strip_all_keeps_only_the_colour_profile(server: Server) -> None:

@@ -10,13 +10,12 @@ from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from service.api import stream
 from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
 from service.api.responses import ERRORS, json_response
 from service.api.route import ServiceRoute, header
-from service.batching import CancelToken
 from service.config import Settings
 from service.errors import InvalidRequest, NotAcceptable
 from service.media import (
@@ -53,10 +52,11 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
             )
         model = registry.resolve(body.model, Generator, body.seed if body.seeds is None else body.seeds[0])
         requests = stream.parts(body, model.batcher.max_units, settings.max_n)
-        cancel = CancelToken()
-        tasks = await stream.start_parts(
-            lambda part, token: model.generate(part, body.format, deadline, token), requests, cancel
-        )
+        # the client watched until the stream begins; from then on the Stream sees it leave
+        async with disconnect_watch(request.receive) as cancel:
+            tasks = await stream.start_parts(
+                lambda part, token: model.generate(part, body.format, deadline, token), requests, cancel
+            )
         request.state.model, request.state.version = model.name, model.version
         out = model.output
         head = {
@@ -70,9 +70,9 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         }
         if isinstance(model, StyleGenerator):
             head["truncation_psi"] = 1.0 if body.truncation_psi is None else body.truncation_psi
-        lines = stream.generated_lines(head, requests, tasks, cancel, stream.image_fields)
+        lines = stream.generated_lines(head, requests, tasks, stream.image_fields)
         headers = {"X-Model": model.name, "X-Model-Version": str(model.version)}
-        return StreamingResponse(lines, media_type=stream.NDJSON, headers=headers)
+        return stream.Stream(lines, lambda: stream.cancel_all(tasks, cancel), headers)
 
     @api.post(
         "/generate",

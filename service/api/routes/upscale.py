@@ -8,13 +8,12 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from service.api import stream
 from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
 from service.api.responses import ERRORS
 from service.api.route import ServiceRoute, header
-from service.batching import CancelToken
 from service.config import Settings
 from service.errors import InvalidRequest, UnsupportedMediaType
 from service.imaging import OpenedImage, open_image
@@ -114,19 +113,26 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         request: Request, opened: OpenedImage, path: UpscalePath, options: UpscaleOptions, deadline: float
     ) -> Response:
         """NDJSON: a line as each row of tiles finishes, then the image (service.api.stream)."""
-        events: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
-        cancel = CancelToken()
-        task = asyncio.ensure_future(
-            path.model.upscale(opened, path, options, deadline, cancel, lambda *e: events.put_nowait(e))
-        )
-        try:
-            await stream.first_progress(task, events)
-        except BaseException:
-            cancel.cancel()
-            raise
+        progress = stream.UpscaleProgress()
+        async with disconnect_watch(request.receive) as cancel:  # until the stream begins
+            task = asyncio.ensure_future(
+                path.model.upscale(opened, path, options, deadline, cancel, progress.report)
+            )
+            progress.follow(task)
+
+            async def stop() -> None:
+                cancel.cancel()
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+            try:
+                first = await progress.first(task)
+            except BaseException:
+                await stop()
+                raise
         request.state.model, request.state.version = path.model.name, path.model.version
-        lines = stream.upscale_lines(task, events, upscale_headers, MEDIA_TYPES)
-        return StreamingResponse(lines, media_type=stream.NDJSON)
+        lines = progress.lines(first, task, upscale_headers, MEDIA_TYPES)
+        return stream.Stream(lines, stop)
 
     return api
 
