@@ -8,7 +8,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from service.errors import InvalidRequest, PayloadTooLarge
 from service.media import UPLOAD_FORMATS
@@ -53,8 +53,9 @@ ORIENTATION = 0x0112
 
 
 def open_image(data: bytes, max_pixels: int) -> OpenedImage:
-    """Reads the header only (cheap enough for the event loop). Raises InvalidRequest (corrupt or
-    unsupported image) or PayloadTooLarge (more than max_pixels, judged from the header alone)."""
+    """Reads the header only (cheap enough for the event loop: no pixel is decoded). Raises
+    InvalidRequest (corrupt or unsupported image) or PayloadTooLarge (more than max_pixels,
+    judged from the header alone)."""
     if not data:
         raise InvalidRequest("the body is empty; send the image bytes")
     try:
@@ -75,30 +76,53 @@ def open_image(data: bytes, max_pixels: int) -> OpenedImage:
         )
     if getattr(image, "n_frames", 1) > 1:
         raise InvalidRequest("animated images are not supported; send a single frame")
-    try:
-        orientation = int(image.getexif().get(ORIENTATION, 1))
-    except Exception:  # a corrupt EXIF block: the image is taken as it is stored
-        orientation = 1
-    if orientation not in range(1, 9):
-        orientation = 1
+    orientation = exif_orientation(image.info.get("exif"))
     if orientation in TRANSPOSING:
         width, height = height, width
-    wide = data if source_format == "png" and is_png16(data) else None
+    # 16-bit PNGs are read by service.png16, except interlaced ones (Pillow reads those, at 8 bits)
+    wide = data if source_format == "png" and is_png16(data) and data[28] == 0 else None
     return OpenedImage(image, source_format, width, height, orientation, wide)
 
 
+def exif_orientation(raw: bytes | None) -> int:
+    """The orientation in an EXIF block as the file's header gave it (Pillow's getexif() would
+    decode a PNG's pixels to look for more); 1 for none, or a corrupt or impossible one."""
+    if not raw:
+        return 1
+    try:
+        exif = Image.Exif()
+        exif.load(raw)
+        orientation = int(exif.get(ORIENTATION, 1))
+    except Exception:  # a corrupt EXIF block: the image is taken as it is stored
+        return 1
+    return orientation if orientation in range(1, 9) else 1
+
+
+# EXIF orientation -> the transposition that makes the image upright (as ImageOps.exif_transpose).
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
 def decode(opened: OpenedImage) -> DecodedImage:
-    """Runs on a worker thread: the pixels, upright (EXIF orientation applied), and the file's
-    metadata."""
+    """Runs on a worker thread: the pixels, upright (the orientation open_image read, so the size
+    the path was chosen for is the size decoded), and the file's metadata."""
     image = opened.image
-    metadata = read_metadata(image)
-    if opened.wide is not None:
-        return _wide_pixels(opened, metadata)
+    if opened.wide is not None:  # Pillow decodes nothing: the metadata is in the chunks it read
+        return _wide_pixels(opened, read_metadata(image))
     try:
         image.load()
-        upright: Image.Image = ImageOps.exif_transpose(image) or image
     except Exception as e:
         raise InvalidRequest(f"the image data is corrupt or truncated: {e}") from None
+    metadata = read_metadata(image)  # after the load: chunks after a PNG's pixels count too
+    transpose = UPRIGHT.get(opened.orientation)
+    upright = image if transpose is None else image.transpose(transpose)
     decoded = _to_pixels(upright, opened.source_format)
     decoded.metadata = metadata
     return decoded
@@ -136,11 +160,6 @@ def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
     if orientation in (3, 4, 7, 8):
         pixels = pixels[::-1]
     return pixels
-
-
-def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
-    """open_image, then decode: on a worker thread."""
-    return decode(open_image(data, max_pixels))
 
 
 def _to_pixels(image: Image.Image, source_format: str) -> DecodedImage:

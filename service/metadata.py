@@ -12,6 +12,7 @@ dropping it would change the colours.
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import zlib
@@ -28,9 +29,15 @@ EXIF_IFD, GPS_IFD = 0x8769, 0x8825
 PIXEL_X, PIXEL_Y = 0xA002, 0xA003
 XMP_PNG_KEY = "XML:com.adobe.xmp"
 STRIP = ("all", "gps", "none")
-# XMP's GPS properties (exif:GPSLatitude and the rest), as attributes or as elements.
-XMP_GPS_ATTRIBUTE = re.compile(rb'\s+exif:GPS\w+\s*=\s*("[^"]*"|\'[^\']*\')')
-XMP_GPS_ELEMENT = re.compile(rb"<exif:GPS(\w+)\b[^>]*?(/>|>.*?</exif:GPS\1\s*>)", re.DOTALL)
+# The prefixes an XMP packet binds to the EXIF namespace (usually exif:), whose GPS* properties
+# strip=gps removes. Every pattern here starts with a literal and scans forward once: an upload's
+# XMP (megabytes, possibly hostile) must not cost more than a pass over it.
+EXIF_NAMESPACE = re.compile(
+    rb'xmlns:([A-Za-z_][\w.-]{0,63})\s*=\s*["\']http://ns\.adobe\.com/exif/1\.0/["\']'
+)
+# The largest EXIF and XMP blocks a JPEG holds (one APP1 segment each).
+JPEG_MAX_EXIF, JPEG_MAX_XMP = 65533, 65504
+MAX_DPI = 1e6  # beyond this a resolution is nonsense (and overflows PNG's pHYs)
 # XMP's copy of the orientation (viewers may read either): reset with EXIF's.
 XMP_ORIENTATION = re.compile(rb'(tiff:Orientation\s*=\s*["\']|<tiff:Orientation>\s*)[1-8]')
 
@@ -42,6 +49,23 @@ class ImageMetadata:
     xmp: bytes | None = None
     dpi: tuple[float, float] | None = None
     text: dict[str, str] = field(default_factory=dict)  # PNG text chunks (generated images)
+
+    def fit(self, fmt: str, gray: bool) -> list[str]:
+        """Drops what a file of `fmt` with gray (one channel) or colour pixels cannot hold, or
+        would hold falsely; returns what was dropped, and why."""
+        dropped = []
+        if self.icc and self.icc[16:20] != (b"GRAY" if gray else b"RGB "):
+            space = "".join(c if c.isalnum() else "?" for c in self.icc[16:20].decode("latin-1").strip())
+            dropped.append(f"icc (a {space} profile does not describe {'gray' if gray else 'RGB'} pixels)")
+            self.icc = None
+        if fmt == "jpeg":
+            if self.exif is not None and len(self.exif.tobytes()) > JPEG_MAX_EXIF:
+                dropped.append(f"exif (over the {JPEG_MAX_EXIF} bytes a JPEG holds)")
+                self.exif = None
+            if self.xmp is not None and len(self.xmp) > JPEG_MAX_XMP:
+                dropped.append(f"xmp (over the {JPEG_MAX_XMP} bytes a JPEG holds)")
+                self.xmp = None
+        return dropped
 
     def save_options(self, fmt: str) -> dict[str, Any]:
         """Keyword arguments of Pillow's save for this format."""
@@ -69,7 +93,7 @@ class ImageMetadata:
         chunks: list[tuple[bytes, bytes]] = []
         if self.icc:
             chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(self.icc)))
-        if self.dpi:
+        if self.dpi:  # at most MAX_DPI (for_output): within pHYs's 32 bits
             per_metre = [max(1, round(d / 0.0254)) for d in self.dpi]
             chunks.append((b"pHYs", struct.pack(">IIB", per_metre[0], per_metre[1], 1)))
         if self.exif is not None and len(self.exif):
@@ -90,14 +114,17 @@ def read_metadata(image: Image.Image) -> ImageMetadata:
     """What an opened upload says about itself (before its orientation is applied)."""
     info = image.info
     icc = info.get("icc_profile") or None
-    exif: Image.Exif | None
-    try:
-        exif = image.getexif()
-        exif.get_ifd(EXIF_IFD)  # loaded now, so that tobytes() writes them back
-        exif.get_ifd(GPS_IFD)
-        exif.tobytes()  # what cannot be written back is dropped now, not failed on later
-    except Exception:  # a corrupt EXIF block is dropped, not an error: the pixels are fine
-        exif = None
+    exif: Image.Exif | None = None
+    raw = info.get("exif")  # as the file gave it (getexif() could decode a PNG's pixels to look)
+    if isinstance(raw, bytes) and raw:
+        try:
+            exif = Image.Exif()
+            exif.load(raw)
+            exif.get_ifd(EXIF_IFD)  # loaded now, so that tobytes() writes them back
+            exif.get_ifd(GPS_IFD)
+            exif.tobytes()  # what cannot be written back is dropped now, not failed on later
+        except Exception:  # a corrupt EXIF block is dropped, not an error: the pixels are fine
+            exif = None
     if exif is not None and not len(exif):
         exif = None
     xmp = info.get("xmp") or info.get(XMP_PNG_KEY) or None
@@ -114,13 +141,14 @@ def read_metadata(image: Image.Image) -> ImageMetadata:
 
 def for_output(
     meta: ImageMetadata, size: tuple[int, int], factors: tuple[float, float], strip: str
-) -> ImageMetadata:
+) -> tuple[ImageMetadata, list[str]]:
     """The input's metadata made true of an upright output of `size` (width, height), made larger
-    by `factors` (x, y), with `strip` applied."""
+    by `factors` (x, y), with `strip` applied; and what had to be dropped besides (and why)."""
     if strip not in STRIP:
         raise ValueError(f"strip must be one of {', '.join(STRIP)}, got {strip!r}")
     if strip == "all":
-        return ImageMetadata(icc=meta.icc)
+        return ImageMetadata(icc=meta.icc), []
+    dropped: list[str] = []
     fx, fy = factors
     exif: Image.Exif | None = None
     if meta.exif is not None:
@@ -139,10 +167,11 @@ def for_output(
             del exif[EXIF_SOFTWARE]
         for tag, factor in ((X_RESOLUTION, fx), (Y_RESOLUTION, fy)):
             if tag in exif:
-                try:
-                    exif[tag] = float(exif[tag]) * factor
-                except (TypeError, ValueError, ZeroDivisionError):
+                scaled = _resolution(exif[tag], factor)
+                if scaled is None:
                     del exif[tag]
+                else:
+                    exif[tag] = scaled
         ifd = exif.get_ifd(EXIF_IFD)
         if PIXEL_X in ifd or PIXEL_Y in ifd:
             ifd[PIXEL_X], ifd[PIXEL_Y] = size
@@ -150,6 +179,45 @@ def for_output(
     if xmp is not None:
         xmp = XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
         if strip == "gps":
-            xmp = XMP_GPS_ELEMENT.sub(b"", XMP_GPS_ATTRIBUTE.sub(b"", xmp))
-    dpi = None if meta.dpi is None else (meta.dpi[0] * fx, meta.dpi[1] * fy)
-    return ImageMetadata(icc=meta.icc, exif=exif, xmp=xmp, dpi=dpi)
+            xmp = without_gps(xmp)
+            if xmp is None:
+                dropped.append("xmp (a GPS property in it could not be removed: the packet is malformed)")
+    dpi = None
+    if meta.dpi is not None:
+        x, y = _resolution(meta.dpi[0], fx), _resolution(meta.dpi[1], fy)
+        dpi = None if x is None or y is None else (x, y)
+    return ImageMetadata(icc=meta.icc, exif=exif, xmp=xmp, dpi=dpi), dropped
+
+
+def _resolution(value: Any, factor: float) -> float | None:
+    """A resolution multiplied by the factor, or None when it was no usable number."""
+    try:
+        scaled = float(value) * factor
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return scaled if math.isfinite(scaled) and 0 < scaled <= MAX_DPI else None
+
+
+def without_gps(xmp: bytes) -> bytes | None:
+    """The XMP packet without its GPS properties (the EXIF namespace's GPS*, under any prefix it
+    is bound to), as attributes or elements; None when an element's end cannot be found (a
+    malformed packet, which is then dropped whole rather than kept with GPS in it)."""
+    prefixes = {b"exif", *EXIF_NAMESPACE.findall(xmp)}
+    for prefix in sorted(prefixes):
+        name = re.escape(prefix) + rb":GPS[\w]*"
+        xmp = re.sub(rb"\s" + name + rb"\s*=\s*(?:\"[^\"]*\"|'[^']*')", b"", xmp)
+        opening = re.compile(rb"<(" + name + rb")\b[^<>]*?(/?)>")
+        parts, position = [], 0
+        while (match := opening.search(xmp, position)) is not None:
+            parts.append(xmp[position : match.start()])
+            position = match.end()
+            if match.group(2):  # <exif:GPSx ... />
+                continue
+            close = xmp.find(b"</" + match.group(1), position)
+            end = -1 if close < 0 else xmp.find(b">", close)
+            if end < 0:
+                return None
+            position = end + 1
+        parts.append(xmp[position:])
+        xmp = b"".join(parts)
+    return xmp

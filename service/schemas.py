@@ -415,6 +415,7 @@ class Upscaled:
     native_size: tuple[int, int]  # (width, height) the model made, before any resize
     size: OutputSize  # how the output was made from native_size
     bit_depth: int  # 16: a 16-bit PNG answered as one
+    metadata_dropped: list[str]  # the input's metadata the answer could not carry, and why
 
 
 class ErrorDetail(BaseModel):

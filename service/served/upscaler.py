@@ -63,7 +63,7 @@ class Upscaler(ServedModel):
     def accepts(self) -> dict[str, Any]:
         return {
             "endpoints": ["/upscale"],
-            "upscale": ["model", "format", "scale", "width", "height", "fit", "detail"],
+            "upscale": ["model", "format", "scale", "width", "height", "fit", "detail", "strip"],
             "scale": self.scale,
         }
 
@@ -150,7 +150,7 @@ class Upscaler(ServedModel):
         out_format = options.format or image.source_format
         s = self.scale
         wide = image.wide_rgb is not None and out_format == "png"  # 16 bits in, 16 bits out
-        blob = await loop.run_in_executor(
+        blob, dropped = await loop.run_in_executor(
             self.encode_pool,
             _encode_upscaled,
             blended,
@@ -175,6 +175,7 @@ class Upscaler(ServedModel):
             native_size=(w * s, h * s),
             size=path.size,
             bit_depth=16 if wide else 8,
+            metadata_dropped=dropped,
         )
 
     async def _blend_rows(
@@ -230,7 +231,8 @@ def _encode_upscaled(
     fmt: str,
     strip: str,
     wide: bool,
-) -> bytes:
+) -> tuple[bytes, list[str]]:
+    """The file, and the input's metadata that it could not carry (and why)."""
     height, width = native
     rgb = blender.result()[:height, :width]  # (h*s, w*s, C) uint8
     if rgb.shape[2] == 1:
@@ -241,11 +243,14 @@ def _encode_upscaled(
     rgb = resize(rgb, size)
     if alpha is not None:
         alpha = resize(alpha[:, :, None], size)[:, :, 0]
+    pixels = compose(np.ascontiguousarray(rgb), alpha, image.gray)
     in_h, in_w = image.rgb.shape[:2]
-    metadata = for_output(
-        image.metadata, (size.width, size.height), (size.resize_w / in_w, size.resize_h / in_h), strip
-    )
-    return encode_image(compose(np.ascontiguousarray(rgb), alpha, image.gray), fmt, metadata)
+    factors = (size.resize_w / in_w, size.resize_h / in_h)
+    metadata, dropped = for_output(image.metadata, (size.width, size.height), factors, strip)
+    if fmt == "npy":  # an array holds no metadata: nothing is said to be dropped from it
+        return encode_image(pixels, fmt), []
+    dropped += metadata.fit(fmt, gray=pixels.shape[2] == 1)
+    return encode_image(pixels, fmt, metadata), dropped
 
 
 def _widened(rgb: np.ndarray, image: DecodedImage) -> tuple[np.ndarray, np.ndarray | None]:

@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import skimage.data
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, TiffImagePlugin
 
 from model_repository.tiling import pad_to_tile
 from service.png16 import read_png16, write_png16
@@ -331,3 +331,99 @@ def test_a_generated_images_record_is_not_carried_into_its_upscale(server: Serve
         assert read_provenance(small.content) is not None
         big = upscale(server, small.content, f"image/{fmt}", model="srresnet-x2")
         assert big.status_code == 200 and read_provenance(big.content) is None, fmt
+
+
+# --- hostile and unusual metadata ----------------------------------------------------------------
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_with(pixels: np.ndarray, *chunks: tuple[bytes, bytes]) -> bytes:
+    """An 8-bit PNG of `pixels` with extra chunks before its pixels."""
+    plain = png(pixels)
+    head = plain[: 8 + 25]  # signature and IHDR
+    return head + b"".join(chunk(kind, data) for kind, data in chunks) + plain[8 + 25 :]
+
+
+def xmp_png(xmp: bytes) -> bytes:
+    return png_with(PHOTO[:40, :40], (b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp))
+
+
+def test_a_png_whose_pixels_are_corrupt_is_refused(server: Server) -> None:
+    header = struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"\x00" * 32) + chunk(b"IEND", b"")
+    r = upscale(server, data)
+    assert r.status_code == 400 and "corrupt" in r.text
+
+
+def test_metadata_that_cannot_be_carried_is_dropped_and_said(server: Server) -> None:
+    # an XMP packet too large for a JPEG's one segment: kept in a PNG, dropped from a JPEG
+    large = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><!--' + b"x" * 70_000 + b"--></x:xmpmeta>"
+    r = upscale(server, xmp_png(large), model="srresnet-x2", format="jpeg")
+    assert (
+        r.status_code == 200 and "xmp (over the 65504 bytes a JPEG holds)" in r.headers["x-metadata-dropped"]
+    )
+    r = upscale(server, xmp_png(large), model="srresnet-x2")
+    assert (
+        "x-metadata-dropped" not in r.headers
+        and len(Image.open(io.BytesIO(r.content)).info["XML:com.adobe.xmp"]) > 70_000
+    )
+    # a CMYK JPEG's profile does not describe the RGB answer
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    cmyk_profile = srgb[:16] + b"CMYK" + srgb[20:]
+    buffer = io.BytesIO()
+    Image.fromarray(PHOTO[:40, :40]).convert("CMYK").save(buffer, "JPEG", icc_profile=cmyk_profile)
+    r = upscale(server, buffer.getvalue(), "image/jpeg", model="srresnet-x2")
+    assert (
+        r.status_code == 200
+        and "icc (a CMYK profile does not describe RGB pixels)" in r.headers["x-metadata-dropped"]
+    )
+    assert "icc_profile" not in Image.open(io.BytesIO(r.content)).info
+
+
+def test_nonsense_resolutions_are_dropped_not_failed_on(server: Server) -> None:
+    image = Image.fromarray(PHOTO[:40, :40])
+    exif = image.getexif()
+    exif[0x011A], exif[0x011B] = TiffImagePlugin.IFDRational(0, 0), TiffImagePlugin.IFDRational(72, 1)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif.tobytes())
+    r = upscale(server, buffer.getvalue(), "image/jpeg", model="srresnet-x2")
+    assert r.status_code == 200
+    kept = Image.open(io.BytesIO(r.content)).getexif()
+    assert 0x011A not in kept and float(kept[0x011B]) == 144.0
+    huge = png_with(PHOTO[:40, :40], (b"pHYs", struct.pack(">IIB", 4_000_000_000, 4_000_000_000, 1)))
+    for fmt in ("png", "jpeg"):  # 4e9 per metre, doubled, fits no resolution field
+        r = upscale(server, huge, model="srresnet-x2", format=fmt)
+        assert r.status_code == 200 and "dpi" not in Image.open(io.BytesIO(r.content)).info, fmt
+
+
+def test_gps_is_removed_under_any_prefix_and_a_malformed_packet_is_dropped_whole(server: Server) -> None:
+    other_prefix = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:e="http://ns.adobe.com/exif/1.0/" e:GPSLatitude="48,51.5N" '
+        b'e:ExposureTime="1/8">'
+        b"<e:GPSAltitude>35/1</e:GPSAltitude></rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    xmp = Image.open(io.BytesIO(upscale(server, xmp_png(other_prefix), model="srresnet-x2").content)).info[
+        "XML:com.adobe.xmp"
+    ]
+    assert "GPS" not in xmp and 'e:ExposureTime="1/8"' in xmp
+    # a hostile packet: a megabyte of whitespace and thousands of GPS elements that never close
+    # (a backtracking pattern would take hours over it); it cannot be cleaned, so it is dropped
+    hostile = b"<x:xmpmeta>" + b" exif:GPS" + b" " * 1_000_000 + b"<exif:GPSLatitude>" * 20_000
+    r = upscale(server, xmp_png(hostile), model="srresnet-x2")
+    assert r.status_code == 200 and "xmp (a GPS property" in r.headers["x-metadata-dropped"]
+    assert "XML:com.adobe.xmp" not in Image.open(io.BytesIO(r.content)).info
+
+
+def test_an_interlaced_16_bit_png_is_served_at_8_bits(server: Server) -> None:
+    """A 1x1 image's interlaced data is its plain data, so the interlace flag alone makes one."""
+    plain = write_png16(np.full((1, 1, 3), 40000, np.uint16))
+    header = bytearray(plain[16:29])
+    header[12] = 1  # Adam7
+    interlaced = plain[:8] + chunk(b"IHDR", bytes(header)) + plain[33:]
+    r = upscale(server, interlaced, model="srresnet-x2")
+    assert r.status_code == 200 and r.headers["x-bit-depth"] == "8"
+    assert pixels(r).shape == (2, 2, 3) and abs(int(pixels(r)[0, 0, 0]) - 40000 // 257) <= 2

@@ -158,6 +158,8 @@ def upscale_headers(result: Upscaled) -> dict[str, str]:
     }
     if result.detail is not None:
         headers["X-Detail"] = f"{result.detail:g}"
+    if result.metadata_dropped:
+        headers["X-Metadata-Dropped"] = "; ".join(result.metadata_dropped)
     native = result.native_size
     if (size.resize_w, size.resize_h) != native:
         headers["X-Resize"] = f"lanczos {native[0]}x{native[1]} to {size.resize_w}x{size.resize_h}"
