@@ -144,18 +144,25 @@ def run_inspect(paths: list[Path], url: str, as_json: bool, out: TextIO = sys.st
     return status
 
 
+def _shown(value: object) -> str:
+    """An untrusted value from a file, printable: control characters (a terminal's escape
+    sequences, newlines) escaped as JSON escapes them."""
+    return json.dumps(value)[1:-1] if isinstance(value, str) else json.dumps(value)
+
+
 def _describe(path: Path, report: dict[str, Any]) -> str:
     record = report["record"]
-    model = record.get("model") or {}
+    model = record.get("model") if isinstance(record.get("model"), dict) else {}
     what = {"/walk": "a /walk frame", "/mix": "a /mix image", "/generate": "a /generate image"}
-    kind = what.get(str(record.get("endpoint")), f"an image of {record.get('endpoint')}")
+    kind = what.get(str(record.get("endpoint")), f"an image of {_shown(record.get('endpoint'))}")
     if record.get("animation"):
-        kind = f"a /walk animation ({record['animation']})"
+        kind = f"a /walk animation ({_shown(record['animation'])})"
     elif isinstance(record.get("frame"), dict):
-        kind += f" (frame {record['frame'].get('index')})"
+        kind += f" (frame {_shown(record['frame'].get('index'))})"
     elif record.get("image") in ("cell", "grid"):
         kind += f" (the {record['image']})"
-    lines = [f"{path}: {kind} of {model.get('name')} version {model.get('version')}", "record:"]
+    name, version = _shown(model.get("name")), _shown(model.get("version"))
+    lines = [f"{path}: {kind} of {name} version {version}", "record:"]
     lines.append(json.dumps(record, indent=2))
     if not report["reproducible"]:
         lines.append(f"cannot be made again from the file: {report['reason']}")

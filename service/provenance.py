@@ -23,6 +23,7 @@ a w the client sent: no seed can remake it). Where a record lives:
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -380,22 +381,71 @@ def regeneration(record: dict[str, Any]) -> Regeneration:
         )
     try:
         endpoint = record["endpoint"]
-        model = f"{record['model']['name']}@{int(record['model']['version'])}"
+        name, version = record["model"]["name"], record["model"]["version"]
+        if not isinstance(name, str) or not MODEL_NAME.match(name) or not _is_int(version):
+            raise NotReproducible("the record's model is not a model name and version")
+        model = f"{name}@{version}"
         if endpoint == "/generate":
-            return _generate(record, model)
-        if endpoint == "/walk":
-            return _walk(record, model)
-        if endpoint == "/mix":
-            return _mix(record, model)
+            regen = _generate(record, model)
+        elif endpoint == "/walk":
+            regen = _walk(record, model)
+        elif endpoint == "/mix":
+            regen = _mix(record, model)
+        else:
+            raise NotReproducible(f"unknown endpoint {endpoint!r}")
+        _check_body(regen)
     except NotReproducible:
         raise
     except (KeyError, TypeError, ValueError) as e:
         raise NotReproducible(f"the record lacks what remaking the image needs ({e!r})") from None
-    raise NotReproducible(f"unknown endpoint {endpoint!r}")
+    return regen
+
+
+# A file's record is untrusted: what a regeneration request is built from must be what a real
+# request holds (the CLI prints commands made from it, and a string with a newline in it could
+# smuggle a second command into them).
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
+CHOICES = {
+    "format": {"png", "jpeg", "webp", "npy"},
+    "animation": {"webp", "gif", "apng"},
+    "method": {"slerp", "lerp"},
+    "noise": {"const", "random"},
+}
+PLAIN = re.compile(r"^[\w.-]{1,64}\Z")  # a class name or a crossover group, nothing a shell reads
+INTEGERS = ("seed", "from_seed", "to_seed", "steps", "noise_seed", "frame_ms")
+NUMBERS = ("truncation", "truncation_psi")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_body(regen: Regeneration) -> None:
+    body = regen.body
+    for key, allowed in CHOICES.items():
+        if key in body and body[key] not in allowed:
+            raise NotReproducible(f"the record's {key} is not one of {', '.join(sorted(allowed))}")
+    for key in INTEGERS:
+        if body.get(key) is not None and not _is_int(body[key]):
+            raise NotReproducible(f"the record's {key} is not an integer")
+    for key in NUMBERS:
+        if body.get(key) is not None and (
+            not isinstance(body[key], int | float) or isinstance(body[key], bool)
+        ):
+            raise NotReproducible(f"the record's {key} is not a number")
+    for key in ("seeds", "row_seeds", "col_seeds"):
+        if key in body and not (isinstance(body[key], list) and all(_is_int(v) for v in body[key])):
+            raise NotReproducible(f"the record's {key} are not integers")
+    for key in ("labels", "label", "crossover"):
+        value = body.get(key)
+        if value is not None and not _is_int(value) and not (isinstance(value, str) and PLAIN.match(value)):
+            raise NotReproducible(f"the record's {key} is neither a class index nor a plain name")
+    if not all(_is_int(step) or step in ("images", "cells", "data") for step in regen.pick):
+        raise NotReproducible("the record's frame is not an index")
 
 
 def _generate(record: dict[str, Any], model: str) -> Regeneration:
-    body: dict[str, Any] = {"model": model, "seed": int(record["seed"])}
+    body: dict[str, Any] = {"model": model, "seed": record["seed"]}
     if record["label"] is not None:
         body["labels"] = record["label"]
     body |= _sampling(record)
@@ -409,17 +459,17 @@ def _walk(record: dict[str, Any], model: str) -> Regeneration:
     if "seeds" in record:
         body["seeds"] = list(record["seeds"])
     else:
-        body |= {"from_seed": int(record["from_seed"]), "to_seed": int(record["to_seed"])}
-    body |= {"steps": int(record["steps"]), "method": record["method"]}
+        body |= {"from_seed": record["from_seed"], "to_seed": record["to_seed"]}
+    body |= {"steps": record["steps"], "method": record["method"]}
     if record["label"] is not None:
         body["label"] = record["label"]
     body |= _sampling(record)
     if "animation" in record:
         animation = record["animation"]
-        body |= {"animation": animation, "frame_ms": int(record["frame_ms"])}
+        body |= {"animation": animation, "frame_ms": record["frame_ms"]}
         return Regeneration("/walk", body, ANIMATION_MEDIA_TYPES[animation])
     body["format"] = record["format"]
-    return Regeneration("/walk", body, JSON, ("images", int(record["frame"]["index"]), "data"))
+    return Regeneration("/walk", body, JSON, ("images", record["frame"]["index"], "data"))
 
 
 def _mix(record: dict[str, Any], model: str) -> Regeneration:
@@ -428,7 +478,7 @@ def _mix(record: dict[str, Any], model: str) -> Regeneration:
     if grid:
         body |= {"row_seeds": list(record["row_seeds"]), "col_seeds": list(record["col_seeds"])}
     else:
-        body |= {"row_seeds": [int(record["row_seed"])], "col_seeds": [int(record["col_seed"])]}
+        body |= {"row_seeds": [record["row_seed"]], "col_seeds": [record["col_seed"]]}
     body["crossover"] = record["crossover"]
     if record["label"] is not None:
         body["label"] = record["label"]
@@ -451,5 +501,5 @@ def _sampling(record: dict[str, Any]) -> dict[str, Any]:
         if record.get("noise") == "const":
             out["noise"] = "const"
         elif record.get("noise_seed") is not None:
-            out["noise_seed"] = int(record["noise_seed"])
+            out["noise_seed"] = record["noise_seed"]
     return out

@@ -39,6 +39,8 @@ def choose_path(registry: ModelRegistry, options: UpscaleOptions, width: int, he
     """The path for an upright (width, height) input. InvalidRequest when the size or detail
     asked for cannot be made by the served models."""
     served = [registry.resolve(name, Upscaler) for name in registry.names(Upscaler)]
+    if not served:  # starting, or no upscaler loaded: the registry's own error (503, 404)
+        registry.resolve(None, Upscaler)
     asked = None if options.model is None else registry.resolve(options.model, Upscaler)
     sized = options.scale is not None or options.width is not None or options.height is not None
     largest = max((m.scale for m in served), default=asked.scale if asked else 1)
@@ -76,9 +78,8 @@ def choose_path(registry: ModelRegistry, options: UpscaleOptions, width: int, he
                 "detail needs a family of upscalers (a faithful and a detail model of one factor, "
                 "manifest upscaler.family); no served upscaler is in one"
             )
-        if sized:
-            size = size_for(families[0][0])
-            scale = choose_scale(size.factor, sorted({f.scale for f, _ in families}))
+        if sized:  # the factor asked for (the same for any family: a size is asked, not native)
+            scale = choose_scale(size_for(families[0][0]).factor, sorted({f.scale for f, _ in families}))
             faithful, sharp = next((f, d) for f, d in families if f.scale == scale)
         else:
             faithful, sharp = families[0]

