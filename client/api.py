@@ -26,7 +26,9 @@ import httpx
 from client.errors import ApiError, GanClientError, ServerUnreachable, error_from_response
 from client.files import format_of_bytes, sniff_format
 from client.retry import RetryPolicy
+from service.errors import ServiceError  # the server's table of error codes (no dependencies)
 from service.media import ANIMATION_MEDIA_TYPES, JSON, MEDIA_TYPES  # the server's own tables (stdlib only)
+from service.media import media_type as base_media_type
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "GAN_CLIENT_URL"
@@ -456,14 +458,41 @@ def streamed(request: Request) -> Request:
     )
 
 
+def _statuses(kind: type[ServiceError] = ServiceError) -> dict[str, int]:
+    """Every service error code -> its HTTP status (the server's own table, service.errors)."""
+    table = {kind.code: kind.status}
+    for sub in kind.__subclasses__():
+        table |= _statuses(sub)
+    return table
+
+
+STATUS_OF_CODE = _statuses()
+
+
 def stream_error(line: dict[str, Any]) -> ApiError:
     """The error a stream ended with, after some of it was sent: typed as its status would be."""
     error = line["error"]
-    code = str(error.get("code", "internal_error"))
-    status = {"deadline_exceeded": 504, "queue_full": 429, "not_ready": 503, "client_disconnected": 499}.get(
-        code, 500
-    )
+    status = STATUS_OF_CODE.get(str(error.get("code")), 500)
     return error_from_response(status, json.dumps({"error": error}).encode(), {})
+
+
+def midstream(error: GanClientError) -> GanClientError:
+    """Marks an error that ended a stream after it began (lines() does not retry those: what was
+    yielded stands; a caller that can ask again from the start may, see upscale)."""
+    error.midstream = True  # type: ignore[attr-defined]
+    return error
+
+
+def unstreamed_lines(request: Request, response: httpx.Response) -> list[dict[str, Any]]:
+    """A whole answer to a request that asked for a stream (a server from before streams ignores
+    the Accept header), as the lines its stream would have held."""
+    if request.path == "/upscale":
+        data = base64.b64encode(response.content).decode("ascii")
+        media = response.headers.get("content-type", "")
+        return [{"done": True, "media_type": media, "headers": dict(response.headers), "data": data}]
+    body = response.json()
+    head = {k: v for k, v in body.items() if k != "images"}
+    return [head, *({"index": i, **image} for i, image in enumerate(body["images"]))]
 
 
 def _call(request: Request) -> dict[str, Any]:
@@ -490,7 +519,7 @@ class _Retrying:
         self.retry = retry or RetryPolicy()
         self.on_retry = on_retry
 
-    def _wait_or_raise(self, failure: httpx.TransportError | ApiError, attempt: int) -> float:
+    def _wait_or_raise(self, failure: httpx.TransportError | GanClientError, attempt: int) -> float:
         error = (
             ServerUnreachable(f"{self.url}: {failure}")
             if isinstance(failure, httpx.TransportError)
@@ -552,6 +581,10 @@ class GanClient(_Retrying):
                     if not response.is_success:
                         response.read()
                         _check(response)
+                    if base_media_type(response.headers.get("content-type")) != NDJSON:
+                        response.read()
+                        yield from unstreamed_lines(request, response)
+                        return
                     for text in response.iter_lines():
                         if text:
                             begun = True
@@ -563,10 +596,10 @@ class GanClient(_Retrying):
                         return
             except (httpx.TransportError, ApiError) as e:
                 if begun:
-                    raise ServerUnreachable(f"{self.url}: the stream broke off: {e}") from e
+                    raise midstream(ServerUnreachable(f"{self.url}: the stream broke off: {e}")) from e
                 time.sleep(self._wait_or_raise(e, attempt))
                 continue
-            raise stream_error(line)  # the server's error, after part of the answer
+            raise midstream(stream_error(line))  # the server's error, after part of the answer
 
     def generate(self, n: int | None = None, **options: Any) -> GenerateResult:
         """POST /generate. options: model, seed, seeds, labels, truncation, format, deadline_ms;
@@ -679,12 +712,20 @@ class GanClient(_Retrying):
         )
         if progress is None:
             return parse_upscale(self.send(request))
-        for line in self.lines(request):
-            if "tiles" in line:
-                progress(int(line["tiles_done"]), int(line["tiles"]))
-            elif line.get("done"):
-                return parse_upscale_line(line)
-        raise ServerUnreachable(f"{self.url}: the stream ended before the image")
+        attempt = 0
+        while True:  # an upscale is asked again from the start when its stream breaks off
+            attempt += 1
+            try:
+                for line in self.lines(request):
+                    if "tiles" in line:
+                        progress(int(line["tiles_done"]), int(line["tiles"]))
+                    elif line.get("done"):
+                        return parse_upscale_line(line)
+                raise midstream(ServerUnreachable(f"{self.url}: the stream ended before the image"))
+            except (ServerUnreachable, ApiError) as e:
+                if not getattr(e, "midstream", False):
+                    raise  # lines() has spent the retries on it already
+                time.sleep(self._wait_or_raise(e, attempt))
 
     def models(self) -> list[dict[str, Any]]:
         """The manifests of the loaded model versions (GET /v1/models); `default` marks the version
@@ -760,6 +801,11 @@ class AsyncGanClient(_Retrying):
                     if not response.is_success:
                         await response.aread()
                         _check(response)
+                    if base_media_type(response.headers.get("content-type")) != NDJSON:
+                        await response.aread()
+                        for line in unstreamed_lines(request, response):
+                            yield line
+                        return
                     async for text in response.aiter_lines():
                         if text:
                             begun = True
@@ -771,10 +817,10 @@ class AsyncGanClient(_Retrying):
                         return
             except (httpx.TransportError, ApiError) as e:
                 if begun:
-                    raise ServerUnreachable(f"{self.url}: the stream broke off: {e}") from e
+                    raise midstream(ServerUnreachable(f"{self.url}: the stream broke off: {e}")) from e
                 await asyncio.sleep(self._wait_or_raise(e, attempt))
                 continue
-            raise stream_error(line)  # the server's error, after part of the answer
+            raise midstream(stream_error(line))  # the server's error, after part of the answer
 
     async def generate(self, n: int | None = None, **options: Any) -> GenerateResult:
         return parse_generate(await self.send(generate_request(n, **options)))
@@ -873,12 +919,20 @@ class AsyncGanClient(_Retrying):
         )
         if progress is None:
             return parse_upscale(await self.send(request))
-        async for line in self.lines(request):
-            if "tiles" in line:
-                progress(int(line["tiles_done"]), int(line["tiles"]))
-            elif line.get("done"):
-                return parse_upscale_line(line)
-        raise ServerUnreachable(f"{self.url}: the stream ended before the image")
+        attempt = 0
+        while True:  # as GanClient.upscale
+            attempt += 1
+            try:
+                async for line in self.lines(request):
+                    if "tiles" in line:
+                        progress(int(line["tiles_done"]), int(line["tiles"]))
+                    elif line.get("done"):
+                        return parse_upscale_line(line)
+                raise midstream(ServerUnreachable(f"{self.url}: the stream ended before the image"))
+            except (ServerUnreachable, ApiError) as e:
+                if not getattr(e, "midstream", False):
+                    raise
+                await asyncio.sleep(self._wait_or_raise(e, attempt))
 
     async def models(self) -> list[dict[str, Any]]:
         return list((await self.send(Request("GET", "/v1/models"))).json()["models"])

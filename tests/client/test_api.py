@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import io
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -400,3 +401,50 @@ def test_a_stream_is_retried_until_it_begins_and_its_error_line_is_raised() -> N
     assert _BrokenStream.tries == 2  # the 429 was retried; the late error was not
     assert [(i, image.data) for i, image in got] == [(0, b"hi")]
     assert (late.value.status, late.value.code) == (504, "deadline_exceeded")
+
+
+class _OldOrFlakyServer(http.server.BaseHTTPRequestHandler):
+    """/upscale: first a stream that breaks off with a retryable error line, then a plain image
+    (a server from before streams); /generate: a plain JSON answer."""
+
+    tries: ClassVar[int] = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).tries += 1
+        if self.path.startswith("/upscale") and self.tries == 1:
+            kind = "application/x-ndjson"
+            body = b'{"tiles_done":0,"tiles":4}\n{"error":{"code":"not_ready","message":"swapped out"}}\n'
+            headers = {}
+        elif self.path.startswith("/upscale"):
+            kind, body = "image/png", png(4, 4)
+            headers = {"X-Model": "m", "X-Model-Version": "2", "X-Output-Size": "8x8", "X-Models": "m@2"}
+        else:
+            kind = "application/json"
+            image = {"seed": 5, "label": None, "label_name": None, "data": "aGk="}
+            body = json.dumps({"model": "m", "version": 1, "format": "png", "images": [image] * 2}).encode()
+            headers = {}
+        self.send_response(200)
+        for key, value in {"Content-Type": kind, "Content-Length": str(len(body)), **headers}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_broken_upscale_stream_is_asked_again_and_an_old_servers_answers_are_read() -> None:
+    _OldOrFlakyServer.tries = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OldOrFlakyServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    seen: list[tuple[int, int]] = []
+    try:
+        with GanClient(f"http://127.0.0.1:{server.server_address[1]}", retry=FAST) as gan:
+            result = gan.upscale(png(4, 4), progress=lambda *p: seen.append(p))
+            images = list(gan.generate_stream(2))
+    finally:
+        server.shutdown()
+    assert seen == [(0, 4)]  # from the stream that broke off; the second answer was not a stream
+    assert (result.model, result.version, result.output_size, result.models) == ("m", 2, (8, 8), ["m@2"])
+    assert [(i, image.data) for i, image in images] == [(0, b"hi"), (1, b"hi")]

@@ -75,4 +75,4 @@ def test_the_client_shares_the_table_without_the_server_dependencies() -> None:
         "('service', 'pydantic', 'numpy', 'PIL', 'fastapi', 'onnxruntime')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['service', 'service.media', 'service.provenance']"
+    assert out.stdout.strip() == "['service', 'service.errors', 'service.media', 'service.provenance']"
