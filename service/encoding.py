@@ -13,7 +13,7 @@ from PIL import Image
 
 from service.media import FORMATS
 from service.metadata import ImageMetadata
-from service.png16 import write_png16
+from service.png16 import to_8_bits, write_png16
 
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
@@ -63,7 +63,7 @@ def encode_image(pixels: np.ndarray, fmt: str, metadata: ImageMetadata | None = 
         if fmt == "png":
             return write_png16(pixels, metadata.png_chunks() if metadata else ())
         if fmt != "npy":
-            pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+            pixels = to_8_bits(pixels)
     if fmt == "png" and pixels.nbytes <= SMALL_PNG_BYTES:
         return small_png(pixels, metadata.png_chunks() if metadata else ())
     if fmt == "npy":

@@ -13,7 +13,7 @@ from PIL import Image
 from service.errors import InvalidRequest, PayloadTooLarge
 from service.media import UPLOAD_FORMATS
 from service.metadata import ImageMetadata, read_metadata
-from service.png16 import is_png16, read_png16
+from service.png16 import is_png16, read_png16, to_8_bits
 
 # PIL's names of the upload formats.
 FORMAT_NAMES = {fmt.upper(): fmt for fmt in UPLOAD_FORMATS}
@@ -144,11 +144,6 @@ def _wide_pixels(opened: OpenedImage, metadata: ImageMetadata) -> DecodedImage:
         np.ascontiguousarray(colour),
         None if alpha is None else np.ascontiguousarray(alpha),
     )
-
-
-def to_8_bits(values: np.ndarray) -> np.ndarray:
-    """uint16 -> the nearest uint8 (x / 257, rounded: 65535 is 255)."""
-    return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
 def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:

@@ -358,3 +358,8 @@ def _filter_rows(samples: np.ndarray, bpp: int) -> np.ndarray:
         if chosen.any():
             out[chosen, 1:] = rows[chosen]
     return out
+
+
+def to_8_bits(values: np.ndarray) -> np.ndarray:
+    """uint16 -> the nearest uint8 (x / 257, rounded: 65535 is 255)."""
+    return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
