@@ -342,13 +342,15 @@ def upscale_request(
     height: int | None = None,
     fit: str | None = None,
     detail: float | None = None,
+    detail_model: str | None = None,
     strip: str | None = None,
     deadline_ms: int | None = None,
 ) -> Request:
     """The output size: the model's own factor, `scale` (1 to the largest served model's), or
     `width` and/or `height` with `fit` ("contain", "cover", "exact"); `detail` (0 to 1) blends a
-    family's faithful and detail models; `strip` ("all", "gps", "none") the metadata dropped.
-    None leaves an option out: the server's default."""
+    family's faithful and detail models (`detail_model`, NAME@VERSION, pins the other one);
+    `strip` ("all", "gps", "none") the metadata dropped. None leaves an option out: the server's
+    default."""
     params = {
         key: str(value)
         for key, value in (
@@ -359,6 +361,7 @@ def upscale_request(
             ("height", height),
             ("fit", fit),
             ("detail", detail),
+            ("detail_model", detail_model),
             ("strip", strip),
         )
         if value is not None
@@ -687,6 +690,7 @@ class GanClient(_Retrying):
         height: int | None = None,
         fit: str | None = None,
         detail: float | None = None,
+        detail_model: str | None = None,
         strip: str | None = None,
         deadline_ms: int | None = None,
         progress: Progress | None = None,
@@ -707,6 +711,7 @@ class GanClient(_Retrying):
             height=height,
             fit=fit,
             detail=detail,
+            detail_model=detail_model,
             strip=strip,
             deadline_ms=deadline_ms,
         )
@@ -899,6 +904,7 @@ class AsyncGanClient(_Retrying):
         height: int | None = None,
         fit: str | None = None,
         detail: float | None = None,
+        detail_model: str | None = None,
         strip: str | None = None,
         deadline_ms: int | None = None,
         progress: Progress | None = None,
@@ -914,6 +920,7 @@ class AsyncGanClient(_Retrying):
             height=height,
             fit=fit,
             detail=detail,
+            detail_model=detail_model,
             strip=strip,
             deadline_ms=deadline_ms,
         )

@@ -137,11 +137,12 @@ def output_path(in_dir: Path, out_dir: Path, path: Path, fmt: str | None) -> Pat
 
 async def settle_version(
     client: AsyncGanClient, out_dir: Path, model: str | None, options: OutputOptions | None = None
-) -> str:
+) -> tuple[str, str | None]:
     """The model version this job pins (`name@version`): the one its folder's outputs were made
     with, or the one asked for, or the model's default (with a size or detail asked for, the one
-    the server would pick: job_model); recorded in OUT_DIR with the output options for the next
-    run, which must ask for the same outputs."""
+    the server would pick: job_model); with --detail, its family partner's version too (the
+    server blends the two); recorded in OUT_DIR with the output options for the next run, which
+    must ask for the same outputs."""
     options = options or OutputOptions()
     path = out_dir / JOB_FILE
     name, version = split_ref(model)
@@ -177,11 +178,25 @@ async def settle_version(
             f"{out_dir} holds outputs of {recorded['model']} version {recorded['version']}, not of "
             f"{chosen['model']} version {chosen['version']}; use another OUT_DIR or the same model"
         )
+    record: dict[str, object] = {**chosen, "options": options.record()}
+    partner = _partner(models, served) if options.detail is not None else None
+    if partner is not None and knows_versions(served):
+        earlier = recorded.get("detail_model")
+        kept = (
+            earlier.get("version")
+            if isinstance(earlier, dict) and earlier.get("model") == partner["name"]
+            else None
+        )
+        partner = served_version(
+            models, "upscale", str(partner["name"]), None if kept is None else int(str(kept))
+        )
+        record["detail_model"] = {"model": partner["name"], "version": int(partner["version"])}
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, (json.dumps({**chosen, "options": options.record()}) + "\n").encode())
+    atomic_write(path, (json.dumps(record) + "\n").encode())
     if not knows_versions(served):
-        return str(served["name"])
-    return pinned(served["name"], int(served["version"]))
+        return str(served["name"]), None
+    partner_ref = None if partner is None else pinned(partner["name"], int(partner["version"]))
+    return pinned(served["name"], int(served["version"])), partner_ref
 
 
 def job_model(models: list[dict[str, Any]], options: OutputOptions) -> str | None:
@@ -288,8 +303,10 @@ async def run_upscale(
         raise JobError(f"unknown format {format!r}; choose from {', '.join(EXTENSIONS)}")
     started = time.perf_counter()
     options = options or OutputOptions()
-    ref = await settle_version(client, out_dir, model, options)
+    ref, partner_ref = await settle_version(client, out_dir, model, options)
     params = options.params()
+    if partner_ref is not None:
+        params["detail_model"] = partner_ref
     remove_partial_files(out_dir)  # a killed run's half-written files
     summary = Summary()
     todo: list[tuple[Path, Path, str]] = []
@@ -335,7 +352,9 @@ async def run_upscale(
             raise Abort(f"the server cannot be reached: {e}") from e
         except GanClientError as e:
             gone = version_gone(e, ref)
-            if gone is not None:  # the job's version went away
+            if partner_ref is not None and repr(split_ref(partner_ref)[0]) in str(e):
+                gone = version_gone(e, partner_ref)  # the 404 names the detail model
+            if gone is not None:  # the job's version (or its detail model's) went away
                 summary.failed += 1
                 raise Abort(gone) from e
             bar.note(summary.fail(1, f"{path}: {e}"))

@@ -293,6 +293,11 @@ class UpscaleOptions(BaseModel):
         description="0 to 1: blend of a family's faithful model (0: SRResNet, smooth) and its detail "
         "model (1: SRGAN, sharper, invented texture)",
     )
+    detail_model: str | None = Field(
+        None,
+        description="with model and detail: the family's other model, NAME or NAME@VERSION (default: "
+        "its default version), so that a batch job keeps both versions",
+    )
     strip: Literal["all", "gps", "none"] = Field(
         "gps",
         description="metadata dropped from the answer: gps (the EXIF GPS block and XMP's GPS "

@@ -42,6 +42,11 @@ def choose_path(registry: ModelRegistry, options: UpscaleOptions, width: int, he
     if not served:  # starting, or no upscaler loaded: the registry's own error (503, 404)
         registry.resolve(None, Upscaler)
     asked = None if options.model is None else registry.resolve(options.model, Upscaler)
+    pinned = None if options.detail_model is None else registry.resolve(options.detail_model, Upscaler)
+    if pinned is not None and (options.detail is None or asked is None):
+        raise InvalidRequest(
+            "detail_model pins the partner of the model asked for: give model and detail too"
+        )
     sized = options.scale is not None or options.width is not None or options.height is not None
     largest = max((m.scale for m in served), default=asked.scale if asked else 1)
 
@@ -68,7 +73,7 @@ def choose_path(registry: ModelRegistry, options: UpscaleOptions, width: int, he
 
     # detail: a family's faithful and detail models
     if asked is not None:
-        faithful, sharp = _family(served, asked)
+        faithful, sharp = _family(served, asked, pinned)
     else:
         families = [
             _family(served, m) for m in served if m.family_role == "faithful" and _has_pair(served, m)
@@ -95,16 +100,24 @@ def _has_pair(served: list[Upscaler], model: Upscaler) -> bool:
     return any(m.family_name == model.family_name and m.family_role != model.family_role for m in served)
 
 
-def _family(served: list[Upscaler], model: Upscaler) -> tuple[Upscaler, Upscaler]:
-    """(faithful, detail) of `model`'s family, `model` itself in its own role (so a pinned version
-    is kept); 400 when it has no family or its partner is not served, or the two cannot blend."""
+def _family(
+    served: list[Upscaler], model: Upscaler, pinned: Upscaler | None = None
+) -> tuple[Upscaler, Upscaler]:
+    """(faithful, detail) of `model`'s family, `model` itself in its own role and `pinned` (the
+    request's detail_model) in the other, so that pinned versions are kept; 400 when it has no
+    family, its partner is not served or not its partner, or the two cannot blend."""
     if model.family_name is None:
         raise InvalidRequest(
             f"model {model.name!r} is in no family, so it has no detail model to blend with; detail "
             "needs a family (manifest upscaler.family), or leave detail out"
         )
     wanted = "detail" if model.family_role == "faithful" else "faithful"
-    partner = next(
+    if pinned is not None and (pinned.family_name, pinned.family_role) != (model.family_name, wanted):
+        raise InvalidRequest(
+            f"detail_model {pinned.name!r} is not the {wanted} model of {model.name!r}'s family "
+            f"{model.family_name!r}"
+        )
+    partner = pinned or next(
         (m for m in served if m.family_name == model.family_name and m.family_role == wanted), None
     )
     if partner is None:

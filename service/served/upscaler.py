@@ -63,7 +63,17 @@ class Upscaler(ServedModel):
     def accepts(self) -> dict[str, Any]:
         return {
             "endpoints": ["/upscale"],
-            "upscale": ["model", "format", "scale", "width", "height", "fit", "detail", "strip"],
+            "upscale": [
+                "model",
+                "format",
+                "scale",
+                "width",
+                "height",
+                "fit",
+                "detail",
+                "detail_model",
+                "strip",
+            ],
             "scale": self.scale,
         }
 

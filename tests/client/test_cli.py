@@ -247,6 +247,7 @@ def test_upscale_job_to_a_size_keeps_its_options(server: Server, tmp_path: Path)
     record = json.loads((detail / ".upscale-job.json").read_text())
     assert record["model"] == "srresnet-x4"  # the x4 family's faithful model, blended with srgan-x4
     assert record["options"] == {**DEFAULT_OPTIONS, "detail": 0.5, "strip": "all"}
+    assert record["detail_model"] == {"model": "srgan-x4", "version": 1}  # both versions pinned
 
     # What the served models cannot make for any image stops the job before it starts.
     for args, words in (

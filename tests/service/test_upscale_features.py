@@ -427,3 +427,21 @@ def test_an_interlaced_16_bit_png_is_served_at_8_bits(server: Server) -> None:
     r = upscale(server, interlaced, model="srresnet-x2")
     assert r.status_code == 200 and r.headers["x-bit-depth"] == "8"
     assert pixels(r).shape == (2, 2, 3) and abs(int(pixels(r)[0, 0, 0]) - 40000 // 257) <= 2
+
+
+def test_detail_model_pins_the_partners_version(server: Server) -> None:
+    r = upscale(server, png(PHOTO), model="srresnet-x4@1", detail=0.5, detail_model="srgan-x4@1")
+    assert r.status_code == 200 and r.headers["x-models"] == "srresnet-x4@1, srgan-x4@1"
+    r = upscale(server, png(PHOTO), model="srgan-x4@1", detail=0.5, detail_model="srresnet-x4@1")
+    assert r.status_code == 200 and r.headers["x-models"] == "srresnet-x4@1, srgan-x4@1"
+    for params, message in [
+        (
+            {"model": "srresnet-x4", "detail": 0.5, "detail_model": "srresnet-x2"},
+            "is not the detail model of",
+        ),
+        ({"model": "srresnet-x4", "detail_model": "srgan-x4"}, "give model and detail too"),
+        ({"detail": 0.5, "detail_model": "srgan-x4"}, "give model and detail too"),
+        ({"model": "srresnet-x4", "detail": 0.5, "detail_model": "srgan-x4@7"}, "has no version 7"),
+    ]:
+        r = upscale(server, png(PHOTO), **params)
+        assert r.status_code in (400, 404) and message in r.text, (params, r.text)
