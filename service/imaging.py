@@ -98,18 +98,6 @@ def exif_orientation(raw: bytes | None) -> int:
     return orientation if orientation in range(1, 9) else 1
 
 
-# EXIF orientation -> the transposition that makes the image upright (as ImageOps.exif_transpose).
-UPRIGHT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
 def decode(opened: OpenedImage) -> DecodedImage:
     """Runs on a worker thread: the pixels, upright (the orientation open_image read, so the size
     the path was chosen for is the size decoded), and the file's metadata."""
@@ -120,11 +108,11 @@ def decode(opened: OpenedImage) -> DecodedImage:
         image.load()
     except Exception as e:
         raise InvalidRequest(f"the image data is corrupt or truncated: {e}") from None
-    metadata = read_metadata(image)  # after the load: chunks after a PNG's pixels count too
-    transpose = UPRIGHT.get(opened.orientation)
-    upright = image if transpose is None else image.transpose(transpose)
-    decoded = _to_pixels(upright, opened.source_format)
-    decoded.metadata = metadata
+    decoded = _to_pixels(image, opened.source_format)
+    decoded.metadata = read_metadata(image)  # after the load: chunks after a PNG's pixels count too
+    decoded.rgb = np.ascontiguousarray(orient(decoded.rgb, opened.orientation))
+    if decoded.alpha is not None:
+        decoded.alpha = np.ascontiguousarray(orient(decoded.alpha, opened.orientation))
     return decoded
 
 
@@ -147,7 +135,9 @@ def _wide_pixels(opened: OpenedImage, metadata: ImageMetadata) -> DecodedImage:
 
 
 def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """(H, W, C) as stored -> upright, for EXIF orientation 1-8 (as Pillow's exif_transpose)."""
+    """(H, W[, C]) as stored -> upright, for EXIF orientation 1-8 (as Pillow's exif_transpose):
+    the one mapping, for 8-bit and 16-bit pixels alike. A view: copy it where it must be
+    contiguous."""
     if orientation >= 5:
         pixels = np.swapaxes(pixels, 0, 1)  # transposed first; then as 1-4 with the axes swapped
     if orientation in (2, 3, 6, 7):

@@ -14,9 +14,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import skimage.data
-from PIL import Image, ImageCms, TiffImagePlugin
+from PIL import Image, ImageCms, ImageOps, TiffImagePlugin
 
 from model_repository.tiling import pad_to_tile
+from service.imaging import orient
 from service.png16 import read_png16, write_png16
 from service.provenance import read_provenance
 from tests.live_server import REPO, Server
@@ -445,3 +446,17 @@ def test_detail_model_pins_the_partners_version(server: Server) -> None:
     ]:
         r = upscale(server, png(PHOTO), **params)
         assert r.status_code in (400, 404) and message in r.text, (params, r.text)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_is_pillows_exif_transpose(orientation: int) -> None:
+    """service.imaging.orient, the one mapping of EXIF orientations for every decode path."""
+    stored = np.arange(5 * 7 * 2, dtype=np.uint8).reshape(5, 7, 2)
+    image = Image.fromarray(stored[:, :, 0])
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif.tobytes())
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))))
+    assert np.array_equal(orient(stored[:, :, 0], orientation), upright)
+    assert np.array_equal(orient(stored, orientation)[:, :, 0], upright)  # with channels alike
