@@ -379,6 +379,14 @@ def parse_upscale_line(line: dict[str, Any]) -> UpscaleResult:
     return _upscale_result(base64.b64decode(line["data"]), line["media_type"], httpx.Headers(line["headers"]))
 
 
+def upscale_progress(line: dict[str, Any], progress: Progress) -> UpscaleResult | None:
+    """One line of a streamed /upscale: tile progress reported, or the answer (its last line)."""
+    if "tiles" in line:
+        progress(int(line["tiles_done"]), int(line["tiles"]))
+        return None
+    return parse_upscale_line(line) if line.get("done") else None
+
+
 def _upscale_result(data: bytes, media_type: str, h: httpx.Headers) -> UpscaleResult:
     detail = h.get("x-detail")
     return UpscaleResult(
@@ -722,10 +730,9 @@ class GanClient(_Retrying):
             attempt += 1
             try:
                 for line in self.lines(request):
-                    if "tiles" in line:
-                        progress(int(line["tiles_done"]), int(line["tiles"]))
-                    elif line.get("done"):
-                        return parse_upscale_line(line)
+                    result = upscale_progress(line, progress)
+                    if result is not None:
+                        return result
                 raise midstream(ServerUnreachable(f"{self.url}: the stream ended before the image"))
             except (ServerUnreachable, ApiError) as e:
                 if not getattr(e, "midstream", False):
@@ -931,10 +938,9 @@ class AsyncGanClient(_Retrying):
             attempt += 1
             try:
                 async for line in self.lines(request):
-                    if "tiles" in line:
-                        progress(int(line["tiles_done"]), int(line["tiles"]))
-                    elif line.get("done"):
-                        return parse_upscale_line(line)
+                    result = upscale_progress(line, progress)
+                    if result is not None:
+                        return result
                 raise midstream(ServerUnreachable(f"{self.url}: the stream ended before the image"))
             except (ServerUnreachable, ApiError) as e:
                 if not getattr(e, "midstream", False):
