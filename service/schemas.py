@@ -413,7 +413,6 @@ class Upscaled:
     version: int
     format: str
     input_size: tuple[int, int]  # (width, height), upright
-    output_size: tuple[int, int]
     data: bytes
     models: list[tuple[str, int]]  # every model run: (name, version)
     detail: float | None  # the blend's weight of the detail model, when detail was asked for
@@ -421,6 +420,11 @@ class Upscaled:
     size: OutputSize  # how the output was made from native_size
     bit_depth: int  # 16: a 16-bit PNG answered as one
     metadata_dropped: list[str]  # the input's metadata the answer could not carry, and why
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of the answer."""
+        return self.size.width, self.size.height
 
 
 class ErrorDetail(BaseModel):

@@ -178,7 +178,6 @@ class Upscaler(ServedModel):
             self.version,
             out_format,
             (w, h),
-            (path.size.width, path.size.height),
             blob,
             models=[(m.name, m.version) for m in models],
             detail=path.detail,
