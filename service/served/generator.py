@@ -160,7 +160,7 @@ class Generator(ServedModel):
         blobs: list[bytes] = await self.batcher.submit(rows, deadline, cancel, encode)
         self._images_generated.inc(len(blobs))
         return Generated(
-            **self._answer_head(fmt),
+            **self.answer_head(fmt),
             images=[
                 GeneratedImage(seed, label, None if label is None else names[label], blob)
                 for seed, label, blob in zip(seeds, labels, blobs, strict=True)
@@ -195,7 +195,7 @@ class Generator(ServedModel):
         """The walk's frames, once their count is known to be within this server's limit."""
         count = request.count
         if request.seeds is None:
-            self._check_count(count, "steps", 2)
+            self.check_count(count, "steps", 2)
         elif count > self.settings.max_n:
             raise InvalidRequest(
                 f"a loop through {len(request.seeds)} seeds with {request.steps} steps each makes {count} "
@@ -263,7 +263,7 @@ class Generator(ServedModel):
         self._images_generated.inc(len(blobs))
         seeds = request.waypoints
         return Walk(
-            **self._answer_head(request.format),
+            **self.answer_head(request.format),
             from_seed=seeds[0],
             to_seed=seeds[1] if request.seeds is None else seeds[0],
             seeds=seeds,
@@ -276,7 +276,7 @@ class Generator(ServedModel):
             ],
         )
 
-    def _check_count(self, count: int, what: str = "n", least: int = 1) -> None:
+    def check_count(self, count: int, what: str = "n", least: int = 1) -> None:
         """Checked before any list is built: n comes from the client and may be huge."""
         if count > self.settings.max_n:
             raise InvalidRequest(
@@ -290,7 +290,7 @@ class Generator(ServedModel):
             return None
         return RecordHead.of(endpoint, self.name, self.version, format=fmt, **fields)
 
-    def _answer_head(self, fmt: str) -> dict[str, Any]:
+    def answer_head(self, fmt: str) -> dict[str, Any]:
         """What every answer of this model says about its images."""
         out = self.output
         return {
@@ -305,7 +305,7 @@ class Generator(ServedModel):
     def _seeds(self, request: GenerateRequest) -> list[int]:
         max_n = self.settings.max_n
         count = request.count
-        self._check_count(count)
+        self.check_count(count)
         if request.seeds is not None:
             return list(request.seeds)
         start = secrets.randbelow(MAX_SEED - max_n) if request.seed is None else request.seed

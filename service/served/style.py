@@ -213,7 +213,7 @@ class StyleGenerator(Generator):
         """n images, from seeds or from the client's ws, encoded as `fmt`."""
         self._refuse_truncation(request)
         count = request.count
-        self._check_count(count)
+        self.check_count(count)
         psi = 1.0 if request.truncation_psi is None else request.truncation_psi
         if request.ws is not None:
             ws = self._decode_ws(request.ws, "ws")
@@ -255,7 +255,7 @@ class StyleGenerator(Generator):
             ),
         )
         self._images_generated.inc(len(images))
-        return StyleGenerated(**self._answer_head(fmt), truncation_psi=psi, images=images)
+        return StyleGenerated(**self.answer_head(fmt), truncation_psi=psi, images=images)
 
     @staticmethod
     def pixels_of(output: np.ndarray) -> np.ndarray:
@@ -359,7 +359,7 @@ class StyleGenerator(Generator):
         first = n_rows + n_cols  # the first cell
         self._images_generated.inc(count)
         return Mixed(
-            **self._answer_head(request.format),
+            **self.answer_head(request.format),
             crossover=request.crossover,
             layers_from_row=np.flatnonzero(from_row).tolist(),
             truncation_psi=psi,

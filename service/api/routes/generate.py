@@ -46,11 +46,8 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
 
     async def _stream(request: Request, body: GenerateRequest, deadline: float) -> Response:
         """The answer as NDJSON, each image sent as its batch finishes (service.api.stream)."""
-        if body.count > settings.max_n:
-            raise InvalidRequest(
-                f"n must be between 1 and {settings.max_n} (this server's limit), got {body.count}"
-            )
         model = registry.resolve(body.model, Generator, body.seed if body.seeds is None else body.seeds[0])
+        model.check_count(body.count)  # the whole request's: each part checks only its own
         requests = stream.parts(body, model.batcher.max_units, settings.max_n)
         # the client watched until the stream begins; from then on the Stream sees it leave
         async with disconnect_watch(request.receive) as cancel:
@@ -58,16 +55,7 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
                 lambda part, token: model.generate(part, body.format, deadline, token), requests, cancel
             )
         request.state.model, request.state.version = model.name, model.version
-        out = model.output
-        head = {
-            "model": model.name,
-            "version": model.version,
-            "format": body.format,
-            "height": out["height"],
-            "width": out["width"],
-            "channels": out["channels"],
-            "n": body.count,
-        }
+        head = {**model.answer_head(body.format), "n": body.count}
         if isinstance(model, StyleGenerator):
             head["truncation_psi"] = 1.0 if body.truncation_psi is None else body.truncation_psi
         lines = stream.generated_lines(head, requests, tasks, stream.image_fields)
