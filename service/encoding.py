@@ -13,7 +13,7 @@ from PIL import Image
 
 from service.media import FORMATS
 from service.metadata import ImageMetadata
-from service.png16 import to_8_bits, write_png16
+from service.png16 import png_chunk, to_8_bits, write_png16
 
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
@@ -25,18 +25,14 @@ STORED_PNG_BYTES = 4096
 PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB, RGBA
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 @functools.cache
 def _png_head(height: int, width: int, channels: int) -> bytes:
     """Signature and IHDR for one image shape (generators make one shape: computed once)."""
     header = struct.pack(">IIBBBBB", width, height, 8, PNG_COLOR_TYPES[channels], 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
 
 
-_PNG_END = _png_chunk(b"IEND", b"")
+_PNG_END = png_chunk(b"IEND", b"")
 
 
 def small_png(pixels: np.ndarray, chunks: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
@@ -51,7 +47,7 @@ def small_png(pixels: np.ndarray, chunks: Sequence[tuple[bytes, bytes]] = ()) ->
     level = 0 if rows.nbytes <= STORED_PNG_BYTES else 6
     data = b"IDAT" + zlib.compress(rows.data, level)
     idat = struct.pack(">I", len(data) - 4) + data + struct.pack(">I", zlib.crc32(data))
-    extra = b"".join(_png_chunk(kind, data) for kind, data in chunks)
+    extra = b"".join(png_chunk(kind, data) for kind, data in chunks)
     return _png_head(h, w, c) + extra + idat + _PNG_END
 
 

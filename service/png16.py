@@ -50,7 +50,9 @@ MAX_WAVEFRONT_STEPS = 1 << 16
 PIXELS_PER_STEP = 16
 
 
-def _chunk(kind: bytes, data: bytes | memoryview) -> bytes:
+def png_chunk(kind: bytes, data: bytes | memoryview) -> bytes:
+    """One PNG chunk: length, type, data, CRC (of type and data). Every PNG this service writes
+    is made of these (service.encoding's 8-bit files too)."""
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
@@ -328,14 +330,14 @@ def write_png16(pixels: np.ndarray, chunks: Sequence[tuple[bytes, bytes]] = ()) 
             raise ValueError(f"{kind!r} is not an ancillary PNG chunk type (4 letters, the first lowercase)")
         if len(data) > MAX_CHUNK:
             raise ValueError(f"a {kind!r} chunk of {len(data)} bytes is over the PNG limit")
-        extras.append(_chunk(kind, data))
+        extras.append(png_chunk(kind, data))
     bpp = 2 * channels
     samples = np.ascontiguousarray(pixels, dtype=">u2").view(np.uint8).reshape(height, width * bpp)
     compressed = zlib.compress(_filter_rows(samples, bpp).data, ZLIB_LEVEL)
     header = struct.pack(">IIBBBBB", width, height, 16, COLOR_TYPES[channels], 0, 0, 0)
     view = memoryview(compressed)
-    idat = [_chunk(b"IDAT", view[i : i + IDAT_BYTES]) for i in range(0, len(compressed), IDAT_BYTES)]
-    return b"".join([SIGNATURE, _chunk(b"IHDR", header), *extras, *idat, _chunk(b"IEND", b"")])
+    idat = [png_chunk(b"IDAT", view[i : i + IDAT_BYTES]) for i in range(0, len(compressed), IDAT_BYTES)]
+    return b"".join([SIGNATURE, png_chunk(b"IHDR", header), *extras, *idat, png_chunk(b"IEND", b"")])
 
 
 def _filter_rows(samples: np.ndarray, bpp: int) -> np.ndarray:
