@@ -38,9 +38,6 @@ class UpscalePath:
 def choose_path(registry: ModelRegistry, options: UpscaleOptions, width: int, height: int) -> UpscalePath:
     """The path for an upright (width, height) input. InvalidRequest when the size or detail
     asked for cannot be made by the served models."""
-    served = [registry.resolve(name, Upscaler) for name in registry.names(Upscaler)]
-    if not served:  # starting, or no upscaler loaded: the registry's own error (503, 404)
-        registry.resolve(None, Upscaler)
     asked = None if options.model is None else registry.resolve(options.model, Upscaler)
     pinned = None if options.detail_model is None else registry.resolve(options.detail_model, Upscaler)
     if pinned is not None and (options.detail is None or asked is None):
@@ -48,6 +45,13 @@ def choose_path(registry: ModelRegistry, options: UpscaleOptions, width: int, he
             "detail_model pins the partner of the model asked for: give model and detail too"
         )
     sized = options.scale is not None or options.width is not None or options.height is not None
+    if options.detail is None and not sized:  # as before sizes: one model at its own factor
+        model = asked or registry.resolve(None, Upscaler)
+        return UpscalePath(model, output_size(width, height, native=model.scale, largest=model.scale))
+    # the other paths choose among every served upscaler
+    served = [registry.resolve(name, Upscaler) for name in registry.names(Upscaler)]
+    if not served:  # starting, or no upscaler loaded: the registry's own error (503, 404)
+        registry.resolve(None, Upscaler)
     largest = max((m.scale for m in served), default=asked.scale if asked else 1)
 
     def size_for(model: Upscaler) -> OutputSize:
@@ -63,9 +67,8 @@ def choose_path(registry: ModelRegistry, options: UpscaleOptions, width: int, he
         )
 
     if options.detail is None:
-        if asked is not None or not sized:
-            model = asked or registry.resolve(None, Upscaler)
-            return UpscalePath(model, size_for(model))
+        if asked is not None:
+            return UpscalePath(asked, size_for(asked))
         candidates = [m for m in served if m.family_role != "detail"] or served
         size = size_for(candidates[0])
         scale = choose_scale(size.factor, sorted({m.scale for m in candidates}))
