@@ -20,6 +20,10 @@ or tiles), run by a model's inference lanes.
   batches fill by themselves.
 - Queues are bounded (QueueFull, with a Retry-After estimate). A job whose deadline cannot be met,
   or whose client has gone, is dropped when it reaches the head, before any model time.
+- Shedding: once a request has been refused for want of room, the queue refuses all new work
+  until it is down to half its bound, then takes work again. Under a burst the lanes keep half a
+  queue of work while requests are refused, and the refusal no longer depends on a request's
+  size, so the HTTP layer can refuse one before reading what it asks for (service.door).
 - Outputs are checked 1:1 against inputs: a batch of k rows must return k rows.
 - A job may carry an `encode` step (its output rows -> image files). A batch's encode steps run
   together, on the lane itself when the model encodes on its lanes (one lane per core: a hand-off
@@ -77,6 +81,27 @@ class DecodeGate:
             self.decoding -= 1
             if self.lanes is not None:
                 self.lanes.notify()
+
+
+class Shedding:
+    """The queues refusing all new work now (on the event loop): the door (service.door) looks at
+    requests only while there are some."""
+
+    def __init__(self) -> None:
+        self._queues: set[Batcher] = set()
+
+    def __bool__(self) -> bool:
+        if not self._queues:
+            return False
+        for batcher in list(self._queues):
+            batcher.shedding  # noqa: B018 (asking ends the shedding of a queue drained enough)
+        return bool(self._queues)
+
+    def started(self, batcher: Batcher) -> None:
+        self._queues.add(batcher)
+
+    def ended(self, batcher: Batcher) -> None:
+        self._queues.discard(batcher)
 
 
 class CancelToken:
@@ -248,6 +273,7 @@ class Batcher:
         metrics: BatcherMetrics,
         encode_pool: Executor | None = None,
         encode_on_lane: bool = False,
+        shedding: Shedding | None = None,
     ) -> None:
         self.name = name
         self._run = run
@@ -267,6 +293,14 @@ class Batcher:
         self._stopped = False
         # Seconds per batch, smoothed: for Retry-After and for deadlines that cannot be met.
         self.batch_seconds = 0.0
+        # Shedding (see the module's docstring): on the event loop only. The lanes never touch the
+        # flag; it ends when the event loop next asks and finds the queue drained enough.
+        self.resume_units = max_queue_units // 2
+        self._shedding = False
+        self._shedding_message = (
+            f"model {name}: overloaded; new work is refused until its queue is half empty; retry later"
+        )
+        self._shedding_queues = shedding if shedding is not None else Shedding()
 
     def start(self) -> None:
         """On the event loop: the loop that answers this queue's jobs."""
@@ -280,6 +314,10 @@ class Batcher:
         """Refuse new work, and fail what is still queued (the lanes are stopped separately: stop
         them first, so that nothing is taken meanwhile)."""
         self._stopped = True
+        if self._shedding:  # a retired queue sheds no more
+            self._shedding = False
+            self._metrics.shedding.dec()
+            self._shedding_queues.ended(self)
         with self.lanes.condition:
             self.lanes.ready.pop(self, None)
             jobs = list(self._queue)
@@ -292,15 +330,40 @@ class Batcher:
     # --- the request side (event loop) -------------------------------------------------------
 
     def check_room(self, units: int) -> None:
-        """Raise QueueFull unless `units` more work units fit in the queue."""
-        if self._queued_units + units > self.max_queue_units:
-            self._metrics.rejected("queue_full")
-            retry = max(1.0, math.ceil(self.estimated_wait()))
-            raise QueueFull(
-                f"model {self.name}: the queue is full ({self._queued_units} work units waiting); "
-                "retry later",
-                retry_after=retry,
-            )
+        """Raise QueueFull unless `units` more work units are taken now: the queue is not shedding
+        and they fit."""
+        if self.shedding or self._queued_units + units > self.max_queue_units:
+            raise self.refuse()
+
+    @property
+    def shedding(self) -> bool:
+        """Whether all new work is refused now (on the event loop)."""
+        if self._shedding and self._queued_units <= self.resume_units:
+            self._shedding = False
+            self._metrics.shedding.dec()
+            self._shedding_queues.ended(self)
+        return self._shedding
+
+    def refuse(self) -> QueueFull:
+        """Count a refusal for want of room and shed from now on (on the event loop): the error to
+        answer with."""
+        message, retry_after = self.refusal()
+        return QueueFull(message, retry_after=retry_after)
+
+    def refusal(self) -> tuple[str, int]:
+        """As refuse, for the door (service.door), which writes its answer without an exception:
+        (the message, the Retry-After in whole seconds: the time the work ahead takes)."""
+        self._metrics.rejected("queue_full")
+        retry_after = max(1, math.ceil(self.estimated_wait()))
+        if self._shedding:
+            return self._shedding_message, retry_after
+        self._shedding = True
+        self._metrics.shedding.inc()
+        self._shedding_queues.started(self)
+        return (
+            f"model {self.name}: the queue is full ({self._queued_units} work units waiting); retry later",
+            retry_after,
+        )
 
     def estimated_wait(self, extra_units: int = 0) -> float:
         """Seconds until `extra_units` more rows would be done: the batches ahead of them and the

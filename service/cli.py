@@ -156,7 +156,7 @@ def _serve(settings: Settings, access_log: AccessLog, before_exit: Callable[[], 
         asgi,
         host=settings.host,
         port=settings.port,
-        http=ConnectionGuard(limits, app.state.metrics).protocol_class(),
+        http=app.state.door.protocol_class(ConnectionGuard(limits, app.state.metrics)),
         ws="none",  # no WebSocket endpoints: upgrade requests are answered as plain HTTP
         timeout_keep_alive=settings.keep_alive_s,
         access_log=False,  # the service writes its own structured access log (gan.access)

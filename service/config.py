@@ -50,6 +50,34 @@ class Settings(BaseSettings):
         "tile there and holds that many times the memory), 4 on CUDA",
     )
     max_queue_tiles: int = Field(512, ge=1, description="queued tiles per upscaler before answering 429")
+    # Overload (service.door).
+    refuse_early: bool = Field(
+        True,
+        description="while a model's queue is shedding, answer its requests' 429 in the HTTP protocol as "
+        "soon as they name the model, before the application (an upload before its body is read)",
+    )
+    refusal_pause_ms: float = Field(
+        30.0,
+        ge=0,
+        le=1000,
+        description="a connection whose request was refused for overload is not read again for at least "
+        "this long (a client that sends again at once waits in its socket); 0: no pauses",
+    )
+    refusal_pause_max_ms: float = Field(
+        1000.0,
+        ge=0,
+        le=10_000,
+        description="the longest such pause: pauses grow toward it while refusing takes the event loop "
+        "over overload_loop_share of its core",
+    )
+    overload_loop_share: float = Field(
+        0.35,
+        gt=0,
+        le=1,
+        description="while refusing for overload, the share of a core the event loop may use before "
+        "refused connections' pauses grow: on CPU the rest of the cores stays with the models (a GPU "
+        "host, whose models do not share the event loop's core, can allow more)",
+    )
 
     # ONNX Runtime.
     provider: Literal["auto", "cpu", "cuda"] = "auto"

@@ -190,17 +190,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         self._cycles = [cycle for cycle in self._cycles if not cycle.response_complete]
         self._cycles.append(self.cycle)
-        self._phase = Phase.BODY
-        self._since = self.loop.time()
-        self._received = 0
+        self.headers_received()
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
         self._received += len(body)
 
+    # The phases of a request, kept by the callbacks above, and by service.door for the requests
+    # it answers without uvicorn's part of them.
+
+    def headers_received(self) -> None:
+        self._phase = Phase.BODY
+        self._since = self.loop.time()
+        self._received = 0
+
+    def body_received(self, size: int) -> None:
+        self._received += size
+
+    def request_received(self) -> None:
+        self._phase = Phase.IDLE
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._phase = Phase.IDLE
+        self.request_received()
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -3,6 +3,8 @@ tests, never share counters). Names follow Prometheus conventions: base units, _
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -16,6 +18,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # Called before each rendering: state read lazily elsewhere is brought up to date.
+        self.before_render: list[Callable[[], object]] = []
         r = self.registry
         self.requests = Counter(
             "gan_requests", "HTTP requests answered", ["endpoint", "model", "version", "status"], registry=r
@@ -62,6 +66,12 @@ class ServiceMetrics:
         self.rejections = Counter(
             "gan_rejections", "Work refused or dropped, by reason", ["model", "reason"], registry=r
         )
+        self.shedding = Gauge(
+            "gan_shedding",
+            "Queues of the model refusing all new work until they are half empty (one per served version)",
+            ["model"],
+            registry=r,
+        )
         self.images_generated = Counter(
             "gan_images_generated", "Images generated", ["model", "version"], registry=r
         )
@@ -104,6 +114,8 @@ class ServiceMetrics:
         )
 
     def render(self) -> bytes:
+        for refresh in self.before_render:
+            refresh()
         return generate_latest(self.registry)
 
 
@@ -130,6 +142,7 @@ class BatcherMetrics:
         self.batch_size = metrics.batch_size.labels(model)
         self.batch_fill = metrics.batch_fill.labels(model)
         self.queue_depth = QueueDepth(metrics.queue_depth.labels(model))
+        self.shedding = metrics.shedding.labels(model)
         self._rejections = metrics.rejections
         self._model = model
         self._rejected: dict[str, Counter] = {}  # labels() costs more than inc(): once per reason

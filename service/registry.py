@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from model_repository.manifest import MANIFEST_FILE
 from model_repository.repository import NAME_PATTERN, list_models, list_versions, version_dir
+from service.batching import Shedding
 from service.config import Settings
 from service.errors import InvalidRequest, ModelLoadFailed, NotReady, UnknownModel
 from service.metrics import ServiceMetrics
@@ -104,6 +105,8 @@ class ModelRegistry:
         self.draining = False
         # Uploads are decoded and images encoded here, off the event loop.
         self.encode_pool = ThreadPoolExecutor(settings.encode_threads, thread_name_prefix="encode")
+        self.shedding = Shedding()  # the served models' queues refusing all new work now
+        metrics.before_render.append(self.shedding.__bool__)  # a drained queue's shedding ends
 
     # --- keeping in step with the repository ------------------------------------------------------
 
@@ -203,6 +206,7 @@ class ModelRegistry:
                     self.settings,
                     self.metrics,
                     self.encode_pool,
+                    self.shedding,
                     self._providers or choose_providers(self.settings.provider),
                 )
             except Exception as e:  # a broken version must not stop the others: report it, go on

@@ -35,6 +35,17 @@ class UpscalePath:
         return [self.model] if self.blend is None else [self.model, self.blend]
 
 
+def candidates(registry: ModelRegistry, options: UpscaleOptions) -> list[Upscaler]:
+    """The upscalers a request with these options could run on, whatever its image: the door
+    (service.door) refuses it at its headers only when every one of them is shedding."""
+    if options.detail is None and options.model is not None:  # the model asked for, at any size
+        return [registry.resolve(options.model, Upscaler)]
+    sized = options.scale is not None or options.width is not None or options.height is not None
+    if options.detail is None and not sized:
+        return [registry.resolve(None, Upscaler)]
+    return [registry.resolve(name, Upscaler) for name in registry.names(Upscaler)]
+
+
 def choose_path(registry: ModelRegistry, options: UpscaleOptions, width: int, height: int) -> UpscalePath:
     """The path for an upright (width, height) input. InvalidRequest when the size or detail
     asked for cannot be made by the served models."""

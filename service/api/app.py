@@ -1,10 +1,11 @@
 """The application: one registry of served models, one router per resource, the layers every
 request passes through, and the lifespan that loads the models and retires them.
 
-A request's path, outermost first: RequestContextMiddleware (request id, body limit, metrics,
-access log) -> ApiKeyAuth (when keys are set) -> AdminGuard (the admin API's key) -> Dispatch (a
-service route's own handler, or FastAPI for everything else) -> the route's endpoint -> the served
-model (service.served). New versions come in by service.repository_watch.
+A request's path, outermost first: the door (service.door: while a model sheds load, its
+requests are refused in uvicorn's protocol, before any of this) -> RequestContextMiddleware
+(request id, body limit, metrics, access log) -> ApiKeyAuth (when keys are set) -> AdminGuard (the
+admin API's key) -> Dispatch (a service route's own handler, or FastAPI for everything else) -> the
+route's endpoint -> the served model (service.served). New versions come in by service.repository_watch.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from service.api.playground import load_assets, playground_routes
 from service.api.route import Dispatch
 from service.api.routes import admin, generate, health, mix, models, upscale
 from service.config import Settings
+from service.door import Door, Pacer
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
 from service.repository_watch import RepositoryWatch
+from service.request_ids import RequestIds
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -79,8 +82,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def create_service(settings: Settings, access_log: AccessLog | None = None) -> tuple[ASGIApp, FastAPI]:
     """The ASGI application uvicorn runs, and the FastAPI app inside it (see the module's
-    docstring for the layers). Raises ValueError when the API keys cannot be loaded."""
+    docstring for the layers), whose state holds the door (service.door) for uvicorn's protocol.
+    Raises ValueError when the API keys cannot be loaded."""
     app = create_app(settings)
+    registry: ModelRegistry = app.state.registry
+    ids = RequestIds()  # one series of ids for the door's answers and the application's
+    app.state.door = Door(
+        {**generate.screens(registry), **mix.screens(registry), **upscale.screens(registry)},
+        registry.shedding,
+        app.state.metrics,
+        ids,
+        access_log,
+        Pacer(
+            settings.refusal_pause_ms / 1000,
+            settings.refusal_pause_max_ms / 1000,
+            settings.overload_loop_share,
+        ),
+        enabled=settings.refuse_early,
+    )
     dispatch = Dispatch(app, app.routes)
     keys = load_api_keys(settings)
     admin_keys = load_admin_keys(settings)
@@ -88,4 +107,4 @@ def create_service(settings: Settings, access_log: AccessLog | None = None) -> t
         keys += admin_keys
     guarded = AdminGuard(dispatch, admin_keys)
     auth = ApiKeyAuth(guarded, keys, settings.auth_health, settings.auth_metrics, app.state.static_paths)
-    return RequestContextMiddleware(auth, app.state.metrics, settings.max_body_bytes, access_log), app
+    return RequestContextMiddleware(auth, app.state.metrics, settings.max_body_bytes, access_log, ids), app

@@ -4,9 +4,6 @@ every request, so it reads only the headers it needs and caches its metric child
 
 from __future__ import annotations
 
-import itertools
-import os
-import re
 import time
 from typing import Any
 
@@ -16,22 +13,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.access_log import AccessLog
 from service.api.errors import error_response
 from service.connection_guard import TIMED_OUT
+from service.door import REFUSED
 from service.metrics import ServiceMetrics
+from service.request_ids import REQUEST_ID, RequestIds
 
 # Metric labels come from this fixed set, never from the raw path (unbounded cardinality).
 ENDPOINTS = {"/generate", "/walk", "/upscale", "/v1/models", "/healthz", "/readyz", "/metrics"}
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class RequestIds:
-    """Unique ids without a system call per request: a random per-process prefix and a counter."""
-
-    def __init__(self) -> None:
-        self.prefix = os.urandom(6).hex()
-        self.counter = itertools.count(1)
-
-    def next(self) -> str:
-        return f"{self.prefix}-{next(self.counter):x}"
 
 
 class BodyTooLarge(HTTPException):
@@ -43,13 +30,18 @@ class BodyTooLarge(HTTPException):
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int, access_log: AccessLog | None = None
+        self,
+        app: ASGIApp,
+        metrics: ServiceMetrics,
+        max_body_bytes: int,
+        access_log: AccessLog | None = None,
+        ids: RequestIds | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
-        self.ids = RequestIds()
+        self.ids = ids or RequestIds()  # shared with the door (service.door), which answers some requests
         self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         self._in_flight: dict[str, Any] = {}
 
@@ -76,6 +68,8 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 status["started"] = True
+                if status["code"] == 429:  # refused for overload: the connection is paced (service.door)
+                    state[REFUSED] = True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from model_repository.manifest import MODEL_FILE
 from model_repository.repository import read_version
+from service.batching import Shedding
 from service.config import Settings
 from service.metrics import ServiceMetrics
 from service.runtime import Runtime
@@ -39,6 +40,7 @@ def load_model(
     settings: Settings,
     metrics: ServiceMetrics,
     encode_pool: Executor,
+    shedding: Shedding,
     providers: list[Any],
 ) -> ServedModel:
     """Verify a published version (manifest schema, sha256 of the model file), open its session,
@@ -49,7 +51,7 @@ def load_model(
     directory = repo / name / str(version)
     extra = {graph: directory / file for graph, file in kind.graphs.items()}
     runtime = Runtime(directory / MODEL_FILE, settings, providers, kind.memory_pattern, extra)
-    model = kind(name, version, manifest, runtime, settings, metrics, encode_pool)
+    model = kind(name, version, manifest, runtime, settings, metrics, encode_pool, shedding)
     plan = runtime.parallelism
     log.info(
         "loaded %s version %d (%s) on %s: %d batch(es) at once, %s ONNX Runtime thread(s) each%s",

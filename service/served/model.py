@@ -23,7 +23,7 @@ from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import numpy as np
 
-from service.batching import Batcher, DecodeGate, Lanes
+from service.batching import Batcher, DecodeGate, Lanes, Shedding
 from service.config import Settings
 from service.metrics import BatcherMetrics, ServiceMetrics
 from service.runtime import Runtime
@@ -63,6 +63,7 @@ class ServedModel(ABC):
         settings: Settings,
         metrics: ServiceMetrics,
         encode_pool: Executor,
+        shedding: Shedding,
     ) -> None:
         self.name = name
         self.version = version
@@ -85,6 +86,7 @@ class ServedModel(ABC):
             BatcherMetrics(metrics, name),
             encode_pool,
             plan.encode_on_lane,
+            shedding,
         )
         self.memory_bytes = 0  # resident memory the process grew by while loading and warming it
         self.warm_up_seconds = 0.0

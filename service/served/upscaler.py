@@ -84,20 +84,24 @@ class Upscaler(ServedModel):
     def warm_up_rows(self, units: int) -> dict[str, np.ndarray]:
         return {"image": np.zeros((units, self.tile, self.tile, self.channels), np.uint8)}
 
-    def pad(self, image: DecodedImage) -> np.ndarray:
-        """The pixels this model runs, mirrored out to at least a tile: (H', W', channels) uint8.
-        The padded size counts against max_input_pixels too: the output is blended at that size
-        (a 21x49,000 strip would become 128x49,000)."""
+    def plan(self, width: int, height: int) -> TilePlan:
+        """The tiles of an upright width x height image, from its header alone (so that a full
+        queue refuses it before any pixel is decoded). Its size padded out to at least a tile
+        counts against max_input_pixels too: the output is blended at that size (a 21x49,000
+        strip would become 128x49,000)."""
         limit = self.settings.max_input_pixels
-        pixels = image.rgb if self.channels == 3 else image.rgb[:, :, :1]
-        h, w = pixels.shape[:2]
-        padded_h, padded_w = max(h, self.tile), max(w, self.tile)
+        padded_h, padded_w = max(height, self.tile), max(width, self.tile)
         if padded_h * padded_w > limit:
             raise PayloadTooLarge(
-                f"the image is {w}x{h}; a side shorter than the model's tile ({self.tile}) is padded to "
-                f"it, which makes {padded_w}x{padded_h} = {padded_w * padded_h} pixels; this server "
-                f"takes at most {limit}"
+                f"the image is {width}x{height}; a side shorter than the model's tile ({self.tile}) is "
+                f"padded to it, which makes {padded_w}x{padded_h} = {padded_w * padded_h} pixels; this "
+                f"server takes at most {limit}"
             )
+        return plan_tiles(padded_h, padded_w, self.tile, self.overlap)
+
+    def pad(self, image: DecodedImage) -> np.ndarray:
+        """The pixels this model runs, mirrored out to at least a tile: (H', W', channels) uint8."""
+        pixels = image.rgb if self.channels == 3 else image.rgb[:, :, :1]
         return pad_to_tile(pixels, self.tile)
 
     def enqueue_rows(
@@ -136,15 +140,15 @@ class Upscaler(ServedModel):
                 using.enter_context(model.in_use())
             # decode, then cut into tiles; every tile row of every model is one job, all queued
             # before the gates open (held longer, they would hold back every batch of the models)
+            plan = self.plan(opened.width, opened.height)
+            for model in models:  # refused before the decoding, which costs more than the answer
+                model.batcher.check_room(len(plan.origins))
             with contextlib.ExitStack() as gates:
                 for model in models:
                     gates.enter_context(model.gate.held())
                 image = await loop.run_in_executor(self.encode_pool, decode, opened)
                 padded = self.pad(image)
                 h, w = image.rgb.shape[:2]
-                plan = plan_tiles(padded.shape[0], padded.shape[1], self.tile, self.overlap)
-                for model in models:
-                    model.batcher.check_room(len(plan.origins))
                 jobs: list[list[asyncio.Future[Any]]] = []
                 try:
                     for model in models:

@@ -17,6 +17,7 @@ from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconne
 from service.api.responses import ERRORS, json_response
 from service.api.route import ServiceRoute, header
 from service.config import Settings
+from service.door import Screen
 from service.errors import InvalidRequest, NotAcceptable
 from service.media import (
     ANIMATION_MEDIA_TYPES,
@@ -40,13 +41,35 @@ from service.schemas import (
 from service.served import Generator, StyleGenerator
 
 
+def generator_for(registry: ModelRegistry, body: GenerateRequest) -> Generator:
+    """The served generator that answers `body` (its first seed picks the canary's share)."""
+    return registry.resolve(body.model, Generator, body.seed if body.seeds is None else body.seeds[0])
+
+
+def walker_for(registry: ModelRegistry, body: WalkRequest) -> Generator:
+    return registry.resolve(body.model, Generator, body.waypoints[0])
+
+
+def screens(registry: ModelRegistry) -> dict[str, Screen]:
+    """How the door (service.door) reads these routes' requests: the JSON body names the model."""
+    return {
+        "/generate": Screen(
+            lambda query, body: [generator_for(registry, GenerateRequest.model_validate_json(body))],
+            needs_body=True,
+        ),
+        "/walk": Screen(
+            lambda query, body: [walker_for(registry, WalkRequest.model_validate_json(body))], needs_body=True
+        ),
+    }
+
+
 def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
     api = APIRouter(route_class=ServiceRoute)
     default_deadline_ms = settings.default_deadline_ms
 
     async def _stream(request: Request, body: GenerateRequest, deadline: float) -> Response:
         """The answer as NDJSON, each image sent as its batch finishes (service.api.stream)."""
-        model = registry.resolve(body.model, Generator, body.seed if body.seeds is None else body.seeds[0])
+        model = generator_for(registry, body)
         model.check_count(body.count)  # the whole request's: each part checks only its own
         requests = stream.parts(body, model.batcher.max_units, settings.max_n)
         # the client watched until the stream begins; from then on the Stream sees it leave
@@ -94,7 +117,7 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         binary = _binary_format(accept, body)
         if binary and body.return_latents:
             raise InvalidRequest("return_latents needs the JSON answer (Accept: application/json)")
-        model = registry.resolve(body.model, Generator, body.seed if body.seeds is None else body.seeds[0])
+        model = generator_for(registry, body)
         async with disconnect_watch(request.receive) as cancel:
             result = await model.generate(body, binary or body.format, deadline, cancel)
         request.state.model, request.state.version = result.model, result.version
@@ -137,7 +160,7 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         )
         if body.animation is not None:
             _accept_animation(header(request.scope, b"accept"), body.animation)
-        model = registry.resolve(body.model, Generator, body.waypoints[0])
+        model = walker_for(registry, body)
         async with disconnect_watch(request.receive) as cancel:
             result = await model.walk(body, deadline, cancel)
         request.state.model, request.state.version = result.model, result.version

@@ -15,11 +15,26 @@ from service.api.responses import ERRORS, json_response
 from service.api.route import ServiceRoute, header
 from service.api.routes.generate import head_fields, style_image_json
 from service.config import Settings
+from service.door import Screen
 from service.errors import NotAcceptable
 from service.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, UPLOAD_FORMATS, negotiate, offers_for
 from service.registry import ModelRegistry
 from service.schemas import Mixed, MixRequest
 from service.served import StyleGenerator
+
+
+def mixer_for(registry: ModelRegistry, body: MixRequest) -> StyleGenerator:
+    """The served style model that answers `body` (its first row seed picks the canary's share)."""
+    return registry.resolve(body.model, StyleGenerator, body.row_seeds[0] if body.row_seeds else None)
+
+
+def screens(registry: ModelRegistry) -> dict[str, Screen]:
+    """How the door (service.door) reads this route's requests: the JSON body names the model."""
+    return {
+        "/mix": Screen(
+            lambda query, body: [mixer_for(registry, MixRequest.model_validate_json(body))], needs_body=True
+        )
+    }
 
 
 def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
@@ -48,7 +63,7 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         figure_format = _figure_format(header(request.scope, b"accept"), body)
         if figure_format is not None:
             body = body.model_copy(update={"grid": True, "format": figure_format})
-        model = registry.resolve(body.model, StyleGenerator, body.row_seeds[0] if body.row_seeds else None)
+        model = mixer_for(registry, body)
         async with disconnect_watch(request.receive) as cancel:
             result = await model.mix(body, deadline, cancel)
         request.state.model, request.state.version = result.model, result.version

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
-from starlette.datastructures import UploadFile
+from starlette.datastructures import QueryParams, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,12 +15,14 @@ from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconne
 from service.api.responses import ERRORS
 from service.api.route import ServiceRoute, header
 from service.config import Settings
+from service.door import Screen
 from service.errors import InvalidRequest, UnsupportedMediaType
 from service.imaging import OpenedImage, open_image
 from service.media import MEDIA_TYPES, UPLOAD_MEDIA_TYPES, media_type, negotiate
 from service.registry import ModelRegistry
 from service.schemas import ErrorBody, Upscaled, UpscaleOptions
-from service.upscale_path import UpscalePath, choose_path
+from service.served import Upscaler
+from service.upscale_path import UpscalePath, candidates, choose_path
 
 BODY = {
     "required": True,
@@ -46,6 +48,16 @@ def query_parameters(model: type[UpscaleOptions]) -> list[dict[str, Any]]:
         }
         for name, field in schema["properties"].items()
     ]
+
+
+def screens(registry: ModelRegistry) -> dict[str, Screen]:
+    """How the door (service.door) reads this route's requests: the query names the upscaler, so
+    an upload is refused before its body is read."""
+
+    def upscalers(query: bytes, body: bytes) -> list[Upscaler]:
+        return candidates(registry, UpscaleOptions.model_validate(dict(QueryParams(query))))
+
+    return {"/upscale": Screen(upscalers, needs_body=False)}
 
 
 def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
