@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -146,49 +147,106 @@ class Outcome:
     latency: float  # seconds until the whole answer was read
     status: int  # 0: no answer (the connection failed)
     retry_after: float | None  # the answer's Retry-After, seconds
+    matched: bool = True  # the answer named this request's X-Request-ID (when one was sent)
+
+
+class Answer(NamedTuple):
+    status: int
+    retry_after: float | None
+    request_id: bytes | None  # the answer's X-Request-ID
+
+
+class _AnswerReader(asyncio.Protocol):
+    """Reads HTTP/1.1 answers off one connection: an asyncio.Protocol rather than streams, so that
+    a load generator sharing the server's cores costs it little."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[Answer] | None = None
+        self.closed = False
+        self.close_after = False  # the last answer said Connection: close
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiter is not None and not self.waiter.done():
+            answer = self._answer()
+            if answer is not None:
+                self.waiter.set_result(answer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("the server closed the connection"))
+
+    def _answer(self) -> Answer | None:
+        """The first whole answer in the buffer, taken out of it; None until one is in."""
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        head = bytes(self.buffer[:end]).lower()
+        length = int(_header(head, b"content-length") or b"0")
+        if len(self.buffer) < end + 4 + length:
+            return None
+        del self.buffer[: end + 4 + length]
+        retry_after = _header(head, b"retry-after")
+        self.close_after = b"close" in (_header(head, b"connection") or b"")
+        return Answer(
+            int(head[9:12]),
+            None if retry_after is None else float(retry_after),
+            _header(head, b"x-request-id"),
+        )
+
+
+def _header(head: bytes, name: bytes) -> bytes | None:
+    """One header's value in a lower-cased head, or None."""
+    at = head.find(b"\r\n" + name + b":")
+    if at < 0:
+        return None
+    start = at + len(name) + 3
+    stop = head.find(b"\r\n", start)
+    return head[start : None if stop < 0 else stop].strip()
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection; reconnects after the server closes it."""
+    """One keep-alive HTTP/1.1 connection, one request at a time; reconnects after the server
+    closes it."""
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.reader: _AnswerReader | None = None
 
-    async def request(self, raw: bytes) -> tuple[int, float | None]:
-        """Sends one request and reads the whole answer: (status, Retry-After in seconds)."""
-        if self.reader is not None and self.reader.at_eof():  # the server closed it while idle (keep-alive)
-            self.close()
-        if self.writer is None or self.reader is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 16)
+    async def request(self, raw: bytes, request_id: bytes | None = None) -> Answer:
+        """Sends one request (with X-Request-ID: request_id, when given) and reads its whole answer."""
+        reader = self.reader
+        if reader is None or reader.closed:  # the server closed it while idle (keep-alive)
+            loop = asyncio.get_running_loop()
+            _, reader = await loop.create_connection(_AnswerReader, "127.0.0.1", self.port)
+            self.reader = reader
+        assert reader.transport is not None
+        if request_id is not None:
+            head, _, body = raw.partition(b"\r\n\r\n")
+            raw = head + b"\r\nX-Request-ID: " + request_id + b"\r\n\r\n" + body
+        reader.waiter = asyncio.get_running_loop().create_future()
         try:
-            self.writer.write(raw)
-            head = await self.reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            length, retry_after, close = 0, None, False
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                name = name.strip().lower()
-                if name == "content-length":
-                    length = int(value)
-                elif name == "retry-after":
-                    retry_after = float(value)
-                elif name == "connection" and "close" in value.lower():
-                    close = True
-            await self.reader.readexactly(length)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
+            reader.transport.write(raw)
+            answer = reader._answer() or await reader.waiter
+        except (OSError, ValueError, IndexError):
             self.close()
             raise
-        if close:
+        finally:
+            reader.waiter = None
+        if reader.close_after:
             self.close()
-        return status, retry_after
+        return answer
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
+        if self.reader is not None and self.reader.transport is not None:
+            self.reader.transport.close()
+        self.reader = None
 
 
 @dataclass
@@ -210,33 +268,42 @@ class Mix:
         return order
 
 
-async def _one(connection: Connection, kind: str, raw: bytes, due: float) -> Outcome:
+async def _one(
+    connection: Connection, kind: str, raw: bytes, due: float, request_id: bytes | None = None
+) -> Outcome:
     try:
-        status, retry_after = await connection.request(raw)
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
-        status, retry_after = 0, None
-    return Outcome(kind, due, time.monotonic() - due, status, retry_after)
+        status, retry_after, answered = await connection.request(raw, request_id)
+    except (OSError, ValueError, IndexError):
+        status, retry_after, answered = 0, None, None
+    matched = request_id is None or answered == request_id.lower()
+    return Outcome(kind, due, time.monotonic() - due, status, retry_after, matched)
 
 
 async def closed_loop(
-    port: int, mix: Mix, clients: int, seconds: float, honor_retry_after: bool = False
+    port: int, mix: Mix, clients: int, seconds: float, honor_retry_after: bool = False, ids: bool = False
 ) -> list[Outcome]:
     """`clients` connections, each sending its next request as soon as the last is answered; or,
     with honor_retry_after, after a refusal's Retry-After plus up to 50 % of jitter (as gan-client
-    does)."""
+    does). With ids, every request carries an X-Request-ID of its own, and each Outcome says
+    whether its answer named it (an answer lost, or one request answered twice, shows as a
+    mismatch on its connection)."""
     stop = time.monotonic() + seconds
     jitter = random.Random(0)
     rotation = mix.rotation()
     outcomes: list[Outcome] = []
+    prefix = os.urandom(4).hex()
 
     async def client(offset: int) -> None:
         connection = Connection(port)
         i = offset
+        n = 0
         while time.monotonic() < stop:
             kind = rotation[i % len(rotation)]
-            outcome = await _one(connection, kind, mix.requests[kind], time.monotonic())
+            request_id = f"{prefix}-{offset}-{n}".encode() if ids else None
+            outcome = await _one(connection, kind, mix.requests[kind], time.monotonic(), request_id)
             outcomes.append(outcome)
             i += 1
+            n += 1
             if honor_retry_after and outcome.retry_after is not None:
                 pause = outcome.retry_after * (1 + jitter.random() / 2)
                 await asyncio.sleep(min(pause, stop - time.monotonic()))

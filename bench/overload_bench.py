@@ -1,29 +1,41 @@
-"""Overload: bursts of many times the service's capacity, each followed by normal load again.
+"""Overload: bursts far past capacity on /generate and /upscale, from clients that ignore
+Retry-After and from clients that wait it out, each followed by normal load again; and a fleet of
+gan-client jobs against one server.
 
-    python bench/overload_bench.py [--burst 10] [--burst-clients 512] [--out bench/results/overload.json]
+    python bench/overload_bench.py                 # about 4 minutes; writes bench/results/overload.json
+    python bench/overload_bench.py --endpoints generate --burst-clients 256 --modes aggressive
 
-One gan-serve process on the bundled digits model. For each burst mode (--modes), three phases,
-each bounded in time:
-  1. baseline: --clients closed-loop clients (n=--n per request) for --baseline s: the capacity;
-  2. burst: --burst-clients closed-loop clients for --burst s. "aggressive" clients send again as
-     soon as they are answered and ignore Retry-After (a misbehaving job); "polite" ones wait out
-     Retry-After with jitter, as gan-client does;
-  3. recovery: from the moment the burst stops, the baseline's clients again for --recover s.
-It prints, and writes as JSON: how fast the refusals came (at the client, and in the server's own
-latency histogram) and whether each carried Retry-After; the accepted requests' throughput and
-p99 during the burst, beside the bound the queue implies; 5xx and failed connections; the
-server's resident memory (before, peak, after); where the CPU went; and the recovery time, from
-the end of the burst to the first 100 ms window with at least 90 % of the baseline's rate.
-Loopback only.
+Per endpoint, one gan-serve process (digits for /generate, srresnet-x2 for /upscale), and:
+  1. capacity: --clients closed-loop clients for --baseline s (/generate: n=16 each, as in the
+     issue's measurement; /upscale: one 256x256 photo as PNG each): the goodput every later figure
+     is a share of;
+  2. per burst size (--burst-clients) and client kind (--modes), a burst for --burst s (/generate:
+     n=64). "aggressive" clients send again as soon as they are answered and ignore Retry-After
+     (a misbehaving job, a retry storm); "polite" ones wait it out with up to 50 % of jitter;
+  3. recovery: the capacity phase's clients again, from the moment the burst stops.
+Goodput is the work (images) completed during the burst after its first second, per second, as
+a share of capacity. Every request carries an X-Request-ID of its own: an answer that names
+another request (a lost answer, or one answered twice) is counted. Also reported: accepted
+requests' p99 against twice the time a full queue takes to drain at capacity, refusal latency
+at the client and in the server, 5xx, the server's memory, where the CPU went, and the time from
+the end of the burst to the first 100 ms window at 90 % of capacity.
+
+--fleet (on by default for /generate): 16 `gan-client generate` jobs at once against one server,
+then the same jobs one after another: the time of each way, and the share of the jobs' requests
+the server refused (its own counts).
+
+Loopback only; every phase is bounded in time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,34 +60,93 @@ from bench.loadgen import (  # noqa: E402
     metric,
     percentile,
     thread_cpu,
+    upscale_request,
     windows,
 )
 from bench.server import ServerProcess, model_subset  # noqa: E402
 
 WINDOW_S = 0.1
+SETTLE_S = 1.0  # goodput is counted from this long after the burst starts
 MODES = ("aggressive", "polite")
+ENDPOINTS = ("generate", "upscale")
+UPSCALER = "srresnet-x2"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="digits")
-    p.add_argument("--n", type=int, default=16, help="images per request")
-    p.add_argument("--clients", type=int, default=16, help="clients in the baseline and recovery phases")
-    p.add_argument("--baseline", type=float, default=5.0, help="seconds")
-    p.add_argument("--burst-clients", type=int, default=512)
-    p.add_argument("--burst", type=float, default=10.0, help="seconds")
-    p.add_argument("--recover", type=float, default=5.0, help="seconds")
+    p.add_argument("--endpoints", nargs="+", choices=ENDPOINTS, default=list(ENDPOINTS))
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    p.add_argument("--max-queue-units", type=int, default=1024, help="the server's GAN_SERVE_MAX_QUEUE_UNITS")
+    p.add_argument("--clients", type=int, default=0, help="capacity clients (default: 8 generate, 4 upscale)")
+    p.add_argument("--baseline", type=float, default=6.0, help="seconds of the capacity phase")
+    p.add_argument("--burst-clients", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--burst", type=float, default=10.0, help="seconds per burst")
+    p.add_argument("--recover", type=float, default=4.0, help="seconds of the recovery phase")
+    p.add_argument("--n", type=int, default=16, help="images per capacity request (/generate)")
+    p.add_argument("--burst-n", type=int, default=64, help="images per burst request (/generate)")
+    p.add_argument("--image-size", type=int, default=256, help="side of the uploaded photo (/upscale)")
+    p.add_argument("--fleet", type=int, default=16, help="gan-client jobs in the fleet (0: none)")
+    p.add_argument("--fleet-images", type=int, default=768, help="images per fleet job")
+    p.add_argument("--fleet-concurrency", type=int, default=16, help="each fleet job's --concurrency")
+    p.add_argument("--max-queue-units", type=int, default=0, help="the generator's queue bound (0: default)")
     p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="another server setting, e.g. inference_nice=0 (GAN_SERVE_INFERENCE_NICE); repeatable",
+        help="another server setting, e.g. refuse_early=false (GAN_SERVE_REFUSE_EARLY); repeatable",
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench/results/overload.json")
     return p.parse_args(argv)
+
+
+@dataclass
+class Target:
+    """One endpoint's load: what a capacity request and a burst request are, in work units."""
+
+    endpoint: str
+    model: str
+    capacity: Mix
+    capacity_units: int  # images per capacity request
+    burst: Mix
+    burst_units: int  # images per burst request
+    queue_bound: int  # the model's queue bound, in its own units (images, or tiles)
+    clients: int
+
+
+def photo_png(size: int) -> bytes:
+    """A real photograph (scikit-image's astronaut), size x size, as PNG."""
+    import skimage.data
+    from PIL import Image
+
+    image = Image.fromarray(skimage.data.astronaut()).resize((size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def make_target(args: argparse.Namespace, endpoint: str, settings: dict[str, object]) -> Target:
+    if endpoint == "generate":
+        model = "digits"
+        return Target(
+            endpoint,
+            model,
+            Mix({"generate": generate_request({"model": model, "n": args.n, "seed": 0})}),
+            args.n,
+            Mix({"generate": generate_request({"model": model, "n": args.burst_n, "seed": 0})}),
+            args.burst_n,
+            int(str(settings.get("max_queue_units", 1024))),
+            args.clients or 8,
+        )
+    upload = upscale_request(photo_png(args.image_size), UPSCALER)
+    # A batch upscale job sends a deadline long enough for any queue it may meet.
+    upload = upload.replace(b"\r\n\r\n", b"\r\nX-Deadline-Ms: 600000\r\n\r\n", 1)
+    mix = Mix({"upscale": upload})
+    return Target(
+        endpoint, UPSCALER, mix, 1, mix, 1, int(str(settings.get("max_queue_tiles", 512))), args.clients or 4
+    )
+
+
+# --- one burst ----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -83,39 +154,57 @@ class Phases:
     baseline: list[Outcome]
     burst: list[Outcome]
     recovery: list[Outcome]
+    burst_start: float
     burst_end: float  # when the burst stopped sending (time.monotonic())
     cpu: dict[str, float]  # CPU seconds during the burst: the server's threads, and this client
 
 
-async def run_phases(args: argparse.Namespace, server: ServerProcess, mix: Mix, polite: bool) -> Phases:
-    baseline = await closed_loop(server.port, mix, args.clients, args.baseline)
+async def run_phases(
+    args: argparse.Namespace, server: ServerProcess, target: Target, clients: int, polite: bool
+) -> Phases:
+    port = server.port
+    baseline = await closed_loop(port, target.capacity, target.clients, args.baseline, ids=True)
     server_cpu = thread_cpu(server.process.pid)
     client_cpu = time.process_time()
-    burst_end = time.monotonic() + args.burst
+    burst_start = time.monotonic()
+    burst_end = burst_start + args.burst
     cpu: dict[str, float] = {}
 
     async def recovery() -> list[Outcome]:  # starts as the burst stops, while its last answers come
         await asyncio.sleep(max(0.0, burst_end - time.monotonic()))
         cpu.update(cpu_split(server.process.pid, server_cpu), client=time.process_time() - client_cpu)
-        return await closed_loop(server.port, mix, args.clients, args.recover)
+        return await closed_loop(port, target.capacity, target.clients, args.recover, ids=True)
 
     burst, after = await asyncio.gather(
-        closed_loop(server.port, mix, args.burst_clients, args.burst, honor_retry_after=polite), recovery()
+        closed_loop(port, target.burst, clients, args.burst, honor_retry_after=polite, ids=True), recovery()
     )
-    return Phases(baseline, burst, after, burst_end, cpu)
+    return Phases(baseline, burst, after, burst_start, burst_end, cpu)
+
+
+def units_done(outcomes: list[Outcome], units: int, start: float, end: float) -> float:
+    """Images answered (200) between start and end, per second."""
+    done = sum(units for o in outcomes if o.status == 200 and start <= o.sent + o.latency <= end)
+    return done / max(end - start, 1e-9)
 
 
 def burst_report(
-    args: argparse.Namespace, mode: str, phases: Phases, server: dict[str, Any], memory: dict[str, float]
+    args: argparse.Namespace,
+    target: Target,
+    clients: int,
+    mode: str,
+    phases: Phases,
+    server: dict[str, Any],
+    memory: dict[str, float],
+    units_per_image: float,
 ) -> dict[str, Any]:
     ok_base = [o for o in phases.baseline if o.status == 200]
     capacity_rps = len(ok_base) / args.baseline
+    capacity = capacity_rps * target.capacity_units  # images/s
     accepted = [o for o in phases.burst if o.status == 200]
     refused = [o for o in phases.burst if o.status == 429]
-    accepted_rps = len(accepted) / args.burst
-    # What an accepted request waits for at most in the server: a full queue ahead of it, at the
-    # rate the server kept up during the burst, and its own work (the client's own lag comes on top).
-    full_queue_drain_s = (args.max_queue_units / args.n + 1) / max(accepted_rps, 1e-9)
+    goodput = units_done(phases.burst, target.burst_units, phases.burst_start + SETTLE_S, phases.burst_end)
+    # A full queue, drained at capacity: what an accepted request may wait in the server.
+    drain_s = target.queue_bound / max(capacity * units_per_image, 1e-9)
     recovery_s = None
     good = windows(phases.recovery, phases.burst_end, WINDOW_S, lambda o: o.status == 200)
     for i, count in enumerate(good):
@@ -123,23 +212,26 @@ def burst_report(
             recovery_s = round((i + 1) * WINDOW_S, 1)
             break
     everything = phases.baseline + phases.burst + phases.recovery
+    answered = [o for o in everything if o.status]
     return {
+        "endpoint": target.endpoint,
         "mode": mode,
-        "baseline": {
-            "requests_per_s": round(capacity_rps, 1),
-            "images_per_s": round(capacity_rps * args.n),
+        "burst_clients": clients,
+        "capacity": {
+            "requests_per_s": round(capacity_rps, 2),
+            "images_per_s": round(capacity, 2),
             "p50_ms": _ms(percentile([o.latency for o in ok_base], 50)),
             "p99_ms": _ms(percentile([o.latency for o in ok_base], 99)),
         },
         "burst": {
             "requests": len(phases.burst),
-            "x_capacity_rate": round(len(phases.burst) / args.burst / max(capacity_rps, 1e-9), 1),
-            "x_queue_in_flight": round(args.burst_clients * args.n / args.max_queue_units, 1),
+            "requests_per_s": round(len(phases.burst) / args.burst, 1),
+            "goodput_images_per_s": round(goodput, 2),
+            "goodput_share_of_capacity": round(goodput / max(capacity, 1e-9), 3),
             "accepted": len(accepted),
-            "accepted_images_per_s": round(accepted_rps * args.n),
             "accepted_p50_ms": _ms(percentile([o.latency for o in accepted], 50)),
             "accepted_p99_ms": _ms(percentile([o.latency for o in accepted], 99)),
-            "full_queue_drain_ms": _ms(full_queue_drain_s),
+            "full_queue_drain_ms": _ms(drain_s),
             "refused_429": len(refused),
             "refused_p50_ms": _ms(percentile([o.latency for o in refused], 50)),
             "refused_p99_ms": _ms(percentile([o.latency for o in refused], 99)),
@@ -148,13 +240,14 @@ def burst_report(
             **server,
         },
         "recovery": {
-            "seconds_to_90pct_of_baseline": recovery_s,
-            "requests_per_s": round(sum(o.status == 200 for o in phases.recovery) / args.recover, 1),
+            "seconds_to_90pct_of_capacity": recovery_s,
+            "requests_per_s": round(sum(o.status == 200 for o in phases.recovery) / args.recover, 2),
             "p99_ms": _ms(percentile([o.latency for o in phases.recovery if o.status == 200], 99)),
         },
         "errors": {
             "5xx": sum(o.status >= 500 for o in everything),
             "no_answer": sum(o.status == 0 for o in everything),
+            "answer_for_another_request": sum(not o.matched for o in answered),
         },
         "memory_mb": memory,
         "cores_busy_during_burst": {k: round(v / args.burst, 2) for k, v in phases.cpu.items()},
@@ -165,22 +258,29 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 
 
-def run_mode(args: argparse.Namespace, server: ServerProcess, mix: Mix, mode: str) -> dict[str, Any]:
-    refused_before = histogram(server.url, "gan_request_duration_seconds", endpoint="/generate", model="")
+def run_burst(
+    args: argparse.Namespace, server: ServerProcess, target: Target, clients: int, mode: str
+) -> dict[str, Any]:
+    endpoint = f"/{target.endpoint}"
+    refused_before = histogram(server.url, "gan_request_duration_seconds", endpoint=endpoint, model="")
     queue_full_before = metric(server.url, "gan_rejections_total", reason="queue_full")
+    units_before = metric(server.url, "gan_batch_size_units_sum", model=target.model)
     with RssSampler(server.process.pid, 0.05) as rss:
         start = time.monotonic()
-        phases = asyncio.run(run_phases(args, server, mix, polite=mode == "polite"))
-    burst_start = phases.burst_end - args.burst
-    before = rss.between(start, burst_start)
+        phases = _run(run_phases(args, server, target, clients, polite=mode == "polite"))
+    before = rss.between(start, phases.burst_start)
     memory = {
         "before": round(max(before), 1),
         "peak": round(max(mb for _, mb in rss.samples), 1),
         "after": round(rss.samples[-1][1], 1),
     }
     memory["growth"] = round(memory["after"] - memory["before"], 1)
-    refused = histogram(server.url, "gan_request_duration_seconds", endpoint="/generate", model="")
+    refused = histogram(server.url, "gan_request_duration_seconds", endpoint=endpoint, model="")
     refused_in_burst = {le: count - refused_before.get(le, 0.0) for le, count in refused.items()}
+    images = sum(target.capacity_units for o in phases.baseline + phases.recovery if o.status == 200)
+    images += sum(target.burst_units for o in phases.burst if o.status == 200)
+    # work units (tiles, for an upscaler) per image, from the model's own counts
+    units = metric(server.url, "gan_batch_size_units_sum", model=target.model) - units_before
     server_view = {
         "server_counted_queue_full": metric(server.url, "gan_rejections_total", reason="queue_full")
         - queue_full_before,
@@ -188,34 +288,114 @@ def run_mode(args: argparse.Namespace, server: ServerProcess, mix: Mix, mode: st
         "server_refused_p50_ms_at_most": _ms(histogram_quantile(refused_in_burst, 0.5)),
         "server_refused_p99_ms_at_most": _ms(histogram_quantile(refused_in_burst, 0.99)),
     }
-    return burst_report(args, mode, phases, server_view, memory)
+    return burst_report(args, target, clients, mode, phases, server_view, memory, units / max(images, 1))
+
+
+def _run(coroutine: Any) -> Any:
+    """Runs on uvloop when it is installed (the load generator then costs the shared cores less)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+# --- the fleet of gan-client jobs ------------------------------------------------------------------
+
+
+def run_fleet(args: argparse.Namespace, server: ServerProcess, scratch: Path) -> dict[str, Any]:
+    """args.fleet gan-client generate jobs at once, then the same one after another."""
+
+    def job(i: int, way: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "client.cli",
+            "generate",
+            "--url",
+            server.url,
+            "--model",
+            "digits",
+            "--n",
+            str(args.fleet_images),
+            "--seed",
+            str(i * args.fleet_images),
+            "--out",
+            str(scratch / way / str(i)),
+            "--concurrency",
+            str(args.fleet_concurrency),
+            "--no-progress",
+        ]
+
+    report: dict[str, Any] = {"jobs": args.fleet, "images_per_job": args.fleet_images}
+    for way in ("together", "one_after_another"):
+        requests_before = metric(server.url, "gan_requests_total", endpoint="/generate")
+        refused_before = metric(server.url, "gan_requests_total", endpoint="/generate", status="429")
+        start = time.monotonic()
+        if way == "together":
+            running = [
+                subprocess.Popen(job(i, way), cwd=ROOT, stdout=subprocess.DEVNULL) for i in range(args.fleet)
+            ]
+            codes = [p.wait(timeout=600) for p in running]
+        else:
+            codes = [
+                subprocess.run(job(i, way), cwd=ROOT, stdout=subprocess.DEVNULL, timeout=600).returncode
+                for i in range(args.fleet)
+            ]
+        seconds = time.monotonic() - start
+        requests = metric(server.url, "gan_requests_total", endpoint="/generate") - requests_before
+        refused = (
+            metric(server.url, "gan_requests_total", endpoint="/generate", status="429") - refused_before
+        )
+        written = sum(1 for _ in (scratch / way).rglob("*.png"))
+        report[way] = {
+            "seconds": round(seconds, 2),
+            "exit_codes": sorted(set(codes)),
+            "images_written": written,
+            "requests": int(requests),
+            "refused": int(refused),
+            "refused_share": round(refused / max(requests, 1), 4),
+        }
+    report["together_over_one_after_another"] = round(
+        report["together"]["seconds"] / report["one_after_another"]["seconds"], 3
+    )
+    return report
+
+
+# --- main -----------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    mix = Mix({"generate": generate_request({"model": args.model, "n": args.n, "seed": 0})})
-    settings: dict[str, object] = dict(item.split("=", 1) for item in args.set)
-    settings["max_queue_units"] = args.max_queue_units
-    with tempfile.TemporaryDirectory() as scratch:
-        models = model_subset(Path(scratch), [args.model])
-        # No access log: a line per request would cost the server CPU that the figures count.
-        settings = {"log_level": "warning", **settings}
-        server = ServerProcess.start(Path(scratch) / "server.log", settings, models=models)
-        try:
-            runs = []
-            for mode in args.modes:
-                runs.append(run_mode(args, server, mix, mode))
-                print_run(runs[-1])
-            ready = httpx.get(f"{server.url}/readyz", timeout=10).status_code
-        finally:
-            server.stop()
-    print(f"ready after the bursts: {ready}")
-    report = {
+    extra: dict[str, object] = dict(item.split("=", 1) for item in args.set)
+    if args.max_queue_units:
+        extra["max_queue_units"] = args.max_queue_units
+    report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {platform.system()}, {len(os.sched_getaffinity(0))} cores",
         "settings": {k: str(v) for k, v in vars(args).items()},
-        "runs": runs,
-        "ready_after": ready,
+        "runs": [],
     }
+    with tempfile.TemporaryDirectory() as scratch:
+        for endpoint in args.endpoints:
+            target = make_target(args, endpoint, extra)
+            models = model_subset(Path(scratch), [target.model])
+            # No access log: a line per request would cost the server CPU that the figures count.
+            settings = {"log_level": "warning", **extra}
+            server = ServerProcess.start(Path(scratch) / f"{endpoint}.log", settings, models=models)
+            try:
+                _run(closed_loop(server.port, target.capacity, target.clients, 2.0))  # warm-up
+                for clients in args.burst_clients:
+                    for mode in args.modes:
+                        report["runs"].append(run_burst(args, server, target, clients, mode))
+                        print_run(report["runs"][-1])
+                if endpoint == "generate" and args.fleet:
+                    report["fleet"] = run_fleet(args, server, Path(scratch) / "fleet")
+                    print_fleet(report["fleet"])
+                report.setdefault("ready_after", {})[endpoint] = httpx.get(
+                    f"{server.url}/readyz", timeout=10
+                ).status_code
+            finally:
+                server.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: {args.out}")
@@ -223,44 +403,51 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_run(r: dict[str, Any]) -> None:
-    b, u, rec, mem, cpu = (
-        r["baseline"],
+    c, u, rec, mem, cpu, err = (
+        r["capacity"],
         r["burst"],
         r["recovery"],
         r["memory_mb"],
         r["cores_busy_during_burst"],
+        r["errors"],
     )
-    print(f"--- {r['mode']} burst")
+    print(f"--- /{r['endpoint']}: {r['burst_clients']} {r['mode']} clients")
+    print(f"capacity: {c['images_per_s']} images/s, p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms")
     print(
-        f"baseline: {b['requests_per_s']} requests/s ({b['images_per_s']} images/s), "
-        f"p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms"
-    )
-    print(
-        f"burst: {u['requests']} requests, {u['x_capacity_rate']}x the baseline's request rate, "
-        f"{u['x_queue_in_flight']}x the queue asked for at once"
+        f"burst: goodput {u['goodput_images_per_s']} images/s = {100 * u['goodput_share_of_capacity']:.0f} % "
+        f"of capacity; {u['requests_per_s']} requests/s"
     )
     print(
-        f"  accepted {u['accepted']} ({u['accepted_images_per_s']} images/s): p50 {u['accepted_p50_ms']} ms, "
-        f"p99 {u['accepted_p99_ms']} ms (a full queue drains in {u['full_queue_drain_ms']} ms at that rate)"
+        f"  accepted {u['accepted']}: p50 {u['accepted_p50_ms']} ms, p99 {u['accepted_p99_ms']} ms "
+        f"(a full queue drains in {u['full_queue_drain_ms']} ms at capacity)"
     )
     print(
-        f"  refused 429: {u['refused_429']}: p50 {u['refused_p50_ms']} ms, p99 {u['refused_p99_ms']} ms "
-        f"at the client; in the server p50 <= {u['server_refused_p50_ms_at_most']} ms, "
-        f"p99 <= {u['server_refused_p99_ms_at_most']} ms"
+        f"  refused {u['refused_429']}: p50 {u['refused_p50_ms']} ms, p99 {u['refused_p99_ms']} ms at the "
+        f"client; in the server p99 <= {u['server_refused_p99_ms_at_most']} ms; without Retry-After: "
+        f"{u['refused_without_retry_after']}; other statuses: {u['other_statuses']}"
     )
     print(
-        f"  without Retry-After: {u['refused_without_retry_after']}; other statuses: {u['other_statuses']}; "
-        f"5xx: {r['errors']['5xx']}; no answer: {r['errors']['no_answer']}"
-    )
-    print(
-        f"recovery: {rec['seconds_to_90pct_of_baseline']} s to 90 % of the baseline's rate; "
-        f"then {rec['requests_per_s']} requests/s, p99 {rec['p99_ms']} ms"
+        f"errors: 5xx {err['5xx']}, no answer {err['no_answer']}, answers naming another request "
+        f"{err['answer_for_another_request']}; recovery: {rec['seconds_to_90pct_of_capacity']} s to 90 % "
+        f"of capacity"
     )
     print(
         f"memory: {mem['before']} MiB before, peak {mem['peak']}, after {mem['after']} "
-        f"({mem['growth']:+.1f}); cores busy in the burst: event loop {cpu['event_loop']}, "
-        f"the server's other threads {cpu['other_threads']}, this load generator {cpu['client']}"
+        f"({mem['growth']:+.1f}); cores busy: event loop {cpu['event_loop']}, the server's other threads "
+        f"{cpu['other_threads']}, this load generator {cpu['client']}"
     )
+
+
+def print_fleet(f: dict[str, Any]) -> None:
+    print(f"--- fleet: {f['jobs']} gan-client generate jobs of {f['images_per_job']} images")
+    for way in ("together", "one_after_another"):
+        w = f[way]
+        print(
+            f"{way.replace('_', ' ')}: {w['seconds']} s, {w['images_written']} images written, "
+            f"{w['requests']} requests, {w['refused']} refused ({100 * w['refused_share']:.1f} %), "
+            f"exit codes {w['exit_codes']}"
+        )
+    print(f"together / one after another: {f['together_over_one_after_another']}")
 
 
 if __name__ == "__main__":

@@ -85,10 +85,12 @@ class DecodeGate:
 
 class Shedding:
     """The queues refusing all new work now (on the event loop): the door (service.door) looks at
-    requests only while there are some."""
+    requests only while there are some. `on_room` callbacks run (on the event loop) when a
+    shedding queue has drained to where it takes work again."""
 
     def __init__(self) -> None:
         self._queues: set[Batcher] = set()
+        self.on_room: list[Callable[[Batcher], None]] = []
 
     def __bool__(self) -> bool:
         if not self._queues:
@@ -102,6 +104,12 @@ class Shedding:
 
     def ended(self, batcher: Batcher) -> None:
         self._queues.discard(batcher)
+
+    def room(self, batcher: Batcher) -> None:
+        """On the event loop, called by a lane: the batcher's queue is down to where it takes work."""
+        if not batcher.shedding:  # (which ends its shedding)
+            for callback in self.on_room:
+                callback(batcher)
 
 
 class CancelToken:
@@ -297,6 +305,7 @@ class Batcher:
         # flag; it ends when the event loop next asks and finds the queue drained enough.
         self.resume_units = max_queue_units // 2
         self._shedding = False
+        self._room_told = False  # the lanes told the event loop the shedding queue has room again
         self._shedding_message = (
             f"model {name}: overloaded; new work is refused until its queue is half empty; retry later"
         )
@@ -358,6 +367,7 @@ class Batcher:
         if self._shedding:
             return self._shedding_message, retry_after
         self._shedding = True
+        self._room_told = False
         self._metrics.shedding.inc()
         self._shedding_queues.started(self)
         return (
@@ -471,6 +481,11 @@ class Batcher:
                 self._queue.popleft()
         if not self._queue:
             self.lanes.ready.pop(self, None)
+        if self._shedding and not self._room_told and self._queued_units <= self.resume_units:
+            # (a bool the event loop writes, read here: at worst the loop hears of it one batch late)
+            self._room_told = True
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._shedding_queues.room, self)
         self._metrics.queue_depth.set(self._queued_units)
         return batch
 

@@ -46,7 +46,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.access_log import AccessLog
-from service.batching import Shedding
+from service.batching import Batcher, Shedding
 from service.connection_guard import ConnectionGuard, ConnectionLimits, GuardedHttpToolsProtocol
 from service.errors import ServiceError
 from service.metrics import ServiceMetrics
@@ -87,6 +87,7 @@ class Pacer:
 
     GRAIN_S = 0.002
     ADAPT_S = 0.1
+    ROOM_BATCH = 4  # connections read at a time when a queue has room again
 
     def __init__(self, min_pause_s: float, max_pause_s: float, loop_share: float) -> None:
         self.min_pause_s = min_pause_s
@@ -115,6 +116,25 @@ class Pacer:
         if self._adapting is None:
             self._cpu, self._wall = time.thread_time(), now
             self._adapting = loop.call_at(now + self.ADAPT_S, self._adapt, loop)
+
+    def room(self, batcher: Batcher) -> None:
+        """A shedding queue takes work again: read the connections paused last (their requests
+        have waited least), a few at a time, for as long as it does, rather than wait for pauses
+        to end; a request let in this way waits in the queue, not in its socket."""
+        released = 0
+        while self._paused and released < self.ROOM_BATCH:
+            _, connection = self._paused.pop()
+            if not connection.transport.is_closing():
+                connection.flow.resume_reading()
+                released += 1
+        if self._paused and released:
+            # their requests are read in the next turn of the event loop; then, if there is room still
+            connection = self._paused[-1][1]
+            connection.loop.call_later(self.GRAIN_S, self._room_left, batcher)
+
+    def _room_left(self, batcher: Batcher) -> None:
+        if not batcher.shedding:
+            self.room(batcher)
 
     def _release(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None

@@ -87,7 +87,7 @@ def create_service(settings: Settings, access_log: AccessLog | None = None) -> t
     app = create_app(settings)
     registry: ModelRegistry = app.state.registry
     ids = RequestIds()  # one series of ids for the door's answers and the application's
-    app.state.door = Door(
+    app.state.door = door = Door(
         {**generate.screens(registry), **mix.screens(registry), **upscale.screens(registry)},
         registry.shedding,
         app.state.metrics,
@@ -100,6 +100,7 @@ def create_service(settings: Settings, access_log: AccessLog | None = None) -> t
         ),
         enabled=settings.refuse_early,
     )
+    registry.shedding.on_room.append(door.pacer.room)
     dispatch = Dispatch(app, app.routes)
     keys = load_api_keys(settings)
     admin_keys = load_admin_keys(settings)
