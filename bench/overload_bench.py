@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = {"log_level": "warning", **extra}
             server = ServerProcess.start(Path(scratch) / f"{endpoint}.log", settings, models=models)
             try:
-                _run(closed_loop(server.port, target.capacity, target.clients, 2.0))  # warm-up
+                _run(closed_loop(server.port, target.capacity, target.clients, 1.0))  # warm-up
                 for clients in args.burst_clients:
                     for mode in args.modes:
                         report["runs"].append(run_burst(args, server, target, clients, mode))

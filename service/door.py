@@ -188,7 +188,7 @@ class Door:
         self.access_log = access_log
         self.pacer = pacer
         self.enabled = enabled
-        self._counted: dict[str, tuple[Any, Any]] = {}  # endpoint -> (requests child, latency child)
+        self._counted: dict[str, tuple[Any, Any, Any]] = {}  # endpoint -> its metrics' children
         # Answers but for their request id, by (message, Retry-After, close), for these headers.
         self._headers: list[tuple[bytes, bytes]] = []
         self._answers: dict[tuple[str, int, bool], tuple[bytes, bytes]] = {}
@@ -251,9 +251,11 @@ class Door:
             children = self._counted[request.path] = (
                 self.metrics.requests.labels(request.path, "", "", "429"),
                 self.metrics.latency.labels(request.path, ""),
+                self.metrics.refused_at_door.labels(request.path),
             )
         children[0].inc()
         children[1].observe(elapsed)
+        children[2].inc()
         if self.access_log is not None and self.access_log.enabled():
             client = request.client[0] if request.client else None
             self.access_log.record((request_id, "POST", request.path, 429, elapsed, "", client))

@@ -66,6 +66,13 @@ class ServiceMetrics:
         self.rejections = Counter(
             "gan_rejections", "Work refused or dropped, by reason", ["model", "reason"], registry=r
         )
+        self.refused_at_door = Counter(
+            "gan_refused_at_door",
+            "429s answered by the HTTP protocol before the application, while the model was shedding "
+            "(also counted in gan_requests_total)",
+            ["endpoint"],
+            registry=r,
+        )
         self.shedding = Gauge(
             "gan_shedding",
             "Queues of the model refusing all new work until they are half empty (one per served version)",
