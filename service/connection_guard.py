@@ -20,7 +20,10 @@ uvicorn internals. uvicorn has no public hook for any of this, so GuardedHttpToo
 subclasses its private HttpToolsProtocol: it overrides the callbacks in HOOKS; it reads the
 protocol's loop, transport, flow (FlowControl.read_paused), client, scope and cycle, and of each
 RequestResponseCycle its scope, disconnected, message_event, response_complete and
-response_started. Any uvicorn release may change them, so:
+response_started. The door (service.door) subclasses it in turn and reads, when a request's
+headers are in, the protocol's url, headers, expect_100_continue and parser (method, HTTP
+version, keep-alive), its server_state (default_headers, total_requests) and
+timeout_keep_alive. Any uvicorn release may change them, so:
 
 - pyproject.toml pins uvicorn to the release series this module is tested with (TESTED_UVICORN);
 - uvicorn_mismatches() checks, without a server, that every one of them is still there and still
@@ -76,6 +79,7 @@ HOOKS = {  # HttpToolsProtocol methods overridden here, with their parameters af
     "on_message_complete": (),
     "pause_writing": (),
     "resume_writing": (),
+    "on_response_complete": (),  # service.door
 }
 
 TIMED_OUT = "timed_out"  # key in the request's ASGI state: the guard closed the connection mid-request
@@ -365,10 +369,23 @@ def _probe() -> list[str]:
     called: list[str] = []
     cycles: list[Any] = []
     bodies: list[bytes] = []
+    heads: list[tuple[Any, ...]] = []
 
     def recording(name: str) -> Callable[..., None]:
         def hook(self: HttpToolsProtocol, *args: Any) -> None:
             called.append(name)
+            if name == "on_headers_complete":  # what service.door reads before uvicorn's own part
+                parser = self.parser
+                heads.append(
+                    (
+                        self.url,
+                        list(self.headers),
+                        self.expect_100_continue,
+                        parser.get_method(),
+                        parser.get_http_version(),
+                        parser.should_keep_alive(),
+                    )
+                )
             getattr(HttpToolsProtocol, name)(self, *args)
             if name == "on_headers_complete":
                 cycles.append(self.cycle)
@@ -408,6 +425,21 @@ def _probe() -> list[str]:
             problems.append(f"the HTTP parser calls {called}, not {expected_calls}")
         if bodies != [b"body"]:
             problems.append(f"on_body received {bodies}, not [b'body']")
+        first_head = (b"/a", [(b"host", b"probe"), (b"content-length", b"4")], False, b"POST", "1.1", True)
+        if heads[:1] != [first_head]:
+            problems.append(
+                f"at on_headers_complete, (url, headers, expect_100_continue, method, HTTP version, "
+                f"keep-alive) are {heads[:1]}, not [{first_head}]"
+            )
+        problems += _misfits(
+            "HttpToolsProtocol",
+            protocol,
+            timeout_keep_alive=lambda v: isinstance(v, int | float),
+            server_state=lambda v: (
+                isinstance(getattr(v, "default_headers", None), list)
+                and isinstance(getattr(v, "total_requests", None), int)
+            ),
+        )
         problems += _misfits(
             "HttpToolsProtocol",
             protocol,
