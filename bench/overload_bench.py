@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--clients", type=int, default=0, help="capacity clients (default: 8 generate, 4 upscale)")
     p.add_argument("--baseline", type=float, default=6.0, help="seconds of the capacity phase")
-    p.add_argument("--burst-clients", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--burst-clients", type=int, nargs="*", default=[256, 512], help="none: no bursts")
     p.add_argument("--burst", type=float, default=10.0, help="seconds per burst")
     p.add_argument("--recover", type=float, default=4.0, help="seconds of the recovery phase")
     p.add_argument("--n", type=int, default=16, help="images per capacity request (/generate)")
@@ -87,6 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fleet", type=int, default=16, help="gan-client jobs in the fleet (0: none)")
     p.add_argument("--fleet-images", type=int, default=768, help="images per fleet job")
     p.add_argument("--fleet-concurrency", type=int, default=16, help="each fleet job's --concurrency")
+    p.add_argument(
+        "--fleet-option", action="append", default=[], help="another gan-client option, e.g. --no-throttle"
+    )
     p.add_argument("--max-queue-units", type=int, default=0, help="the generator's queue bound (0: default)")
     p.add_argument(
         "--set",
@@ -325,6 +328,7 @@ def run_fleet(args: argparse.Namespace, server: ServerProcess, scratch: Path) ->
             "--concurrency",
             str(args.fleet_concurrency),
             "--no-progress",
+            *args.fleet_option,
         ]
 
     report: dict[str, Any] = {"jobs": args.fleet, "images_per_job": args.fleet_images}

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -52,6 +53,8 @@ from service.errors import ServiceError
 from service.metrics import ServiceMetrics
 from service.request_ids import REQUEST_ID, RequestIds
 from service.served import ServedModel
+
+log = logging.getLogger("gan.door")
 
 REFUSED = "refused_for_overload"  # key in the request's ASGI state: the application answered 429
 MAX_SCREENED_BODY = 64 * 1024  # a bigger body goes to the application unread by the door
@@ -406,7 +409,8 @@ class DoorProtocol(GuardedHttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.cycle is not None and self.cycle.scope["state"].get(REFUSED):
+        scope = getattr(self.cycle, "scope", None)  # (ANSWERED has none)
+        if scope is not None and scope["state"].get(REFUSED):
             self.door.pacer.pause(self)  # the application refused it for overload
 
     def overdue(self, now: float, limits: ConnectionLimits) -> str | None:
@@ -420,7 +424,11 @@ class DoorProtocol(GuardedHttpToolsProtocol):
         return super().overdue(now, limits)
 
     def _decide(self, request: Screening) -> None:
-        answer = self.door.answer(request, self.server_state.default_headers)
+        try:
+            answer = self.door.answer(request, self.server_state.default_headers)
+        except Exception:  # a bug here must not lose the request: the application answers it
+            log.exception("the door failed on a request to %s; handing it to the application", request.path)
+            answer = None
         if answer is None:
             self._hand_over(request)
             return
