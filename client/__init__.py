@@ -1,5 +1,6 @@
 """Python client for the GAN service: GanClient (blocking) and AsyncGanClient (asyncio), typed
-errors, and the `gan-client` batch CLI (client.cli)."""
+errors, adaptive client-side overload control (AdaptiveThrottle, AdaptiveConcurrency), and the
+`gan-client` batch CLI (client.cli)."""
 
 from client.api import (
     AnimationResult,
@@ -20,8 +21,11 @@ from client.errors import (
     ServerUnreachable,
 )
 from client.retry import RetryPolicy
+from client.throttle import AdaptiveConcurrency, AdaptiveThrottle
 
 __all__ = [
+    "AdaptiveConcurrency",
+    "AdaptiveThrottle",
     "AnimationResult",
     "ApiError",
     "AsyncGanClient",

@@ -6,13 +6,17 @@
 
 Both retry what may succeed later (429/502/503/504 and connection errors) per their RetryPolicy,
 waiting at least the server's Retry-After; errors about the request itself are raised at once as
-RequestRejected. Requests are built and answers parsed by the same functions for both.
+RequestRejected. Both throttle themselves (client.throttle): while the server refuses much of what
+a client sends, the client holds some of its tries back; given an AdaptiveConcurrency, a client
+also limits how many of its tries are in flight at once. Requests are built and answers parsed by
+the same functions for both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import json
 import os
 import time
@@ -26,6 +30,7 @@ import httpx
 from client.errors import ApiError, GanClientError, ServerUnreachable, error_from_response
 from client.files import format_of_bytes, sniff_format
 from client.retry import RetryPolicy
+from client.throttle import AdaptiveConcurrency, AdaptiveThrottle, Outcome, Ticket
 from service.errors import ServiceError  # the server's table of error codes (no dependencies)
 from service.media import ANIMATION_MEDIA_TYPES, JSON, MEDIA_TYPES  # the server's own tables (stdlib only)
 from service.media import media_type as base_media_type
@@ -453,6 +458,7 @@ def _settings(url: str | None, api_key: str | None) -> tuple[str, str | None]:
 # --- the clients --------------------------------------------------------------------------------
 
 OnRetry = Callable[[Exception, float], None]  # (the error, seconds until the next try)
+OnHold = Callable[[float], None]  # seconds a try is held back by the client's own throttle
 Progress = Callable[[int, int], None]  # a streamed upscale's (tiles done, tiles)
 NDJSON = "application/x-ndjson"
 
@@ -518,17 +524,119 @@ def _call(request: Request) -> dict[str, Any]:
     }
 
 
+# Answers that refuse a try for want of capacity (the throttle's refusals): 429 (queue full,
+# shedding) and 503 (starting, draining, out of service). Any other answer is an accept: even a
+# 502 or 504 (a proxy's trouble, a deadline) or an error about the request means the server (or
+# the proxy) took the try on.
+REFUSALS = frozenset({429, 503})
+
+
+class _New(enum.Enum):
+    THROTTLE = "a new AdaptiveThrottle() for each client"
+
+
+NEW_THROTTLE = _New.THROTTLE  # the default of a client's `throttle`: one of its own
+
+
+class _Slot:
+    """One try's place under the client's concurrency limit (with no limit: a stand-in), as a
+    context manager around the try. Its outcome comes from the answer's status (none: no
+    answer); leaving the block gives the slot back with it, except that a try refused (429,
+    503) keeps its slot, its refusal recorded at once, while it waits out the server's
+    Retry-After: the caller gives it back after that wait (give_back). Were it free, another
+    try would go at once to a server that has just said it takes no more for a while."""
+
+    __slots__ = ("limit", "status", "ticket")
+
+    def __init__(self, limit: AdaptiveConcurrency | None, ticket: Ticket | None) -> None:
+        self.limit, self.ticket = limit, ticket
+        self.status: int | None = None
+
+    def answered(self, response: httpx.Response) -> httpx.Response:
+        self.status = response.status_code
+        return response
+
+    def outcome(self) -> Outcome:
+        if self.status is None:
+            return Outcome.NO_ANSWER
+        return Outcome.REFUSED if self.status in REFUSALS else Outcome.ACCEPTED
+
+    def __enter__(self) -> _Slot:
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        refused = isinstance(error, ApiError) and self.outcome() is Outcome.REFUSED
+        if refused and self.limit is not None and self.ticket is not None:
+            self.limit.record(self.ticket, Outcome.REFUSED)  # the slot stays taken: give_back()
+        else:
+            self.give_back()
+
+    def give_back(self) -> None:
+        if self.limit is not None and self.ticket is not None and not self.ticket.released:
+            self.limit.release(self.ticket, self.outcome())
+
+
 class _Retrying:
-    """What both clients share: their settings, and what to do when a try fails (raise, or say
-    how long to wait before the next)."""
+    """What both clients share: their settings, whether to hold a try back (the throttle), and
+    what to do when a try fails (raise, or say how long to wait before the next)."""
 
     def __init__(
-        self, url: str | None, api_key: str | None, retry: RetryPolicy | None, on_retry: OnRetry | None
+        self,
+        url: str | None,
+        api_key: str | None,
+        retry: RetryPolicy | None,
+        on_retry: OnRetry | None,
+        throttle: AdaptiveThrottle | _New | None,
+        on_hold: OnHold | None,
+        concurrency: AdaptiveConcurrency | None,
     ) -> None:
         self.url, key = _settings(url, api_key)
         self.headers = _headers(key)  # sent with every request
         self.retry = retry or RetryPolicy()
         self.on_retry = on_retry
+        self.throttle = AdaptiveThrottle() if throttle is NEW_THROTTLE else throttle
+        self.on_hold = on_hold
+        self.concurrency = concurrency
+
+    def _slot(self) -> _Slot:
+        """Before each try (GanClient): a slot of the concurrency limit, waited for (no failure,
+        no attempt spent). A stream's try lasts until the stream ends."""
+        limit = self.concurrency
+        return _Slot(limit, None if limit is None else limit.acquire_blocking())
+
+    async def _async_slot(self) -> _Slot:
+        """As _slot, for AsyncGanClient."""
+        limit = self.concurrency
+        return _Slot(limit, None if limit is None else await limit.acquire())
+
+    def _hold(self, held_s: float, again: bool) -> float | None:
+        """Before each try of a call that has been held back held_s seconds so far (again: this
+        try already was): seconds to wait before asking again, or None to send it now. A
+        held-back try is no failure and spends no attempt; a call is held back at most the retry
+        policy's patience in all (then it is sent regardless), so that a server refusing
+        everything cannot stall it for long."""
+        patience_left = self.retry.patience() - held_s
+        if self.throttle is None or patience_left < 1e-6:  # (not 0: sums of floats)
+            return None
+        wait = self.throttle.hold_back(again=again)
+        if wait is None:
+            return None
+        wait = min(wait, patience_left)
+        if self.on_hold:
+            self.on_hold(wait)
+        return wait
+
+    def _accepted(self) -> None:
+        """A try got a success answer: the throttle counts an accept."""
+        if self.throttle is not None:
+            self.throttle.record(True)
+
+    def _failed(self, failure: httpx.TransportError | ApiError, attempt: int) -> float:
+        """A try got an error answer or none: the throttle counts a refusal (429, 503) or an
+        accept (any other answer; no answer counts as neither), then _wait_or_raise."""
+        if self.throttle is not None and isinstance(failure, ApiError):
+            self.throttle.record(failure.status not in REFUSALS)
+        return self._wait_or_raise(failure, attempt)
 
     def _wait_or_raise(self, failure: httpx.TransportError | GanClientError, attempt: int) -> float:
         error = (
@@ -546,7 +654,12 @@ class _Retrying:
 
 class GanClient(_Retrying):
     """Blocking client. url: the service (default $GAN_CLIENT_URL, else http://127.0.0.1:8000);
-    api_key: sent as X-API-Key (default $GAN_API_KEY); timeout: seconds per try."""
+    api_key: sent as X-API-Key (default $GAN_API_KEY); timeout: seconds per try; retry: when to
+    try again (default RetryPolicy()), on_retry(error, wait) told before each retry; throttle:
+    the client's own (default: a new AdaptiveThrottle(); None: never hold a try back; share one
+    between clients to throttle them together), on_hold(wait) told before each held-back wait;
+    concurrency: an AdaptiveConcurrency to limit the tries in flight at once (default None: no
+    limit). A client may be used from several threads at once."""
 
     def __init__(
         self,
@@ -556,8 +669,11 @@ class GanClient(_Retrying):
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         on_retry: OnRetry | None = None,
+        throttle: AdaptiveThrottle | _New | None = NEW_THROTTLE,
+        on_hold: OnHold | None = None,
+        concurrency: AdaptiveConcurrency | None = None,
     ) -> None:
-        super().__init__(url, api_key, retry, on_retry)
+        super().__init__(url, api_key, retry, on_retry, throttle, on_hold, concurrency)
         self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=self.headers)
 
     def __enter__(self) -> GanClient:
@@ -570,28 +686,47 @@ class GanClient(_Retrying):
         self._http.close()
 
     def send(self, request: Request) -> httpx.Response:
-        """One API call, retried per the policy; raises a GanClientError."""
-        attempt = 0
+        """One API call, throttled and retried per the policy; raises a GanClientError."""
+        attempt, held = 0, 0.0
         while True:
+            again = False
+            while (wait := self._hold(held, again)) is not None:
+                held, again = held + wait, True
+                time.sleep(wait)
             attempt += 1
+            slot = self._slot()
             try:
-                return _check(self._http.request(**_call(request)))
+                with slot:
+                    response = _check(slot.answered(self._http.request(**_call(request))))
             except (httpx.TransportError, ApiError) as e:
-                time.sleep(self._wait_or_raise(e, attempt))
+                try:
+                    time.sleep(self._failed(e, attempt))
+                finally:
+                    slot.give_back()  # a refused try waited in its slot
+                continue
+            self._accepted()
+            return response
 
     def lines(self, request: Request) -> Iterator[dict[str, Any]]:
         """A streamed (NDJSON) answer's lines as they arrive. Retried per the policy until the
         stream begins; an error after that is raised (what was yielded stands), and an error
         line ends it as its typed error."""
-        attempt = 0
+        attempt, held = 0, 0.0
         while True:
+            again = False
+            while (wait := self._hold(held, again)) is not None:
+                held, again = held + wait, True
+                time.sleep(wait)
             attempt += 1
             begun = False
+            slot = self._slot()
             try:
-                with self._http.stream(**_call(streamed(request))) as response:
+                with slot, self._http.stream(**_call(streamed(request))) as response:
+                    slot.answered(response)
                     if not response.is_success:
                         response.read()
                         _check(response)
+                    self._accepted()  # what the stream does later is not about the server's load
                     if base_media_type(response.headers.get("content-type")) != NDJSON:
                         response.read()
                         yield from unstreamed_lines(request, response)
@@ -606,9 +741,12 @@ class GanClient(_Retrying):
                     else:
                         return
             except (httpx.TransportError, ApiError) as e:
-                if begun:
-                    raise midstream(ServerUnreachable(f"{self.url}: the stream broke off: {e}")) from e
-                time.sleep(self._wait_or_raise(e, attempt))
+                try:
+                    if begun:
+                        raise midstream(ServerUnreachable(f"{self.url}: the stream broke off: {e}")) from e
+                    time.sleep(self._failed(e, attempt))
+                finally:
+                    slot.give_back()
                 continue
             raise midstream(stream_error(line))  # the server's error, after part of the answer
 
@@ -764,7 +902,8 @@ class GanClient(_Retrying):
 
 
 class AsyncGanClient(_Retrying):
-    """The same API for asyncio; share one client between many concurrent calls."""
+    """The same API for asyncio; share one client between many concurrent calls (they share its
+    throttle and its concurrency limit too)."""
 
     def __init__(
         self,
@@ -775,8 +914,11 @@ class AsyncGanClient(_Retrying):
         retry: RetryPolicy | None = None,
         on_retry: OnRetry | None = None,
         max_connections: int = 100,
+        throttle: AdaptiveThrottle | _New | None = NEW_THROTTLE,
+        on_hold: OnHold | None = None,
+        concurrency: AdaptiveConcurrency | None = None,
     ) -> None:
-        super().__init__(url, api_key, retry, on_retry)
+        super().__init__(url, api_key, retry, on_retry, throttle, on_hold, concurrency)
         self._http = httpx.AsyncClient(
             base_url=self.url,
             timeout=timeout,
@@ -794,43 +936,67 @@ class AsyncGanClient(_Retrying):
         await self._http.aclose()
 
     async def send(self, request: Request) -> httpx.Response:
-        attempt = 0
+        """As GanClient.send."""
+        attempt, held = 0, 0.0
         while True:
+            again = False
+            while (wait := self._hold(held, again)) is not None:
+                held, again = held + wait, True
+                await asyncio.sleep(wait)
             attempt += 1
+            slot = await self._async_slot()
             try:
-                return _check(await self._http.request(**_call(request)))
+                with slot:
+                    response = _check(slot.answered(await self._http.request(**_call(request))))
             except (httpx.TransportError, ApiError) as e:
-                await asyncio.sleep(self._wait_or_raise(e, attempt))
+                try:
+                    await asyncio.sleep(self._failed(e, attempt))
+                finally:
+                    slot.give_back()  # a refused try waited in its slot
+                continue
+            self._accepted()
+            return response
 
     async def lines(self, request: Request) -> AsyncIterator[dict[str, Any]]:
         """As GanClient.lines."""
-        attempt = 0
+        attempt, held = 0, 0.0
         while True:
+            again = False
+            while (wait := self._hold(held, again)) is not None:
+                held, again = held + wait, True
+                await asyncio.sleep(wait)
             attempt += 1
             begun = False
+            slot = await self._async_slot()
             try:
-                async with self._http.stream(**_call(streamed(request))) as response:
-                    if not response.is_success:
-                        await response.aread()
-                        _check(response)
-                    if base_media_type(response.headers.get("content-type")) != NDJSON:
-                        await response.aread()
-                        for line in unstreamed_lines(request, response):
-                            yield line
-                        return
-                    async for text in response.aiter_lines():
-                        if text:
-                            begun = True
-                            line = json.loads(text)
-                            if "error" in line:
-                                break
-                            yield line
-                    else:
-                        return
+                with slot:
+                    async with self._http.stream(**_call(streamed(request))) as response:
+                        slot.answered(response)
+                        if not response.is_success:
+                            await response.aread()
+                            _check(response)
+                        self._accepted()
+                        if base_media_type(response.headers.get("content-type")) != NDJSON:
+                            await response.aread()
+                            for line in unstreamed_lines(request, response):
+                                yield line
+                            return
+                        async for text in response.aiter_lines():
+                            if text:
+                                begun = True
+                                line = json.loads(text)
+                                if "error" in line:
+                                    break
+                                yield line
+                        else:
+                            return
             except (httpx.TransportError, ApiError) as e:
-                if begun:
-                    raise midstream(ServerUnreachable(f"{self.url}: the stream broke off: {e}")) from e
-                await asyncio.sleep(self._wait_or_raise(e, attempt))
+                try:
+                    if begun:
+                        raise midstream(ServerUnreachable(f"{self.url}: the stream broke off: {e}")) from e
+                    await asyncio.sleep(self._failed(e, attempt))
+                finally:
+                    slot.give_back()
                 continue
             raise midstream(stream_error(line))  # the server's error, after part of the answer
 
@@ -978,6 +1144,8 @@ def _image(image: bytes | Path, media_type: str | None) -> tuple[bytes, str]:
 
 
 __all__ = [
+    "AdaptiveConcurrency",
+    "AdaptiveThrottle",
     "AnimationResult",
     "AsyncGanClient",
     "GanClient",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from client.generate_job import class_index, parse_labels, run_generate
 from client.inspect import run_inspect
 from client.retry import RetryPolicy
 from client.runner import JobError, Summary
+from client.throttle import AdaptiveConcurrency, AdaptiveThrottle
 from client.upscale_job import FITS, STRIPS, OutputOptions, run_upscale
 
 # walk --animation: the file names --out may have, per format
@@ -42,9 +44,30 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--url", help=f"the service (default: ${URL_ENV}, else {DEFAULT_URL})")
     common.add_argument("--api-key", help=f"sent as X-API-Key (default: ${API_KEY_ENV})")
     common.add_argument("--timeout", type=float, default=120.0, help="seconds per request try (default 120)")
-    common.add_argument("--concurrency", type=int, default=4, help="requests in flight at once (default 4)")
+    common.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="requests in flight at once at most (default 4); generate and upscale jobs start at 1 "
+        "and stay lower while the server refuses work",
+    )
     common.add_argument(
         "--retries", type=int, default=10, help="tries per request on 429/503/connection errors (default 10)"
+    )
+    throttling = common.add_mutually_exclusive_group()
+    throttling.add_argument(
+        "--throttle-k",
+        type=float,
+        default=2.0,
+        metavar="K",
+        help="adaptive throttling: while the server refuses work (429/503), hold tries back so that "
+        "about K times what it accepts is sent; at least 1 (default 2)",
+    )
+    throttling.add_argument(
+        "--no-throttle",
+        action="store_true",
+        help="no adaptive throttling: never hold a try back, and generate and upscale jobs keep "
+        "--concurrency tries in flight even while the server refuses work (retries still wait)",
     )
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -204,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency < 1 or args.retries < 1:
         print("gan-client: --concurrency and --retries must be at least 1", file=sys.stderr)
         return 2
+    if not (math.isfinite(args.throttle_k) and args.throttle_k >= 1):
+        print(
+            f"gan-client: --throttle-k must be a number of at least 1, got {args.throttle_k:g}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.command in ("generate", "upscale"):
             summary = asyncio.run(_job(args))
@@ -239,7 +268,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _client(args: argparse.Namespace) -> GanClient:
-    return GanClient(args.url, api_key=args.api_key, timeout=args.timeout, retry=RetryPolicy(args.retries))
+    return GanClient(
+        args.url,
+        api_key=args.api_key,
+        timeout=args.timeout,
+        retry=RetryPolicy(args.retries),
+        throttle=_throttle(args),
+    )
+
+
+def _throttle(args: argparse.Namespace) -> AdaptiveThrottle | None:
+    """The process's throttle: one client, so every worker of a job shares it."""
+    return None if args.no_throttle else AdaptiveThrottle(k=args.throttle_k)
+
+
+def _concurrency(args: argparse.Namespace) -> AdaptiveConcurrency | None:
+    """A job's limit on its tries in flight: its --concurrency workers pull items, but at most
+    `limit` of their tries are out at once, the limit found by probing (client.throttle)."""
+    return None if args.no_throttle else AdaptiveConcurrency(maximum=args.concurrency)
+
+
+def limit_note(limit: AdaptiveConcurrency | None) -> str | None:
+    """The end-of-run line about the concurrency limit, if it ever came down (None: it did not)."""
+    if limit is None or limit.lowest is None:
+        return None
+    return (
+        f"limited tries in flight to {math.floor(limit.lowest)} at the lowest, {math.floor(limit.limit)} "
+        f"at the end (of --concurrency {limit.maximum}), while the server refused work "
+        "(adaptive concurrency; --no-throttle turns it off)"
+    )
 
 
 async def _job(args: argparse.Namespace) -> Summary:
@@ -250,6 +307,13 @@ async def _job(args: argparse.Namespace) -> Summary:
         else None
     )
     retry_notes: list[str] = []
+    held = [0.0, 0.0]  # tries held back by the throttle: times, seconds in all
+
+    def note_hold(wait: float) -> None:
+        held[0] += 1
+        held[1] += wait
+
+    limit = _concurrency(args)
     async with AsyncGanClient(
         args.url,
         api_key=args.api_key,
@@ -257,6 +321,9 @@ async def _job(args: argparse.Namespace) -> Summary:
         retry=RetryPolicy(args.retries),
         on_retry=lambda error, wait: retry_notes.append(f"{error} (retrying in {wait:.1f} s)"),
         max_connections=args.concurrency,
+        throttle=_throttle(args),
+        on_hold=note_hold,
+        concurrency=limit,
     ) as client:
         progress = not args.no_progress
         if args.command == "generate":
@@ -288,6 +355,15 @@ async def _job(args: argparse.Namespace) -> Summary:
             )
     if retry_notes:
         print(f"retried {len(retry_notes)} time(s); last: {retry_notes[-1]}", file=sys.stderr)
+    if held[0]:
+        print(
+            f"held tries back {held[0]:.0f} time(s), {held[1]:.1f} s in all, while the server refused work "
+            "(adaptive throttling; --no-throttle turns it off)",
+            file=sys.stderr,
+        )
+    note = limit_note(limit)
+    if note:
+        print(note, file=sys.stderr)
     return summary
 
 

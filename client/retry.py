@@ -27,6 +27,13 @@ class RetryPolicy:
         """attempt: how many tries have been made (1 after the first)."""
         return isinstance(error, GanClientError) and error.retryable and attempt < self.attempts
 
+    def patience(self) -> float:
+        """The longest the backoff alone may wait over a call's tries (the sum of its ceilings,
+        Retry-After aside). It is also how long a client's own throttle may hold one call back in
+        all (client.throttle): a call held back that long is sent regardless, so throttling
+        delays a call by at most what its retries could have."""
+        return sum(min(self.max_delay_s, self.base_delay_s * 2**i) for i in range(self.attempts - 1))
+
     def delay(self, error: Exception, attempt: int) -> float:
         """Seconds to wait before try attempt + 1."""
         ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
