@@ -2,7 +2,7 @@
 Retry-After and from clients that wait it out, each followed by normal load again; and a fleet of
 gan-client jobs against one server.
 
-    python bench/overload_bench.py                 # about 4 minutes; writes bench/results/overload.json
+    python bench/overload_bench.py                 # about 5 minutes; writes bench/results/overload.json
     python bench/overload_bench.py --endpoints generate --burst-clients 256 --modes aggressive
 
 Per endpoint, one gan-serve process (digits for /generate, srresnet-x2 for /upscale), and:
@@ -79,7 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=0, help="capacity clients (default: 8 generate, 4 upscale)")
     p.add_argument("--baseline", type=float, default=6.0, help="seconds of the capacity phase")
     p.add_argument("--burst-clients", type=int, nargs="*", default=[256, 512], help="none: no bursts")
-    p.add_argument("--burst", type=float, default=10.0, help="seconds per burst")
+    p.add_argument("--burst", type=float, default=10.0, help="seconds per burst (/generate)")
+    p.add_argument(
+        "--upscale-burst", type=float, default=20.0, help="seconds per burst (/upscale: images are slow)"
+    )
     p.add_argument("--recover", type=float, default=4.0, help="seconds of the recovery phase")
     p.add_argument("--n", type=int, default=16, help="images per capacity request (/generate)")
     p.add_argument("--burst-n", type=int, default=64, help="images per burst request (/generate)")
@@ -114,6 +117,7 @@ class Target:
     burst_units: int  # images per burst request
     queue_bound: int  # the model's queue bound, in its own units (images, or tiles)
     clients: int
+    burst_s: float
 
 
 def photo_png(size: int) -> bytes:
@@ -139,14 +143,14 @@ def make_target(args: argparse.Namespace, endpoint: str, settings: dict[str, obj
             args.burst_n,
             int(str(settings.get("max_queue_units", 1024))),
             args.clients or 8,
+            args.burst,
         )
     upload = upscale_request(photo_png(args.image_size), UPSCALER)
     # A batch upscale job sends a deadline long enough for any queue it may meet.
     upload = upload.replace(b"\r\n\r\n", b"\r\nX-Deadline-Ms: 600000\r\n\r\n", 1)
     mix = Mix({"upscale": upload})
-    return Target(
-        endpoint, UPSCALER, mix, 1, mix, 1, int(str(settings.get("max_queue_tiles", 512))), args.clients or 4
-    )
+    tiles = int(str(settings.get("max_queue_tiles", 512)))
+    return Target(endpoint, UPSCALER, mix, 1, mix, 1, tiles, args.clients or 4, args.upscale_burst)
 
 
 # --- one burst ----------------------------------------------------------------------------------
@@ -170,7 +174,7 @@ async def run_phases(
     server_cpu = thread_cpu(server.process.pid)
     client_cpu = time.process_time()
     burst_start = time.monotonic()
-    burst_end = burst_start + args.burst
+    burst_end = burst_start + target.burst_s
     cpu: dict[str, float] = {}
 
     async def recovery() -> list[Outcome]:  # starts as the burst stops, while its last answers come
@@ -179,7 +183,8 @@ async def run_phases(
         return await closed_loop(port, target.capacity, target.clients, args.recover, ids=True)
 
     burst, after = await asyncio.gather(
-        closed_loop(port, target.burst, clients, args.burst, honor_retry_after=polite, ids=True), recovery()
+        closed_loop(port, target.burst, clients, target.burst_s, honor_retry_after=polite, ids=True),
+        recovery(),
     )
     return Phases(baseline, burst, after, burst_start, burst_end, cpu)
 
@@ -228,7 +233,8 @@ def burst_report(
         },
         "burst": {
             "requests": len(phases.burst),
-            "requests_per_s": round(len(phases.burst) / args.burst, 1),
+            "seconds": target.burst_s,
+            "requests_per_s": round(len(phases.burst) / target.burst_s, 1),
             "goodput_images_per_s": round(goodput, 2),
             "goodput_share_of_capacity": round(goodput / max(capacity, 1e-9), 3),
             "accepted": len(accepted),
@@ -253,7 +259,7 @@ def burst_report(
             "answer_for_another_request": sum(not o.matched for o in answered),
         },
         "memory_mb": memory,
-        "cores_busy_during_burst": {k: round(v / args.burst, 2) for k, v in phases.cpu.items()},
+        "cores_busy_during_burst": {k: round(v / target.burst_s, 2) for k, v in phases.cpu.items()},
     }
 
 
@@ -266,6 +272,9 @@ def run_burst(
 ) -> dict[str, Any]:
     endpoint = f"/{target.endpoint}"
     refused_before = histogram(server.url, "gan_request_duration_seconds", endpoint=endpoint, model="")
+    accepted_before = histogram(
+        server.url, "gan_request_duration_seconds", endpoint=endpoint, model=target.model
+    )
     queue_full_before = metric(server.url, "gan_rejections_total", reason="queue_full")
     units_before = metric(server.url, "gan_batch_size_units_sum", model=target.model)
     with RssSampler(server.process.pid, 0.05) as rss:
@@ -280,6 +289,8 @@ def run_burst(
     memory["growth"] = round(memory["after"] - memory["before"], 1)
     refused = histogram(server.url, "gan_request_duration_seconds", endpoint=endpoint, model="")
     refused_in_burst = {le: count - refused_before.get(le, 0.0) for le, count in refused.items()}
+    accepted = histogram(server.url, "gan_request_duration_seconds", endpoint=endpoint, model=target.model)
+    accepted_in_run = {le: count - accepted_before.get(le, 0.0) for le, count in accepted.items()}
     images = sum(target.capacity_units for o in phases.baseline + phases.recovery if o.status == 200)
     images += sum(target.burst_units for o in phases.burst if o.status == 200)
     # work units (tiles, for an upscaler) per image, from the model's own counts
@@ -290,6 +301,9 @@ def run_burst(
         # Refusals (answers with no model) as the server timed them: bucket bounds, not exact.
         "server_refused_p50_ms_at_most": _ms(histogram_quantile(refused_in_burst, 0.5)),
         "server_refused_p99_ms_at_most": _ms(histogram_quantile(refused_in_burst, 0.99)),
+        # Answered requests from their first byte read (their wait in a paused socket excluded),
+        # over the three phases.
+        "server_accepted_p99_ms_at_most": _ms(histogram_quantile(accepted_in_run, 0.99)),
     }
     return burst_report(args, target, clients, mode, phases, server_view, memory, units / max(images, 1))
 
@@ -423,7 +437,8 @@ def print_run(r: dict[str, Any]) -> None:
     )
     print(
         f"  accepted {u['accepted']}: p50 {u['accepted_p50_ms']} ms, p99 {u['accepted_p99_ms']} ms "
-        f"(a full queue drains in {u['full_queue_drain_ms']} ms at capacity)"
+        f"(in the server p99 <= {u['server_accepted_p99_ms_at_most']} ms; a full queue drains in "
+        f"{u['full_queue_drain_ms']} ms at capacity)"
     )
     print(
         f"  refused {u['refused_429']}: p50 {u['refused_p50_ms']} ms, p99 {u['refused_p99_ms']} ms at the "

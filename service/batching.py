@@ -387,17 +387,24 @@ class Batcher:
         deadline: float,
         cancel: CancelToken,
         encode: Callable[[np.ndarray], Any] | None = None,
+        admitted: bool = False,
     ) -> asyncio.Future[Any]:
         """Queue one job's rows now (QueueFull, DeadlineExceeded when it cannot be): the future
         gets its output rows (same count, same order), or encode(output rows) when an encode step
-        is given. Awaiting it is the caller's; cancelling the token drops rows not yet run."""
+        is given. Awaiting it is the caller's; cancelling the token drops rows not yet run.
+        admitted: the request passed check_room before some work of its own (an upload's
+        decoding); it is then refused only if its rows no longer fit, not because the queue has
+        begun shedding meanwhile (that is for new requests)."""
         units = int(next(iter(inputs.values())).shape[0])
         if units == 0:
             raise ValueError("a job needs at least one row")
         assert self._loop is not None, "the batcher is not started"
         if self._stopped:  # retired, or the service is shutting down: no lane will run it
             raise NotReady(f"model {self.name}: out of service; retry")
-        self.check_room(units)
+        if not admitted:
+            self.check_room(units)
+        elif self._queued_units + units > self.max_queue_units:
+            raise self.refuse()
         now = time.monotonic()
         if now + self.estimated_wait(units) > deadline:
             self._metrics.rejected("deadline")

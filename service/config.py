@@ -64,11 +64,18 @@ class Settings(BaseSettings):
         "this long (a client that sends again at once waits in its socket); 0: no pauses",
     )
     refusal_pause_max_ms: float = Field(
-        1000.0,
+        800.0,
         ge=0,
         le=10_000,
-        description="the longest such pause: pauses grow toward it while refusing takes the event loop "
-        "over overload_loop_share of its core",
+        description="the longest such pause: pauses grow toward it while refusing costs more than "
+        "overload_loop_share and overload_discard_mb_s allow; below the shortest Retry-After (1 s), so "
+        "that a client waiting out Retry-After never meets a pause",
+    )
+    overload_discard_mb_s: float = Field(
+        32.0,
+        gt=0,
+        description="while refusing for overload, the MiB a second of refused uploads' bodies read and "
+        "dropped before refused connections' pauses grow (moving them costs the clients and the kernel)",
     )
     overload_loop_share: float = Field(
         0.35,

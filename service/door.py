@@ -77,8 +77,10 @@ class Pacer:
     """Connections not read for a while after an overload refusal.
 
     The pause adapts to what refusing costs: every ADAPT_S while connections are being paused,
-    the event loop's own CPU time is read; over `loop_share` of its core, pauses grow by a
-    quarter (up to `max_pause_s`); under half of it, they shrink by a fifth (down to
+    the event loop's own CPU time is read, and the bytes of refused bodies it read and dropped
+    (an upload refused at its headers still sends its body); with the event loop over
+    `loop_share` of its core, or more than `discard_bytes_s` dropped a second, pauses grow by a
+    quarter (up to `max_pause_s`); under half of both, they shrink by a fifth (down to
     `min_pause_s`). With N clients sending again at once, refusals come at about N / pause a
     second: the pause is the shortest that keeps that work within its share, so the lanes keep
     the rest of the cores however many clients push. A client that waits out its Retry-After
@@ -92,15 +94,19 @@ class Pacer:
     ADAPT_S = 0.1
     ROOM_BATCH = 4  # connections read at a time when a queue has room again
 
-    def __init__(self, min_pause_s: float, max_pause_s: float, loop_share: float) -> None:
+    def __init__(
+        self, min_pause_s: float, max_pause_s: float, loop_share: float, discard_bytes_s: float = 32 << 20
+    ) -> None:
         self.min_pause_s = min_pause_s
         self.max_pause_s = max(min_pause_s, max_pause_s)
         self.loop_share = loop_share
+        self.discard_bytes_s = discard_bytes_s
         self.pause_s = min_pause_s
         self._paused: deque[tuple[float, DoorProtocol]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._adapting: asyncio.TimerHandle | None = None
         self._paused_since_adapt = 0
+        self._discarded = 0  # bytes of refused bodies read and dropped since the last look
         self._cpu = self._wall = 0.0
 
     def pause(self, connection: DoorProtocol) -> None:
@@ -117,8 +123,13 @@ class Pacer:
         if self._timer is None:
             self._timer = loop.call_at(due, self._release, loop)
         if self._adapting is None:
-            self._cpu, self._wall = time.thread_time(), now
+            self._cpu, self._wall, self._discarded = time.thread_time(), now, 0
             self._adapting = loop.call_at(now + self.ADAPT_S, self._adapt, loop)
+
+    def discarded(self, size: int) -> None:
+        """Bytes of a refused request's body read and dropped: moving them costs the client, the
+        kernel and the event loop, most of it outside the event loop's own CPU time."""
+        self._discarded += size
 
     def room(self, batcher: Batcher) -> None:
         """A shedding queue takes work again: read the connections paused last (their requests
@@ -152,16 +163,17 @@ class Pacer:
     def _adapt(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the event loop (its thread's CPU time is the one read)."""
         cpu, wall = time.thread_time(), loop.time()
-        busy = (cpu - self._cpu) / max(wall - self._wall, 1e-6)
-        self._cpu, self._wall = cpu, wall
+        elapsed = max(wall - self._wall, 1e-6)
+        busy, discarding = (cpu - self._cpu) / elapsed, self._discarded / elapsed
+        self._cpu, self._wall, self._discarded = cpu, wall, 0
         if self._paused_since_adapt == 0 and not self._paused:  # none paced in a period: the burst is over
             self._adapting = None
             self.pause_s = self.min_pause_s
             return
         self._paused_since_adapt = 0
-        if busy > self.loop_share:
+        if busy > self.loop_share or discarding > self.discard_bytes_s:
             self.pause_s = min(self.max_pause_s, self.pause_s * 1.25)
-        elif busy < self.loop_share / 2:
+        elif busy < self.loop_share / 2 and discarding < self.discard_bytes_s / 2:
             self.pause_s = max(self.min_pause_s, self.pause_s * 0.8)
         # The next look once a pause of the new length has passed: only then does it show.
         self._adapting = loop.call_at(wall + max(self.ADAPT_S, self.pause_s), self._adapt, loop)
@@ -385,6 +397,7 @@ class DoorProtocol(GuardedHttpToolsProtocol):
             return
         self.body_received(len(body))
         if request.refused:
+            self.door.pacer.discarded(len(body))
             return
         request.body += body
         if len(request.body) > MAX_SCREENED_BODY:  # too big to screen: the application reads it

@@ -97,6 +97,7 @@ def create_service(settings: Settings, access_log: AccessLog | None = None) -> t
             settings.refusal_pause_ms / 1000,
             settings.refusal_pause_max_ms / 1000,
             settings.overload_loop_share,
+            settings.overload_discard_mb_s * (1 << 20),
         ),
         enabled=settings.refuse_early,
     )

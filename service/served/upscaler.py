@@ -111,7 +111,8 @@ class Upscaler(ServedModel):
         rows: list[asyncio.Future[Any]] = []
         try:
             for r in range(len(plan.ys)):
-                rows.append(self.batcher.enqueue({"image": extract_tiles(padded, plan, r)}, deadline, cancel))
+                tiles = {"image": extract_tiles(padded, plan, r)}
+                rows.append(self.batcher.enqueue(tiles, deadline, cancel, admitted=True))
         except BaseException:  # the queue filled, or the deadline cannot be met, midway
             for row in rows:  # the rows already queued are dropped before they run
                 row.cancel()
