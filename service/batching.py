@@ -491,8 +491,7 @@ class Batcher:
         if self._shedding and not self._room_told and self._queued_units <= self.resume_units:
             # (a bool the event loop writes, read here: at worst the loop hears of it one batch late)
             self._room_told = True
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._shedding_queues.room, self)
+            self._answer(self._shedding_queues.room, self)
         self._metrics.queue_depth.set(self._queued_units)
         return batch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     refusal_pause_max_ms: float = Field(
         800.0,
         ge=0,
-        le=10_000,
+        le=1000,
         description="the longest such pause: pauses grow toward it while refusing costs more than "
         "overload_loop_share and overload_discard_mb_s allow; below the shortest Retry-After (1 s), so "
         "that a client waiting out Retry-After never meets a pause",
@@ -151,6 +151,16 @@ class Settings(BaseSettings):
     )
     auth_health: bool = Field(False, description="require a key on /healthz and /readyz too")
     auth_metrics: bool = Field(False, description="require a key on /metrics too")
+
+    @model_validator(mode="after")
+    def _pauses_fit(self) -> Settings:
+        # A paused connection is not read; uvicorn's keep-alive timer still runs and would close it
+        # with a request unread in its socket.
+        if self.refusal_pause_max_ms >= self.keep_alive_s * 1000:
+            raise ValueError("refusal_pause_max_ms must be under keep_alive_s")
+        if self.refusal_pause_ms > self.refusal_pause_max_ms:
+            raise ValueError("refusal_pause_ms must be at most refusal_pause_max_ms")
+        return self
 
     @field_validator("version_policy")
     @classmethod

@@ -93,6 +93,7 @@ class Pacer:
     GRAIN_S = 0.002
     ADAPT_S = 0.1
     ROOM_BATCH = 4  # connections read at a time when a queue has room again
+    ROOM_SCAN = 256  # paused connections looked at for them, from the last paused
 
     def __init__(
         self, min_pause_s: float, max_pause_s: float, loop_share: float, discard_bytes_s: float = 32 << 20
@@ -102,14 +103,15 @@ class Pacer:
         self.loop_share = loop_share
         self.discard_bytes_s = discard_bytes_s
         self.pause_s = min_pause_s
-        self._paused: deque[tuple[float, DoorProtocol]] = deque()
+        # (due, connection, the queue that refused it: None when the application did)
+        self._paused: deque[tuple[float, DoorProtocol, Batcher | None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._adapting: asyncio.TimerHandle | None = None
         self._paused_since_adapt = 0
         self._discarded = 0  # bytes of refused bodies read and dropped since the last look
         self._cpu = self._wall = 0.0
 
-    def pause(self, connection: DoorProtocol) -> None:
+    def pause(self, connection: DoorProtocol, refused_by: Batcher | None = None) -> None:
         if self.min_pause_s <= 0 or connection.transport.is_closing():
             return
         loop = connection.loop
@@ -118,7 +120,7 @@ class Pacer:
         due = now + self.pause_s
         if self._paused and due < self._paused[-1][0]:  # the pause just shrank: keep the order
             due = self._paused[-1][0]
-        self._paused.append((due, connection))
+        self._paused.append((due, connection, refused_by))
         self._paused_since_adapt += 1
         if self._timer is None:
             self._timer = loop.call_at(due, self._release, loop)
@@ -132,19 +134,24 @@ class Pacer:
         self._discarded += size
 
     def room(self, batcher: Batcher) -> None:
-        """A shedding queue takes work again: read the connections paused last (their requests
-        have waited least), a few at a time, for as long as it does, rather than wait for pauses
-        to end; a request let in this way waits in the queue, not in its socket."""
-        released = 0
-        while self._paused and released < self.ROOM_BATCH:
-            _, connection = self._paused.pop()
-            if not connection.transport.is_closing():
-                connection.flow.resume_reading()
-                released += 1
-        if self._paused and released:
+        """A shedding queue takes work again: read the connections it refused last (their requests
+        have waited least; those refused by another queue, or by the application, stay paused), a
+        few at a time, for as long as it does, rather than wait for pauses to end; a request let in
+        this way waits in the queue, not in its socket."""
+        released: list[DoorProtocol] = []
+        kept: list[tuple[float, DoorProtocol, Batcher | None]] = []
+        while self._paused and len(released) < self.ROOM_BATCH and len(kept) < self.ROOM_SCAN:
+            entry = self._paused.pop()
+            if entry[2] is not batcher:
+                kept.append(entry)
+            elif not entry[1].transport.is_closing():
+                released.append(entry[1])
+        self._paused.extend(reversed(kept))
+        for connection in released:
+            connection.flow.resume_reading()
+        if released and self._paused:
             # their requests are read in the next turn of the event loop; then, if there is room still
-            connection = self._paused[-1][1]
-            connection.loop.call_later(self.GRAIN_S, self._room_left, batcher)
+            released[0].loop.call_later(self.GRAIN_S, self._room_left, batcher)
 
     def _room_left(self, batcher: Batcher) -> None:
         if not batcher.shedding:
@@ -154,7 +161,7 @@ class Pacer:
         self._timer = None
         until = loop.time() + self.GRAIN_S
         while self._paused and self._paused[0][0] <= until:
-            _, connection = self._paused.popleft()
+            _, connection, _ = self._paused.popleft()
             if not connection.transport.is_closing():
                 connection.flow.resume_reading()
         if self._paused:
@@ -194,6 +201,7 @@ class Door:
         request_ids: RequestIds,
         access_log: AccessLog | None,
         pacer: Pacer,
+        max_body_bytes: int,
         enabled: bool = True,
     ) -> None:
         self.screens = {path.encode(): screen for path, screen in screens.items()}  # POST path -> screen
@@ -202,6 +210,7 @@ class Door:
         self.request_ids = request_ids
         self.access_log = access_log
         self.pacer = pacer
+        self.max_body_bytes = max_body_bytes
         self.enabled = enabled
         self._counted: dict[str, tuple[Any, Any, Any]] = {}  # endpoint -> its metrics' children
         # Answers but for their request id, by (message, Retry-After, close), for these headers.
@@ -220,13 +229,16 @@ class Door:
 
     def answer(self, request: Screening, default_headers: list[tuple[bytes, bytes]]) -> bytes | None:
         """The refusal to write for this request, or None when it goes to the application."""
+        if request.declared > self.max_body_bytes:  # the application's 413, which a retry cannot change
+            return None
         try:
             models = request.screen.targets(request.query, bytes(request.body))
         except (ServiceError, ValueError):  # unreadable, unknown model, ...: the application says so
             return None
         if not models or not all(model.batcher.shedding for model in models):
             return None
-        message, retry_after = models[0].batcher.refusal()
+        request.refused_by = models[0].batcher
+        message, retry_after = request.refused_by.refusal()
         request_id = self._request_id(request.headers)
         if default_headers is not self._headers:  # uvicorn makes a new list when the Date changes
             self._headers, self._answers = default_headers, {}
@@ -284,12 +296,14 @@ class Screening:
         "client",
         "close",
         "complete",
+        "declared",
         "expect_100",
         "headers",
         "path",
         "previous",
         "query",
         "refused",
+        "refused_by",
         "screen",
         "started",
     )
@@ -317,6 +331,11 @@ class Screening:
         self.body = bytearray()
         self.complete = False  # the whole body is in
         self.refused = False  # answered: the rest of the body is dropped unread
+        self.refused_by: Batcher | None = None  # the queue whose refusal it was
+        self.declared = -1  # its Content-Length (-1: none given)
+        for name, value in headers:
+            if name == b"content-length" and value.isdigit():
+                self.declared = int(value)
 
 
 class _NoEvent:
@@ -349,6 +368,7 @@ class DoorProtocol(GuardedHttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._screening: Screening | None = None
         self._idle_since: float | None = None  # answered by the door last, with no keep-alive timer
+        self._shutting_down = False
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -416,6 +436,16 @@ class DoorProtocol(GuardedHttpToolsProtocol):
         else:
             self._decide(request)
 
+    def shutdown(self) -> None:
+        """The server is shutting down: a request the door has is still answered (uvicorn would
+        close the connection, taking ANSWERED for a request answered), then the connection closes."""
+        request = self._screening
+        if request is None:
+            super().shutdown()
+            return
+        request.close = True  # the door's answer closes it; a request handed over is not kept alive
+        self._shutting_down = True
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._screening = None  # no task was started for it
         super().connection_lost(exc)
@@ -459,6 +489,8 @@ class DoorProtocol(GuardedHttpToolsProtocol):
         self._screening = None
         self.cycle = request.previous
         GuardedHttpToolsProtocol.on_headers_complete(self)
+        if self._shutting_down:
+            self.cycle.keep_alive = False
         if request.body:
             HttpToolsProtocol.on_body(self, bytes(request.body))
             self.body_received(len(request.body))
@@ -472,4 +504,4 @@ class DoorProtocol(GuardedHttpToolsProtocol):
             self.transport.close()
             return
         self._idle_since = self.loop.time()
-        self.door.pacer.pause(self)
+        self.door.pacer.pause(self, request.refused_by)

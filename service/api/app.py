@@ -99,6 +99,7 @@ def create_service(settings: Settings, access_log: AccessLog | None = None) -> t
             settings.overload_loop_share,
             settings.overload_discard_mb_s * (1 << 20),
         ),
+        settings.max_body_bytes,
         enabled=settings.refuse_early,
     )
     registry.shedding.on_room.append(door.pacer.room)

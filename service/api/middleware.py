@@ -18,7 +18,7 @@ from service.metrics import ServiceMetrics
 from service.request_ids import REQUEST_ID, RequestIds
 
 # Metric labels come from this fixed set, never from the raw path (unbounded cardinality).
-ENDPOINTS = {"/generate", "/walk", "/upscale", "/v1/models", "/healthz", "/readyz", "/metrics"}
+ENDPOINTS = {"/generate", "/walk", "/mix", "/upscale", "/v1/models", "/healthz", "/readyz", "/metrics"}
 
 
 class BodyTooLarge(HTTPException):

@@ -116,7 +116,8 @@ def shedding_upscaler(srv: Server) -> socket.socket:
 
 
 def test_a_shedding_upscaler_refuses_uploads_at_their_headers(make_server: Callable[..., Server]) -> None:
-    srv = make_server(["digits", UPSCALER], max_queue_tiles=128, refusal_pause_ms=300)
+    # Two lanes whatever the machine's cores: the queue drains at the same pace everywhere.
+    srv = make_server(["digits", UPSCALER], max_queue_tiles=128, refusal_pause_ms=300, concurrent_batches=2)
     filler = shedding_upscaler(srv)
     at_door = srv.metric("gan_refused_at_door_total", endpoint="/upscale")
 
@@ -154,6 +155,13 @@ def test_a_shedding_upscaler_refuses_uploads_at_their_headers(make_server: Calla
     status, headers, _ = read_answer(sock)
     assert status == 429 and headers["connection"] == "close"
     assert closed(sock)
+    sock.close()
+
+    # An upload over the body limit gets the application's 413, which no retry changes, not a 429.
+    sock = connect(srv)
+    sock.sendall(upscale_head(30 * 1024 * 1024))
+    status, _, answer = read_answer(sock)
+    assert status == 413 and json.loads(answer)["error"]["code"] == "payload_too_large"
     sock.close()
 
     # Connection: close is honoured once the body is in.
