@@ -80,6 +80,7 @@ HOOKS = {  # HttpToolsProtocol methods overridden here, with their parameters af
     "pause_writing": (),
     "resume_writing": (),
     "on_response_complete": (),  # service.door
+    "shutdown": (),  # service.door
 }
 
 TIMED_OUT = "timed_out"  # key in the request's ASGI state: the guard closed the connection mid-request
