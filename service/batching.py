@@ -324,9 +324,7 @@ class Batcher:
         them first, so that nothing is taken meanwhile)."""
         self._stopped = True
         if self._shedding:  # a retired queue sheds no more
-            self._shedding = False
-            self._metrics.shedding.dec()
-            self._shedding_queues.ended(self)
+            self._end_shedding()
         with self.lanes.condition:
             self.lanes.ready.pop(self, None)
             jobs = list(self._queue)
@@ -348,10 +346,13 @@ class Batcher:
     def shedding(self) -> bool:
         """Whether all new work is refused now (on the event loop)."""
         if self._shedding and self._queued_units <= self.resume_units:
-            self._shedding = False
-            self._metrics.shedding.dec()
-            self._shedding_queues.ended(self)
+            self._end_shedding()
         return self._shedding
+
+    def _end_shedding(self) -> None:
+        self._shedding = False
+        self._metrics.shedding.dec()
+        self._shedding_queues.ended(self)
 
     def refuse(self) -> QueueFull:
         """Count a refusal for want of room and shed from now on (on the event loop): the error to

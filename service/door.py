@@ -185,10 +185,6 @@ class Pacer:
         # The next look once a pause of the new length has passed: only then does it show.
         self._adapting = loop.call_at(wall + max(self.ADAPT_S, self.pause_s), self._adapt, loop)
 
-    @property
-    def paused(self) -> int:
-        return len(self._paused)
-
 
 class Door:
     """One server's door: the routes' screens, and how a refusal is answered and counted."""
