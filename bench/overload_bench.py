@@ -7,8 +7,9 @@ gan-client jobs against one server.
 
 Per endpoint, one gan-serve process (digits for /generate, srresnet-x2 for /upscale), and:
   1. capacity: --clients closed-loop clients for --baseline s (/generate: n=16 each, as in the
-     issue's measurement; /upscale: one 256x256 photo as PNG each): the goodput every later figure
-     is a share of;
+     issue's measurement; /upscale: one 256x256 photo as PNG each, for --upscale-baseline s): the
+     goodput every later figure is a share of, counted like the burst's (the work completed after
+     the first second, up to when the phase stops sending);
   2. per burst size (--burst-clients) and client kind (--modes), a burst for --burst s (/generate:
      n=64). "aggressive" clients send again as soon as they are answered and ignore Retry-After
      (a misbehaving job, a retry storm); "polite" ones wait it out with up to 50 % of jitter;
@@ -64,6 +65,7 @@ from bench.loadgen import (  # noqa: E402
     windows,
 )
 from bench.server import ServerProcess, model_subset  # noqa: E402
+from service.config import Settings  # noqa: E402
 
 WINDOW_S = 0.1
 SETTLE_S = 1.0  # goodput is counted from this long after the burst starts
@@ -77,7 +79,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--endpoints", nargs="+", choices=ENDPOINTS, default=list(ENDPOINTS))
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--clients", type=int, default=0, help="capacity clients (default: 8 generate, 4 upscale)")
-    p.add_argument("--baseline", type=float, default=6.0, help="seconds of the capacity phase")
+    p.add_argument("--baseline", type=float, default=6.0, help="seconds of the capacity phase (/generate)")
+    p.add_argument(
+        "--upscale-baseline",
+        type=float,
+        default=16.0,
+        help="seconds of the capacity phase (/upscale: an image takes about a second, so counting "
+        "whole images needs more of them)",
+    )
     p.add_argument("--burst-clients", type=int, nargs="*", default=[256, 512], help="none: no bursts")
     p.add_argument("--burst", type=float, default=10.0, help="seconds per burst (/generate)")
     p.add_argument(
@@ -116,7 +125,9 @@ class Target:
     burst: Mix
     burst_units: int  # images per burst request
     queue_bound: int  # the model's queue bound, in its own units (images, or tiles)
+    queue_s: float  # its bound in seconds of work (max_queue_ms; 0: none)
     clients: int
+    baseline_s: float
     burst_s: float
 
 
@@ -131,6 +142,11 @@ def photo_png(size: int) -> bytes:
     return buffer.getvalue()
 
 
+def setting(settings: dict[str, object], name: str) -> float:
+    """A server setting this run sets (--set, --max-queue-units), else the service's default."""
+    return float(str(settings.get(name, Settings.model_fields[name].default)))
+
+
 def make_target(args: argparse.Namespace, endpoint: str, settings: dict[str, object]) -> Target:
     if endpoint == "generate":
         model = "digits"
@@ -141,16 +157,30 @@ def make_target(args: argparse.Namespace, endpoint: str, settings: dict[str, obj
             args.n,
             Mix({"generate": generate_request({"model": model, "n": args.burst_n, "seed": 0})}),
             args.burst_n,
-            int(str(settings.get("max_queue_units", 1024))),
+            int(setting(settings, "max_queue_units")),
+            setting(settings, "max_queue_ms") / 1000,
             args.clients or 8,
+            args.baseline,
             args.burst,
         )
     upload = upscale_request(photo_png(args.image_size), UPSCALER)
     # A batch upscale job sends a deadline long enough for any queue it may meet.
     upload = upload.replace(b"\r\n\r\n", b"\r\nX-Deadline-Ms: 600000\r\n\r\n", 1)
     mix = Mix({"upscale": upload})
-    tiles = int(str(settings.get("max_queue_tiles", 512)))
-    return Target(endpoint, UPSCALER, mix, 1, mix, 1, tiles, args.clients or 4, args.upscale_burst)
+    tiles = int(setting(settings, "max_queue_tiles"))
+    return Target(
+        endpoint,
+        UPSCALER,
+        mix,
+        1,
+        mix,
+        1,
+        tiles,
+        setting(settings, "max_queue_ms") / 1000,
+        args.clients or 4,
+        args.upscale_baseline,
+        args.upscale_burst,
+    )
 
 
 # --- one burst ----------------------------------------------------------------------------------
@@ -159,6 +189,7 @@ def make_target(args: argparse.Namespace, endpoint: str, settings: dict[str, obj
 @dataclass
 class Phases:
     baseline: list[Outcome]
+    baseline_start: float
     burst: list[Outcome]
     recovery: list[Outcome]
     burst_start: float
@@ -170,7 +201,8 @@ async def run_phases(
     args: argparse.Namespace, server: ServerProcess, target: Target, clients: int, polite: bool
 ) -> Phases:
     port = server.port
-    baseline = await closed_loop(port, target.capacity, target.clients, args.baseline, ids=True)
+    baseline_start = time.monotonic()
+    baseline = await closed_loop(port, target.capacity, target.clients, target.baseline_s, ids=True)
     server_cpu = thread_cpu(server.process.pid)
     client_cpu = time.process_time()
     burst_start = time.monotonic()
@@ -186,7 +218,7 @@ async def run_phases(
         closed_loop(port, target.burst, clients, target.burst_s, honor_retry_after=polite, ids=True),
         recovery(),
     )
-    return Phases(baseline, burst, after, burst_start, burst_end, cpu)
+    return Phases(baseline, baseline_start, burst, after, burst_start, burst_end, cpu)
 
 
 def units_done(outcomes: list[Outcome], units: int, start: float, end: float) -> float:
@@ -206,13 +238,21 @@ def burst_report(
     units_per_image: float,
 ) -> dict[str, Any]:
     ok_base = [o for o in phases.baseline if o.status == 200]
-    capacity_rps = len(ok_base) / args.baseline
-    capacity = capacity_rps * target.capacity_units  # images/s
+    # Counted as the burst's goodput is: the requests still running when the phase stops sending
+    # would otherwise count as done within it (+4 images in 6 s: a capacity 25 % too high for
+    # /upscale, whose images take over a second each).
+    settled = phases.baseline_start + SETTLE_S
+    capacity = units_done(
+        phases.baseline, target.capacity_units, settled, settled + target.baseline_s - SETTLE_S
+    )
+    capacity_rps = capacity / target.capacity_units  # images/s, requests/s
     accepted = [o for o in phases.burst if o.status == 200]
     refused = [o for o in phases.burst if o.status == 429]
     goodput = units_done(phases.burst, target.burst_units, phases.burst_start + SETTLE_S, phases.burst_end)
     # A full queue, drained at capacity: what an accepted request may wait in the server.
     drain_s = target.queue_bound / max(capacity * units_per_image, 1e-9)
+    if target.queue_s > 0:  # bounded in time too: the work ahead of a request, and the request
+        drain_s = min(drain_s, target.queue_s + target.burst_units / max(capacity, 1e-9))
     recovery_s = None
     good = windows(phases.recovery, phases.burst_end, WINDOW_S, lambda o: o.status == 200)
     for i, count in enumerate(good):
@@ -230,6 +270,7 @@ def burst_report(
             "images_per_s": round(capacity, 2),
             "p50_ms": _ms(percentile([o.latency for o in ok_base], 50)),
             "p99_ms": _ms(percentile([o.latency for o in ok_base], 99)),
+            "refused_429": sum(o.status == 429 for o in phases.baseline),
         },
         "burst": {
             "requests": len(phases.burst),
@@ -430,7 +471,10 @@ def print_run(r: dict[str, Any]) -> None:
         r["errors"],
     )
     print(f"--- /{r['endpoint']}: {r['burst_clients']} {r['mode']} clients")
-    print(f"capacity: {c['images_per_s']} images/s, p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms")
+    print(
+        f"capacity: {c['images_per_s']} images/s, p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms, "
+        f"{c['refused_429']} refused"
+    )
     print(
         f"burst: goodput {u['goodput_images_per_s']} images/s = {100 * u['goodput_share_of_capacity']:.0f} % "
         f"of capacity; {u['requests_per_s']} requests/s"

@@ -18,10 +18,16 @@ or tiles), run by a model's inference lanes.
   known to be on its way) does a batch that is not full wait, and never longer than `max_delay`
   after its oldest job arrived. While every lane is busy the queue accumulates, so under load
   batches fill by themselves.
-- Queues are bounded (QueueFull, with a Retry-After estimate). A job whose deadline cannot be met,
-  or whose client has gone, is dropped when it reaches the head, before any model time.
+- Queues are bounded (QueueFull, with a Retry-After estimate) twice: in work units (memory), and
+  in time: a request is refused while the work already queued would take the lanes longer than
+  `max_queue_s` at the model's measured pace. A queue in units alone is a different wait on every
+  machine (512 tiles: under a second on a GPU, 20 s on two cores); more queue than the lanes need
+  to stay busy buys no throughput, only latency, and the time to recover from a burst. The time
+  bound counts the work ahead of a request, not the request itself, so an upload larger than the
+  bound is still taken once the queue is short. A job whose deadline cannot be met, or whose
+  client has gone, is dropped when it reaches the head, before any model time.
 - Shedding: once a request has been refused for want of room, the queue refuses all new work
-  until it is down to half its bound, then takes work again. Under a burst the lanes keep half a
+  until it is down to half its bounds, then takes work again. Under a burst the lanes keep half a
   queue of work while requests are refused, and the refusal no longer depends on a request's
   size, so the HTTP layer can refuse one before reading what it asks for (service.door).
 - Outputs are checked 1:1 against inputs: a batch of k rows must return k rows.
@@ -110,6 +116,15 @@ class Shedding:
         if not batcher.shedding:  # (which ends its shedding)
             for callback in self.on_room:
                 callback(batcher)
+
+
+class Admission:
+    """Room in a queue held for one request's rows between its admission and their queueing (an
+    upload's decoding): a burst of uploads admitted at once cannot overfill the queue, and none
+    is refused after its decoding. Made by Batcher.admit; `units` is what is still held."""
+
+    def __init__(self, units: int) -> None:
+        self.units = units
 
 
 class CancelToken:
@@ -282,6 +297,7 @@ class Batcher:
         encode_pool: Executor | None = None,
         encode_on_lane: bool = False,
         shedding: Shedding | None = None,
+        max_queue_s: float = 0.0,
     ) -> None:
         self.name = name
         self._run = run
@@ -294,9 +310,11 @@ class Batcher:
         self.max_units = max_units
         self.max_delay_s = max_delay_s
         self.max_queue_units = max_queue_units
+        self.max_queue_s = max_queue_s  # 0: bounded in units only
         self._metrics = metrics
         self._queue: deque[Job] = deque()
         self._queued_units = 0
+        self._held_units = 0  # admitted, not queued yet (Admission): on the event loop only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
         # Seconds per batch, smoothed: for Retry-After and for deadlines that cannot be met.
@@ -339,13 +357,47 @@ class Batcher:
     def check_room(self, units: int) -> None:
         """Raise QueueFull unless `units` more work units are taken now: the queue is not shedding
         and they fit."""
-        if self.shedding or self._queued_units + units > self.max_queue_units:
+        if self.shedding or self._taken_units() + units > self.max_queue_units or self._over_time():
             raise self.refuse()
+
+    @contextlib.contextmanager
+    def admit(self, units: int) -> Iterator[Admission]:
+        """check_room, then room for `units` held until they are queued (enqueue's `admission`)
+        or the block ends (what was not queued is given back)."""
+        self.check_room(units)
+        admission = Admission(units)
+        self._held_units += units
+        try:
+            yield admission
+        finally:
+            self._held_units -= admission.units
+
+    def _taken_units(self) -> int:
+        """Work units queued, and held for admitted requests."""
+        return self._queued_units + self._held_units
+
+    def _over_time(self) -> bool:
+        """Whether the work queued now would take the lanes longer than max_queue_s. Never while
+        it is at most the running batches and one more for each lane: a model whose batches are
+        slow keeps its lanes busy."""
+        if self.max_queue_s <= 0:
+            return False
+        rounds = self._rounds()
+        return rounds > 2 and rounds * self.batch_seconds > self.max_queue_s
+
+    def _room_again(self) -> bool:
+        """Whether a shedding queue is down to half its bounds (from the event loop or a lane)."""
+        if self._taken_units() > self.resume_units:
+            return False
+        if self.max_queue_s <= 0:
+            return True
+        rounds = self._rounds()
+        return rounds <= 1 or rounds * self.batch_seconds <= self.max_queue_s / 2
 
     @property
     def shedding(self) -> bool:
         """Whether all new work is refused now (on the event loop)."""
-        if self._shedding and self._queued_units <= self.resume_units:
+        if self._shedding and self._room_again():
             self._end_shedding()
         return self._shedding
 
@@ -372,15 +424,20 @@ class Batcher:
         self._metrics.shedding.inc()
         self._shedding_queues.started(self)
         return (
-            f"model {self.name}: the queue is full ({self._queued_units} work units waiting); retry later",
+            f"model {self.name}: the queue is full ({self._queued_units} work units waiting, about "
+            f"{self.estimated_wait():.1f} s of work); retry later",
             retry_after,
         )
 
     def estimated_wait(self, extra_units: int = 0) -> float:
         """Seconds until `extra_units` more rows would be done: the batches ahead of them and the
         running ones, `lanes` at a time."""
-        batches = math.ceil((self._queued_units + extra_units) / self.max_units) + self.lanes.running
-        return math.ceil(batches / self.lanes.count) * self.batch_seconds
+        return self._rounds(extra_units) * self.batch_seconds
+
+    def _rounds(self, extra_units: int = 0) -> int:
+        """The rounds of batches (one per lane at a time) before `extra_units` more would be done."""
+        batches = math.ceil((self._taken_units() + extra_units) / self.max_units) + self.lanes.running
+        return math.ceil(batches / self.lanes.count)
 
     def enqueue(
         self,
@@ -388,30 +445,30 @@ class Batcher:
         deadline: float,
         cancel: CancelToken,
         encode: Callable[[np.ndarray], Any] | None = None,
-        admitted: bool = False,
+        admission: Admission | None = None,
     ) -> asyncio.Future[Any]:
         """Queue one job's rows now (QueueFull, DeadlineExceeded when it cannot be): the future
         gets its output rows (same count, same order), or encode(output rows) when an encode step
         is given. Awaiting it is the caller's; cancelling the token drops rows not yet run.
-        admitted: the request passed check_room before some work of its own (an upload's
-        decoding); it is then refused only if its rows no longer fit, not because the queue has
-        begun shedding meanwhile (that is for new requests)."""
+        admission: the room admit() held for these rows (the request was admitted before some
+        work of its own, an upload's decoding); they are then taken whatever came meanwhile."""
         units = int(next(iter(inputs.values())).shape[0])
         if units == 0:
             raise ValueError("a job needs at least one row")
         assert self._loop is not None, "the batcher is not started"
         if self._stopped:  # retired, or the service is shutting down: no lane will run it
             raise NotReady(f"model {self.name}: out of service; retry")
-        if not admitted:
+        if admission is None:
             self.check_room(units)
-        elif self._queued_units + units > self.max_queue_units:
-            raise self.refuse()
+        elif units > admission.units:
+            raise ValueError(f"{units} rows, but room was held for {admission.units}")
         now = time.monotonic()
-        if now + self.estimated_wait(units) > deadline:
+        wait = self.estimated_wait(units if admission is None else 0)  # held units count already
+        if now + wait > deadline:
             self._metrics.rejected("deadline")
             raise DeadlineExceeded(
-                f"model {self.name}: the deadline cannot be met (about {self.estimated_wait(units):.3f} s of "
-                "work is ahead of this request)"
+                f"model {self.name}: the deadline cannot be met (about {wait:.3f} s of work is ahead of "
+                "this request)"
             )
         job = Job(inputs, units, deadline, cancel, self._loop.create_future(), encode, enqueued_at=now)
         with self.lanes.condition:
@@ -420,6 +477,9 @@ class Batcher:
             self._queued_units += units
             self._metrics.queue_depth.set(self._queued_units)
             self.lanes.condition.notify()
+        if admission is not None:
+            admission.units -= units
+            self._held_units -= units
         cancel.queued()
         return job.future
 
@@ -489,7 +549,7 @@ class Batcher:
                 self._queue.popleft()
         if not self._queue:
             self.lanes.ready.pop(self, None)
-        if self._shedding and not self._room_told and self._queued_units <= self.resume_units:
+        if self._shedding and not self._room_told and self._room_again():
             # (a bool the event loop writes, read here: at worst the loop hears of it one batch late)
             self._room_told = True
             self._answer(self._shedding_queues.room, self)

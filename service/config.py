@@ -35,6 +35,14 @@ class Settings(BaseSettings):
         2.0, ge=0, description="longest a batch waits for more work when more is known to be on its way"
     )
     max_queue_units: int = Field(1024, ge=1, description="queued work units per model before answering 429")
+    max_queue_ms: float = Field(
+        4000.0,
+        ge=0,
+        description="most work a model's queue holds, in milliseconds at the model's measured pace: new "
+        "requests are answered 429 while the work queued ahead of them would take longer (but always "
+        "one more batch per lane; the unit bounds, max_queue_units and max_queue_tiles, still hold); "
+        "0: the unit bounds alone",
+    )
     default_deadline_ms: int = Field(
         30_000, ge=1, description="deadline when a request sends no X-Deadline-Ms"
     )

@@ -87,6 +87,7 @@ class ServedModel(ABC):
             encode_pool,
             plan.encode_on_lane,
             shedding,
+            settings.max_queue_ms / 1000,
         )
         self.memory_bytes = 0  # resident memory the process grew by while loading and warming it
         self.warm_up_seconds = 0.0

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from model_repository.tiling import RowBlender, TilePlan, extract_tiles, pad_to_tile, plan_tiles
-from service.batching import CancelToken
+from service.batching import Admission, CancelToken
 from service.config import Settings
 from service.encoding import encode_image
 from service.errors import PayloadTooLarge
@@ -105,15 +105,16 @@ class Upscaler(ServedModel):
         return pad_to_tile(pixels, self.tile)
 
     def enqueue_rows(
-        self, padded: np.ndarray, plan: TilePlan, deadline: float, cancel: CancelToken
+        self, padded: np.ndarray, plan: TilePlan, deadline: float, cancel: CancelToken, admission: Admission
     ) -> list[asyncio.Future[Any]]:
-        """Every tile row of the image as one job, queued now (the caller holds the decode gate)."""
+        """Every tile row of the image as one job, queued now, in the room `admission` holds (the
+        caller holds the decode gate)."""
         rows: list[asyncio.Future[Any]] = []
         try:
             for r in range(len(plan.ys)):
                 tiles = {"image": extract_tiles(padded, plan, r)}
-                rows.append(self.batcher.enqueue(tiles, deadline, cancel, admitted=True))
-        except BaseException:  # the queue filled, or the deadline cannot be met, midway
+                rows.append(self.batcher.enqueue(tiles, deadline, cancel, admission=admission))
+        except BaseException:  # the deadline cannot be met, or the model stopped, midway
             for row in rows:  # the rows already queued are dropped before they run
                 row.cancel()
             raise
@@ -142,9 +143,10 @@ class Upscaler(ServedModel):
             # decode, then cut into tiles; every tile row of every model is one job, all queued
             # before the gates open (held longer, they would hold back every batch of the models)
             plan = self.plan(opened.width, opened.height)
-            for model in models:  # refused before the decoding, which costs more than the answer
-                model.batcher.check_room(len(plan.origins))
             with contextlib.ExitStack() as gates:
+                # Refused before the decoding, which costs more than the answer; once admitted, the
+                # tiles' room is held for them, so uploads decoded meanwhile cannot take it.
+                admissions = [gates.enter_context(m.batcher.admit(len(plan.origins))) for m in models]
                 for model in models:
                     gates.enter_context(model.gate.held())
                 image = await loop.run_in_executor(self.encode_pool, decode, opened)
@@ -152,8 +154,8 @@ class Upscaler(ServedModel):
                 h, w = image.rgb.shape[:2]
                 jobs: list[list[asyncio.Future[Any]]] = []
                 try:
-                    for model in models:
-                        jobs.append(model.enqueue_rows(padded, plan, deadline, cancel))
+                    for model, admission in zip(models, admissions, strict=True):
+                        jobs.append(model.enqueue_rows(padded, plan, deadline, cancel, admission))
                 except BaseException:
                     for rows in jobs:
                         for row in rows:

@@ -14,7 +14,7 @@ import pytest
 
 from service.batching import Batcher, CancelToken, Lanes
 from service.config import Settings
-from service.errors import ClientGone, InferenceFailed
+from service.errors import ClientGone, InferenceFailed, QueueFull
 from service.metrics import BatcherMetrics, ServiceMetrics
 from service.runtime import CPU, CUDA, Parallelism, plan_parallelism
 
@@ -201,6 +201,86 @@ def test_the_queue_whose_oldest_job_waited_longest_goes_first() -> None:
     asyncio.run(scenario())
     # after the first: b (queued first), then a, then b; never all of one queue before the other
     assert order == ["a", "b", "a", "b"]
+
+
+def idle_queue(max_units: int, max_queue_units: int, max_queue_s: float, lanes: int = 2) -> Batcher:
+    """A started queue whose lanes never run (what is queued stays queued); on the event loop."""
+    batcher = Batcher(
+        "m",
+        doubled,
+        Lanes("m", lanes),
+        max_units,
+        0.0,
+        max_queue_units,
+        BatcherMetrics(ServiceMetrics(), "m"),
+        max_queue_s=max_queue_s,
+    )
+    batcher.start()
+    return batcher
+
+
+def test_a_queue_is_bounded_in_seconds_of_work_and_sheds_until_half_of_them() -> None:
+    async def scenario() -> None:
+        # batches of 4 rows, 0.25 s each, on 2 lanes: 1 s of work is 4 rounds, 32 rows
+        batcher = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=1.0)
+        batcher.batch_seconds = 0.25
+        deadline = time.monotonic() + FAR
+        for i in range(9):  # the 9th still finds exactly 1 s of work ahead of it
+            batcher.enqueue(rows(i, 4), deadline, CancelToken())
+        assert batcher.queued_units == 36  # far under the 1000 rows the unit bound allows
+        with pytest.raises(QueueFull) as refused:
+            batcher.check_room(1)
+        assert "36 work units waiting, about 1.2 s of work" in refused.value.message
+        assert refused.value.retry_after == 2  # 5 rounds of 0.25 s, in whole seconds
+        # shedding until the work is down to half a second (2 rounds, 16 rows)
+        while batcher.queued_units > 16:
+            assert batcher.shedding
+            batcher.cut()
+        assert not batcher.shedding
+        batcher.check_room(1)
+
+    asyncio.run(scenario())
+
+
+def test_a_large_request_is_taken_when_little_work_is_ahead_and_slow_batches_always_get_a_round() -> None:
+    async def scenario() -> None:
+        deadline = time.monotonic() + FAR
+        batcher = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=1.0)
+        batcher.batch_seconds = 0.25
+        batcher.enqueue(rows(0, 100), deadline, CancelToken())  # 13 rounds, 3.25 s: nothing was ahead
+        with pytest.raises(QueueFull):
+            batcher.check_room(1)
+        # batches of 2 s against a bound of 1 s: the running batches and one more per lane are taken
+        slow = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=1.0)
+        slow.batch_seconds = 2.0
+        for i in range(5):  # 16 rows ahead of the 5th: 2 rounds
+            slow.enqueue(rows(i, 4), deadline, CancelToken())
+        with pytest.raises(QueueFull):
+            slow.check_room(1)  # 20 rows: 3 rounds, 6 s
+
+    asyncio.run(scenario())
+
+
+def test_room_held_for_an_admitted_request_counts_until_its_rows_are_queued() -> None:
+    async def scenario() -> None:
+        deadline = time.monotonic() + FAR
+        batcher = idle_queue(max_units=4, max_queue_units=40, max_queue_s=0.0)
+        with batcher.admit(30) as admission:  # an upload being decoded
+            with pytest.raises(QueueFull):
+                batcher.check_room(11)  # 30 held + 11 > 40: refused, and the queue sheds
+            assert batcher.shedding
+            # the admitted request's rows are taken all the same, in the room held for them
+            batcher.enqueue(rows(0, 10), deadline, CancelToken(), admission=admission)
+            assert (admission.units, batcher.queued_units) == (20, 10)
+            with pytest.raises(ValueError, match="room was held for 20"):
+                batcher.enqueue(rows(0, 21), deadline, CancelToken(), admission=admission)
+        # the 20 rows never queued are given back: 10 queued, under half the bound
+        assert not batcher.shedding
+        batcher.check_room(30)
+        with pytest.raises(QueueFull), batcher.admit(31):
+            raise AssertionError("admitted past the bound")
+
+    asyncio.run(scenario())
 
 
 def test_parallelism_plan() -> None:

@@ -85,7 +85,8 @@ def _raw_request(url: str, body: bytes) -> socket.socket:
 
 
 def test_a_vanished_clients_work_is_skipped(make_server: Callable[..., Server]) -> None:
-    srv = make_server(["digits"], max_batch_size=1, concurrent_batches=1)
+    # No bound in time: the queue this test builds (576 images, one per batch) is seconds of work.
+    srv = make_server(["digits"], max_batch_size=1, concurrent_batches=1, max_queue_ms=0)
     busy = [_raw_request(srv.url, b'{"model": "digits", "n": 64, "seed": 0}') for _ in range(8)]
     time.sleep(0.02)
     gone = _raw_request(srv.url, b'{"model": "digits", "n": 64, "seed": 1000}')
