@@ -631,10 +631,12 @@ class _Retrying:
         if self.throttle is not None:
             self.throttle.record(True)
 
-    def _failed(self, failure: httpx.TransportError | ApiError, attempt: int) -> float:
+    def _failed(self, failure: httpx.TransportError | ApiError, attempt: int, counted: bool = False) -> float:
         """A try got an error answer or none: the throttle counts a refusal (429, 503) or an
-        accept (any other answer; no answer counts as neither), then _wait_or_raise."""
-        if self.throttle is not None and isinstance(failure, ApiError):
+        accept (any other answer; no answer counts as neither), unless the try was counted
+        already (counted: its status was a success, and what failed came after), then
+        _wait_or_raise."""
+        if self.throttle is not None and isinstance(failure, ApiError) and not counted:
             self.throttle.record(failure.status not in REFUSALS)
         return self._wait_or_raise(failure, attempt)
 
@@ -718,7 +720,7 @@ class GanClient(_Retrying):
                 held, again = held + wait, True
                 time.sleep(wait)
             attempt += 1
-            begun = False
+            begun = counted = False
             slot = self._slot()
             try:
                 with slot, self._http.stream(**_call(streamed(request))) as response:
@@ -727,6 +729,7 @@ class GanClient(_Retrying):
                         response.read()
                         _check(response)
                     self._accepted()  # what the stream does later is not about the server's load
+                    counted = True
                     if base_media_type(response.headers.get("content-type")) != NDJSON:
                         response.read()
                         yield from unstreamed_lines(request, response)
@@ -744,7 +747,7 @@ class GanClient(_Retrying):
                 try:
                     if begun:
                         raise midstream(ServerUnreachable(f"{self.url}: the stream broke off: {e}")) from e
-                    time.sleep(self._failed(e, attempt))
+                    time.sleep(self._failed(e, attempt, counted))
                 finally:
                     slot.give_back()
                 continue
@@ -966,7 +969,7 @@ class AsyncGanClient(_Retrying):
                 held, again = held + wait, True
                 await asyncio.sleep(wait)
             attempt += 1
-            begun = False
+            begun = counted = False
             slot = await self._async_slot()
             try:
                 with slot:
@@ -976,6 +979,7 @@ class AsyncGanClient(_Retrying):
                             await response.aread()
                             _check(response)
                         self._accepted()
+                        counted = True
                         if base_media_type(response.headers.get("content-type")) != NDJSON:
                             await response.aread()
                             for line in unstreamed_lines(request, response):
@@ -994,7 +998,7 @@ class AsyncGanClient(_Retrying):
                 try:
                     if begun:
                         raise midstream(ServerUnreachable(f"{self.url}: the stream broke off: {e}")) from e
-                    await asyncio.sleep(self._failed(e, attempt))
+                    await asyncio.sleep(self._failed(e, attempt, counted))
                 finally:
                     slot.give_back()
                 continue

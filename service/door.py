@@ -51,7 +51,7 @@ from service.batching import Batcher, Shedding
 from service.connection_guard import ConnectionGuard, ConnectionLimits, GuardedHttpToolsProtocol
 from service.errors import ServiceError
 from service.metrics import ServiceMetrics
-from service.request_ids import REQUEST_ID, RequestIds
+from service.request_ids import RequestIds
 from service.served import ServedModel
 
 log = logging.getLogger("gan.door")
@@ -258,13 +258,8 @@ class Door:
         return b"".join(head) + b"x-request-id: ", tail + body
 
     def _request_id(self, headers: Iterable[tuple[bytes, bytes]]) -> str:
-        for name, value in headers:
-            if name == b"x-request-id":
-                given = value.decode("latin-1")
-                if REQUEST_ID.match(given):
-                    return given
-                break
-        return self.request_ids.next()
+        given = next((value for name, value in headers if name == b"x-request-id"), None)
+        return self.request_ids.choose(given)
 
     def _count(self, request: Screening, request_id: str) -> None:
         """As the middleware counts an answer (the model unnamed, as in the application's 429s)."""

@@ -18,3 +18,13 @@ class RequestIds:
 
     def next(self) -> str:
         return f"{self.prefix}-{next(self.counter):x}"
+
+    def choose(self, given: bytes | None) -> str:
+        """The id of a request whose first X-Request-ID header is `given` (None: it sent none): the
+        client's own when usable, else a new one. The door and the middleware both use this, so a
+        request gets the same id whichever of them answers it."""
+        if given is not None:
+            text = given.decode("latin-1")
+            if REQUEST_ID.match(text):
+                return text
+        return self.next()

@@ -15,7 +15,7 @@ from service.api.errors import error_response
 from service.connection_guard import TIMED_OUT
 from service.door import REFUSED
 from service.metrics import ServiceMetrics
-from service.request_ids import REQUEST_ID, RequestIds
+from service.request_ids import RequestIds
 
 # Metric labels come from this fixed set, never from the raw path (unbounded cardinality).
 ENDPOINTS = {"/generate", "/walk", "/mix", "/upscale", "/v1/models", "/healthz", "/readyz", "/metrics"}
@@ -53,10 +53,10 @@ class RequestContextMiddleware:
         given = declared = None
         for key, value in scope["headers"]:  # header names arrive lower-cased (ASGI)
             if key == b"x-request-id":
-                given = value.decode("latin-1")
+                given = value if given is None else given  # the first, as the door reads it
             elif key == b"content-length":
                 declared = value
-        request_id = given if given and REQUEST_ID.match(given) else self.ids.next()
+        request_id = self.ids.choose(given)
         path = scope["path"]
         endpoint = path if path in ENDPOINTS else "other"
         state: dict[str, Any] = scope.setdefault("state", {})

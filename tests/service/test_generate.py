@@ -157,6 +157,13 @@ def test_request_id_is_echoed_or_made(server: Server) -> None:
     assert entry["model"] == "digits" and entry["client"] == "127.0.0.1" and entry["ms"] > 0
     made = post(server, {"model": "digits"}, **{"x-request-id": "bad id with spaces"}).headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", made)
+    # sent twice: the first, as the door (service.door) reads it when it answers instead
+    twice = httpx.post(
+        f"{server.url}/generate",
+        json={"model": "digits"},
+        headers=[("X-Request-ID", "first-1"), ("X-Request-ID", "second-2")],
+    )
+    assert twice.headers.get_list("x-request-id") == ["first-1"]
 
 
 def test_models_health_and_metrics(server: Server) -> None:
