@@ -23,7 +23,9 @@ RequestResponseCycle its scope, disconnected, message_event, response_complete a
 response_started. The door (service.door) subclasses it in turn and reads, when a request's
 headers are in, the protocol's url, headers, expect_100_continue and parser (method, HTTP
 version, keep-alive), its server_state (default_headers, total_requests) and
-timeout_keep_alive. Any uvicorn release may change them, so:
+timeout_keep_alive; after the application's 429 it cancels timeout_keep_alive_task (the timer
+uvicorn arms once a response is complete) to keep the connection through its Retry-After. Any
+uvicorn release may change them, so:
 
 - pyproject.toml pins uvicorn to the release series this module is tested with (TESTED_UVICORN);
 - uvicorn_mismatches() checks, without a server, that every one of them is still there and still
@@ -436,6 +438,7 @@ def _probe() -> list[str]:
             "HttpToolsProtocol",
             protocol,
             timeout_keep_alive=lambda v: isinstance(v, int | float),
+            timeout_keep_alive_task=lambda v: v is None or isinstance(v, asyncio.TimerHandle),
             server_state=lambda v: (
                 isinstance(getattr(v, "default_headers", None), list)
                 and isinstance(getattr(v, "total_requests", None), int)

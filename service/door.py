@@ -57,6 +57,16 @@ from service.served import ServedModel
 log = logging.getLogger("gan.door")
 
 REFUSED = "refused_for_overload"  # key in the request's ASGI state: the application answered 429
+# (its value: the answer's Retry-After, in seconds)
+
+
+def idle_grace(retry_after: float) -> float:
+    """How much longer than keep_alive_s a connection refused with this Retry-After is kept open
+    while idle: a client that waits it out, with up to half of it again as jitter (gan-client),
+    finds its connection still there, instead of racing the server's close with its next request."""
+    return 1.5 * retry_after
+
+
 MAX_SCREENED_BODY = 64 * 1024  # a bigger body goes to the application unread by the door
 
 Targets = Callable[[bytes, bytes], Sequence[ServedModel]]
@@ -235,6 +245,7 @@ class Door:
             return None
         request.refused_by = models[0].batcher
         message, retry_after = request.refused_by.refusal()
+        request.retry_after = retry_after
         request_id = self._request_id(request.headers)
         if default_headers is not self._headers:  # uvicorn makes a new list when the Date changes
             self._headers, self._answers = default_headers, {}
@@ -295,6 +306,7 @@ class Screening:
         "query",
         "refused",
         "refused_by",
+        "retry_after",
         "screen",
         "started",
     )
@@ -323,6 +335,7 @@ class Screening:
         self.complete = False  # the whole body is in
         self.refused = False  # answered: the rest of the body is dropped unread
         self.refused_by: Batcher | None = None  # the queue whose refusal it was
+        self.retry_after = 0  # the refusal's Retry-After, in seconds
         self.declared = -1  # its Content-Length (-1: none given)
         for name, value in headers:
             if name == b"content-length" and value.isdigit():
@@ -358,7 +371,10 @@ class DoorProtocol(GuardedHttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._screening: Screening | None = None
-        self._idle_since: float | None = None  # answered by the door last, with no keep-alive timer
+        # Refused last (by the door, or by the application with uvicorn's keep-alive timer
+        # cancelled): idle since, and for how much longer than keep_alive_s it may stay so.
+        self._idle_since: float | None = None
+        self._idle_grace = 0.0
         self._shutting_down = False
 
     def on_message_begin(self) -> None:
@@ -444,16 +460,22 @@ class DoorProtocol(GuardedHttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         scope = getattr(self.cycle, "scope", None)  # (ANSWERED has none)
-        if scope is not None and scope["state"].get(REFUSED):
-            self.door.pacer.pause(self)  # the application refused it for overload
+        if scope is None or REFUSED not in scope["state"]:
+            return
+        self.door.pacer.pause(self)  # the application refused it for overload
+        if self.timeout_keep_alive_task is not None:  # idle from now: kept through its Retry-After
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+            self._idle_since = self.loop.time()
+            self._idle_grace = idle_grace(scope["state"][REFUSED])
 
     def overdue(self, now: float, limits: ConnectionLimits) -> str | None:
-        # After the door's answer uvicorn has armed no keep-alive timer: an idle connection is
-        # closed here instead, keep_alive_s after its last request (or the end of its pause).
+        # After a refusal no keep-alive timer of uvicorn's is armed: an idle connection is closed
+        # here instead, keep_alive_s and the grace after its last request (or its pause's end).
         if self._idle_since is not None:
             if self.flow.read_paused:
                 self._idle_since = now
-            elif now - self._idle_since > self.timeout_keep_alive:
+            elif now - self._idle_since > self.timeout_keep_alive + self._idle_grace:
                 return "idle"
         return super().overdue(now, limits)
 
@@ -495,4 +517,5 @@ class DoorProtocol(GuardedHttpToolsProtocol):
             self.transport.close()
             return
         self._idle_since = self.loop.time()
+        self._idle_grace = idle_grace(request.retry_after)
         self.door.pacer.pause(self, request.refused_by)

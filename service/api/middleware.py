@@ -17,6 +17,15 @@ from service.door import REFUSED
 from service.metrics import ServiceMetrics
 from service.request_ids import RequestIds
 
+
+def retry_after(headers: list[tuple[bytes, bytes]]) -> float:
+    """An answer's Retry-After in seconds (0: none, or not a number of seconds)."""
+    for name, value in headers:
+        if name.lower() == b"retry-after":
+            return float(value) if value.isdigit() else 0.0
+    return 0.0
+
+
 # Metric labels come from this fixed set, never from the raw path (unbounded cardinality).
 ENDPOINTS = {"/generate", "/walk", "/mix", "/upscale", "/v1/models", "/healthz", "/readyz", "/metrics"}
 
@@ -69,7 +78,7 @@ class RequestContextMiddleware:
                 status["code"] = message["status"]
                 status["started"] = True
                 if status["code"] == 429:  # refused for overload: the connection is paced (service.door)
-                    state[REFUSED] = True
+                    state[REFUSED] = retry_after(message.get("headers", []))
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 

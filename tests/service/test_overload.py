@@ -244,3 +244,47 @@ def test_a_shedding_generator_refuses_at_the_door_once_its_body_names_it(
     # Every answer is counted once, whoever gave it (the door, or the application).
     refused = sum(a.status_code == 429 for a in answers) + sum(p[0] == 429 for p in probes)
     assert srv.metric("gan_requests_total", endpoint="/generate", status="429") == refused
+
+
+def still_open(sock: socket.socket) -> bool:
+    """Whether the server has not closed the connection (nothing is due on it)."""
+    sock.settimeout(0.2)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except TimeoutError:
+        return True
+    except ConnectionResetError:
+        return False
+
+
+def test_a_refused_connection_is_kept_open_through_its_retry_after(
+    make_server: Callable[..., Server],
+) -> None:
+    """A client told to come back in R seconds finds its connection still open when it does (up to
+    keep_alive_s and 1.5 R idle), instead of racing the server's close with its next request."""
+    srv = make_server([UPSCALER], max_queue_tiles=128, concurrent_batches=2, keep_alive_s=1)
+    big = astronaut(1024)
+    filler = connect(srv)
+    filler.sendall(upscale_head(len(big), "X-Deadline-Ms: 600000\r\n") + big)
+    wait_for(lambda: srv.metric("gan_queue_depth_units", model=UPSCALER) >= 110, "the big upload's tiles")
+    body = photo(512)
+    by_app, by_door, answered = connect(srv), connect(srv), connect(srv)
+    by_app.sendall(upscale_head(len(body)) + body)  # the first refusal: the application's
+    status, app_headers, _ = read_answer(by_app)
+    assert status == 429 and srv.metric("gan_shedding", model=UPSCALER) == 1
+    by_door.sendall(upscale_head(len(body)) + body)  # then the door's, at the headers
+    status, door_headers, _ = read_answer(by_door)
+    assert status == 429 and srv.metric("gan_refused_at_door_total", endpoint="/upscale") == 1
+    assert int(app_headers["retry-after"]) >= 1 and int(door_headers["retry-after"]) >= 1
+    answered.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+    assert read_answer(answered)[0] == 200
+    time.sleep(2.0)  # past keep_alive_s and the guard's next look, short of 1 s + 1.5 x Retry-After
+    assert not still_open(answered)  # an answered connection: closed after keep_alive_s
+    for sock in (by_app, by_door):
+        assert still_open(sock)
+        sock.settimeout(30)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert read_answer(sock)[0] == 200
+        sock.close()
+    answered.close()
+    filler.close()
