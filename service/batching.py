@@ -116,6 +116,8 @@ class Shedding:
         if not batcher.shedding:  # (which ends its shedding)
             for callback in self.on_room:
                 callback(batcher)
+        else:  # the lane counted otherwise (a batch it had just cut, a new pace): tell again
+            batcher._room_told = False
 
 
 class Admission:
@@ -319,8 +321,9 @@ class Batcher:
         self._stopped = False
         # Seconds per batch, smoothed: for Retry-After and for deadlines that cannot be met.
         self.batch_seconds = 0.0
-        # Shedding (see the module's docstring): on the event loop only. The lanes never touch the
-        # flag; it ends when the event loop next asks and finds the queue drained enough.
+        # Shedding (see the module's docstring): written on the event loop only. The lanes read
+        # the flag (and _room_told, set once per shedding) to tell the loop of room again; it ends
+        # when the event loop next asks and finds the queue drained enough.
         self.resume_units = max_queue_units // 2
         self._shedding = False
         self._room_told = False  # the lanes told the event loop the shedding queue has room again
@@ -424,7 +427,7 @@ class Batcher:
         self._metrics.shedding.inc()
         self._shedding_queues.started(self)
         return (
-            f"model {self.name}: the queue is full ({self._queued_units} work units waiting, about "
+            f"model {self.name}: the queue is full ({self._taken_units()} work units waiting, about "
             f"{self.estimated_wait():.1f} s of work); retry later",
             retry_after,
         )
@@ -432,11 +435,13 @@ class Batcher:
     def estimated_wait(self, extra_units: int = 0) -> float:
         """Seconds until `extra_units` more rows would be done: the batches ahead of them and the
         running ones, `lanes` at a time."""
-        return self._rounds(extra_units) * self.batch_seconds
+        return self._rounds(self._taken_units() + extra_units) * self.batch_seconds
 
-    def _rounds(self, extra_units: int = 0) -> int:
-        """The rounds of batches (one per lane at a time) before `extra_units` more would be done."""
-        batches = math.ceil((self._taken_units() + extra_units) / self.max_units) + self.lanes.running
+    def _rounds(self, units: int | None = None) -> int:
+        """The rounds of batches (one per lane at a time) before `units` (default: all taken)
+        would be done, after the running ones."""
+        units = self._taken_units() if units is None else units
+        batches = math.ceil(units / self.max_units) + self.lanes.running
         return math.ceil(batches / self.lanes.count)
 
     def enqueue(
@@ -463,7 +468,10 @@ class Batcher:
         elif units > admission.units:
             raise ValueError(f"{units} rows, but room was held for {admission.units}")
         now = time.monotonic()
-        wait = self.estimated_wait(units if admission is None else 0)  # held units count already
+        if admission is None:
+            wait = self.estimated_wait(units)
+        else:  # what is queued, then these rows: others' held rows will queue behind them
+            wait = self._rounds(self._queued_units + units) * self.batch_seconds
         if now + wait > deadline:
             self._metrics.rejected("deadline")
             raise DeadlineExceeded(

@@ -48,7 +48,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.access_log import AccessLog
 from service.batching import Batcher, Shedding
-from service.connection_guard import ConnectionGuard, ConnectionLimits, GuardedHttpToolsProtocol
+from service.connection_guard import ConnectionGuard, ConnectionLimits, GuardedHttpToolsProtocol, Phase
 from service.errors import ServiceError
 from service.metrics import ServiceMetrics
 from service.request_ids import RequestIds
@@ -62,8 +62,9 @@ REFUSED = "refused_for_overload"  # key in the request's ASGI state: the applica
 
 def idle_grace(retry_after: float) -> float:
     """How much longer than keep_alive_s a connection refused with this Retry-After is kept open
-    while idle: a client that waits it out, with up to half of it again as jitter (gan-client),
-    finds its connection still there, instead of racing the server's close with its next request."""
+    while idle: a client that waits it out, with up to half of it again as jitter (gan-client
+    adds up to a fifth), finds its connection still there, instead of racing the server's close
+    with its next request."""
     return 1.5 * retry_after
 
 
@@ -382,6 +383,7 @@ class DoorProtocol(GuardedHttpToolsProtocol):
         self._idle_since = None
 
     def on_headers_complete(self) -> None:
+        self._idle_since = None
         previous = self.cycle
         # Not while an earlier request of the connection is being answered (pipelining): uvicorn
         # queues this one, and the door's answer must not come before the earlier one's.
@@ -463,7 +465,9 @@ class DoorProtocol(GuardedHttpToolsProtocol):
         if scope is None or REFUSED not in scope["state"]:
             return
         self.door.pacer.pause(self)  # the application refused it for overload
-        if self.timeout_keep_alive_task is not None:  # idle from now: kept through its Retry-After
+        # Idle from now, kept through its Retry-After; not when the next request has begun (its
+        # headers not all in yet, uvicorn armed its timer anyway: its first bytes cancel it).
+        if self.timeout_keep_alive_task is not None and self._phase is Phase.IDLE:
             self.timeout_keep_alive_task.cancel()
             self.timeout_keep_alive_task = None
             self._idle_since = self.loop.time()

@@ -232,6 +232,10 @@ def test_a_queue_is_bounded_in_seconds_of_work_and_sheds_until_half_of_them() ->
             batcher.check_room(1)
         assert "36 work units waiting, about 1.2 s of work" in refused.value.message
         assert refused.value.retry_after == 2  # 5 rounds of 0.25 s, in whole seconds
+        # a lane that saw room where the event loop does not (it counted otherwise) may tell again
+        batcher._room_told = True
+        batcher._shedding_queues.room(batcher)
+        assert batcher.shedding and not batcher._room_told
         # shedding until the work is down to half a second (2 rounds, 16 rows)
         while batcher.queued_units > 16:
             assert batcher.shedding
@@ -279,6 +283,18 @@ def test_room_held_for_an_admitted_request_counts_until_its_rows_are_queued() ->
         batcher.check_room(30)
         with pytest.raises(QueueFull), batcher.admit(31):
             raise AssertionError("admitted past the bound")
+
+    asyncio.run(scenario())
+
+
+def test_an_admitted_uploads_deadline_counts_what_is_queued_not_what_others_hold() -> None:
+    async def scenario() -> None:
+        batcher = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=0.0)
+        batcher.batch_seconds = 0.25
+        with batcher.admit(8) as first, batcher.admit(40):  # the second queues behind the first
+            # 8 rows: 2 batches, 1 round, 0.25 s; the other's 40 held rows would make it 1.5 s
+            batcher.enqueue(rows(0, 8), time.monotonic() + 0.6, CancelToken(), admission=first)
+        assert batcher.queued_units == 8
 
     asyncio.run(scenario())
 
