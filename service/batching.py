@@ -123,7 +123,8 @@ class Shedding:
 class Admission:
     """Room in a queue held for one request's rows between its admission and their queueing (an
     upload's decoding): a burst of uploads admitted at once cannot overfill the queue, and none
-    is refused after its decoding. Made by Batcher.admit; `units` is what is still held."""
+    is refused for want of room after its decoding. Made by Batcher.admit; `units` is what is
+    still held."""
 
     def __init__(self, units: int) -> None:
         self.units = units
