@@ -383,7 +383,6 @@ class DoorProtocol(GuardedHttpToolsProtocol):
         self._idle_since = None
 
     def on_headers_complete(self) -> None:
-        self._idle_since = None
         previous = self.cycle
         # Not while an earlier request of the connection is being answered (pipelining): uvicorn
         # queues this one, and the door's answer must not come before the earlier one's.
