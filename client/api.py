@@ -631,12 +631,10 @@ class _Retrying:
         if self.throttle is not None:
             self.throttle.record(True)
 
-    def _failed(self, failure: httpx.TransportError | ApiError, attempt: int, counted: bool = False) -> float:
+    def _failed(self, failure: httpx.TransportError | ApiError, attempt: int) -> float:
         """A try got an error answer or none: the throttle counts a refusal (429, 503) or an
-        accept (any other answer; no answer counts as neither), unless the try was counted
-        already (counted: its status was a success, and what failed came after), then
-        _wait_or_raise."""
-        if self.throttle is not None and isinstance(failure, ApiError) and not counted:
+        accept (any other answer; no answer counts as neither), then _wait_or_raise."""
+        if self.throttle is not None and isinstance(failure, ApiError):
             self.throttle.record(failure.status not in REFUSALS)
         return self._wait_or_raise(failure, attempt)
 
@@ -687,14 +685,20 @@ class GanClient(_Retrying):
     def close(self) -> None:
         self._http.close()
 
+    def _wait_while_held(self, held: float) -> float:
+        """Before a try: sleep while the throttle holds it back (see _hold); the seconds the
+        call has been held back in all."""
+        again = False
+        while (wait := self._hold(held, again)) is not None:
+            held, again = held + wait, True
+            time.sleep(wait)
+        return held
+
     def send(self, request: Request) -> httpx.Response:
         """One API call, throttled and retried per the policy; raises a GanClientError."""
         attempt, held = 0, 0.0
         while True:
-            again = False
-            while (wait := self._hold(held, again)) is not None:
-                held, again = held + wait, True
-                time.sleep(wait)
+            held = self._wait_while_held(held)
             attempt += 1
             slot = self._slot()
             try:
@@ -715,12 +719,9 @@ class GanClient(_Retrying):
         line ends it as its typed error."""
         attempt, held = 0, 0.0
         while True:
-            again = False
-            while (wait := self._hold(held, again)) is not None:
-                held, again = held + wait, True
-                time.sleep(wait)
+            held = self._wait_while_held(held)
             attempt += 1
-            begun = counted = False
+            begun = False
             slot = self._slot()
             try:
                 with slot, self._http.stream(**_call(streamed(request))) as response:
@@ -729,7 +730,6 @@ class GanClient(_Retrying):
                         response.read()
                         _check(response)
                     self._accepted()  # what the stream does later is not about the server's load
-                    counted = True
                     if base_media_type(response.headers.get("content-type")) != NDJSON:
                         response.read()
                         yield from unstreamed_lines(request, response)
@@ -747,7 +747,7 @@ class GanClient(_Retrying):
                 try:
                     if begun:
                         raise midstream(ServerUnreachable(f"{self.url}: the stream broke off: {e}")) from e
-                    time.sleep(self._failed(e, attempt, counted))
+                    time.sleep(self._failed(e, attempt))
                 finally:
                     slot.give_back()
                 continue
@@ -938,14 +938,19 @@ class AsyncGanClient(_Retrying):
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def _wait_while_held(self, held: float) -> float:
+        """As GanClient._wait_while_held."""
+        again = False
+        while (wait := self._hold(held, again)) is not None:
+            held, again = held + wait, True
+            await asyncio.sleep(wait)
+        return held
+
     async def send(self, request: Request) -> httpx.Response:
         """As GanClient.send."""
         attempt, held = 0, 0.0
         while True:
-            again = False
-            while (wait := self._hold(held, again)) is not None:
-                held, again = held + wait, True
-                await asyncio.sleep(wait)
+            held = await self._wait_while_held(held)
             attempt += 1
             slot = await self._async_slot()
             try:
@@ -964,12 +969,9 @@ class AsyncGanClient(_Retrying):
         """As GanClient.lines."""
         attempt, held = 0, 0.0
         while True:
-            again = False
-            while (wait := self._hold(held, again)) is not None:
-                held, again = held + wait, True
-                await asyncio.sleep(wait)
+            held = await self._wait_while_held(held)
             attempt += 1
-            begun = counted = False
+            begun = False
             slot = await self._async_slot()
             try:
                 with slot:
@@ -979,7 +981,6 @@ class AsyncGanClient(_Retrying):
                             await response.aread()
                             _check(response)
                         self._accepted()
-                        counted = True
                         if base_media_type(response.headers.get("content-type")) != NDJSON:
                             await response.aread()
                             for line in unstreamed_lines(request, response):
@@ -998,7 +999,7 @@ class AsyncGanClient(_Retrying):
                 try:
                     if begun:
                         raise midstream(ServerUnreachable(f"{self.url}: the stream broke off: {e}")) from e
-                    await asyncio.sleep(self._failed(e, attempt, counted))
+                    await asyncio.sleep(self._failed(e, attempt))
                 finally:
                     slot.give_back()
                 continue
