@@ -148,6 +148,7 @@ def setting(settings: dict[str, object], name: str) -> float:
 
 
 def make_target(args: argparse.Namespace, endpoint: str, settings: dict[str, object]) -> Target:
+    queue_s = setting(settings, "max_queue_ms") / 1000
     if endpoint == "generate":
         model = "digits"
         return Target(
@@ -158,7 +159,7 @@ def make_target(args: argparse.Namespace, endpoint: str, settings: dict[str, obj
             Mix({"generate": generate_request({"model": model, "n": args.burst_n, "seed": 0})}),
             args.burst_n,
             int(setting(settings, "max_queue_units")),
-            setting(settings, "max_queue_ms") / 1000,
+            queue_s,
             args.clients or 8,
             args.baseline,
             args.burst,
@@ -176,7 +177,7 @@ def make_target(args: argparse.Namespace, endpoint: str, settings: dict[str, obj
         mix,
         1,
         tiles,
-        setting(settings, "max_queue_ms") / 1000,
+        queue_s,
         args.clients or 4,
         args.upscale_baseline,
         args.upscale_burst,
