@@ -1,5 +1,8 @@
 """gan-serve: run the service with uvicorn. Every option is also a GAN_SERVE_* environment variable.
 
+The port is opened before any model loads: one that another server holds stops gan-serve at once
+(exit 2). Connections made while the models load wait, and are answered once they are ready.
+
 On SIGTERM (or Ctrl-C) readiness turns 503 at once; after GAN_SERVE_DRAIN_SECONDS (or at a second
 signal, if sooner) the listener closes, queued and in-flight requests finish (up to
 GAN_SERVE_GRACEFUL_TIMEOUT_S), then the process exits. A Ctrl-C after that exits at once.
@@ -12,6 +15,7 @@ import contextlib
 import logging
 import logging.handlers
 import queue
+import socket
 import sys
 import threading
 from collections.abc import Callable, Generator
@@ -27,9 +31,11 @@ from service.api.app import create_service
 from service.api.auth import load_admin_keys, load_api_keys
 from service.config import Settings
 from service.connection_guard import ConnectionGuard, ConnectionLimits, IncompatibleUvicorn, check_uvicorn
+from service.listener import ListenError, address, listen
 from service.registry import ModelRegistry
 
 log = logging.getLogger("gan.serve")
+BACKLOG = 2048  # uvicorn's default: it listens again with config.backlog, which is left at that
 
 
 class DrainingServer(uvicorn.Server):
@@ -52,6 +58,15 @@ class DrainingServer(uvicorn.Server):
         # Taken by whichever starts the graceful shutdown, the drain timer (its own thread) or a
         # signal: it starts once. A second uvicorn.Server.handle_exit(SIGINT) would force the exit.
         self._shutdown_started = threading.Lock()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            # uvicorn says where it listens only for sockets it opened itself: here, the same line.
+            host, port = self.config.host, self.config.port
+            logging.getLogger("uvicorn.error").info(
+                "Uvicorn running on http://%s (Press CTRL+C to quit)", address(host, port)
+            )
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -111,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         load_api_keys(settings)  # a broken keys setting stops here, not after the models load
         load_admin_keys(settings)
         check_uvicorn()  # the connection guard relies on uvicorn's internals: a mismatch stops here too
+        # Last: a port another server holds is then found before the models load, not after.
+        sockets = listen(settings.host, settings.port, BACKLOG)
     except ValidationError as e:
         print(f"gan-serve: error: bad setting: {e}", file=sys.stderr)
         return 2
-    except (ValueError, IncompatibleUvicorn) as e:
+    except (ValueError, IncompatibleUvicorn, ListenError) as e:
         print(f"gan-serve: error: {e}", file=sys.stderr)
         return 2
     # Log records are formatted where they happen but written by a listener thread: a write to
@@ -139,12 +156,16 @@ def main(argv: list[str] | None = None) -> int:
             listener.stop()
 
     try:
-        return _serve(settings, access_log, stop_logging)
+        return _serve(settings, sockets, access_log, stop_logging)
     finally:
         stop_logging()
+        for sock in sockets:  # uvicorn closes them when it shuts down, but not when startup fails
+            sock.close()
 
 
-def _serve(settings: Settings, access_log: AccessLog, before_exit: Callable[[], None]) -> int:
+def _serve(
+    settings: Settings, sockets: list[socket.socket], access_log: AccessLog, before_exit: Callable[[], None]
+) -> int:
     asgi, app = create_service(settings, access_log)
     limits = ConnectionLimits(
         header_timeout_s=settings.header_timeout_s,
@@ -155,7 +176,7 @@ def _serve(settings: Settings, access_log: AccessLog, before_exit: Callable[[], 
     config = uvicorn.Config(
         asgi,
         host=settings.host,
-        port=settings.port,
+        port=sockets[0].getsockname()[1],  # the one picked, with port 0
         http=app.state.door.protocol_class(ConnectionGuard(limits, app.state.metrics)),
         ws="none",  # no WebSocket endpoints: upgrade requests are answered as plain HTTP
         timeout_keep_alive=settings.keep_alive_s,
@@ -167,7 +188,7 @@ def _serve(settings: Settings, access_log: AccessLog, before_exit: Callable[[], 
         lifespan="on",
     )
     server = DrainingServer(config, app.state.registry, settings.drain_seconds, before_exit)
-    server.run()
+    server.run(sockets=sockets)
     return 0 if server.started else 1
 
 

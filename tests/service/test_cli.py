@@ -1,18 +1,27 @@
-"""gan-serve's shutdown on a real server process: a fractional graceful timeout is honoured, and
-signals during the drain period. Each test holds a request in flight by sending its body only
-when the test says so: how long the request lasts does not depend on the machine's speed.
-Loopback only; every socket has a timeout."""
+"""gan-serve on a real server process: a port in use stops it before any model loads, port 0
+picks one; at shutdown a fractional graceful timeout is honoured, and signals during the drain
+period. Each shutdown test holds a request in flight by sending its body only when the test says
+so: how long the request lasts does not depend on the machine's speed. Loopback only; every
+socket has a timeout."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlparse
 
-from tests.live_server import Server
+import httpx
+
+from service.listener import listen
+from tests.live_server import REPO, TEST_ENV, Server, model_subset
 
 BODY = json.dumps({"model": "digits", "n": 1, "seed": 1}).encode()
 HEAD = (
@@ -114,3 +123,67 @@ def test_a_third_signal_forces_the_exit(make_server: Callable[..., Server]) -> N
     srv.process.send_signal(signal.SIGINT)
     assert srv.process.wait(10) == -signal.SIGINT
     assert not finish_request(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_a_port_in_use_stops_it_at_once_before_any_model_loads() -> None:
+    """Exit 2 with one line naming the address, as for other bad settings; not exit 3 with
+    uvicorn's bind error after every model was loaded and warmed up."""
+    with socket.socket() as holder:  # another server's listener, as far as the kernel knows
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "service", "--models", str(REPO / "models"), "--port", str(port)],
+            cwd=REPO,
+            env={**os.environ, **TEST_ENV},
+            capture_output=True,
+            text=True,
+            timeout=120,  # a bound, not a measure: loading every model would log "warmed up" anyway
+        )
+    assert out.returncode == 2, out.stderr
+    # stderr is the whole log too: one line means no model was loaded.
+    assert "warmed up" not in out.stderr
+    assert out.stderr.splitlines() == [
+        f"gan-serve: error: cannot listen on 127.0.0.1:{port}: address already in use "
+        "(is another server running? stop it or pass --port)"
+    ]
+
+
+def test_port_0_on_every_interface_is_one_free_port_for_all() -> None:
+    """An empty host is every address, IPv4 and (where the machine has it) IPv6: one socket
+    each, all on the same port, already listening (no other server can take it)."""
+    sockets = listen("", 0, 16)
+    try:
+        assert len({sock.getsockname()[1] for sock in sockets}) == 1
+        with socket.create_connection(("127.0.0.1", sockets[0].getsockname()[1]), timeout=10):
+            pass  # accepted by the kernel: the socket listens
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_port_0_serves_on_the_free_port_it_logs(tmp_path: Path) -> None:
+    log_path = tmp_path / "server.log"
+    models = model_subset(tmp_path, ["digits"])
+    argv = [sys.executable, "-m", "service", "--models", str(models), "--port", "0"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv, cwd=REPO, env={**os.environ, **TEST_ENV}, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        running = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+) ")
+        deadline = time.monotonic() + 120
+        while not (found := running.search(log_path.read_text(errors="replace"))):
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        port = int(found[1])
+        assert port != 0
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode == -signal.SIGTERM, log_path.read_text()
