@@ -62,6 +62,8 @@ import numpy as np
 
 from service.errors import ClientGone, DeadlineExceeded, InferenceFailed, NotReady, QueueFull, ServiceError
 from service.metrics import BatcherMetrics
+from service.pace import Pace
+from service.request_ids import current_request_id
 
 log = logging.getLogger("gan.batching")
 
@@ -124,10 +126,13 @@ class Admission:
     """Room in a queue held for one request's rows between its admission and their queueing (an
     upload's decoding): a burst of uploads admitted at once cannot overfill the queue, and none
     is refused for want of room after its decoding. Made by Batcher.admit; `units` is what is
-    still held."""
+    still held, `queued` what has been queued from it. `idle`: the model was idle when the request
+    was admitted, so no estimate refuses its rows (see Batcher.enqueue)."""
 
-    def __init__(self, units: int) -> None:
+    def __init__(self, units: int, idle: bool = False) -> None:
         self.units = units
+        self.queued = 0
+        self.idle = idle
 
 
 class CancelToken:
@@ -164,6 +169,7 @@ class Job:
     taken: int = 0  # rows handed to batches so far
     parts: dict[int, np.ndarray] = field(default_factory=dict)  # row offset -> output rows
     done_rows: int = 0
+    request_id: str = ""  # for the debug log
 
     def fail(self, error: ServiceError) -> None:
         """On the event loop."""
@@ -301,8 +307,10 @@ class Batcher:
         encode_on_lane: bool = False,
         shedding: Shedding | None = None,
         max_queue_s: float = 0.0,
+        unit: str = "row",
     ) -> None:
         self.name = name
+        self.unit = unit  # what a work unit is, for messages: an image, a tile
         self._run = run
         self.lanes = lanes
         # Where jobs are encoded: a job whose rows all ran in one batch, on the lane when
@@ -320,8 +328,8 @@ class Batcher:
         self._held_units = 0  # admitted, not queued yet (Admission): on the event loop only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
-        # Seconds per batch, smoothed: for Retry-After and for deadlines that cannot be met.
-        self.batch_seconds = 0.0
+        # Seconds per batch (service.pace): for the bound in time, Retry-After and deadlines.
+        self.pace = Pace()
         # Shedding (see the module's docstring): written on the event loop only. The lanes read
         # the flag (and _room_told, set once per shedding) to tell the loop of room again; it ends
         # when the event loop next asks and finds the queue drained enough.
@@ -369,7 +377,7 @@ class Batcher:
         """check_room, then room for `units` held until they are queued (enqueue's `admission`)
         or the block ends (what was not queued is given back)."""
         self.check_room(units)
-        admission = Admission(units)
+        admission = Admission(units, idle=self.idle())
         self._held_units += units
         try:
             yield admission
@@ -380,6 +388,16 @@ class Batcher:
         """Work units queued, and held for admitted requests."""
         return self._queued_units + self._held_units
 
+    def idle(self) -> bool:
+        """Whether the model has nothing to do: no batch running, nothing queued on any of its
+        queues, no room held here for an admitted request (read on the event loop without the
+        lanes' condition: a batch ending meanwhile only makes it idle a moment later)."""
+        return self.lanes.running == 0 and not self.lanes.ready and self._held_units == 0
+
+    def batch_seconds(self) -> float:
+        """The pace now: as measured while a batch runs, decaying while none does."""
+        return self.pace.seconds(self.lanes.running > 0)
+
     def _over_time(self) -> bool:
         """Whether the work queued now would take the lanes longer than max_queue_s. Never while
         it is at most the running batches and one more for each lane: a model whose batches are
@@ -387,7 +405,7 @@ class Batcher:
         if self.max_queue_s <= 0:
             return False
         rounds = self._rounds()
-        return rounds > 2 and rounds * self.batch_seconds > self.max_queue_s
+        return rounds > 2 and rounds * self.batch_seconds() > self.max_queue_s
 
     def _room_again(self) -> bool:
         """Whether a shedding queue is down to half its bounds (from the event loop or a lane)."""
@@ -396,7 +414,7 @@ class Batcher:
         if self.max_queue_s <= 0:
             return True
         rounds = self._rounds()
-        return rounds <= 1 or rounds * self.batch_seconds <= self.max_queue_s / 2
+        return rounds <= 1 or rounds * self.batch_seconds() <= self.max_queue_s / 2
 
     @property
     def shedding(self) -> bool:
@@ -420,7 +438,17 @@ class Batcher:
         """As refuse, for the door (service.door), which writes its answer without an exception:
         (the message, the Retry-After in whole seconds: the time the work ahead takes)."""
         self._metrics.rejected("queue_full")
-        retry_after = max(1, math.ceil(self.estimated_wait()))
+        wait = self.estimated_wait()
+        retry_after = max(1, math.ceil(wait))
+        log.debug(
+            "model %s: request %s refused: %s (%d %ss queued or held, about %.3f s of work)",
+            self.name,
+            current_request_id(),
+            "shedding" if self._shedding else "queue full",
+            self._taken_units(),
+            self.unit,
+            wait,
+        )
         if self._shedding:
             return self._shedding_message, retry_after
         self._shedding = True
@@ -428,15 +456,15 @@ class Batcher:
         self._metrics.shedding.inc()
         self._shedding_queues.started(self)
         return (
-            f"model {self.name}: the queue is full ({self._taken_units()} work units waiting, about "
-            f"{self.estimated_wait():.1f} s of work); retry later",
+            f"model {self.name}: the queue is full ({self._taken_units()} {self.unit}s waiting, about "
+            f"{wait:.1f} s of work); retry later",
             retry_after,
         )
 
     def estimated_wait(self, extra_units: int = 0) -> float:
         """Seconds until `extra_units` more rows would be done: the batches ahead of them and the
         running ones, `lanes` at a time."""
-        return self._rounds(self._taken_units() + extra_units) * self.batch_seconds
+        return self._rounds(self._taken_units() + extra_units) * self.batch_seconds()
 
     def _rounds(self, units: int | None = None) -> int:
         """The rounds of batches (one per lane at a time) before `units` (default: all taken)
@@ -457,7 +485,9 @@ class Batcher:
         gets its output rows (same count, same order), or encode(output rows) when an encode step
         is given. Awaiting it is the caller's; cancelling the token drops rows not yet run.
         admission: the room admit() held for these rows (the request was admitted before some
-        work of its own, an upload's decoding); they are then taken whatever came meanwhile."""
+        work of its own, an upload's decoding); they are then taken whatever came meanwhile.
+        The estimate refuses nothing while the model is idle (when the request was admitted, with
+        an admission): it can only be corrected by running work (service.pace)."""
         units = int(next(iter(inputs.values())).shape[0])
         if units == 0:
             raise ValueError("a job needs at least one row")
@@ -469,17 +499,45 @@ class Batcher:
         elif units > admission.units:
             raise ValueError(f"{units} rows, but room was held for {admission.units}")
         now = time.monotonic()
+        request_id = current_request_id()
         if admission is None:
-            wait = self.estimated_wait(units)
+            idle, own, ahead_units = self.idle(), units, self._taken_units()
         else:  # what is queued, then these rows: others' held rows will queue behind them
-            wait = self._rounds(self._queued_units + units) * self.batch_seconds
-        if now + wait > deadline:
+            idle, own = admission.idle, admission.queued + units
+            ahead_units = max(0, self._queued_units - admission.queued)
+        pace = self.batch_seconds()
+        ahead = self._rounds(ahead_units) * pace
+        done_in = self._rounds(ahead_units + own) * pace  # until these rows are done
+        if not idle and now + done_in > deadline:
             self._metrics.rejected("deadline")
-            raise DeadlineExceeded(
-                f"model {self.name}: the deadline cannot be met (about {wait:.3f} s of work is ahead of "
-                "this request)"
+            log.debug(
+                "model %s: request %s refused: deadline (%.3f s left)", self.name, request_id, deadline - now
             )
-        job = Job(inputs, units, deadline, cancel, self._loop.create_future(), encode, enqueued_at=now)
+            raise DeadlineExceeded(
+                f"model {self.name}: the deadline cannot be met: about {ahead:.3f} s of work is queued "
+                f"ahead of this request, and its own {own} {self.unit}s take about {done_in - ahead:.3f} s "
+                f"more; {max(0.0, deadline - now):.3f} s were left"
+            )
+        log.debug(
+            "model %s: request %s queued %d %ss (%s; about %.3f s of work ahead, %.3f s its own)",
+            self.name,
+            request_id,
+            units,
+            self.unit,
+            "model idle" if idle else f"{ahead_units} {self.unit}s ahead",
+            ahead,
+            done_in - ahead,
+        )
+        job = Job(
+            inputs,
+            units,
+            deadline,
+            cancel,
+            self._loop.create_future(),
+            encode,
+            enqueued_at=now,
+            request_id=request_id,
+        )
         with self.lanes.condition:
             self._queue.append(job)
             self.lanes.ready[self] = None
@@ -488,6 +546,7 @@ class Batcher:
             self.lanes.condition.notify()
         if admission is not None:
             admission.units -= units
+            admission.queued += units
             self._held_units -= units
         cancel.queued()
         return job.future
@@ -529,7 +588,7 @@ class Batcher:
         batch: list[Slice] = []
         room = self.max_units
         now = time.monotonic()
-        finish_by = now + self.batch_seconds
+        finish_by = now + self.batch_seconds()  # decayed if nothing runs (service.pace)
         while self._queue and room > 0:
             job = self._queue[0]
             remaining = job.units - job.taken
@@ -550,6 +609,12 @@ class Batcher:
             take = min(remaining, room)
             if job.taken == 0:
                 self._metrics.queue_wait.observe(now - job.enqueued_at)
+                log.debug(
+                    "model %s: request %s taken into a batch after %.1f ms in the queue",
+                    self.name,
+                    job.request_id,
+                    1000 * (now - job.enqueued_at),
+                )
             batch.append(Slice(job, job.taken, job.taken + take))
             job.taken += take
             room -= take
@@ -592,7 +657,17 @@ class Batcher:
                 InferenceFailed(f"model {self.name}: inference failed for this batch; see the server log"),
             )
             return
-        self.batch_seconds = elapsed if self.batch_seconds == 0 else 0.8 * self.batch_seconds + 0.2 * elapsed
+        self.pace.observe(elapsed)
+        log.debug(
+            "model %s: batch of %d %ss (%d requests: %s) ran in %.1f ms; pace %.1f ms",
+            self.name,
+            units,
+            self.unit,
+            len(batch),
+            ",".join(s.job.request_id for s in batch),
+            1000 * elapsed,
+            1000 * self.pace.measured,
+        )
         self._metrics.inference.observe(elapsed)
         self._metrics.batch_size.observe(units)
         self._metrics.batch_fill.observe(units / self.max_units)

@@ -5,8 +5,21 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from contextvars import ContextVar
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # what a client's own id may be to be echoed
+
+# The id of the request being answered, set by the middleware for the code it calls (the debug log).
+_current: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+def current_request_id() -> str:
+    return _current.get()
+
+
+def set_current_request_id(request_id: str) -> None:
+    """For the request's own task: its contextvars end with it, so nothing needs resetting."""
+    _current.set(request_id)
 
 
 class RequestIds:

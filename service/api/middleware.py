@@ -15,7 +15,7 @@ from service.api.errors import error_response
 from service.connection_guard import TIMED_OUT
 from service.door import REFUSED
 from service.metrics import ServiceMetrics
-from service.request_ids import RequestIds
+from service.request_ids import RequestIds, set_current_request_id
 
 
 def retry_after(headers: list[tuple[bytes, bytes]]) -> float:
@@ -66,6 +66,7 @@ class RequestContextMiddleware:
             elif key == b"content-length":
                 declared = value
         request_id = self.ids.choose(given)
+        set_current_request_id(request_id)
         path = scope["path"]
         endpoint = path if path in ENDPOINTS else "other"
         state: dict[str, Any] = scope.setdefault("state", {})

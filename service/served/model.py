@@ -51,6 +51,7 @@ def request(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 class ServedModel(ABC):
     task: ClassVar[str]  # the manifest's task: which endpoints this kind of model answers
     kind_name: ClassVar[str]  # what error messages call this kind ("generate", "style", ...)
+    work_unit: ClassVar[str] = "image"  # what one row of a batch is, in messages
     memory_pattern: ClassVar[bool] = True  # ONNX Runtime's memory pattern (service.runtime)
     graphs: ClassVar[dict[str, str]] = {}  # the version's graphs besides model.onnx, by name
 
@@ -88,6 +89,7 @@ class ServedModel(ABC):
             plan.encode_on_lane,
             shedding,
             settings.max_queue_ms / 1000,
+            self.work_unit,
         )
         self.memory_bytes = 0  # resident memory the process grew by while loading and warming it
         self.warm_up_seconds = 0.0
@@ -131,7 +133,7 @@ class ServedModel(ABC):
         if lanes > 1:
             with ThreadPoolExecutor(lanes) as pool:
                 list(pool.map(self.run_batch, [feeds[-1]] * lanes))
-        self.batcher.batch_seconds = elapsed
+        self.batcher.pace.seed(elapsed)
         self.warm_up_seconds = time.perf_counter() - started
         log.info("warmed up %s in %.2f s", self.name, self.warm_up_seconds)
 

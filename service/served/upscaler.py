@@ -39,6 +39,7 @@ Progress = Callable[[int, int], None]  # (tiles done, tiles in all)
 class Upscaler(ServedModel):
     task = "upscale"
     kind_name = "upscale"
+    work_unit = "tile"
     memory_pattern = False  # see service.runtime.make_session
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -223,14 +223,14 @@ def test_a_queue_is_bounded_in_seconds_of_work_and_sheds_until_half_of_them() ->
     async def scenario() -> None:
         # batches of 4 rows, 0.25 s each, on 2 lanes: 1 s of work is 4 rounds, 32 rows
         batcher = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=1.0)
-        batcher.batch_seconds = 0.25
+        batcher.pace.seed(0.25)
         deadline = time.monotonic() + FAR
         for i in range(9):  # the 9th still finds exactly 1 s of work ahead of it
             batcher.enqueue(rows(i, 4), deadline, CancelToken())
         assert batcher.queued_units == 36  # far under the 1000 rows the unit bound allows
         with pytest.raises(QueueFull) as refused:
             batcher.check_room(1)
-        assert "36 work units waiting, about 1.2 s of work" in refused.value.message
+        assert "36 rows waiting, about 1.2 s of work" in refused.value.message
         assert refused.value.retry_after == 2  # 5 rounds of 0.25 s, in whole seconds
         # a lane that saw room where the event loop does not (it counted otherwise) may tell again
         batcher._room_told = True
@@ -250,13 +250,13 @@ def test_a_large_request_is_taken_when_little_work_is_ahead_and_slow_batches_alw
     async def scenario() -> None:
         deadline = time.monotonic() + FAR
         batcher = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=1.0)
-        batcher.batch_seconds = 0.25
+        batcher.pace.seed(0.25)
         batcher.enqueue(rows(0, 100), deadline, CancelToken())  # 13 rounds, 3.25 s: nothing was ahead
         with pytest.raises(QueueFull):
             batcher.check_room(1)
         # batches of 2 s against a bound of 1 s: the running batches and one more per lane are taken
         slow = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=1.0)
-        slow.batch_seconds = 2.0
+        slow.pace.seed(2.0)
         for i in range(5):  # 16 rows ahead of the 5th: 2 rounds
             slow.enqueue(rows(i, 4), deadline, CancelToken())
         with pytest.raises(QueueFull):
@@ -290,11 +290,12 @@ def test_room_held_for_an_admitted_request_counts_until_its_rows_are_queued() ->
 def test_an_admitted_uploads_deadline_counts_what_is_queued_not_what_others_hold() -> None:
     async def scenario() -> None:
         batcher = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=0.0)
-        batcher.batch_seconds = 0.25
+        batcher.pace.seed(0.25)
+        batcher.enqueue(rows(0, 4), time.monotonic() + FAR, CancelToken())  # the model is not idle
         with batcher.admit(8) as first, batcher.admit(40):  # the second queues behind the first
-            # 8 rows: 2 batches, 1 round, 0.25 s; the other's 40 held rows would make it 1.5 s
+            # 4 + 8 rows: 3 batches, 2 rounds, 0.5 s; the other's 40 held rows would make it 1.75 s
             batcher.enqueue(rows(0, 8), time.monotonic() + 0.6, CancelToken(), admission=first)
-        assert batcher.queued_units == 8
+        assert batcher.queued_units == 12
 
     asyncio.run(scenario())
 

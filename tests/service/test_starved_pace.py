@@ -1,0 +1,81 @@
+"""An upscaler starved of CPU by other processes serves again as soon as they stop: the slow pace
+it measured meanwhile must not refuse the work that would measure it again (service.pace).
+
+What a new user met: `gan-train` beside `make serve` starved the lanes (nice 19), the queue's pace
+rose, and after training ended every photo was refused with 504 on an idle server, for minutes.
+Before the fix this test's photo was refused: "about 32.326 s of work is ahead of this request".
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.live_server import Server
+
+HOG = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
+
+
+def png(width: int, height: int) -> bytes:
+    pixels = (np.random.default_rng(0).random((height, width, 3)) * 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def hogs() -> Iterator[Callable[[], None]]:
+    """Busy loops at normal priority, one pinned to each core this process may use (the lanes
+    are pinned to those cores too); calling the fixture's value stops them."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", HOG, str(core)]) for core in sorted(os.sched_getaffinity(0))
+    ]
+
+    def stop() -> None:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+    yield stop
+    stop()
+
+
+def test_an_upscaler_starved_by_other_processes_serves_a_photo_once_they_stop(
+    make_server: Callable[..., Server], hogs: Callable[[], None]
+) -> None:
+    srv = make_server(["srresnet-x2"], inference_nice=19)  # the lanes' priority when this was found
+    url = f"{srv.url}/upscale?model=srresnet-x2"
+    headers = {"content-type": "image/png"}
+    one_tile = png(100, 100)
+    # While the busy loops run, one one-tile upload per lane: each waits for CPU the whole time,
+    # and the queue measures that pace.
+    answers: list[int] = []
+    uploads = [
+        threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(url, content=one_tile, headers=headers, timeout=120).status_code
+            )
+        )
+        for _ in os.sched_getaffinity(0)
+    ]
+    for upload in uploads:
+        upload.start()
+    time.sleep(4)
+    hogs()
+    for upload in uploads:
+        upload.join()
+    assert answers == [200] * len(uploads)
+    # The machine is idle again; a 1024x768 photo is 88 tiles, 44 rounds of the starved pace.
+    photo = httpx.post(url, content=png(1024, 768), headers=headers, timeout=120)
+    assert photo.status_code == 200, photo.text
+    assert Image.open(io.BytesIO(photo.content)).size == (2048, 1536)
