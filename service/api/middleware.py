@@ -4,6 +4,7 @@ every request, so it reads only the headers it needs and caches its metric child
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -25,6 +26,8 @@ def retry_after(headers: list[tuple[bytes, bytes]]) -> float:
             return float(value) if value.isdigit() else 0.0
     return 0.0
 
+
+log = logging.getLogger("gan.requests")
 
 # Metric labels come from this fixed set, never from the raw path (unbounded cardinality).
 ENDPOINTS = {"/generate", "/walk", "/mix", "/upscale", "/v1/models", "/healthz", "/readyz", "/metrics"}
@@ -128,6 +131,17 @@ class RequestContextMiddleware:
                     self._children[key] = children
                 children[0].inc()
                 children[1].observe(elapsed)
+            if log.isEnabledFor(logging.DEBUG):  # the access log has no version; debugging wants it
+                log.debug(
+                    "request %s: %s %s -> %d in %.1f ms (model %s, version %s)",
+                    request_id,
+                    scope["method"],
+                    path,
+                    code,
+                    1000 * elapsed,
+                    model or "-",
+                    version or "-",
+                )
             if self.access_log is not None and self.access_log.enabled():
                 client = scope.get("client")
                 self.access_log.record(
