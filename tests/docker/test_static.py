@@ -129,6 +129,19 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
         assert needed not in ignored
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_every_package_is_copied_for_the_install(dockerfile: Path) -> None:
+    """pip installs what it finds: a package left out would be missing from the image (its
+    console scripts start in gan_cli, for one)."""
+    import tomllib
+
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = {pattern.rstrip("*") for pattern in include["include"]}
+    build = stages(dockerfile)[0]
+    copied = {i["value"].split()[0] for i in build if i["instruction"] == "COPY"}
+    assert packages <= copied, f"{dockerfile.name} does not copy {sorted(packages - copied)}"
+
+
 def promql_metrics(expr: str) -> set[str]:
     return {m for m in re.findall(r"\b(gan_[a-z_]+)", expr)}
 
