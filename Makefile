@@ -11,23 +11,31 @@ PYTEST_ARGS ?=
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# pip runs only when needed: a venv that already has this checkout (editable, with the metadata
+# pyproject.toml now gives it) and every extra at satisfying versions, as one set up by hand as
+# the README says, just gets its stamp (scripts/extras_installed.py tells, naming what is missing).
 # torch==2.13.0 goes in first and on its own: the local CPU wheel. Anything that let pip choose
 # a torch would pull a newer CUDA build (several GB).
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install -e '.[train,export,serve,client,dev]'
+	$(BIN)/python scripts/extras_installed.py train export serve client dev || { \
+		$(BIN)/python -m pip install --upgrade pip && \
+		$(BIN)/python -m pip install torch==2.13.0 && \
+		$(BIN)/python -m pip install -e '.[train,export,serve,client,dev]'; }
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 # The service gets a venv of its own with only the `serve` extra: no torch on the serving path.
+# As above, pip runs only when the venv does not have the project and the extra already.
 SERVE_VENV ?= .venv-serve
 SERVE_STAMP := $(SERVE_VENV)/.installed-serve
-$(SERVE_STAMP): pyproject.toml
+$(SERVE_VENV)/bin/python:
 	$(PYTHON) -m venv $(SERVE_VENV)
-	$(SERVE_VENV)/bin/python -m pip install --upgrade pip
-	$(SERVE_VENV)/bin/python -m pip install -e '.[serve]'
+
+$(SERVE_STAMP): pyproject.toml | $(SERVE_VENV)/bin/python
+	$(SERVE_VENV)/bin/python scripts/extras_installed.py serve || { \
+		$(SERVE_VENV)/bin/python -m pip install --upgrade pip && \
+		$(SERVE_VENV)/bin/python -m pip install -e '.[serve]'; }
 	touch $(SERVE_STAMP)
 
 # The service on the bundled models, on http://127.0.0.1:8000 (GAN_SERVE_* variables configure it).
