@@ -2,6 +2,7 @@
 check a model repository.
 
 gan-export CHECKPOINT --repo models --name NAME [--version N] [--precision fp32|fp16] [--opset N]
+           [--new-interface]
 gan-export --module pkg.mod:Factory --weights g.pt [--kwargs JSON] --task generate --latent-size 16
            [--classes 10] --output-range 0,1 --layout nchw --name NAME
 gan-export model.ts.pt|model.onnx --task upscale --scale 3 --input-range 0,1 --output-range 0,1 --name NAME
@@ -18,6 +19,7 @@ from typing import Any
 from model_export.errors import ExportError
 from model_export.onnx_file import DEFAULT_OPSET, MIN_OPSET
 from model_export.parity import TOLERANCES
+from model_repository.interface import NEW_INTERFACE_FLAG
 from model_repository.manifest import ManifestError
 from model_repository.repository import RepositoryError, list_models, list_versions, read_version
 
@@ -55,6 +57,14 @@ def _export_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--replace", action="store_true", help="replace an existing version (default: refuse)")
     p.add_argument("--no-card", action="store_true", help="skip README.md and sample.png")
+    p.add_argument(
+        NEW_INTERFACE_FLAG,
+        action="store_true",
+        help="publish even though the model's interface (task, classes and their names, channels, "
+        "resolution, latent size, scale, upscaler family, style) differs from the newest published "
+        "version of NAME (with --replace: from the newest other version). Without it such a version "
+        "is refused before any work, since requests that name no version get the newest",
+    )
     p.add_argument(
         "--family",
         help="upscalers: the family this model belongs to (the models of one factor that /upscale's "
@@ -209,6 +219,7 @@ def run_export(argv: list[str]) -> int:
         card=not args.no_card,
         family=args.family,
         family_role=args.family_role,
+        new_interface=args.new_interface,
     )
     m = result.manifest
     parity = m["parity"]

@@ -1,7 +1,8 @@
 """Checkpoint -> published model version, top to bottom:
 
 1. check the arguments (name, version, precision, opset) before any slow work;
-2. rebuild the generator from the checkpoint's own constructor arguments (EMA weights if present);
+2. rebuild the generator from the checkpoint's own constructor arguments (EMA weights if present),
+   and refuse an interface that differs from the newest published version's (unless told);
 3. export each published graph (model.onnx; a style generator's mapping.onnx too) into a scratch
    directory: the float graph (for the value check) and, for a graph of pixels, the published
    pixel graph, each checked by onnx.checker;
@@ -34,6 +35,7 @@ from model_export.onnx_wrap import compose, default_opset, graph_precision
 from model_export.parity import TOLERANCES, ParityReport, measure_parity
 from model_export.pixel_graphs import PRECISIONS, GraphSpec, build_graph, graph_specs
 from model_export.source import Source, load_source
+from model_repository.interface import interface, refuse_interface_change
 from model_repository.manifest import (
     FAMILY_ROLES,
     MANIFEST_FILE,
@@ -66,6 +68,7 @@ def export_checkpoint(
     card: bool = True,
     family: str | None = None,
     family_role: str | None = None,
+    new_interface: bool = False,
 ) -> ExportResult:
     # 1. arguments
     check_arguments(repo, name, version, precision, opset, tolerance, replace)
@@ -83,6 +86,7 @@ def export_checkpoint(
         card,
         family=family,
         family_role=family_role,
+        new_interface=new_interface,
     )
 
 
@@ -123,9 +127,11 @@ def export_source(
     card: bool = True,
     family: str | None = None,
     family_role: str | None = None,
+    new_interface: bool = False,
 ) -> ExportResult:
     """Steps 3 to 5 for a source: a checkpoint's, or a model made elsewhere (model_export.adopt).
-    family: an upscaler's family (the models of one factor that /upscale's `detail` blends)."""
+    family: an upscaler's family (the models of one factor that /upscale's `detail` blends).
+    new_interface: publish even if the interface differs from the newest published version's."""
     family_section = upscaler_family(source, family, family_role)
     if source.raw_onnx is not None:
         if precision != "fp32":
@@ -135,6 +141,12 @@ def export_source(
         precision = graph_precision(source.raw_onnx)  # a float16 graph is published as it is
     tolerance = check_arguments(repo, name, version, precision, opset, tolerance, replace)
     specs = graph_specs(source)  # model.onnx first; a style G also has mapping.onnx
+    section = {**specs[0].task_section}
+    if family_section is not None:
+        section["family"] = family_section
+    new = interface({"task": source.task, "generator" if source.task == "generate" else "upscaler": section})
+    # Before the graphs are exported: a refused version costs no export and writes nothing.
+    refuse_interface_change(repo, name, version, new, new_interface)
 
     with tempfile.TemporaryDirectory(prefix="gan-export-") as scratch:
         # 3. the graphs: for each, a float graph and (when it outputs pixels) the pixel graph
@@ -163,6 +175,8 @@ def export_source(
         manifests: list[dict[str, Any]] = []
 
         def write(staging: Path, number: int) -> None:
+            # Again, against the repository as it is now: another export may have published since.
+            refuse_interface_change(repo, name, number, new, new_interface)
             for file, path in published.items():
                 shutil.copyfile(path, staging / file)
             built = build_manifest(

@@ -6,6 +6,8 @@ import torch). What both sides must agree on lives here:
 
 - `manifest`: the manifest's JSON schema, its validation, and the model file's checksum;
 - `repository`: names, versions, listing, reading a version, atomic publishing;
+- `interface`: what a client of a version depends on, and how two versions' differ (what export
+  refuses to change under one name unless told, and what the service lists per version);
 - `latents`: seed -> latent vector (and the walk between two), the rule a generated image's seed
   stands for;
 - `tiling`: the tile plan and seam-free blend of tiled super-resolution.

@@ -56,8 +56,9 @@ import subprocess, sys, tempfile
 from pathlib import Path
 from tests.model_export.conftest import write_generator_file
 checkpoint = write_generator_file(Path(tempfile.mkdtemp()) / "g.pt", "dcgan-transposed")
+# A 16x16 generator as digits version 2 (version 1 is 32x32): a new interface, said so.
 subprocess.run([sys.executable, "-m", "model_export", str(checkpoint), "--repo", sys.argv[1],
-                "--name", "digits", "--no-card"], check=True, stdout=subprocess.DEVNULL)
+                "--name", "digits", "--no-card", "--new-interface"], check=True, stdout=subprocess.DEVNULL)
 PY
 [ -f "$REPOSITORY/digits/2/manifest.json" ] || fail "gan-export wrote no digits version 2"
 "$PYTHON" - "$GAN_PORT" << 'PY' || { podman logs "$gan" 2>&1 | tail -20 >&2; fail "version 2 not served"; }

@@ -29,6 +29,7 @@ from model_repository.repository import NAME_PATTERN, list_models, list_versions
 from service.batching import Shedding
 from service.config import Settings
 from service.errors import InvalidRequest, ModelLoadFailed, NotReady, UnknownModel
+from service.interfaces import VersionInterfaces
 from service.metrics import ServiceMetrics
 from service.runtime import choose_providers
 from service.served import ServedModel, load_model
@@ -88,6 +89,7 @@ class ModelRegistry:
         self.served: dict[str, ServedVersions] = {}
         self._names: dict[type[ServedModel], list[str]] = {}  # by kind, sorted; reset on every change
         self.published: dict[str, dict[int, Fingerprint]] = {}  # as the last sync saw the repository
+        self.interfaces = VersionInterfaces()  # of the published versions, for /v1/models
         self.synced_at: float | None = None  # time.time() of the last sync
         self.loading: dict[str, set[int]] = {}
         self._fingerprints: dict[tuple[str, int], Fingerprint] = {}  # of each loaded version's files
@@ -140,6 +142,7 @@ class ModelRegistry:
             self._repository_failure = reason
             return
         self._repository_failure = None
+        await asyncio.get_running_loop().run_in_executor(None, self.interfaces.refresh, repo, published)
         self.published = published
         self.synced_at = time.time()
         for name in sorted(set(published) | set(self.served)):
@@ -507,7 +510,8 @@ class ModelRegistry:
         return out
 
     def version_states(self) -> dict[str, dict[str, Any]]:
-        """Per model: its policy, what is published, loaded, loading, failed, and the routing."""
+        """Per model: its policy, what is published, loaded, loading, failed, the routing, and each
+        published or loaded version's interface."""
         names = sorted(
             set(self.published) | set(self.served) | set(self.loading) | {k[0] for k in self._failed}
         )
@@ -528,6 +532,7 @@ class ModelRegistry:
                 "canary": None if canary is None else {"version": canary.version, "share": canary.share},
                 "held": sorted(self.held.get(name, set())),
                 "unloaded_by_admin": sorted(self.excluded.get(name, set())),
+                "interfaces": self.interfaces.of(name, series.versions if series is not None else {}),
             }
         return out
 
