@@ -4,13 +4,15 @@ Everything else in a shell block runs exactly as written (with the ports of the 
 harness starts: see servers.py). A quick form keeps the command's own arguments (config, --set,
 --out, paths) and changes only what makes it long, and every test report lists the forms used:
 
-- rewrite: the command runs with a change (`--dry-run` added, `make -n`, a smaller `--n`);
+- rewrite: the command runs with a change (`make -n`, a smaller `--n`, `--fail-with-body`);
 - args: the program parses its arguments (and a training recipe's config and --set values) and
   stops, without running: tests/docs/argcheck.py;
-- skip: not run at all; the reason names what covers it instead.
-
-A training command that repeats a recipe the same file already ran (the same config, overrides,
-resume flag and launcher; --out, --dry-run and `steps` aside) is `args` too: see `repeat_key`.
+- skip: not run at all; the reason names what covers it instead;
+- train: a training command (gan-train, python -m training, torchrun, gan-train compare) runs as
+  a dry run when a later command of the same file reads its run directory, and is `args`
+  otherwise (GAN_DOCS_DRY_RUN_ALL=1: a dry run always). A dry run takes 5 to 30 s on 2 cores, so
+  running all of the docs' twenty would take several minutes of the suite's time; what they would
+  add is covered by tests/training (every recipe's dry run, folders, resume, DDP, compare).
 """
 
 from __future__ import annotations
@@ -24,24 +26,25 @@ from pathlib import Path
 from tests.docs.shell import words
 
 ARGCHECK = f"{sys.executable} {Path(__file__).with_name('argcheck.py')}"
-# bookkeeping keys: a dry run sets its own steps, so these do not make a run another recipe
-BOOKKEEPING = {"steps", "log_every", "sample_every", "eval_every", "checkpoint_every", "keep_checkpoints"}
 MAX_GENERATE_N = 1000
+DRY_RUN_ALL = "GAN_DOCS_DRY_RUN_ALL"
 
 
 @dataclass(frozen=True)
 class QuickForm:
     name: str
     applies: Callable[[list[str]], bool]
-    action: str  # "rewrite", "args" or "skip"
+    action: str  # "rewrite", "args", "skip" or "train"
     why: str
     rewrite: Callable[[str], str] | None = None
 
 
 def _is_training(argv: list[str]) -> bool:
-    """gan-train (train), python -m training, or torchrun ... -m training: a training run."""
+    """gan-train (train or compare), python -m training, or torchrun ... -m training."""
+    if argv[:2] == ["gan-train", "compare"]:
+        return True
     if argv[:1] == ["gan-train"]:
-        return "--config" in argv and (len(argv) < 2 or argv[1] not in ("eval", "seeds", "compare"))
+        return "--config" in argv and (len(argv) < 2 or argv[1] not in ("eval", "seeds"))
     if argv[:3] in (["python", "-m", "training"], ["python3", "-m", "training"]):
         return "--config" in argv
     return argv[:1] == ["torchrun"] and "training" in argv and "--config" in argv
@@ -49,6 +52,8 @@ def _is_training(argv: list[str]) -> bool:
 
 def _append(flag: str) -> Callable[[str], str]:
     def rewrite(simple: str) -> str:
+        if flag in words(simple)[1]:
+            return simple
         body = simple.rstrip()
         background = body.endswith("&")
         return body.rstrip("&").rstrip() + f" {flag}" + (" &" if background else "")
@@ -130,18 +135,12 @@ QUICK_FORMS: tuple[QuickForm, ...] = (
         _argcheck,
     ),
     QuickForm(
-        "--dry-run",
-        lambda argv: _is_training(argv) and "--dry-run" not in argv,
-        "rewrite",
-        "training takes minutes to an hour: --dry-run is the documented quick form (3 steps "
-        "through every code path, docs/training.md); config, --set and --out stay as written",
-        _append("--dry-run"),
-    ),
-    QuickForm(
-        "compare --dry-run",
-        lambda argv: argv[:2] == ["gan-train", "compare"] and "--dry-run" not in argv,
-        "rewrite",
-        "every loss on every recipe takes an hour: each run as a dry run",
+        "training",
+        _is_training,
+        "train",
+        "training takes minutes to an hour: a run whose directory a later command of this file "
+        "reads runs as a dry run (--dry-run, the documented quick form: 3 steps through every code "
+        "path), any other has its arguments and recipe checked (tests/docs/quick.py says why)",
         _append("--dry-run"),
     ),
     QuickForm(
@@ -177,26 +176,25 @@ def quick_form(simple: str) -> QuickForm | None:
     return next((form for form in QUICK_FORMS if argv and form.applies(argv)), None)
 
 
-def repeat_key(simple: str) -> tuple[str, ...] | None:
-    """What makes a training command the same run as another (None: not a training run)."""
+def run_directory(simple: str) -> str | None:
+    """The directory a training command writes (its --out, else the default), as written."""
     _, argv = words(simple)
     if not _is_training(argv):
         return None
-    launcher = "torchrun" if argv[0] == "torchrun" else "python"
-    key = [launcher]
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        if word in ("--config", "--set") and i + 1 < len(argv):
-            value = argv[i + 1]
-            if word == "--config" or value.partition("=")[0].strip() not in BOOKKEEPING:
-                key.append(f"{word} {value}")
-            i += 2
-            continue
-        if word == "--resume":
-            key.append(word)
-        i += 1
-    return (key[0], *sorted(key[1:]))
+    for i, word in enumerate(argv):
+        if word == "--out" and i + 1 < len(argv):
+            return argv[i + 1]
+        if word.startswith("--out="):
+            return word.split("=", 1)[1]
+    if argv[:2] == ["gan-train", "compare"]:
+        return "runs/compare"
+    config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else ""
+    return f"runs/{Path(config).stem}"
+
+
+def reads(code: str, directory: str) -> bool:
+    """Whether a command names `directory` as a path of its own (runs/ring8, not runs/ring8-s1)."""
+    return re.search(rf"(?<![\w./-]){re.escape(directory.rstrip('/'))}(?![\w.-])", code) is not None
 
 
 def as_argcheck(simple: str) -> str:

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 COPIED = ("models", "bench")
 TIME_LIMIT_S = 240.0
+KEEP_GOING = "GAN_DOCS_KEEP_GOING"  # set: a block after a failed one runs anyway (to see every failure)
 UNIT = re.compile(r"\x1edoc-test (\d+)\x1e\n")
 
 
@@ -62,16 +63,22 @@ def make_workspace(root: Path) -> None:
 
 
 class DocRun:
-    def __init__(self, path: str, base: Path, shared: Callable[[], int]) -> None:
+    def __init__(self, path: str, base: Path, shared: Callable[[], int], text: str | None = None) -> None:
+        """`path` relative to the repository; `text`, when given, stands for the file's (tests)."""
         self.path = path
-        self.blocks = [b for b in parse(path, (REPO / path).read_text()) if b.kind]
+        self.blocks = [b for b in parse(path, (REPO / path).read_text() if text is None else text) if b.kind]
         self.root, self.state, self.home = base / "repo", base / "state", base / "home"
         make_workspace(self.root)
         self.state.mkdir()
         self.home.mkdir()
         self.ports = servers.Ports(self._started_ports(), shared)
         self.outcomes: dict[int, Outcome] = {}
-        self.trained: dict[tuple[str, ...], str] = {}  # a training recipe's first run, where
+        self.commands = [  # every command that runs, in order: what reads a training run
+            (command.line, command.code)
+            for block in self.blocks
+            if block.kind == "shell" and not block.skip_reason
+            for command in split_commands(block.text, block.line + 1)
+        ]
 
     def _started_ports(self) -> set[int]:
         ports: set[int] = set()
@@ -84,6 +91,11 @@ class DocRun:
                     if start is not None:
                         ports.add(start.port)
         return ports
+
+    def reader(self, directory: str, after: int) -> str | None:
+        """The first later command of the file that names `directory` (None: none does)."""
+        line = next((n for n, code in self.commands if n > after and quick.reads(code, directory)), None)
+        return None if line is None else f"{self.path}:{line}"
 
     def outcome(self, block: Block) -> Outcome:
         for earlier in self.blocks:
@@ -100,7 +112,7 @@ class DocRun:
         if block.skip_reason:
             return Outcome("skipped", f"{block.id}: marked skip: {block.skip_reason}")
         failed = [b for b in self.blocks if self.outcomes.get(b.line, Outcome("")).status == "failed"]
-        if failed:
+        if failed and not os.environ.get(KEEP_GOING):
             why = f"{failed[0].id} failed before this block: {self.path}'s way through stops there"
             return Outcome("skipped", why)
         if block.needs_server:
@@ -150,15 +162,16 @@ class DocRun:
                 pieces[i] = servers.managed(piece, start, real, self.state, at, block.id) + " "
                 notes.append(f"{at}: server [doc port {start.port}, real port {real}] `{piece.strip()}`")
                 continue
-            key = quick.repeat_key(piece)
-            if key is not None and key in self.trained:
-                pieces[i] = quick.as_argcheck(piece) + " "
-                first = self.trained[key]
-                notes.append(f"{at}: args [a repeat of the recipe run at {first}] `{piece.strip()}`")
-                continue
-            if key is not None:
-                self.trained[key] = at
-            form = quick.quick_form(piece)
+            # a console transcript runs exactly as written: its output is the point
+            form = None if block.kind == "console" else quick.quick_form(piece)
+            if form is not None and form.action == "train":
+                reader = self.reader(quick.run_directory(piece) or "", command.line)
+                if reader is None and not os.environ.get(quick.DRY_RUN_ALL):
+                    pieces[i] = quick.as_argcheck(piece) + " "
+                    notes.append(f"{at}: args [training: no later command reads it] `{piece.strip()}`")
+                    continue
+                why = f"{reader} reads its directory" if reader else quick.DRY_RUN_ALL
+                form = quick.QuickForm(f"training: {why}", form.applies, "rewrite", form.why, form.rewrite)
             if form is None:
                 pieces[i] = self.ports.rewrite(piece, shared_ok=block.needs_server)
                 continue
