@@ -18,6 +18,7 @@ import builtins
 import io
 import sys
 import tokenize
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -71,5 +72,18 @@ def run(doc: str, fence_line: int, code: str) -> None:
         raise AssertionError(f"{doc}: the stated output of line(s) {never} was never printed")
 
 
+def main(doc: str, fence_line: int, source: Path) -> int:
+    try:
+        run(doc, fence_line, source.read_text())
+    except BaseException as exc:
+        traceback.print_exc()
+        # the doc's own line that raised, for the failure's first line
+        frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == doc]
+        where = f"{doc}:{frames[-1].lineno}" if frames else doc
+        print(f"doc-test: {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    run(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]).read_text())
+    sys.exit(main(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])))

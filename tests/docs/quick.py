@@ -10,9 +10,10 @@ harness starts: see servers.py). A quick form keeps the command's own arguments 
 - skip: not run at all; the reason names what covers it instead;
 - train: a training command (gan-train, python -m training, torchrun, gan-train compare) runs as
   a dry run when a later command of the same file reads its run directory, and is `args`
-  otherwise (GAN_DOCS_DRY_RUN_ALL=1: a dry run always). A dry run takes 5 to 30 s on 2 cores, so
-  running all of the docs' twenty would take several minutes of the suite's time; what they would
-  add is covered by tests/training (every recipe's dry run, folders, resume, DDP, compare).
+  otherwise, as is a `--resume` (its directory is there already; argcheck.py checks that it has
+  checkpoints to resume from). GAN_DOCS_DRY_RUN_ALL=1: a dry run always. A dry run takes 5 to
+  30 s on 2 cores, so all of the docs' twenty would take minutes of the suite's time; what they
+  would add is covered by tests/training (every recipe's dry run, folders, resume, DDP, compare).
 """
 
 from __future__ import annotations

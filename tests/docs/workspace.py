@@ -27,7 +27,7 @@ from pathlib import Path
 from tests.docs import quick, servers
 from tests.docs.markdown import Block, matches, parse
 from tests.docs.serverctl import alive, locked_state, stop
-from tests.docs.shell import Command, simple_commands, split_commands
+from tests.docs.shell import Command, simple_commands, split_commands, words
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -165,13 +165,18 @@ class DocRun:
             # a console transcript runs exactly as written: its output is the point
             form = None if block.kind == "console" else quick.quick_form(piece)
             if form is not None and form.action == "train":
-                reader = self.reader(quick.run_directory(piece) or "", command.line)
-                if reader is None and not os.environ.get(quick.DRY_RUN_ALL):
-                    pieces[i] = quick.as_argcheck(piece) + " "
-                    notes.append(f"{at}: args [training: no later command reads it] `{piece.strip()}`")
-                    continue
-                why = f"{reader} reads its directory" if reader else quick.DRY_RUN_ALL
-                form = quick.QuickForm(f"training: {why}", form.applies, "rewrite", form.why, form.rewrite)
+                assert form.rewrite is not None
+                # a resumed run's directory is there already for whatever reads it later
+                resumes = "--resume" in words(piece)[1]
+                reader = None if resumes else self.reader(quick.run_directory(piece) or "", command.line)
+                dry = reader is not None or bool(os.environ.get(quick.DRY_RUN_ALL))
+                pieces[i] = (form.rewrite(piece) if dry else quick.as_argcheck(piece)) + " "
+                said = any("[training]" in note for note in notes)
+                what = f"dry run ({reader} reads its directory)" if reader else "dry run" if dry else "args"
+                notes.append(
+                    f"{at}: {what} [training] `{piece.strip()}`" + ("" if said else f"\n    {form.why}")
+                )
+                continue
             if form is None:
                 pieces[i] = self.ports.rewrite(piece, shared_ok=block.needs_server)
                 continue
@@ -254,8 +259,12 @@ class DocRun:
         output = output_path.read_text(errors="replace")
         if code != 0:
             why = "timed out" if code is None else f"exited with {code}"
+            raised = [line for line in output.splitlines() if line.startswith("doc-test: ")]
+            headline = raised[-1].removeprefix("doc-test: ") if raised else f"{block.id}: {why}"
             tail = "\n".join(output.splitlines()[-60:])
-            return Outcome("failed", f"{block.id}: the python block {why}:\n{tail}")
+            return Outcome(
+                "failed", f"{headline}\n(the python block at {block.id} {why}; its output:)\n{tail}"
+            )
         return Outcome("passed")
 
     def close(self) -> None:
