@@ -98,15 +98,23 @@ class DocRun:
         return None if line is None else f"{self.path}:{line}"
 
     def outcome(self, block: Block) -> Outcome:
+        """The block's outcome, running it (and first the file's earlier blocks, if they have not
+        run) unless it ran already."""
+        set_up: list[str] = []
         for earlier in self.blocks:
             if earlier.line not in self.outcomes:
                 started = time.monotonic()
                 result = self._run(earlier)
                 result.report += f"\n{earlier.id}: {result.status} in {time.monotonic() - started:.1f} s"
                 self.outcomes[earlier.line] = result
+                if earlier.line != block.line:
+                    set_up.append(result.report.rsplit("\n", 1)[-1])
             if earlier.line == block.line:
                 break
-        return self.outcomes[block.line]
+        outcome = self.outcomes[block.line]
+        if set_up:
+            outcome.report = "run first:\n" + "\n".join(set_up) + "\n" + outcome.report
+        return outcome
 
     def _run(self, block: Block) -> Outcome:
         if block.skip_reason:
