@@ -2,7 +2,7 @@
 with CPU-bound processes beside the server (a training run, a build), for each niceness of the
 inference threads (GAN_SERVE_INFERENCE_NICE), and how much work those processes got done.
 
-    python bench/nice_bench.py                       # about 4 minutes; writes bench/results/nice.json
+    python bench/nice_bench.py                       # about 3.5 minutes; writes bench/results/nice.json
     python bench/nice_bench.py --nice 19 0 --seconds 5
 
 Per niceness, one gan-serve process (digits-conditional for /generate, srresnet-x2 for /upscale)

@@ -9,10 +9,11 @@ or tiles), run by a model's inference lanes.
   oldest job has waited longest: no event-loop round trip between one batch and the next, so a
   busy event loop cannot leave the model idle. On CPU there is one lane per core, each running
   ONNX Runtime on one thread and pinned to its core, so whole runs sit side by side instead of
-  one run split across cores that the event loop also needs. The lanes run at a lower priority
-  (nice): the event loop, through which every request passes, goes first, and the model takes
-  the rest of the CPU. Without that, the lanes take two thirds of the cores while requests wait
-  to be parsed and answered, then sit idle while the event loop catches up.
+  one run split across cores that the event loop also needs. The lanes may run at a lower
+  priority (`inference_nice`); by default they do not: at nice 19 any other busy process on the
+  machine took the model's CPU (2 % of its throughput left beside two busy loops, and a pace
+  that refused work for minutes after), while alone and under overload nice 0 and 19 measure the
+  same (bench/README.md#niceness): the door and pacing keep the event loop responsive.
 - When a lane is free, the queue's work runs at once: a lone request never waits for company.
   Only while the model's decode gate is open (requests for it are being decoded, so more work is
   known to be on its way) does a batch that is not full wait, and never longer than `max_delay`
@@ -659,11 +660,10 @@ class Batcher:
             return
         self.pace.observe(elapsed)
         log.debug(
-            "model %s: batch of %d %ss (%d requests: %s) ran in %.1f ms; pace %.1f ms",
+            "model %s: batch of %d %ss (requests %s) ran in %.1f ms; pace %.1f ms",
             self.name,
             units,
             self.unit,
-            len(batch),
             ",".join(s.job.request_id for s in batch),
             1000 * elapsed,
             1000 * self.pace.measured,

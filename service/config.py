@@ -106,10 +106,11 @@ class Settings(BaseSettings):
     )
     inter_op_threads: int = Field(0, ge=0)
     inference_nice: int = Field(
-        19,
+        0,
         ge=0,
         le=19,
-        description="nice value of the inference threads (Linux): HTTP work goes first; 0: same priority",
+        description="nice value of the inference threads (Linux); 0: the priority of every other process, "
+        "higher: the model yields the CPU to HTTP work and to other processes",
     )
     pin_inference_threads: bool = Field(
         True,
