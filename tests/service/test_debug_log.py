@@ -27,7 +27,9 @@ def test_debug_logging_follows_a_request_through_the_queue(make_server: Callable
         r"DEBUG gan.batching model digits-conditional: request debug-me queued 3 images", text
     ), text
     assert re.search(r"request debug-me taken into a batch after [\d.]+ ms in the queue", text), text
-    assert re.search(r"batch of \d+ images \(requests [^)]*debug-me[^)]*\) ran in [\d.]+ ms; pace [\d.]+ ms", text), text
+    assert re.search(
+        r"batch of \d+ images \(requests [^)]*debug-me[^)]*\) ran in [\d.]+ ms; pace [\d.]+ ms", text
+    ), text
     assert re.search(
         r"request debug-me: POST /generate -> 200 in [\d.]+ ms \(model digits-conditional, version 1\)", text
     ), text
