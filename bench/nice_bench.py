@@ -26,6 +26,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.sharedctypes import Synchronized
@@ -90,7 +91,7 @@ def load(port: int, mix: Mix, clients: int, seconds: float, units: int) -> dict[
         "per_s": round(len(ok) * units / seconds, 1),
         "p50_ms": round(1000 * (percentile(ok, 50) or 0), 1),
         "p99_ms": round(1000 * (percentile(ok, 99) or 0), 1),
-        "errors": sum(1 for o in outcomes if o.status != 200),
+        "refused": dict(Counter(str(o.status) for o in outcomes if o.status != 200)),  # by status
     }
 
 

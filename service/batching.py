@@ -10,10 +10,9 @@ or tiles), run by a model's inference lanes.
   busy event loop cannot leave the model idle. On CPU there is one lane per core, each running
   ONNX Runtime on one thread and pinned to its core, so whole runs sit side by side instead of
   one run split across cores that the event loop also needs. The lanes may run at a lower
-  priority (`inference_nice`); by default they do not: at nice 19 any other busy process on the
-  machine took the model's CPU (2 % of its throughput left beside two busy loops, and a pace
-  that refused work for minutes after), while alone and under overload nice 0 and 19 measure the
-  same (bench/README.md#niceness): the door and pacing keep the event loop responsive.
+  priority (`inference_nice`), by default not: at nice 19 any other busy process on the machine
+  takes nearly all of the model's CPU (2 % of its throughput is left beside two busy loops),
+  while alone and under overload nice 0 and 19 measure the same (bench/README.md#niceness).
 - When a lane is free, the queue's work runs at once: a lone request never waits for company.
   Only while the model's decode gate is open (requests for it are being decoded, so more work is
   known to be on its way) does a batch that is not full wait, and never longer than `max_delay`
@@ -265,6 +264,8 @@ class Lanes:
                 batch = batcher.cut()
                 if not batch:
                     continue
+                if self.running == 0:  # the first batch after an idle spell (service.pace)
+                    batcher.pace.resume()
                 self.running += 1
             try:
                 batcher.run(batch)
@@ -390,9 +391,10 @@ class Batcher:
         return self._queued_units + self._held_units
 
     def idle(self) -> bool:
-        """Whether the model has nothing to do: no batch running, nothing queued on any of its
-        queues, no room held here for an admitted request (read on the event loop without the
-        lanes' condition: a batch ending meanwhile only makes it idle a moment later)."""
+        """Whether the model has nothing to do: no batch running on its lanes, nothing queued on
+        them, no room held in this queue for an admitted request (every served model has one
+        queue). Read on the event loop without the lanes' condition: a batch ending meanwhile
+        only makes it idle a moment later."""
         return self.lanes.running == 0 and not self.lanes.ready and self._held_units == 0
 
     def batch_seconds(self) -> float:
@@ -435,21 +437,23 @@ class Batcher:
         message, retry_after = self.refusal()
         return QueueFull(message, retry_after=retry_after)
 
-    def refusal(self) -> tuple[str, int]:
-        """As refuse, for the door (service.door), which writes its answer without an exception:
-        (the message, the Retry-After in whole seconds: the time the work ahead takes)."""
+    def refusal(self, request_id: str | None = None) -> tuple[str, int]:
+        """As refuse, for the door (service.door), which writes its answer without an exception
+        (and names the request, which no context names there): (the message, the Retry-After in
+        whole seconds: the time the work ahead takes)."""
         self._metrics.rejected("queue_full")
         wait = self.estimated_wait()
         retry_after = max(1, math.ceil(wait))
-        log.debug(
-            "model %s: request %s refused: %s (%d %ss queued or held, about %.3f s of work)",
-            self.name,
-            current_request_id(),
-            "shedding" if self._shedding else "queue full",
-            self._taken_units(),
-            self.unit,
-            wait,
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "model %s: request %s refused: %s (%d %ss queued or held, about %.3f s of work)",
+                self.name,
+                request_id or current_request_id(),
+                "shedding" if self._shedding else "queue full",
+                self._taken_units(),
+                self.unit,
+                wait,
+            )
         if self._shedding:
             return self._shedding_message, retry_after
         self._shedding = True
@@ -500,35 +504,26 @@ class Batcher:
         elif units > admission.units:
             raise ValueError(f"{units} rows, but room was held for {admission.units}")
         now = time.monotonic()
-        request_id = current_request_id()
+        debug = log.isEnabledFor(logging.DEBUG)
+        request_id = current_request_id() if debug else ""
         if admission is None:
-            idle, own, ahead_units = self.idle(), units, self._taken_units()
+            idle, before = self.idle(), self._taken_units()
         else:  # what is queued, then these rows: others' held rows will queue behind them
-            idle, own = admission.idle, admission.queued + units
-            ahead_units = max(0, self._queued_units - admission.queued)
-        pace = self.batch_seconds()
-        ahead = self._rounds(ahead_units) * pace
-        done_in = self._rounds(ahead_units + own) * pace  # until these rows are done
+            idle, before = admission.idle, self._queued_units
+        done_in = self._rounds(before + units) * self.batch_seconds()  # until these rows are done
         if not idle and now + done_in > deadline:
             self._metrics.rejected("deadline")
+            raise DeadlineExceeded(self._too_late(before, units, cancel, deadline - now))
+        if debug:
             log.debug(
-                "model %s: request %s refused: deadline (%.3f s left)", self.name, request_id, deadline - now
+                "model %s: request %s queued %d %ss (%s; about %.3f s until they are done)",
+                self.name,
+                request_id,
+                units,
+                self.unit,
+                "model idle" if idle else f"{before} {self.unit}s queued before them",
+                done_in,
             )
-            raise DeadlineExceeded(
-                f"model {self.name}: the deadline cannot be met: about {ahead:.3f} s of work is queued "
-                f"ahead of this request, and its own {own} {self.unit}s take about {done_in - ahead:.3f} s "
-                f"more; {max(0.0, deadline - now):.3f} s were left"
-            )
-        log.debug(
-            "model %s: request %s queued %d %ss (%s; about %.3f s of work ahead, %.3f s its own)",
-            self.name,
-            request_id,
-            units,
-            self.unit,
-            "model idle" if idle else f"{ahead_units} {self.unit}s ahead",
-            ahead,
-            done_in - ahead,
-        )
         job = Job(
             inputs,
             units,
@@ -551,6 +546,23 @@ class Batcher:
             self._held_units -= units
         cancel.queued()
         return job.future
+
+    def _too_late(self, before: int, units: int, cancel: CancelToken, left: float) -> str:
+        """Why rows cannot be done in the `left` seconds: the work queued ahead of their request
+        and the request's own (its rows queued earlier, an upload's rows of tiles, share its
+        cancel token), apart."""
+        own_queued = sum(j.units - j.taken for j in self._queue if j.cancel is cancel)
+        pace = self.batch_seconds()
+        ahead = self._rounds(before - own_queued) * pace
+        own = self._rounds(before + units) * pace - ahead
+        log.debug(
+            "model %s: request %s refused: deadline (%.3f s left)", self.name, current_request_id(), left
+        )
+        return (
+            f"model {self.name}: the deadline cannot be met: about {ahead:.3f} s of work is queued ahead of "
+            f"this request, and its own {own_queued + units} {self.unit}s take about {own:.3f} s more; "
+            f"{max(0.0, left):.3f} s were left"
+        )
 
     async def submit(
         self,
@@ -610,7 +622,7 @@ class Batcher:
             take = min(remaining, room)
             if job.taken == 0:
                 self._metrics.queue_wait.observe(now - job.enqueued_at)
-                log.debug(
+                log.debug(  # (its arguments cost nothing to pass)
                     "model %s: request %s taken into a batch after %.1f ms in the queue",
                     self.name,
                     job.request_id,
@@ -659,15 +671,16 @@ class Batcher:
             )
             return
         self.pace.observe(elapsed)
-        log.debug(
-            "model %s: batch of %d %ss (requests %s) ran in %.1f ms; pace %.1f ms",
-            self.name,
-            units,
-            self.unit,
-            ",".join(s.job.request_id for s in batch),
-            1000 * elapsed,
-            1000 * self.pace.measured,
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "model %s: batch of %d %ss (requests %s) ran in %.1f ms; pace %.1f ms",
+                self.name,
+                units,
+                self.unit,
+                ",".join(s.job.request_id for s in batch),
+                1000 * elapsed,
+                1000 * self.pace.measured,
+            )
         self._metrics.inference.observe(elapsed)
         self._metrics.batch_size.observe(units)
         self._metrics.batch_fill.observe(units / self.max_units)

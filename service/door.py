@@ -5,7 +5,8 @@ Under a burst far past capacity most requests must be refused, and where that is
 whether the models keep working. Through the application a refusal costs about 130 us of the
 event loop (uvicorn's request cycle and task, the middleware, the route, the body's validation,
 the JSON answer): clients that send again as soon as they are answered then keep the event loop's
-core busy refusing while the lanes, which run at a lower priority, starve. Two things prevent it.
+core busy refusing while the lanes starve (the more so at a lower priority: inference_nice).
+Two things prevent it.
 
 - Refusing at the cheapest point. While a queue is shedding (service.batching: after a refusal
   for want of room, until the queue is half empty) the application would refuse any request for
@@ -245,9 +246,9 @@ class Door:
         if not models or not all(model.batcher.shedding for model in models):
             return None
         request.refused_by = models[0].batcher
-        message, retry_after = request.refused_by.refusal()
-        request.retry_after = retry_after
         request_id = self._request_id(request.headers)
+        message, retry_after = request.refused_by.refusal(request_id)
+        request.retry_after = retry_after
         if default_headers is not self._headers:  # uvicorn makes a new list when the Date changes
             self._headers, self._answers = default_headers, {}
         key = (message, retry_after, request.close)

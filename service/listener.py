@@ -30,8 +30,9 @@ class ListenError(Exception):
 
 
 def address(host: str, port: int) -> str:
-    """host:port as it is written in a URL ([host]:port for an IPv6 address)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """host:port as it is written in a URL ([host]:port for an IPv6 address; * for every
+    interface)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
 
 
 def listen(host: str, port: int, backlog: int) -> list[socket.socket]:
@@ -52,13 +53,13 @@ def listen(host: str, port: int, backlog: int) -> list[socket.socket]:
             except OSError:  # a family this machine lacks (IPv6 turned off): asyncio skips it too
                 continue
             sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                # Else the IPv6 wildcard would also take the IPv4 port the next socket binds.
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if port == 0 and len(sockets) > 1:  # one free port for all, not one each
                 sockaddr = (sockaddr[0], sockets[0].getsockname()[1], *sockaddr[2:])
             try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    # Else the IPv6 wildcard would also take the IPv4 port the next socket binds.
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(sockaddr)
                 sock.listen(backlog)
             except OSError as e:

@@ -4,10 +4,10 @@ smoothed, and trusted less the longer nothing has run to confirm it.
 The pace feeds every estimate of queued work (the queue's bound in time, Retry-After, deadlines
 that cannot be met). It can only be corrected by running batches, so an estimate that stopped all
 work would never be corrected: a model starved of CPU by another process (a training run beside
-the server) measured slow batches, and the refusals that followed ran none, so the slow pace
-stayed for as long as the requests kept coming. Two rules keep that from happening: the queue
-admits any request while its model is idle, whatever the pace says (service.batching), and a pace
-that nothing has confirmed decays, as written in `Pace.seconds`.
+the server) measures slow batches, and refusals run none, so a slow pace would stay for as long
+as requests kept coming. Two rules keep that from happening: the queue admits any request while
+its model is idle, whatever the pace says (service.batching), and a pace that nothing has
+confirmed decays, as written in `Pace.seconds`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ HALF_LIFE_S = 5.0
 
 
 class Pace:
-    """Seconds per batch of one queue. `observe` is called by the lanes (any thread), `seconds`
-    read on the event loop and by the lanes: a read may miss a batch that is just ending."""
+    """Seconds per batch of one queue. `resume` and `observe` are called by the lanes (any
+    thread), `seconds` read on the event loop and by the lanes: a read may miss a batch that is
+    just starting or ending."""
 
     def __init__(self, half_life_s: float = HALF_LIFE_S) -> None:
         self.half_life_s = half_life_s
@@ -41,25 +42,33 @@ class Pace:
             self._average = self._fastest = seconds
             self._confirmed_at = time.monotonic() if now is None else now
 
+    def resume(self, now: float | None = None) -> None:
+        """A batch starts while none runs: the pace it will join is the one decayed over the idle
+        spell, and it holds, undecayed, while batches run (the estimates made meanwhile, and
+        the batch's own measure, start from it)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._average = self._decayed(now)
+            self._confirmed_at = max(self._confirmed_at, now)
+
     def observe(self, elapsed: float, ended_at: float | None = None) -> None:
-        """A batch that ran for `elapsed` seconds and ended at `ended_at` (monotonic, default now).
-        The pace it joins is first decayed to the batch's start, so the first batch after an idle
-        spell weighs as much as the idle spell made the old pace doubtful."""
+        """A batch that ran for `elapsed` seconds and ended at `ended_at` (monotonic, default now)
+        joins the smoothed pace. The fastest pace, the floor of the decay, only falls as the
+        smoothed one does: a partial batch's own time would make it too low."""
         ended_at = time.monotonic() if ended_at is None else ended_at
         with self._lock:
             if self._average == 0:
                 self._average = self._fastest = elapsed
             else:
-                before = self._decayed(ended_at - elapsed)
-                self._average = (1 - SMOOTHING) * before + SMOOTHING * elapsed
+                self._average = (1 - SMOOTHING) * self._average + SMOOTHING * elapsed
                 self._fastest = min(self._fastest, self._average)
             self._confirmed_at = max(self._confirmed_at, ended_at)
 
     def seconds(self, running: bool, now: float | None = None) -> float:
         """The seconds one batch is expected to take. While a batch runs (`running`), the smoothed
-        pace as measured: a new measure is on its way. While none runs, the part above the fastest
-        pace halves every half-life since the last batch ended: contention that has ended shows in
-        no batch, and only a batch can show it."""
+        pace (decayed when the first of them started: `resume`): a new measure is on its way.
+        While none runs, the part above the fastest pace halves every half-life since the last
+        batch ended: contention that has ended shows in no batch, and only a batch can show it."""
         if running:
             return self._average
         return self._decayed(time.monotonic() if now is None else now)

@@ -59,12 +59,12 @@ def plan_parallelism(settings: Settings, provider: str, cpus: list[int]) -> Para
     On CPU the default is one batch per core, each run on one thread: a run split across cores
     stalls on its slowest part whenever the event loop or an encoder holds one of those cores,
     while whole runs side by side keep every core busy. Such single-threaded lanes are pinned one
-    per core: they run at a low priority, and the scheduler otherwise tends to stack them on one
-    core while the other idles between the event loop's bursts. With a lane per core, a lane's
-    core encodes its batch either way, so it does it itself: a hand-off to the encode pool would
-    only add thread wake-ups. On CUDA one batch at a time keeps the device's queue in order, and
-    the encode pool works while the lane feeds the device its next batch; 0 threads leaves ONNX
-    Runtime's default for its CPU-side work."""
+    per core: the scheduler otherwise tends to stack them on one core while the other idles
+    between the event loop's bursts (the more so when they run at a lower priority). With a lane
+    per core, a lane's core encodes its batch either way, so it does it itself: a hand-off to the
+    encode pool would only add thread wake-ups. On CUDA one batch at a time keeps the device's
+    queue in order, and the encode pool works while the lane feeds the device its next batch; 0
+    threads leaves ONNX Runtime's default for its CPU-side work."""
     if provider == CUDA:
         return Parallelism(settings.concurrent_batches or 1, settings.intra_op_threads)
     lanes = settings.concurrent_batches or len(cpus)

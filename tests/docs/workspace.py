@@ -150,6 +150,9 @@ class DocRun:
             HOME=str(self.home),
             GAN_CLIENT_URL=f"http://127.0.0.1:{self.ports(8000, shared_ok=block.needs_server)}",
             MPLBACKEND="Agg",
+            # .venv/bin is first on PATH: a pip command no quick form caught (quick._installs)
+            # must not reinstall the suite's own environment (conftest.py checks it did not)
+            PIP_DRY_RUN="1",
         )
         env.pop("PYTHONPATH", None)
         return env

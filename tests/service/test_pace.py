@@ -29,15 +29,18 @@ def test_a_pace_nothing_confirms_decays_to_the_fastest_it_has_been() -> None:
     assert pace.seconds(running=True, now=134.1) == pytest.approx(slow)
 
 
-def test_the_first_batch_after_an_idle_spell_joins_the_decayed_pace() -> None:
+def test_the_first_batch_after_an_idle_spell_starts_from_the_decayed_pace() -> None:
     pace = Pace(half_life_s=5.0)
     pace.seed(0.1, now=0.0)
     pace.observe(2.1, ended_at=2.1)
     stale = pace.measured
-    pace.observe(0.1, ended_at=12.2)  # started at 12.1: 10 s idle, two half-lives
+    pace.resume(now=12.1)  # a batch starts after 10 s idle, two half-lives
     decayed = 0.1 + (stale - 0.1) / 4
+    # while it runs, the estimate is the decayed pace, not the stale one, however long it runs
+    assert pace.seconds(running=True, now=20.0) == pytest.approx(decayed)
+    pace.observe(0.1, ended_at=12.2)
     assert pace.measured == pytest.approx((1 - SMOOTHING) * decayed + SMOOTHING * 0.1)
-    # batches of two lanes overlapping: the second started before the first ended, no decay
+    # a second lane's batch, started while the first ran: no idle spell, no decay
     before = pace.measured
     pace.observe(0.5, ended_at=12.6)
     assert pace.measured == pytest.approx((1 - SMOOTHING) * before + SMOOTHING * 0.5)
@@ -93,11 +96,14 @@ def test_an_upload_admitted_while_idle_queues_every_row_of_tiles() -> None:
             for _ in range(4):  # rows of tiles, queued one after another behind the request's own
                 batcher.enqueue(rows(3), deadline, CancelToken(), admission=admission)
         assert batcher.queued_units == 12
-        # the next upload finds the model busy: refused, with its own rows counted apart
+        # the next upload finds the model busy: its first row of tiles is done in time (8 rounds of
+        # 30 s), its second is not; the refusal counts its first row as its own, not as ahead
+        token = CancelToken()
         with batcher.admit(6) as late, pytest.raises(DeadlineExceeded) as refused:
-            batcher.enqueue(rows(3), deadline, CancelToken(), admission=late)
-            batcher.enqueue(rows(3), deadline, CancelToken(), admission=late)
+            batcher.enqueue(rows(3), time.monotonic() + 250, token, admission=late)
+            batcher.enqueue(rows(3), time.monotonic() + 250, token, admission=late)
+        assert batcher.queued_units == 15
         assert "about 180.000 s of work is queued ahead" in refused.value.message
-        assert "its own 3 tiles take about 60.000 s more" in refused.value.message
+        assert "its own 6 tiles take about 90.000 s more" in refused.value.message
 
     asyncio.run(scenario())
