@@ -121,7 +121,9 @@ def test_a_killed_job_resumes_without_redoing_finished_items(small_server: Serve
 def test_a_busy_server_makes_the_client_back_off_and_finish(
     make_server: Callable[..., Server], tmp_path: Path
 ) -> None:
-    srv = make_server(["digits-conditional"], max_queue_units=8, max_batch_size=4)
+    # A request's 4 images run as 4 batches of 1 while the queue holds 4: a request that arrives
+    # while another is queued is refused, whatever the lanes' priority against the event loop.
+    srv = make_server(["digits-conditional"], max_queue_units=4, max_batch_size=1)
     out = tmp_path / "busy"
     # Without throttling, so that the queue surely overflows: a throttled job may keep under it
     # (that is client/throttle.py's, tested in test_throttle.py); this is the retry path.
