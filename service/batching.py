@@ -126,12 +126,11 @@ class Admission:
     """Room in a queue held for one request's rows between its admission and their queueing (an
     upload's decoding): a burst of uploads admitted at once cannot overfill the queue, and none
     is refused for want of room after its decoding. Made by Batcher.admit; `units` is what is
-    still held, `queued` what has been queued from it. `idle`: the model was idle when the request
-    was admitted, so no estimate refuses its rows (see Batcher.enqueue)."""
+    still held. `idle`: the model was idle when the request was admitted, so no estimate refuses
+    its rows (see Batcher.enqueue)."""
 
     def __init__(self, units: int, idle: bool = False) -> None:
         self.units = units
-        self.queued = 0
         self.idle = idle
 
 
@@ -542,7 +541,6 @@ class Batcher:
             self.lanes.condition.notify()
         if admission is not None:
             admission.units -= units
-            admission.queued += units
             self._held_units -= units
         cancel.queued()
         return job.future
@@ -551,7 +549,8 @@ class Batcher:
         """Why rows cannot be done in the `left` seconds: the work queued ahead of their request
         and the request's own (its rows queued earlier, an upload's rows of tiles, share its
         cancel token), apart."""
-        own_queued = sum(j.units - j.taken for j in self._queue if j.cancel is cancel)
+        with self.lanes.condition:  # the lanes take from the queue meanwhile
+            own_queued = sum(j.units - j.taken for j in self._queue if j.cancel is cancel)
         pace = self.batch_seconds()
         ahead = self._rounds(before - own_queued) * pace
         own = self._rounds(before + units) * pace - ahead

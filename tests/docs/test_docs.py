@@ -24,6 +24,6 @@ def test_block(block: Block, doc_runs: Callable[[str], DocRun]) -> None:
     outcome = doc_runs(block.path).outcome(block)
     print(outcome.report)  # shown with -rA or on failure: what ran in place of what is written
     if outcome.status == "skipped":
-        pytest.skip(outcome.message)
+        pytest.skip(reason=outcome.message)
     if outcome.status == "failed":
         pytest.fail(outcome.message, pytrace=False)
