@@ -261,6 +261,8 @@ class Lanes:
                 if batcher is None:
                     return
                 batch = batcher.cut()
+                if self.ready:  # work left (a job larger than a batch): a sleeping lane takes it
+                    self.condition.notify()
                 if not batch:
                     continue
                 if self.running == 0:  # the first batch after an idle spell (service.pace)

@@ -32,6 +32,7 @@ from service.api.auth import load_admin_keys, load_api_keys
 from service.config import Settings
 from service.connection_guard import ConnectionGuard, ConnectionLimits, IncompatibleUvicorn, check_uvicorn
 from service.listener import ListenError, address, listen
+from service.providers import ProviderUnavailable, choose_providers
 from service.registry import ModelRegistry
 
 log = logging.getLogger("gan.serve")
@@ -126,12 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         load_api_keys(settings)  # a broken keys setting stops here, not after the models load
         load_admin_keys(settings)
         check_uvicorn()  # the connection guard relies on uvicorn's internals: a mismatch stops here too
+        if settings.provider_strict:  # CUDA asked for strictly but not in this ONNX Runtime: stop here
+            choose_providers(settings)
         # Last: a port another server holds is then found before the models load, not after.
         sockets = listen(settings.host, settings.port, BACKLOG)
     except ValidationError as e:
         print(f"gan-serve: error: bad setting: {e}", file=sys.stderr)
         return 2
-    except (ValueError, IncompatibleUvicorn, ListenError) as e:
+    except (ValueError, IncompatibleUvicorn, ListenError, ProviderUnavailable) as e:
         print(f"gan-serve: error: {e}", file=sys.stderr)
         return 2
     # Log records are formatted where they happen but written by a listener thread: a write to

@@ -30,7 +30,19 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
 
     # Batching, counted in work units (generated images, upscale tiles), not requests.
-    max_batch_size: int = Field(32, ge=1, description="largest batch sent to the model, in work units")
+    max_batch_size: int = Field(
+        0,
+        ge=0,
+        description="largest batch of generated images sent to the model; 0: 32 on CPU, 256 on CUDA",
+    )
+    batch_buckets: str = Field(
+        "",
+        description="the batch sizes a model runs, comma-separated (e.g. '1,4,16,64'): a batch is padded "
+        "up to the next one, and the warm-up runs each; '': every size on CPU (where a padded row "
+        "costs as much as a real one), powers of two and the largest batch on CUDA (where a batch "
+        "costs about the same for any size up to the device's width, and each new shape costs a "
+        "warm-up)",
+    )
     max_batch_delay_ms: float = Field(
         2.0, ge=0, description="longest a batch waits for more work when more is known to be on its way"
     )
@@ -55,7 +67,7 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="largest upscaler batch, in tiles; 0: 1 on CPU (a batch of tiles is no faster per "
-        "tile there and holds that many times the memory), 4 on CUDA",
+        "tile there and holds that many times the memory), 32 on CUDA",
     )
     max_queue_tiles: int = Field(512, ge=1, description="queued tiles per upscaler before answering 429")
     # Overload (service.door).
@@ -95,7 +107,32 @@ class Settings(BaseSettings):
     )
 
     # ONNX Runtime.
-    provider: Literal["auto", "cpu", "cuda"] = "auto"
+    provider: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="auto: CUDA when ONNX Runtime has it, else CPU; cpu; cuda: CUDA, or CPU with an error "
+        "logged and a warning in /readyz when it cannot be had (see provider_strict)",
+    )
+    provider_strict: bool = Field(
+        False,
+        description="with provider=cuda: refuse to start (exit non-zero) rather than serve on CPU when "
+        "CUDA cannot be had or a model's session lands on CPU",
+    )
+    precision: Literal["auto", "fp32", "fp16"] = Field(
+        "auto",
+        description="which graph of a version runs: auto: its fp16 graph on CUDA when its manifest lists "
+        "one (variants.fp16), else model.onnx; fp32: always model.onnx; fp16: the fp16 graph wherever "
+        "listed (on CPU too, where it is slower)",
+    )
+    io_binding: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="run batches through ONNX Runtime's IO binding (inputs and output in buffers kept "
+        "per batch shape and reused); auto: on CUDA only",
+    )
+    cuda_graphs: bool = Field(
+        False,
+        description="on CUDA, capture one CUDA graph per batch bucket and replay it (needs IO binding, "
+        "one lane per model); off unless measured to pay (bench/gpu_bench.py)",
+    )
     concurrent_batches: int = Field(
         0,
         ge=0,
@@ -118,7 +155,9 @@ class Settings(BaseSettings):
     )
     warmup: bool = True
 
-    encode_threads: int = Field(2, ge=1, description="threads that decode and encode images")
+    encode_threads: int = Field(
+        0, ge=0, description="threads that decode and encode images; 0: 2 on CPU, the cores less two on CUDA"
+    )
     drain_seconds: float = Field(
         0.0, ge=0, description="on SIGTERM, report not-ready this long before closing the listener"
     )
@@ -169,6 +208,23 @@ class Settings(BaseSettings):
             raise ValueError("refusal_pause_max_ms must be under keep_alive_s")
         if self.refusal_pause_ms > self.refusal_pause_max_ms:
             raise ValueError("refusal_pause_ms must be at most refusal_pause_max_ms")
+        return self
+
+    @field_validator("batch_buckets")
+    @classmethod
+    def _buckets_parse(cls, value: str) -> str:
+        from service.buckets import parse_buckets
+
+        parse_buckets(value)  # a ValueError is a validation error
+        return value
+
+    @model_validator(mode="after")
+    def _graphs_fit(self) -> Settings:
+        # A captured graph replays at fixed addresses: the kept buffers of IO binding, one lane's.
+        if self.cuda_graphs and self.io_binding == "off":
+            raise ValueError("cuda_graphs needs io_binding (auto or on)")
+        if self.cuda_graphs and self.concurrent_batches > 1:
+            raise ValueError("cuda_graphs runs one batch at a time: concurrent_batches must be 0 or 1")
         return self
 
     @field_validator("version_policy")

@@ -31,7 +31,8 @@ from service.config import Settings
 from service.errors import InvalidRequest, ModelLoadFailed, NotReady, UnknownModel
 from service.interfaces import VersionInterfaces
 from service.metrics import ServiceMetrics
-from service.runtime import choose_providers
+from service.providers import ProviderChoice, ProviderUnavailable, choose_providers, expected_provider
+from service.runtime import plan_encode_threads, usable_cpus
 from service.served import ServedModel, load_model
 from service.versions import Canary, ServedVersions, VersionPolicies, parse_model_ref
 
@@ -102,11 +103,12 @@ class ModelRegistry:
         self.excluded: dict[str, set[int]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._lock: asyncio.Lock | None = None  # one sync or admin change at a time
-        self._providers: list[Any] | None = None
+        self._providers: ProviderChoice | None = None
         self.started = False
         self.draining = False
         # Uploads are decoded and images encoded here, off the event loop.
-        self.encode_pool = ThreadPoolExecutor(settings.encode_threads, thread_name_prefix="encode")
+        threads = plan_encode_threads(settings, expected_provider(settings), usable_cpus())
+        self.encode_pool = ThreadPoolExecutor(threads, thread_name_prefix="encode")
         self.shedding = Shedding()  # the served models' queues refusing all new work now
         metrics.before_render.append(self.shedding.__bool__)  # a drained queue's shedding ends
 
@@ -120,7 +122,10 @@ class ModelRegistry:
 
     async def start(self) -> None:
         """Load, start and warm up the versions to serve, as the policy says."""
-        self._providers = choose_providers(self.settings.provider)  # once: it warns when CUDA is missing
+        # Once, first: where inference runs (an operator's first sign that the GPU is used). With
+        # provider_strict a CUDA that cannot be had raises here, and the service does not start.
+        self._providers = choose_providers(self.settings)
+        log.log(logging.ERROR if self._providers.fallback else logging.INFO, "%s", self._providers.summary())
         await self.sync()
         self.started = True
 
@@ -210,8 +215,15 @@ class ModelRegistry:
                     self.metrics,
                     self.encode_pool,
                     self.shedding,
-                    self._providers or choose_providers(self.settings.provider),
+                    self._providers or choose_providers(self.settings),
                 )
+            except ProviderUnavailable:
+                if not self.started:  # provider_strict: a start on CPU is refused, not degraded
+                    raise
+                self._failed_to_load(
+                    name, version, fingerprint, "its session landed on CPU (provider_strict)"
+                )
+                return None
             except Exception as e:  # a broken version must not stop the others: report it, go on
                 self._failed_to_load(name, version, fingerprint, str(e))
                 return None
@@ -492,6 +504,15 @@ class ModelRegistry:
                 for name, series in self.served.items()
             },
             "failed": failures,
+            # Serving, but not where asked: CUDA wanted, the CPU given (service.providers).
+            "warnings": sorted(
+                {
+                    f"{name}: {m.runtime.fallback}"
+                    for name, series in self.served.items()
+                    for m in [series.serving()]
+                    if m.runtime.fallback
+                }
+            ),
         }
 
     def infos(self) -> list[dict[str, Any]]:

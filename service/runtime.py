@@ -13,26 +13,26 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from service.binding import BoundSession
+from service.buckets import BatchBuckets
 from service.config import Settings
+from service.providers import CUDA, ProviderChoice, ProviderUnavailable, fell_back
 
 log = logging.getLogger("gan.runtime")
 
 MAIN = "model"  # the graph in model.onnx
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
 
 
-def choose_providers(preference: str) -> list[Any]:
-    """CUDA when asked for or available, else CPU. cuDNN's exhaustive per-shape algorithm search
-    would make the first request at each new shape slow: use its heuristic choice instead."""
-    available = ort.get_available_providers()
-    if preference in ("auto", "cuda") and CUDA in available:
-        return [(CUDA, {"cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": True}), CPU]
-    if preference == "cuda":
-        log.warning(
-            "CUDA was asked for but ONNX Runtime has no CUDA provider here (%s): using CPU", available
-        )
-    return [CPU]
+def choose_graph(manifest: dict[str, Any], settings: Settings, provider: str) -> tuple[str | None, str]:
+    """Which file of a version runs as its main graph, and at what precision: (None: model.onnx,
+    its manifest's precision), or the fp16 graph its manifest lists (variants.fp16) where the
+    precision setting says so (auto: on CUDA, where half precision is about twice as fast; on
+    CPU it is slower than fp32)."""
+    variant = manifest.get("variants", {}).get("fp16", {}).get("file", {}).get("name")
+    wanted = settings.precision == "fp16" or (settings.precision == "auto" and provider == CUDA)
+    if variant and wanted and manifest.get("precision") != "fp16":
+        return str(variant), "fp16"
+    return None, str(manifest.get("precision", "fp32"))
 
 
 def usable_cpus() -> list[int]:
@@ -62,15 +62,29 @@ def plan_parallelism(settings: Settings, provider: str, cpus: list[int]) -> Para
     per core: the scheduler otherwise tends to stack them on one core while the other idles
     between the event loop's bursts (the more so when they run at a lower priority). With a lane
     per core, a lane's core encodes its batch either way, so it does it itself: a hand-off to the
-    encode pool would only add thread wake-ups. On CUDA one batch at a time keeps the device's
-    queue in order, and the encode pool works while the lane feeds the device its next batch; 0
-    threads leaves ONNX Runtime's default for its CPU-side work."""
+    encode pool would only add thread wake-ups. On CUDA the device runs one batch at a time (one
+    stream), and the host's cores work around it: two lanes by default, so that while one waits on
+    the device the other makes its batch's rows (latents, noise) and copies them in, and the device
+    finds the next batch ready; the encode pool encodes what they return. One lane with CUDA graphs
+    (a captured graph replays one lane's buffers). 0 threads leaves ONNX Runtime's default for its
+    CPU-side work."""
     if provider == CUDA:
-        return Parallelism(settings.concurrent_batches or 1, settings.intra_op_threads)
+        lanes = settings.concurrent_batches or (1 if settings.cuda_graphs else 2)
+        return Parallelism(lanes, settings.intra_op_threads)
     lanes = settings.concurrent_batches or len(cpus)
     threads = settings.intra_op_threads or max(1, len(cpus) // lanes)
     pinned = tuple(cpus) if settings.pin_inference_threads and threads == 1 and lanes > 1 else ()
     return Parallelism(lanes, threads, pinned, encode_on_lane=threads == 1 and lanes >= len(cpus))
+
+
+def plan_encode_threads(settings: Settings, provider: str, cpus: list[int]) -> int:
+    """Threads that decode uploads and encode images. On CPU the lanes encode their own batches
+    on their cores, and two threads take the rest (uploads, batches that spanned lanes). On a GPU
+    host the cores are free for it: all but two (the event loop; the lanes, which mostly wait on
+    the device), so that encoding keeps up with a device that makes thousands of images a second."""
+    if settings.encode_threads:
+        return settings.encode_threads
+    return max(2, len(cpus) - 2) if provider == CUDA else 2
 
 
 def make_session(
@@ -96,41 +110,83 @@ def make_session(
 
 
 class Runtime:
-    """One model version's ONNX Runtime sessions (model.onnx; a style generator's mapping.onnx
-    too), and how its batches run on this machine."""
+    """One model version's ONNX Runtime sessions (model.onnx or its fp16 graph; a style generator's
+    mapping.onnx too), and how its batches run on this machine: its lanes, its batch buckets
+    (padding), IO binding."""
 
     def __init__(
         self,
         path: Path,
         settings: Settings,
-        providers: list[Any],
+        choice: ProviderChoice,
         memory_pattern: bool = True,
         extra: dict[str, Path] | None = None,
+        precision: str = "fp32",
     ) -> None:
-        """path: model.onnx; extra: the version's other graphs by name (run with run(feed, name))."""
+        """path: the main graph's file; extra: the version's other graphs by name (run with
+        run(feed, name)). Raises ProviderUnavailable when a session lands on CPU although CUDA
+        was planned and provider_strict is set."""
         started = time.perf_counter()
-        planned = CPU if providers[0] == CPU else CUDA
-        self.parallelism = plan_parallelism(settings, planned, usable_cpus())
+        self.parallelism = plan_parallelism(settings, choice.planned, usable_cpus())
         threads = self.parallelism.intra_op_threads
         self.sessions = {
-            name: make_session(file, settings, providers, threads, memory_pattern)
+            name: make_session(file, settings, choice.providers, threads, memory_pattern)
             for name, file in {MAIN: path, **(extra or {})}.items()
         }
         self.provider: str = self.sessions[MAIN].get_providers()[0]
+        self.fallback = choice.fallback or fell_back(choice, self.provider)
+        if self.fallback and choice.planned == CUDA:
+            if choice.strict:
+                raise ProviderUnavailable(f"{path.parent}: {self.fallback}")
+            log.error("%s: %s; serving on CPU", path.parent, self.fallback)
+        self.precision = precision
+        self.file = path.name
         self.input_names = [i.name for i in self.sessions[MAIN].get_inputs()]
+        # Inputs whose first axis is the batch (declared symbolic): padding to a bucket extends them.
+        self.batched = {
+            name: frozenset(
+                i.name for i in session.get_inputs() if i.shape and not isinstance(i.shape[0], int)
+            )
+            for name, session in self.sessions.items()
+        }
+        self.buckets: BatchBuckets | None = None  # set by the served model (it knows its largest batch)
+        on = settings.io_binding == "on" or (settings.io_binding == "auto" and self.provider == CUDA)
+        device = "cuda" if self.provider == CUDA else "cpu"
+        graphs = settings.cuda_graphs and self.provider == CUDA
+        self.bound = (
+            {name: BoundSession(s, device, graphs) for name, s in self.sessions.items()} if on else {}
+        )
         self.load_seconds = time.perf_counter() - started
+
+    def use_buckets(self, largest: int, setting: str) -> BatchBuckets:
+        """Batches of up to `largest` rows, padded up to the buckets the setting (or the provider's
+        default) gives; returns them (the warm-up runs each)."""
+        self.buckets = BatchBuckets.plan(setting, self.provider == CUDA, largest)
+        return self.buckets
 
     def run(self, feed: dict[str, np.ndarray], graph: str = MAIN) -> np.ndarray:
         """One batch; called from an inference lane (ONNX Runtime releases the GIL while it runs)."""
-        return np.asarray(self.sessions[graph].run(None, feed)[0])
+        rows = None
+        if self.buckets is not None:
+            feed, rows = self.buckets.pad(feed, self.batched[graph])
+        bound = self.bound.get(graph)
+        output = bound.run(feed) if bound else np.asarray(self.sessions[graph].run(None, feed)[0])
+        return output if rows is None or rows == len(output) else output[:rows]
 
     def release(self) -> None:
-        """Free the sessions (their weights and memory arenas) now; the lanes must have stopped."""
+        """Free the sessions (their weights, memory arenas and bound buffers) now; the lanes must
+        have stopped."""
+        self.bound.clear()
         self.sessions.clear()
 
     def info(self) -> dict[str, Any]:
         return {
             "provider": self.provider,
+            **({"provider_fallback": self.fallback} if self.fallback else {}),
+            "graph": self.file,
+            "graph_precision": self.precision,
+            "io_binding": bool(self.bound),
+            "batch_buckets": list(self.buckets.sizes) if self.buckets else [],
             "concurrent_batches": self.parallelism.lanes,
             "intra_op_threads": self.parallelism.intra_op_threads,
             "pinned_cores": list(self.parallelism.pinned_cores),

@@ -12,7 +12,8 @@ from model_repository.repository import read_version
 from service.batching import Shedding
 from service.config import Settings
 from service.metrics import ServiceMetrics
-from service.runtime import Runtime
+from service.providers import ProviderChoice
+from service.runtime import Runtime, choose_graph
 from service.served.generator import Generator
 from service.served.model import ServedModel
 from service.served.style import StyleGenerator
@@ -41,7 +42,7 @@ def load_model(
     metrics: ServiceMetrics,
     encode_pool: Executor,
     shedding: Shedding,
-    providers: list[Any],
+    choice: ProviderChoice,
 ) -> ServedModel:
     """Verify a published version (manifest schema, sha256 of the model file), open its session,
     and make the served model of its task. Blocking (call off the event loop); raises on anything
@@ -50,15 +51,19 @@ def load_model(
     kind = kind_of(manifest)
     directory = repo / name / str(version)
     extra = {graph: directory / file for graph, file in kind.graphs.items()}
-    runtime = Runtime(directory / MODEL_FILE, settings, providers, kind.memory_pattern, extra)
+    variant, precision = choose_graph(manifest, settings, choice.planned)
+    main = directory / (variant or MODEL_FILE)
+    runtime = Runtime(main, settings, choice, kind.memory_pattern, extra, precision)
     model = kind(name, version, manifest, runtime, settings, metrics, encode_pool, shedding)
     plan = runtime.parallelism
     log.info(
-        "loaded %s version %d (%s) on %s: %d batch(es) at once, %s ONNX Runtime thread(s) each%s",
+        "loaded %s version %d (%s) on %s (%s, %s): %d batch(es) at once, %s ONNX Runtime thread(s) each%s",
         name,
         version,
         kind.task,
         runtime.provider,
+        runtime.file,
+        runtime.precision,
         plan.lanes,
         plan.intra_op_threads or "default",
         f", pinned to cores {list(plan.pinned_cores)}" if plan.pinned_cores else "",

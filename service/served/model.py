@@ -77,6 +77,7 @@ class ServedModel(ABC):
         plan = runtime.parallelism
         self.lanes = Lanes(name, plan.lanes, self.gate, settings.inference_nice, plan.pinned_cores)
         max_units, max_queue = self.batch_limits(settings, runtime.provider)
+        self.buckets = runtime.use_buckets(max_units, settings.batch_buckets)
         self.batcher = Batcher(
             name,
             self.run_batch,
@@ -118,12 +119,13 @@ class ServedModel(ABC):
         self.batcher.start()
 
     def warm_up(self) -> None:
-        """Blocking (off the event loop): run every batch size the batcher can form, so no request
-        pays for a first run at a new shape, then the largest on every lane at once (concurrent
-        runs need memory of their own). The largest batch's time seeds the queue's estimate
-        (Retry-After, deadlines that cannot be met)."""
+        """Blocking (off the event loop): run every batch bucket (service.buckets: every size the
+        batcher can form on CPU, the padded sizes on CUDA), so no request pays for a first run at a
+        new shape, then the largest on every lane at once (concurrent runs need memory of their
+        own, and IO binding keeps buffers per lane). The largest batch's time seeds the queue's
+        estimate (Retry-After, deadlines that cannot be met)."""
         started = time.perf_counter()
-        feeds = [self.warm_up_rows(units) for units in range(1, self.batcher.max_units + 1)]
+        feeds = [self.warm_up_rows(units) for units in self.buckets.sizes]
         elapsed = 0.0
         for feed in feeds:
             run_started = time.perf_counter()

@@ -16,7 +16,8 @@ from service.batching import Batcher, CancelToken, Lanes
 from service.config import Settings
 from service.errors import ClientGone, InferenceFailed, QueueFull
 from service.metrics import BatcherMetrics, ServiceMetrics
-from service.runtime import CPU, CUDA, Parallelism, plan_parallelism
+from service.providers import CPU, CUDA
+from service.runtime import Parallelism, plan_parallelism
 
 FAR = 3600.0  # a deadline nobody reaches
 
@@ -316,7 +317,9 @@ def test_parallelism_plan() -> None:
         1, 3
     )
     assert plan_parallelism(auto, CPU, [0]) == Parallelism(1, 1, (), encode_on_lane=True)
-    assert plan_parallelism(auto, CUDA, sixteen) == Parallelism(1, 0)  # one batch at a time on the device
+    # On the device: two lanes, one making its batch while the other's runs; one with CUDA graphs.
+    assert plan_parallelism(auto, CUDA, sixteen) == Parallelism(2, 0)
+    assert plan_parallelism(Settings(cuda_graphs=True), CUDA, sixteen) == Parallelism(1, 0)
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="thread affinity is a Linux feature")

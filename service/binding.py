@@ -1,0 +1,127 @@
+"""ONNX Runtime's IO binding: a session's inputs and output bound once per batch shape to buffers
+that are kept and reused, so that a batch allocates nothing but the copy of its pixels it returns.
+
+On CUDA the buffers live on the device: a batch's rows are copied in (one host-to-device copy per
+input), the model runs, and the pixel output is copied to the host once. Without the binding, ONNX
+Runtime would allocate the output, and copy inputs through temporary device buffers, on every run;
+CUDA graphs (replaying a batch's kernels in one launch) need the fixed addresses too. On CPU the
+same code binds host buffers (a setting turns it on there, which is how it is tested without a
+GPU). Lanes run batches of one session at once: a binding serves one run at a time, and a shape
+has as many as ran at once (the warm-up runs the largest batch on every lane together). At most
+`MAX_SHAPES` shapes are kept, the least recently used going first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+MAX_SHAPES = 40  # batch shapes kept bound: every bucket (service.buckets) of each graph
+FeedKey = tuple[tuple[str, tuple[int, ...], str], ...]
+
+
+class BoundShape:
+    """One batch shape's binding: input buffers, the output buffer, and the binding that names them."""
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        feed: dict[str, np.ndarray],
+        output: np.ndarray,
+        device: str,
+        graph_id: int | None,
+    ) -> None:
+        self.device = device
+        self.binding = session.io_binding()
+        self.inputs: dict[str, Any] = {}
+        for name, array in feed.items():
+            if device == "cpu":
+                value = ort.OrtValue.ortvalue_from_numpy(np.empty_like(array))
+            else:
+                value = ort.OrtValue.ortvalue_from_shape_and_type(array.shape, array.dtype, device, 0)
+            self.binding.bind_ortvalue_input(name, value)
+            self.inputs[name] = value
+        self.output_name = session.get_outputs()[0].name
+        if device == "cpu":
+            self.output = ort.OrtValue.ortvalue_from_numpy(np.empty_like(output))
+        else:
+            self.output = ort.OrtValue.ortvalue_from_shape_and_type(output.shape, output.dtype, device, 0)
+        self.binding.bind_ortvalue_output(self.output_name, self.output)
+        self.run_options = ort.RunOptions()
+        if graph_id is not None:  # one captured CUDA graph per shape (and per lane)
+            self.run_options.add_run_config_entry("gpu_graph_id", str(graph_id))
+        self.runs = 0
+
+    def run(self, session: ort.InferenceSession, feed: dict[str, np.ndarray]) -> np.ndarray:
+        for name, array in feed.items():
+            self.inputs[name].update_inplace(np.ascontiguousarray(array))  # into the kept buffer
+        session.run_with_iobinding(self.binding, self.run_options)
+        self.runs += 1
+        # The buffer is the next batch's too: the caller gets a copy (on CUDA, the one copy to host).
+        return np.array(self.output.numpy(), copy=True)
+
+    def addresses(self) -> list[int]:
+        """The bound buffers' addresses (the same from run to run: nothing is reallocated)."""
+        return [value.data_ptr() for value in (*self.inputs.values(), self.output)]
+
+
+class BoundSession:
+    """A session run through IO binding: kept `BoundShape`s per batch shape, each used by one run
+    at a time (lanes run batches of one session at once), made when none is free."""
+
+    def __init__(self, session: ort.InferenceSession, device: str, cuda_graphs: bool = False) -> None:
+        self.session = session
+        self.device = device  # "cpu" or "cuda"
+        self.cuda_graphs = cuda_graphs
+        self._free: OrderedDict[FeedKey, list[BoundShape]] = OrderedDict()  # least recently used first
+        self._graph_ids = itertools.count(1)  # 0 would be ORT's default graph: ids name bindings
+        self._lock = threading.Lock()
+        self.bindings_made = 0  # every BoundShape made, for tests and the memory check
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        key: FeedKey = tuple((name, a.shape, a.dtype.str) for name, a in feed.items())
+        with self._lock:
+            free = self._free.get(key)
+            bound = free.pop() if free else None
+            graph_id = None
+            if bound is None:
+                self.bindings_made += 1
+                graph_id = next(self._graph_ids) if self.cuda_graphs else None
+        if bound is None:
+            # A new shape (or every binding of it busy on other lanes): one run without kept
+            # buffers answers this batch and tells the output's shape and type (an upscaler's
+            # depends on its tiles'); the buffers made after it serve the next batches.
+            output = self._first_run(feed, graph_id)
+            bound = BoundShape(self.session, feed, output, self.device, graph_id)
+        else:
+            output = bound.run(self.session, feed)
+        with self._lock:
+            self._free.setdefault(key, []).append(bound)
+            self._free.move_to_end(key)
+            while len(self._free) > MAX_SHAPES:
+                self._free.popitem(last=False)
+        return output
+
+    def _first_run(self, feed: dict[str, np.ndarray], graph_id: int | None) -> np.ndarray:
+        if graph_id is None:
+            return np.asarray(self.session.run(None, feed)[0])
+        # With CUDA graphs every run goes through a binding under its graph id: this one lets
+        # ONNX Runtime place the output; it is one of the runs before the graph is captured.
+        binding = self.session.io_binding()
+        for name, array in feed.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(array))
+        binding.bind_output(self.session.get_outputs()[0].name, self.device)
+        options = ort.RunOptions()
+        options.add_run_config_entry("gpu_graph_id", str(graph_id))
+        self.session.run_with_iobinding(binding, options)
+        return np.asarray(binding.copy_outputs_to_cpu()[0])
+
+    def bound(self) -> list[BoundShape]:
+        """The kept bindings not running now (tests look at their buffers)."""
+        with self._lock:
+            return [b for shapes in self._free.values() for b in shapes]

@@ -1,0 +1,108 @@
+"""Which ONNX Runtime execution provider the models run on, and saying so when it is not the one
+asked for.
+
+A service asked for CUDA can end up on the CPU two ways: ONNX Runtime has no CUDA provider at all
+(the CPU build of onnxruntime is installed), or it has one whose library cannot load (a CUDA or
+cuDNN it links against is missing: a CUDA 12 image under a CUDA 13 build), in which case ONNX
+Runtime logs an error and quietly gives the session the CPU. Either way the service serves, ten to
+a hundred times slower. So the first is found before any model loads (`choose_providers`), the
+second when a session opens (`Runtime` compares the provider it got with the one planned), and
+both are logged at ERROR, listed in /readyz's `warnings`, and, with `provider_strict`, stop the
+start instead (`ProviderUnavailable`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import onnxruntime as ort
+
+from service.config import Settings
+
+log = logging.getLogger("gan.runtime")
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class ProviderUnavailable(RuntimeError):
+    """CUDA was asked for strictly (provider=cuda, provider_strict) and cannot be had."""
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    """What the sessions are given, and why."""
+
+    providers: list[Any]  # for ort.InferenceSession(providers=...)
+    planned: str  # CUDA or CPU: what every session should end up on
+    asked: str  # the provider setting: auto, cpu or cuda
+    strict: bool  # refuse rather than fall back to CPU
+    fallback: str = ""  # why CPU although CUDA was asked for ("" when as asked)
+
+    def summary(self) -> str:
+        """The line the service logs first: where inference runs, and why."""
+        where = "CUDA (GPU)" if self.planned == CUDA else "CPU"
+        line = f"inference on {where} with onnxruntime {ort.__version__} (provider setting: {self.asked})"
+        return f"{line}: {self.fallback}" if self.fallback else line
+
+
+def cuda_provider_options(settings: Settings) -> dict[str, str]:
+    """The CUDA provider's options. cuDNN's exhaustive per-shape algorithm search would make the
+    first batch of each new shape slow: its heuristic choice instead. CUDA graphs replay a batch's
+    kernels in one launch; they need every input and output bound at a fixed device address (the
+    IO binding does that) and one graph per batch shape (a run option names it)."""
+    options = {"cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": "1"}
+    if settings.cuda_graphs:
+        options["enable_cuda_graph"] = "1"
+    return options
+
+
+def preload_cuda_libraries() -> str:
+    """Load CUDA and cuDNN from the nvidia-* pip packages when they are installed (a machine with
+    no system CUDA, such as a PyTorch environment): onnxruntime-gpu finds them then. '' or why not."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return "this onnxruntime cannot preload CUDA libraries"
+    try:
+        preload()
+    except Exception as e:  # no nvidia-* packages: the system's libraries are used, if any
+        return f"no CUDA libraries preloaded ({e})"
+    return ""
+
+
+def choose_providers(settings: Settings) -> ProviderChoice:
+    """CUDA when asked for (cuda) or available (auto), else CPU; raises ProviderUnavailable when
+    CUDA is asked for strictly and ONNX Runtime has no CUDA provider."""
+    asked, strict = settings.provider, settings.provider_strict
+    available = ort.get_available_providers()
+    if asked != "cpu" and CUDA in available:
+        preload_cuda_libraries()
+        return ProviderChoice([(CUDA, cuda_provider_options(settings)), CPU], CUDA, asked, strict)
+    if asked != "cuda":
+        return ProviderChoice([CPU], CPU, asked, strict)
+    why = (
+        f"this ONNX Runtime (onnxruntime {ort.__version__}) has no CUDA provider (it has "
+        f"{', '.join(available)}): install the gpu extra (onnxruntime-gpu), not onnxruntime"
+    )
+    if strict:
+        raise ProviderUnavailable(f"CUDA was asked for (provider=cuda, provider_strict) but {why}")
+    log.error("CUDA was asked for (provider=cuda) but %s: serving on CPU", why)
+    return ProviderChoice([CPU], CPU, asked, strict, fallback=f"CUDA was asked for but {why}")
+
+
+def expected_provider(settings: Settings) -> str:
+    """The provider the models will be planned for (before any session opens)."""
+    return CUDA if settings.provider != "cpu" and CUDA in ort.get_available_providers() else CPU
+
+
+def fell_back(choice: ProviderChoice, got: str) -> str:
+    """'' when a session is on the planned provider; else what to tell the operator."""
+    if choice.planned == got:
+        return ""
+    return (
+        f"ONNX Runtime has a CUDA provider but gave this model the CPU ({got}): the CUDA provider "
+        "library could not load (a CUDA or cuDNN library it needs is missing or of another major "
+        "version: see ONNX Runtime's error above, and docker/gpu-stack.json)"
+    )

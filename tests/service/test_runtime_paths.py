@@ -1,0 +1,114 @@
+"""The GPU path's code run on CPU with real ONNX Runtime and the bundled models: IO binding (the
+same bytes as plain runs, buffers reused, no growth over a thousand batches), batch buckets
+(padded batches give the unpadded rows' pixels), and which graph and provider a version runs on."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.batching import Shedding
+from service.buckets import BatchBuckets, parse_buckets
+from service.config import Settings
+from service.metrics import ServiceMetrics
+from service.providers import CPU, choose_providers
+from service.served import ServedModel, load_model
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+BUNDLED = sorted(p.name for p in MODELS.iterdir() if (p / "1" / "manifest.json").exists())
+
+
+def resident_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def served(name: str, **settings: Any) -> ServedModel:
+    chosen = Settings(models_dir=MODELS, provider="cpu", concurrent_batches=1, **settings)
+    pool = ThreadPoolExecutor(1)
+    return load_model(MODELS, name, 1, chosen, ServiceMetrics(), pool, Shedding(), choose_providers(chosen))
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_io_binding_gives_the_bytes_of_plain_runs(name: str) -> None:
+    plain = served(name, io_binding="off", max_batch_tiles=2)
+    bound = served(name, io_binding="on", max_batch_tiles=2)
+    assert not plain.runtime.bound and bound.runtime.bound
+    assert bound.info()["io_binding"] is True
+    for units in (1, 2, 1):  # a new shape, another, then the first again through its kept buffers
+        rows = plain.warm_up_rows(units)
+        assert np.array_equal(plain.run_batch(rows), bound.run_batch(rows))
+    # Two shapes of the main graph (and a style generator's mapping graph) are bound, once each.
+    assert bound.runtime.bound["model"].bindings_made == 2
+
+
+def test_bound_buffers_are_reused_and_a_thousand_batches_do_not_grow_memory() -> None:
+    model = served("digits-conditional", io_binding="on", max_batch_size=8)
+    session = model.runtime.bound["model"]
+    rows = model.warm_up_rows(8)
+    first = model.run_batch(rows)
+    for _ in range(100):  # the arena and the binding settle
+        model.run_batch(rows)
+    (shape,) = session.bound()
+    addresses = shape.addresses()
+    before = resident_kib()
+    for _ in range(1000):
+        out = model.run_batch(rows)
+    grown_kib = resident_kib() - before
+    assert np.array_equal(out, first)
+    assert session.bindings_made == 1 and shape.runs == 1100 and shape.addresses() == addresses
+    assert grown_kib < 4096, f"resident memory grew by {grown_kib} KiB over 1,000 bound batches"
+
+
+def test_lanes_running_one_shape_at_once_each_get_a_binding() -> None:
+    model = served("digits", io_binding="on", max_batch_size=4)
+    session = model.runtime.bound["model"]
+    rows = model.warm_up_rows(4)
+    with ThreadPoolExecutor(3) as lanes:
+        outs = list(lanes.map(model.run_batch, [rows] * 30))
+    assert all(np.array_equal(outs[0], out) for out in outs)
+    assert 1 <= session.bindings_made <= 3  # never more than ran at once
+
+
+def test_buckets_by_provider_and_setting() -> None:
+    assert BatchBuckets.plan("", on_gpu=False, largest=5).sizes == (1, 2, 3, 4, 5)  # CPU: no padding
+    assert BatchBuckets.plan("", on_gpu=True, largest=256).sizes == (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    assert BatchBuckets.plan("", on_gpu=True, largest=48).sizes == (1, 2, 4, 8, 16, 32, 48)
+    assert BatchBuckets.plan("4, 16,1", on_gpu=False, largest=8).sizes == (1, 4, 8)  # the largest always
+    assert BatchBuckets((1, 4, 8)).fit(3) == 4 and BatchBuckets((1, 4, 8)).fit(8) == 8
+    for bad in ("0,4", "4,x", "1;2"):
+        with pytest.raises(ValueError, match="batch_buckets"):
+            parse_buckets(bad)
+    with pytest.raises(ValueError, match="batch_buckets"):
+        Settings(batch_buckets="two")
+
+
+@pytest.mark.parametrize("name", ["digits-conditional", "digits-style", "srresnet-x2"])
+def test_a_padded_batch_gives_the_pixels_of_its_rows(name: str) -> None:
+    plain = served(name, max_batch_size=8, max_batch_tiles=8)
+    padded = served(name, max_batch_size=8, max_batch_tiles=8, batch_buckets="1,4")
+    assert padded.buckets.sizes == (1, 4, 8)
+    assert padded.info()["batch_buckets"] == [1, 4, 8]
+    for units in (3, 5):  # padded to 4 and to 8
+        rows = plain.warm_up_rows(units)
+        out = padded.run_batch(rows)
+        assert out.shape[0] == units and np.array_equal(out, plain.run_batch(rows))
+
+
+def test_the_warm_up_runs_every_bucket_once() -> None:
+    model = served("digits", io_binding="on", max_batch_size=16, batch_buckets="1,2,4,8")
+    model.warm_up()
+    shapes = sorted(b.inputs["z"].shape()[0] for b in model.runtime.bound["model"].bound())
+    assert shapes == [1, 2, 4, 8, 16]
+
+
+def test_a_version_runs_its_model_onnx_at_its_precision_on_cpu() -> None:
+    model = served("digits")
+    info = model.info()
+    assert info["provider"] == CPU and info["graph"] == "model.onnx" and info["graph_precision"] == "fp32"
+    assert "provider_fallback" not in info
