@@ -19,9 +19,9 @@ SIXTEEN = list(range(16))
 
 
 class FakeDevice:
-    """One stream: a batch runs on it alone. A batch on it waits until the rows of the batch after
-    it are being made on the host (or gives up after `patience` s and says so): what a device that
-    never idles between batches needs."""
+    """One stream: a batch runs on it alone. A batch on it waits until another batch's rows are
+    being made on the host (or were made and wait for the stream), or gives up after `patience` s
+    and says so: what a device that never idles between batches needs."""
 
     def __init__(self, batches: int, patience: float = 10.0) -> None:
         self.batches = batches
@@ -29,18 +29,19 @@ class FakeDevice:
         self.stream = threading.Lock()
         self.changed = threading.Condition()
         self.made = 0  # batches whose rows the host has started making
+        self.ran = 0  # batches that got the device
         self.ready_in_time: list[bool] = []
 
     def run_batch(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         with self.changed:  # the host makes this batch's rows (latents, noise, tiles)...
             self.made += 1
-            mine = self.made
             self.changed.notify_all()
         time.sleep(0.002)
         with self.stream:  # ...then the device runs it
-            if mine < self.batches:
+            self.ran += 1
+            if self.ran < self.batches:
                 with self.changed:
-                    ready = self.changed.wait_for(lambda: self.made > mine, self.patience)
+                    ready = self.changed.wait_for(lambda: self.made > self.ran, self.patience)
                 self.ready_in_time.append(ready)
         return feed["x"] * 2
 
