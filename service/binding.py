@@ -48,7 +48,7 @@ class BoundShape:
         self.output = ort.OrtValue.ortvalue_from_shape_and_type(output.shape, output.dtype.type, device, 0)
         self.binding.bind_ortvalue_output(self.output_name, self.output)
         self.run_options = ort.RunOptions()
-        if graph_id is not None:  # one captured CUDA graph per shape (and per lane)
+        if graph_id is not None:  # one captured CUDA graph per binding (its fixed buffers)
             self.run_options.add_run_config_entry("gpu_graph_id", str(graph_id))
         self.runs = 0
 

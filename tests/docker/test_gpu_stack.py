@@ -95,3 +95,14 @@ def test_the_record_is_what_the_pinned_wheel_says() -> None:
         pytest.skip(f"neither the wheel (.gpu-wheels/, scripts/gpu/prepare.sh) nor PyPI ({e}) is at hand")
     published = {f["filename"]: f["hashes"].get("sha256") for f in files}
     assert published.get(RECORD["wheel"]) == RECORD["sha256"]
+
+
+def test_the_host_requirements_are_written_where_operators_look() -> None:
+    """The driver a CUDA major needs, in the compose override and the operations guide."""
+    for text in (
+        (REPO / "docker-compose.gpu.yml").read_text(),
+        (REPO / "docs" / "operations.md").read_text(),
+    ):
+        assert f"CUDA {RECORD['cuda_major']}" in text
+        assert RECORD["minimum_driver"] in text and "NVIDIA Container Toolkit" in text
+        assert f"onnxruntime-gpu {RECORD['version']}" in text
