@@ -1,8 +1,10 @@
 """The baseline: what a user would write by hand. One FastAPI endpoint per task, one ONNX Runtime
-call per request, no batching, no queue. Used only by bench/serve_bench.py.
+call per request, no batching, no queue. Used by bench/serve_bench.py and bench/gpu_bench.py (the
+latter with --provider cuda: ONNX Runtime's CUDA provider, CPU for what it cannot run; GET
+/providers says which provider each session really got).
 
     python bench/plain_server.py --port 8001 --generator models/digits-conditional/1/model.onnx \\
-        --upscaler models/srresnet-x4/1/model.onnx
+        --upscaler models/srresnet-x4/1/model.onnx [--provider cpu|cuda]
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -28,10 +31,21 @@ class GenerateBody(BaseModel):
     labels: int = 0
 
 
-def build_app(generator: str, upscaler: str) -> FastAPI:
+def providers_for(provider: str) -> list[Any]:
+    """ONNX Runtime's providers for `provider` ("cpu" or "cuda"); on CUDA its libraries from the
+    nvidia-* pip packages are loaded first, where this onnxruntime can (preload_dlls)."""
+    if provider == "cpu":
+        return ["CPUExecutionProvider"]
+    if hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()
+    return [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
+
+
+def build_app(generator: str, upscaler: str, provider: str = "cpu") -> FastAPI:
     app = FastAPI()
-    gen = ort.InferenceSession(generator, providers=["CPUExecutionProvider"])
-    up = ort.InferenceSession(upscaler, providers=["CPUExecutionProvider"])
+    providers = providers_for(provider)
+    gen = ort.InferenceSession(generator, providers=providers)
+    up = ort.InferenceSession(upscaler, providers=providers)
     conditional = any(i.name == "labels" for i in gen.get_inputs())
     latent = gen.get_inputs()[0].shape[1]
 
@@ -57,6 +71,10 @@ def build_app(generator: str, upscaler: str) -> FastAPI:
         Image.fromarray(result).save(buffer, format="PNG")
         return Response(buffer.getvalue(), media_type="image/png")
 
+    @app.get("/providers")
+    def providers_used() -> dict[str, str]:
+        return {"generator": gen.get_providers()[0], "upscaler": up.get_providers()[0]}
+
     return app
 
 
@@ -65,5 +83,8 @@ if __name__ == "__main__":
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--generator", required=True)
     p.add_argument("--upscaler", required=True)
+    p.add_argument("--provider", choices=("cpu", "cuda"), default="cpu")
     a = p.parse_args()
-    uvicorn.run(build_app(a.generator, a.upscaler), host="127.0.0.1", port=a.port, log_level="warning")
+    uvicorn.run(
+        build_app(a.generator, a.upscaler, a.provider), host="127.0.0.1", port=a.port, log_level="warning"
+    )
