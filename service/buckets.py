@@ -64,7 +64,9 @@ class BatchBuckets:
         """The feed padded up to its bucket (inputs named in `batched` only: their first axis is
         the batch), and the number of real rows."""
         rows = next(len(feed[name]) for name in feed if name in batched) if batched & feed.keys() else 0
-        size = self.fit(rows) if rows else rows
+        # A graph may be fed more rows than a batch holds (a style generator maps two latents for
+        # each image of a walk): such a run goes at its own size, like any row count over the top.
+        size = self.fit(rows) if 0 < rows <= self.largest else rows
         if size == rows:
             return feed, rows
         padded = {

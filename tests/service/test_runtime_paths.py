@@ -80,7 +80,13 @@ def test_buckets_by_provider_and_setting() -> None:
     assert BatchBuckets.plan("", on_gpu=True, largest=256).sizes == (1, 2, 4, 8, 16, 32, 64, 128, 256)
     assert BatchBuckets.plan("", on_gpu=True, largest=48).sizes == (1, 2, 4, 8, 16, 32, 48)
     assert BatchBuckets.plan("4, 16,1", on_gpu=False, largest=8).sizes == (1, 4, 8)  # the largest always
-    assert BatchBuckets((1, 4, 8)).fit(3) == 4 and BatchBuckets((1, 4, 8)).fit(8) == 8
+    buckets = BatchBuckets((1, 4, 8))
+    assert buckets.fit(3) == 4 and buckets.fit(8) == 8
+    x = {"x": np.arange(3)}
+    padded, rows = buckets.pad(x, frozenset({"x"}))
+    assert rows == 3 and padded["x"].tolist() == [0, 1, 2, 2]  # the last row repeated
+    over = {"x": np.arange(11), "fixed": np.ones((1, 2))}
+    assert buckets.pad(over, frozenset({"x"})) == (over, 11)  # over the top: run at its own size
     for bad in ("0,4", "4,x", "1;2"):
         with pytest.raises(ValueError, match="batch_buckets"):
             parse_buckets(bad)
@@ -112,3 +118,16 @@ def test_a_version_runs_its_model_onnx_at_its_precision_on_cpu() -> None:
     info = model.info()
     assert info["provider"] == CPU and info["graph"] == "model.onnx" and info["graph_precision"] == "fp32"
     assert "provider_fallback" not in info
+
+
+def test_a_graph_fed_more_rows_than_a_batch_runs_them_all() -> None:
+    """A style generator's walk maps two latents per image: its mapping graph gets up to twice
+    the batch's rows (a loop walk of 24 frames failed here once, 48 rows over the 32 bucket)."""
+    model = served("digits-style")
+    assert model.buckets.largest == 32
+    session = model.runtime.sessions["mapping"]
+    feed = {
+        i.name: np.zeros((48, *i.shape[1:]), np.float32 if "float" in i.type else np.int64)
+        for i in session.get_inputs()
+    }
+    assert model.runtime.run(feed, "mapping").shape[0] == 48
