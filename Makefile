@@ -95,7 +95,7 @@ runs/srgan_x4/generator.pt: runs/sr_x4/generator.pt  # SRGAN starts from the x4 
 models/srresnet-x4/1/manifest.json models/srgan-x4/1/manifest.json: FAMILY := --family photo-x4
 
 models/%/1/manifest.json: | $(STAMP)
-	$(BIN)/gan-export $(firstword $^) --repo models --name $* --version 1 --replace $(FAMILY)
+	$(BIN)/gan-export $(firstword $^) --repo models --name $* --version 1 --replace --fp16-variant $(FAMILY)
 
 runs/%/generator.pt: configs/%.toml | $(STAMP)
 	$(BIN)/gan-train --config $< --out runs/$*

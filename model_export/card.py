@@ -128,6 +128,23 @@ def _io(tensors: list[dict[str, Any]]) -> str:
     return ", ".join(f"`{t['name']}` {t['dtype']} ({', '.join(str(d) for d in t['shape'])})" for t in tensors)
 
 
+def _variant_rows(m: dict[str, Any]) -> list[str]:
+    """The fp16 variant's row, when the version has one: its file and its own parity."""
+    variant = m.get("variants", {}).get("fp16")
+    if variant is None:
+        return []
+    file, parity = variant["file"], variant["parity"]
+    derived = m.get("derived_from")
+    note = f", made from version {derived['version']}'s {MODEL_FILE}" if derived else ""
+    return [
+        f"| fp16 variant | `{file['name']}`, {file['bytes'] / 1e6:.2f} MB: float16 inside, the same inputs "
+        f"and outputs (for GPUs){note}; max abs error {parity['max_abs_error']:.2g} vs "
+        f"{parity['reference']} (tolerance {parity['tolerance']:.2g}); uint8 output within "
+        f"{parity['pixel_max_diff']} level(s), "
+        f"{100 * parity['pixel_mismatch_fraction']:.3f} % of pixels differ |"
+    ]
+
+
 def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str:
     m = manifest
     src, arch, training = m["source"], m["source"]["architecture"], m["source"]["training"]
@@ -193,6 +210,7 @@ def card_markdown(manifest: dict[str, Any], caption: str, repo_hint: str) -> str
         f"{100 * parity['pixel_mismatch_fraction']:.3f} % of pixels differ |",
         f"| file | `{MODEL_FILE}`, {m['file']['bytes'] / 1e6:.2f} MB, {m['precision']}, opset {m['opset']}, "
         f"sha256 `{m['file']['sha256'][:16]}…` |",
+        *_variant_rows(m),
         f"| source | `{src['checkpoint']}` ({src['format']}, sha256 `{src['sha256'][:16]}…`) |",
         f"| exported | {m['created_at']} with torch {m['tools']['torch']}, onnx {m['tools']['onnx']} |",
         "",

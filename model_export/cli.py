@@ -2,10 +2,11 @@
 check a model repository.
 
 gan-export CHECKPOINT --repo models --name NAME [--version N] [--precision fp32|fp16] [--opset N]
-           [--new-interface]
+           [--new-interface] [--fp16-variant]
 gan-export --module pkg.mod:Factory --weights g.pt [--kwargs JSON] --task generate --latent-size 16
            [--classes 10] --output-range 0,1 --layout nchw --name NAME
 gan-export model.ts.pt|model.onnx --task upscale --scale 3 --input-range 0,1 --output-range 0,1 --name NAME
+gan-export fp16-variant --repo models --name NAME [--version N]   (published N -> N+1 with model.fp16.onnx)
 gan-export check [--repo models]
 """
 
@@ -30,7 +31,8 @@ def _export_parser() -> argparse.ArgumentParser:
         description="Export a generator checkpoint (generator.pt or checkpoints/step_N.pt), or a "
         "generator or upscaler made elsewhere (--module, a TorchScript file, an ONNX file), to "
         "REPO/NAME/VERSION/{model.onnx,manifest.json}, verified against the original first. "
-        "`gan-export check --repo DIR` validates a repository.",
+        "`gan-export check --repo DIR` validates a repository; `gan-export fp16-variant --repo DIR "
+        "--name NAME` publishes a version again with an fp16 graph made from its fp32 one.",
     )
     p.add_argument(
         "checkpoint",
@@ -56,6 +58,13 @@ def _export_parser() -> argparse.ArgumentParser:
         f"(default fp32 {TOLERANCES['fp32']}, fp16 {TOLERANCES['fp16']})",
     )
     p.add_argument("--replace", action="store_true", help="replace an existing version (default: refuse)")
+    p.add_argument(
+        "--fp16-variant",
+        action="store_true",
+        help="also publish model.onnx's graph in float16 as model.fp16.onnx (the same inputs and outputs; "
+        f"a GPU server uses it), held to the fp16 tolerance {TOLERANCES['fp16']} against PyTorch; with "
+        "--precision fp32 only. A style generator's mapping.onnx stays fp32",
+    )
     p.add_argument("--no-card", action="store_true", help="skip README.md and sample.png")
     p.add_argument(
         NEW_INTERFACE_FLAG,
@@ -175,6 +184,48 @@ def _adopt(args: argparse.Namespace) -> Any:
     return adopted_source(interface, path=args.checkpoint)
 
 
+def _fp16_variant_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gan-export fp16-variant",
+        description="Publish version N of a model again, as version N+1, with an fp16 variant: its fp32 "
+        "model.onnx converted to float16 in the graph (model.fp16.onnx; the same inputs and outputs), held "
+        "to the fp16 tolerance against model.onnx in ONNX Runtime on export's parity inputs. For models "
+        "whose checkpoint is gone; with the checkpoint, export it with --fp16-variant instead.",
+    )
+    p.add_argument("--repo", type=Path, default=Path("models"), help="model repository (default: models)")
+    p.add_argument("--name", required=True, help="the model")
+    p.add_argument("--version", type=int, default=None, help="version N, the newest (default: the newest)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help=f"max abs error vs model.onnx, in model units (default {TOLERANCES['fp16']})",
+    )
+    p.add_argument("--no-card", action="store_true", help="skip README.md and sample.png")
+    return p
+
+
+def run_fp16_variant(argv: list[str]) -> int:
+    args = _fp16_variant_parser().parse_args(argv)
+    from model_export.variant import add_fp16_variant
+
+    result = add_fp16_variant(
+        args.repo, args.name, version=args.version, tolerance=args.tolerance, card=not args.no_card
+    )
+    m = result.manifest
+    print(f"published {result.directory}: version {m['derived_from']['version']} with {_variant_summary(m)}")
+    return 0
+
+
+def _variant_summary(m: dict[str, Any]) -> str:
+    variant = m["variants"]["fp16"]
+    parity = variant["parity"]
+    return (
+        f"{variant['file']['name']}, {variant['file']['bytes'] / 1e6:.2f} MB; its parity max abs error "
+        f"{parity['max_abs_error']:.2g} (tolerance {parity['tolerance']:.2g})"
+    )
+
+
 def _check_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gan-export check",
@@ -204,7 +255,14 @@ def run_export(argv: list[str]) -> int:
 
     # The arguments first: a bad name or an existing version stops before any slow work.
     check_arguments(
-        args.repo, args.name, args.version, args.precision, args.opset, args.tolerance, args.replace
+        args.repo,
+        args.name,
+        args.version,
+        args.precision,
+        args.opset,
+        args.tolerance,
+        args.replace,
+        args.fp16_variant,
     )
     source = _adopt(args) if _adopted(args) else load_source(args.checkpoint)
     result = export_source(
@@ -220,6 +278,7 @@ def run_export(argv: list[str]) -> int:
         family=args.family,
         family_role=args.family_role,
         new_interface=args.new_interface,
+        fp16_variant=args.fp16_variant,
     )
     m = result.manifest
     parity = m["parity"]
@@ -227,6 +286,7 @@ def run_export(argv: list[str]) -> int:
         f"published {result.directory}: {m['task']}, {m['precision']}, opset {m['opset']}, "
         f"{m['file']['bytes'] / 1e6:.2f} MB; parity max abs error {parity['max_abs_error']:.2g} "
         f"(tolerance {parity['tolerance']:.2g}) over {len(parity['cases'])} inputs"
+        + (f"; {_variant_summary(m)}" if "variants" in m else "")
     )
     return 0
 
@@ -246,9 +306,16 @@ def run_check(argv: list[str]) -> int:
                 failures += 1
                 print(f"FAIL {name}/{version}: {e}")
                 continue
+            fp16 = m.get("variants", {}).get("fp16")
             print(
                 f"ok   {name}/{version}: {m['task']}, {m['precision']}, {m['file']['bytes'] / 1e6:.2f} MB, "
                 f"parity {m['parity']['max_abs_error']:.2g} <= {m['parity']['tolerance']:.2g}"
+                + (
+                    f"; fp16 variant {fp16['file']['bytes'] / 1e6:.2f} MB, parity "
+                    f"{fp16['parity']['max_abs_error']:.2g} <= {fp16['parity']['tolerance']:.2g}"
+                    if fp16
+                    else ""
+                )
             )
     if rows == 0:
         print(f"{args.repo}: no model versions found")
@@ -260,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["check"]:
             return run_check(argv[1:])
+        if argv[:1] == ["fp16-variant"]:
+            return run_fp16_variant(argv[1:])
         return run_export(argv)
     except (ExportError, RepositoryError, ManifestError) as e:
         print(f"gan-export: error: {e}", file=sys.stderr)

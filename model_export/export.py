@@ -9,10 +9,16 @@
 4. measure parity against PyTorch (refuse over the tolerance);
 5. write the graphs, manifest.json (validated by the schema), sample.png and README.md into a
    staging directory in the repository, then rename it to REPO/NAME/VERSION.
+
+With fp16_variant, steps 3 and 4 also export model.onnx's graph at fp16 (model.fp16.onnx, the
+manifest's variants.fp16: the same inputs and outputs, for GPUs), held to the fp16 tolerance
+against PyTorch; a style generator's mapping.onnx stays fp32 (it is small, and w is what a client
+edits). A version already published gets its variant from its fp32 graph: model_export.variant.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -30,6 +36,7 @@ import torch
 
 from model_export.card import write_card
 from model_export.errors import ExportError
+from model_export.fp16_graph import refuse_other_interface
 from model_export.onnx_file import DEFAULT_OPSET, check_opset, export_graph
 from model_export.onnx_wrap import compose, default_opset, graph_precision
 from model_export.parity import TOLERANCES, ParityReport, measure_parity
@@ -38,6 +45,7 @@ from model_export.source import Source, load_source
 from model_repository.interface import interface, refuse_interface_change
 from model_repository.manifest import (
     FAMILY_ROLES,
+    FP16_FILE,
     MANIFEST_FILE,
     MAPPING_FILE,
     MODEL_FILE,
@@ -69,9 +77,10 @@ def export_checkpoint(
     family: str | None = None,
     family_role: str | None = None,
     new_interface: bool = False,
+    fp16_variant: bool = False,
 ) -> ExportResult:
     # 1. arguments
-    check_arguments(repo, name, version, precision, opset, tolerance, replace)
+    check_arguments(repo, name, version, precision, opset, tolerance, replace, fp16_variant)
 
     # 2. the generator, rebuilt from the checkpoint
     return export_source(
@@ -87,6 +96,7 @@ def export_checkpoint(
         family=family,
         family_role=family_role,
         new_interface=new_interface,
+        fp16_variant=fp16_variant,
     )
 
 
@@ -98,12 +108,18 @@ def check_arguments(
     opset: int,
     tolerance: float | None,
     replace: bool,
+    fp16_variant: bool = False,
 ) -> float:
     """Step 1, before any slow work; the tolerance to use."""
     check_name(name)
     check_opset(opset)
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if fp16_variant and precision != "fp32":
+        raise ExportError(
+            f"--fp16-variant adds an fp16 {FP16_FILE} beside an fp32 {MODEL_FILE}: it goes with "
+            f"--precision fp32 (the default), not {precision}"
+        )
     tolerance = TOLERANCES[precision] if tolerance is None else tolerance
     if not tolerance > 0:
         raise ExportError(f"tolerance must be > 0, got {tolerance}")
@@ -128,18 +144,25 @@ def export_source(
     family: str | None = None,
     family_role: str | None = None,
     new_interface: bool = False,
+    fp16_variant: bool = False,
 ) -> ExportResult:
     """Steps 3 to 5 for a source: a checkpoint's, or a model made elsewhere (model_export.adopt).
     family: an upscaler's family (the models of one factor that /upscale's `detail` blends).
-    new_interface: publish even if the interface differs from the newest published version's."""
+    new_interface: publish even if the interface differs from the newest published version's.
+    fp16_variant: also publish model.onnx's graph at fp16 (model.fp16.onnx)."""
     family_section = upscaler_family(source, family, family_role)
     if source.raw_onnx is not None:
         if precision != "fp32":
             raise ExportError(
                 f"a {source.format} is adopted at its own precision: --precision fp16 is not supported"
             )
+        if fp16_variant:  # its graph is wrapped, not traced: there is no fp16 module to export
+            raise ExportError(
+                f"--fp16-variant: a {source.format} is adopted at its own precision; publish it, then "
+                "`gan-export fp16-variant --repo REPO --name NAME` converts the published graph"
+            )
         precision = graph_precision(source.raw_onnx)  # a float16 graph is published as it is
-    tolerance = check_arguments(repo, name, version, precision, opset, tolerance, replace)
+    tolerance = check_arguments(repo, name, version, precision, opset, tolerance, replace, fp16_variant)
     specs = graph_specs(source)  # model.onnx first; a style G also has mapping.onnx
     section = {**specs[0].task_section}
     if family_section is not None:
@@ -153,6 +176,7 @@ def export_source(
         # 4. parity against the fp32 PyTorch generator
         published: dict[str, Path] = {}
         reports: list[ParityReport] = []
+        variant_report: ParityReport | None = None  # model.fp16.onnx's, with fp16_variant
         for spec in specs:
             float_path = Path(scratch) / f"float-{spec.file}"
             pixel_path = Path(scratch) / spec.file if spec.pixels else None
@@ -169,6 +193,9 @@ def export_source(
             reference = build_graph(source, spec, "fp32", pixels=False)
             reports.append(measure_parity(reference, float_path, pixel_path, spec, tolerance))
             published[spec.file] = pixel_path or float_path
+            if fp16_variant and spec.file == MODEL_FILE and pixel_path is not None:
+                variant_report = export_fp16_variant(source, spec, pixel_path, Path(scratch), opset)
+                published[FP16_FILE] = Path(scratch) / FP16_FILE
         report = ParityReport.combined(reports)
 
         # 5. publish
@@ -184,6 +211,9 @@ def export_source(
             )
             if family_section is not None:
                 built["upscaler"]["family"] = family_section
+            if variant_report is not None:
+                parity = variant_report.manifest(TOLERANCES["fp16"], "fp16")
+                built["variants"] = {"fp16": {"file": file_entry(staging / FP16_FILE), "parity": parity}}
             text = dump_manifest(built)
             manifest = json.loads(text)  # validate exactly what readers will read (tuples are lists)
             validate_manifest(manifest, "the new manifest")
@@ -194,6 +224,23 @@ def export_source(
 
         number, directory = publish_version(repo, name, write, version=version, replace=replace)
     return ExportResult(name=name, version=number, directory=directory, manifest=manifests[0])
+
+
+def export_fp16_variant(
+    source: Source, spec: GraphSpec, fp32_pixels: Path, scratch: Path, opset: int
+) -> ParityReport:
+    """Steps 3 and 4 for model.onnx's fp16 variant: scratch/model.fp16.onnx (and its float twin),
+    checked, with fp32_pixels' inputs and outputs, within the fp16 tolerance of PyTorch fp32."""
+    variant_spec = dataclasses.replace(spec, file=FP16_FILE)  # parity cases name this graph
+    float_path, pixel_path = scratch / f"float-{FP16_FILE}", scratch / FP16_FILE
+    export_graph(build_graph(source, spec, "fp16", pixels=False), spec, float_path, opset)
+    export_graph(build_graph(source, spec, "fp16", pixels=True), spec, pixel_path, opset)
+    refuse_other_interface(onnx.load(str(fp32_pixels)), onnx.load(str(pixel_path)))
+    reference = build_graph(source, spec, "fp32", pixels=False)
+    try:
+        return measure_parity(reference, float_path, pixel_path, variant_spec, TOLERANCES["fp16"])
+    except ExportError as e:
+        raise ExportError(f"the fp16 variant: {e}") from None
 
 
 def upscaler_family(source: Source, family: str | None, role: str | None) -> dict[str, str] | None:

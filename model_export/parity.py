@@ -8,6 +8,8 @@ the fp32 PyTorch generator and through ONNX Runtime. Two checks:
 - pixels (graphs that output pixels): the published uint8 graph vs PyTorch's output rounded the
   same way; rounding may flip a value that sits on a .5 boundary by one level, so the allowance
   is 1 level plus the tolerance.
+An fp16 variant converted from a published fp32 graph has no PyTorch to compare with:
+measure_graph_parity holds it to the fp32 graph in ONNX Runtime instead, on the same inputs.
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
 
 from model_export.errors import ExportError
+from model_export.fp16_graph import tapped
 from model_export.pixel_graphs import GraphSpec, to_pixels
 
 TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2}
 PROVIDER = "CPUExecutionProvider"
+TORCH_REFERENCE = "PyTorch fp32 on CPU"
 
 
 @dataclass
@@ -49,9 +54,9 @@ class ParityReport:
             cases=[case for r in reports for case in r.cases],
         )
 
-    def manifest(self, tolerance: float, precision: str) -> dict[str, Any]:
+    def manifest(self, tolerance: float, precision: str, reference: str = TORCH_REFERENCE) -> dict[str, Any]:
         return {
-            "reference": "PyTorch fp32 on CPU",
+            "reference": reference,
             "runtime": f"onnxruntime {ort.__version__} ({precision} model)",
             "provider": PROVIDER,
             "max_abs_error": self.max_abs_error,
@@ -114,23 +119,72 @@ def measure_parity(
         report.pixel_max_diff = max(report.pixel_max_diff, int(diff.max()))
         report.pixel_mismatches += int((diff > 0).sum())
         report.pixel_count += diff.size
+    return _judged(report, tolerance, (low, high), "PyTorch")
+
+
+def _judged(
+    report: ParityReport, tolerance: float, value_range: tuple[float, float], against: str
+) -> ParityReport:
+    """The report, or ExportError when it is over the tolerance: values within it, pixels within
+    1 level (rounding at a .5 boundary) plus the tolerance in levels."""
+    low, high = value_range
     if report.max_abs_error > tolerance:
         raise ExportError(
-            f"parity check failed: ONNX Runtime differs from PyTorch by up to {report.max_abs_error:.3g} "
+            f"parity check failed: ONNX Runtime differs from {against} by up to {report.max_abs_error:.3g} "
             f"(tolerance {tolerance:.3g}); per input: "
             + ", ".join(f"{c['input_shape']}: {c['max_abs_error']:.3g}" for c in report.cases)
         )
     allowed = 1 + math.ceil(tolerance * 255 / (high - low))
     if report.pixel_max_diff > allowed:
         raise ExportError(
-            f"parity check failed: the uint8 output differs from PyTorch's by up to {report.pixel_max_diff} "
-            f"levels (allowed {allowed})"
+            f"parity check failed: the uint8 output differs from {against}'s by up to "
+            f"{report.pixel_max_diff} levels (allowed {allowed})"
         )
     return report
 
 
-def _run(sess: ort.InferenceSession, feed: dict[str, np.ndarray], shape: list[int]) -> np.ndarray:
+def measure_graph_parity(
+    reference: Path,
+    variant: Path,
+    feeds: list[dict[str, np.ndarray]],
+    value_range: tuple[float, float],
+    tolerance: float,
+    scratch: Path,
+) -> ParityReport:
+    """A pixel graph (an fp16 variant) against another pixel graph of the same model (the
+    published fp32 one), both in ONNX Runtime on the same feeds, where no PyTorch generator is
+    left to compare with. Values are compared where each graph rounds to pixels (fp16_graph.tapped),
+    scaled back to model units, so the tolerance means what it means against PyTorch; pixels as
+    in measure_parity. The cases name the variant's file."""
+    paths = []
+    for path in (reference, variant):
+        tapped_path = scratch / f"tapped-{path.name}"
+        onnx.save(tapped(onnx.load(str(path))), str(tapped_path))
+        paths.append(tapped_path)
+    reference_session, variant_session = session(paths[0]), session(paths[1])
+    low, high = value_range
+    units = (high - low) / 255  # model units per pixel level
+    report = ParityReport()
+    for feed in feeds:
+        shape = list(next(iter(feed.values())).shape)
+        expected_pixels, expected = _run(reference_session, feed, shape, outputs=2)
+        pixels, got = _run(variant_session, feed, shape, outputs=2)
+        if not np.isfinite(got).all():
+            raise ExportError(f"input {shape}: the ONNX model produced NaN or inf")
+        error = float(np.abs(got - expected).max()) * units
+        report.max_abs_error = max(report.max_abs_error, error)
+        report.cases.append({"graph": variant.name, "input_shape": shape, "max_abs_error": error})
+        diff = np.abs(pixels.astype(np.int16) - expected_pixels.astype(np.int16))
+        report.pixel_max_diff = max(report.pixel_max_diff, int(diff.max()))
+        report.pixel_mismatches += int((diff > 0).sum())
+        report.pixel_count += diff.size
+    return _judged(report, tolerance, value_range, reference.name)
+
+
+def _run(sess: ort.InferenceSession, feed: dict[str, np.ndarray], shape: list[int], outputs: int = 1) -> Any:
+    """The first output, or a list of the first `outputs` outputs."""
     try:
-        return np.asarray(sess.run(None, feed)[0])
+        found = [np.asarray(out) for out in sess.run(None, feed)[:outputs]]
     except Exception as e:  # see session()
         raise ExportError(f"input {shape}: ONNX Runtime failed: {e}") from None
+    return found[0] if outputs == 1 else found

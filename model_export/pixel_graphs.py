@@ -147,11 +147,7 @@ def _generator_spec(source: Source) -> GraphSpec:
         {"name": "image", "dtype": "uint8", "shape": ["batch", height, width, channels], "layout": "NHWC"}
     ]
     section = generator_section(source, latent, num_classes)
-    rng = torch.Generator().manual_seed(0)
-    cases: list[tuple[torch.Tensor, ...]] = []
-    for n in PARITY_BATCHES:
-        z = torch.randn((n, latent), generator=rng)
-        cases.append((z, torch.randint(0, num_classes, (n,), generator=rng)) if num_classes else (z,))
+    cases = latent_cases(latent, num_classes, torch.Generator().manual_seed(0))
     return GraphSpec(
         input_names=[i["name"] for i in inputs],
         output_name="image",
@@ -164,6 +160,26 @@ def _generator_spec(source: Source) -> GraphSpec:
         wrap=lambda g, dtype, pixels: GeneratorGraph(g, value_range, dtype, pixels),
         parity_inputs=cases,
     )
+
+
+def latent_cases(latent: int, num_classes: int, rng: torch.Generator) -> list[tuple[torch.Tensor, ...]]:
+    """A generator's (or a style mapping's) parity inputs: z [, labels] at each of PARITY_BATCHES,
+    drawn from rng. Also what an fp16 variant of a published version is measured on
+    (model_export.variant), so both are measured on the same inputs."""
+    cases: list[tuple[torch.Tensor, ...]] = []
+    for n in PARITY_BATCHES:
+        z = torch.randn((n, latent), generator=rng)
+        cases.append((z, torch.randint(0, num_classes, (n,), generator=rng)) if num_classes else (z,))
+    return cases
+
+
+def upscaler_cases(channels: int) -> list[tuple[torch.Tensor, ...]]:
+    """An upscaler's parity inputs: random uint8 images at UPSCALER_PARITY_CASES."""
+    rng = torch.Generator().manual_seed(0)
+    return [
+        (torch.randint(0, 256, (n, h, w, channels), generator=rng, dtype=torch.uint8),)
+        for n, h, w in UPSCALER_PARITY_CASES
+    ]
 
 
 def generator_section(source: Source, latent: int, num_classes: int) -> dict[str, Any]:
@@ -197,11 +213,7 @@ def _upscaler_spec(source: Source) -> GraphSpec:
         "tile": max(DEFAULT_TILE, 4 * overlap),
         "overlap": overlap,
     }
-    rng = torch.Generator().manual_seed(0)
-    cases: list[tuple[torch.Tensor, ...]] = [
-        (torch.randint(0, 256, (n, h, w, channels), generator=rng, dtype=torch.uint8),)
-        for n, h, w in UPSCALER_PARITY_CASES
-    ]
+    cases = upscaler_cases(channels)
     return GraphSpec(
         input_names=["image"],
         output_name="upscaled",

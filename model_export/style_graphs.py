@@ -12,6 +12,7 @@ sources and take a client's own w's; the manifest's generator.style holds what t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -20,9 +21,9 @@ from torch import nn
 from model_export.errors import ExportError
 from model_export.pixel_graphs import (
     MAX_BATCH,
-    PARITY_BATCHES,
     GraphSpec,
     generator_section,
+    latent_cases,
     to_pixels,
     value_range_of,
 )
@@ -66,6 +67,28 @@ def _style_generator(module: nn.Module) -> StyleGenerator:
     return module
 
 
+def synthesis_cases(
+    map_cases: list[tuple[torch.Tensor, ...]],
+    mapping: Callable[..., torch.Tensor],
+    num_ws: int,
+    noise_shapes: Sequence[Sequence[int]],
+    rng: torch.Generator,
+) -> list[tuple[torch.Tensor, ...]]:
+    """The synthesis graph's parity inputs: the ws of real mapped latents (truncated and mixed
+    ones lie between those), half of each batch's layers mixed in from another row, and noise
+    images as drawn, from rng after the mapping's cases. mapping: z [, labels] -> w (PyTorch's
+    at export; a published mapping.onnx for an fp16 variant, model_export.variant)."""
+    cases: list[tuple[torch.Tensor, ...]] = []
+    for case in map_cases:
+        n = case[0].shape[0]
+        w = mapping(*case)  # (n, w_dim)
+        ws = w[:, None].repeat(1, num_ws, 1)
+        if n > 1:  # mixed styles too: the second half of the layers from another row's w
+            ws[:, num_ws // 2 :] = w.roll(1, dims=0)[:, None]
+        cases.append((ws, *(torch.randn((n, *shape), generator=rng) for shape in noise_shapes)))
+    return cases
+
+
 def style_specs(source: Source) -> list[GraphSpec]:
     """[synthesis (model.onnx), mapping (mapping.onnx)]."""
     G = _style_generator(source.generator)
@@ -86,27 +109,16 @@ def style_specs(source: Source) -> list[GraphSpec]:
         map_example += (torch.arange(3) % num_classes,)
         map_dynamic["labels"] = {0: batch}
     rng = torch.Generator().manual_seed(0)
-    map_cases: list[tuple[torch.Tensor, ...]] = []
-    for n in PARITY_BATCHES:
-        z = torch.randn((n, latent), generator=rng)
-        map_cases.append((z, torch.randint(0, num_classes, (n,), generator=rng)) if num_classes else (z,))
+    map_cases = latent_cases(latent, num_classes, rng)
     map_outputs = [{"name": "w", "dtype": "float32", "shape": ["batch", w_dim]}]
 
-    # --- the synthesis: parity on the ws of real mapped latents (truncated and mixed ones lie
-    # between those), and on noise images as drawn ---
+    # --- the synthesis ---
     noise: list[dict[str, Any]] = [
         {"name": f"noise_{i}", "dtype": "float32", "shape": ["batch", *shape]}
         for i, shape in enumerate(G.noise_shapes)
     ]
-    synth_cases: list[tuple[torch.Tensor, ...]] = []
     with torch.no_grad():
-        for case in map_cases:
-            n = case[0].shape[0]
-            w = G.mapping(*case)  # (n, w_dim)
-            ws = w[:, None].repeat(1, num_ws, 1)
-            if n > 1:  # mixed styles too: the second half of the layers from another row's w
-                ws[:, num_ws // 2 :] = w.roll(1, dims=0)[:, None]
-            synth_cases.append((ws, *(torch.randn((n, *shape), generator=rng) for shape in G.noise_shapes)))
+        synth_cases = synthesis_cases(map_cases, G.mapping, num_ws, G.noise_shapes, rng)
     synth_example = (torch.randn(3, num_ws, w_dim), *(torch.randn(3, *shape) for shape in G.noise_shapes))
     section["style"] = {
         "w_dim": w_dim,

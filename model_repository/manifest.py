@@ -1,7 +1,11 @@
-"""manifest.json: its JSON schema, validation, reading and the model file's checksum.
+"""manifest.json: its JSON schema, validation, reading and the model files' checksums.
 
 Export validates a manifest before it publishes a version; the service validates it again (and the
-checksum of model.onnx) before it loads one. Imports neither torch nor onnx: the service uses it.
+size and sha256 of each graph it lists: model.onnx, a style generator's mapping.onnx, an fp16
+variant's model.fp16.onnx) before it loads one. A version's variants are other graphs of the same
+model with the same inputs and outputs (`variants.fp16`: model.onnx in float16, for GPUs), each
+with its own file entry and parity record; `variant_file` says which file a reader may load
+instead of model.onnx. Imports neither torch nor onnx: the service uses it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 MAPPING_FILE = "mapping.onnx"  # a style generator's second graph
+FP16_FILE = "model.fp16.onnx"  # model.onnx in float16 (manifest: variants.fp16), same inputs and outputs
+# A variant's name -> its file (the schema fixes each name's file).
+VARIANT_FILES = {"fp16": FP16_FILE}
 # An upscaler's role in its family (upscaler.family): /upscale's detail blends the two.
 FAMILY_ROLES = ("faithful", "detail")
 
@@ -58,8 +65,9 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def read_manifest(version_dir: Path, verify_file: bool = True) -> dict[str, Any]:
-    """Read and validate `version_dir/manifest.json`; with verify_file, also check that model.onnx
-    exists with the recorded size and sha256 (a truncated or swapped file is refused)."""
+    """Read and validate `version_dir/manifest.json`; with verify_file, also check that each graph
+    it lists (graph_files) exists with the recorded size and sha256 (a truncated or swapped file is
+    refused)."""
     path = version_dir / MANIFEST_FILE
     try:
         manifest = json.loads(path.read_text())
@@ -82,13 +90,24 @@ def read_manifest(version_dir: Path, verify_file: bool = True) -> dict[str, Any]
 
 
 def graph_files(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """The version's ONNX files ({name, sha256, bytes}): model.onnx, and a style generator's
-    mapping.onnx."""
+    """The version's ONNX files ({name, sha256, bytes}): model.onnx, a style generator's
+    mapping.onnx, and each variant's graph (model.fp16.onnx)."""
     files = [manifest["file"]]
     style = manifest.get("generator", {}).get("style")
     if style is not None:
         files.append(style["mapping"]["file"])
+    files += [variant["file"] for variant in manifest.get("variants", {}).values()]
     return files
+
+
+def variant_file(manifest: dict[str, Any], variant: str) -> str | None:
+    """The file name of the version's `variant` graph ("fp16": model.fp16.onnx), None when the
+    manifest lists none. Takes the same inputs and gives the same outputs as model.onnx; a reader
+    that verified the manifest (read_manifest) has verified this file too."""
+    if variant not in VARIANT_FILES:
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANT_FILES)}")
+    entry = manifest.get("variants", {}).get(variant)
+    return None if entry is None else str(entry["file"]["name"])
 
 
 def dump_manifest(manifest: dict[str, Any]) -> str:

@@ -1,7 +1,9 @@
 """The bundled default models in models/: valid, verified, small, documented, and they work.
 
 Run through ONNX Runtime exactly as published (no PyTorch): the conditional digits generator must
-draw the digits it is asked for, and the upscalers must beat bicubic on a test photo.
+draw the digits it is asked for, and the upscalers must beat bicubic on a test photo. Each has an
+fp16 variant (model.fp16.onnx), converted from its fp32 graph (their checkpoints are not in the
+repository): the same interface, half the size, within the fp16 tolerance.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import math
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
+from model_export.fp16_graph import interface_of
 from model_repository.latents import latents_from_seeds
 from model_repository.repository import list_models, list_versions, read_version
 from model_repository.styles import StyleSpec
@@ -51,6 +55,40 @@ def test_every_bundled_model_is_valid_and_verified() -> None:
             assert (MODELS / name / "1" / extra).is_file()
     total = sum(p.stat().st_size for p in MODELS.rglob("*") if p.is_file())
     assert total < 25e6
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_every_bundled_model_has_its_fp16_variant(name: str) -> None:
+    m = read_version(MODELS, name, 1)  # model.fp16.onnx's size and sha256 verified too
+    variant = m["variants"]["fp16"]
+    parity = variant["parity"]
+    assert variant["file"]["name"] == "model.fp16.onnx"
+    # Converted from model.onnx (the checkpoints are not in the repository), or exported from
+    # PyTorch by `make models` with the runs at hand.
+    assert parity["reference"] in ("model.onnx (fp32) in ONNX Runtime on CPU", "PyTorch fp32 on CPU")
+    assert parity["max_abs_error"] <= parity["tolerance"] == 1e-2 and parity["pixel_max_diff"] <= 1
+    # measured on the inputs export measured model.onnx on
+    shapes = [c["input_shape"] for c in m["parity"]["cases"] if c.get("graph", "model.onnx") == "model.onnx"]
+    assert [c["input_shape"] for c in parity["cases"]] == shapes
+    assert variant["file"]["bytes"] < 0.6 * m["file"]["bytes"]  # half-size weights
+    fp32, fp16 = (onnx.load(str(MODELS / name / "1" / f)) for f in ("model.onnx", "model.fp16.onnx"))
+    assert interface_of(fp16) == interface_of(fp32)
+    assert "| fp16 variant | `model.fp16.onnx`" in (MODELS / name / "1" / "README.md").read_text()
+
+
+def test_fp16_variant_draws_what_the_fp32_graph_draws() -> None:
+    labels = np.arange(10, dtype=np.int64)
+    feed = {"z": latents_from_seeds(list(range(10)), 64), "labels": labels}
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # ONNX Runtime on CPU logs each Cast it puts around fp16 nodes
+    fp16 = ort.InferenceSession(
+        str(MODELS / "digits-conditional" / "1" / "model.fp16.onnx"),
+        options,
+        providers=["CPUExecutionProvider"],
+    )
+    images, expected = fp16.run(None, feed)[0], _session("digits-conditional").run(None, feed)[0]
+    assert images.dtype == np.uint8 and images.shape == expected.shape == (10, 32, 32, 1)
+    assert np.abs(images.astype(int) - expected).max() <= 1
 
 
 def test_style_model_manifest_and_its_quality() -> None:
