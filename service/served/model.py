@@ -121,8 +121,8 @@ class ServedModel(ABC):
     def warm_up(self) -> None:
         """Blocking (off the event loop): run every batch bucket (service.buckets: every size the
         batcher can form on CPU, the padded sizes on CUDA), so no request pays for a first run at a
-        new shape, then the largest on every lane at once (concurrent runs need memory of their
-        own, and IO binding keeps buffers per lane). The largest batch's time seeds the queue's
+        new shape, then the largest on every lane at once (concurrent runs need memory, and IO
+        binding's buffers, of their own). The largest batch's time seeds the queue's
         estimate (Retry-After, deadlines that cannot be met)."""
         started = time.perf_counter()
         feeds = [self.warm_up_rows(units) for units in self.buckets.sizes]
