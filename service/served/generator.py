@@ -56,8 +56,8 @@ class Generator(ServedModel):
 
     @staticmethod
     def batch_limits(settings: Settings, provider: str) -> tuple[int, int]:
-        # 0: 32 images on CPU (the default before GPUs were planned for); 256 on CUDA, where a
-        # batch of 256 small images still leaves an H100 underused (bench/gpu_bench.py measures).
+        # 0: 32 images on CPU (the default before GPUs were planned for); 256 on CUDA, whose width
+        # wants large batches (bench/gpu_bench.py measures where a model's throughput levels off).
         return settings.max_batch_size or (32 if provider == CPU else 256), settings.max_queue_units
 
     def accepts(self) -> dict[str, Any]:
