@@ -14,8 +14,8 @@ still leaves valid JSON. Loopback only. From the repository root:
     PYTHONPATH=. python bench/gpu_bench.py --provider cpu --quick --out /tmp/gpu-rehearsal.json
     PYTHONPATH=. python bench/gpu_bench.py --models srgan-x4,digits --sections raw --out /tmp/raw.json
 
-The rehearsal (--quick: batch sizes up to 4, one model of each kind, 2 s loads, few clients) takes
-about 40 s on two CPU cores. With --provider cuda the CUDA and cuDNN libraries come from the
+The rehearsal (--quick: batch sizes up to 2, one model of each kind, 1 s loads, few clients) takes
+about 25 s on two CPU cores. With --provider cuda the CUDA and cuDNN libraries come from the
 nvidia-* pip packages (onnxruntime.preload_dlls, here and in both servers); the servers inherit
 this environment, PYTHONPATH with the repository first. Every figure says which provider produced
 it, and --budget (300 s) bounds the whole run: a load that would end past it is skipped, so said.
@@ -65,7 +65,7 @@ GENERATOR = "digits-conditional"  # the loads' models, served by both servers
 UPSCALER = "srresnet-x4"
 QUICK_MODELS = [GENERATOR, "digits-style", UPSCALER]  # one of each kind: generate, style, upscale
 BATCHES = [2**i for i in range(9)]  # 1 .. 256
-QUICK_BATCHES = [1, 2, 4]
+QUICK_BATCHES = [1, 2]
 PHOTO_SIDE = 512
 PHOTOS = ROOT / "training" / "sr" / "photos" / "test"
 UPSCALE_DEADLINE_MS = 600_000  # an upscale job waits its turn (as serve_bench.py's)
@@ -172,10 +172,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="the rehearsal: batch sizes up to 4, one model of each kind, 2 s loads, few clients",
+        help="the rehearsal: batch sizes up to 2, one model of each kind, 1 s loads, few clients",
     )
-    p.add_argument("--seconds", type=float, help="measured seconds per load (default 10; --quick 2)")
-    p.add_argument("--raw-seconds", type=float, help="timed runs per batch size (default 0.5 s; --quick 0.2)")
+    p.add_argument("--seconds", type=float, help="measured seconds per load (default 10; --quick 1)")
+    p.add_argument("--raw-seconds", type=float, help="timed runs per batch size (default 0.5 s; --quick 0.1)")
     p.add_argument(
         "--budget",
         type=float,
@@ -206,14 +206,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         models=models,
         sections=sections,
         batches=QUICK_BATCHES if args.quick else BATCHES,
-        raw_seconds=args.raw_seconds or (0.2 if args.quick else 0.5),
+        raw_seconds=args.raw_seconds or (0.1 if args.quick else 0.5),
         min_runs=2 if args.quick else 3,
         warmup_runs=1 if args.quick else 2,
         max_run_s=2.0,
         max_io_mb=4096,
         raw_budget_s=(4.0 if args.quick else 20.0) * len(models),
-        seconds=args.seconds or (2.0 if args.quick else 10.0),
-        warmup_s=0.5 if args.quick else 1.0,
+        seconds=args.seconds or (1.0 if args.quick else 10.0),
+        warmup_s=0.3 if args.quick else 1.0,
         grace_s=10.0 if args.quick else 30.0,
         start_timeout_s=60.0 if args.quick else 120.0,
         budget_s=args.budget or (120.0 if args.quick else 300.0),

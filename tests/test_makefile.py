@@ -39,7 +39,7 @@ def test_an_extra_that_is_not_installed_is_named() -> None:
     out = check("serve", "gpu")  # onnxruntime-gpu is not here (the test venv has onnxruntime)
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
-        "extras_installed: onnxruntime-gpu>=1.17 (for the gpu extra): not installed"
+        "extras_installed: onnxruntime-gpu==1.31.1 (for the gpu extra): not installed"
     ]
 
 
