@@ -124,14 +124,18 @@ def image_of(dockerfile: str) -> dict[str, Any]:
     arg = re.search(r"^ARG CUDA_IMAGE=(\S+)", dockerfile, re.MULTILINE)
     if not arg:
         raise ValueError("Dockerfile.gpu names no ARG CUDA_IMAGE")
-    tag = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.(\d+)-(cudnn\d*-)?runtime-ubuntu(\d+\.\d+)", arg.group(1))
+    tag = re.fullmatch(
+        r"nvidia/cuda:(\d+)\.(\d+)\.(\d+)-(cudnn(\d*)-)?runtime-ubuntu(\d+\.\d+)", arg.group(1)
+    )
     if not tag:
         raise ValueError(f"{arg.group(1)}: not an nvidia/cuda:X.Y.Z-cudnn-runtime-ubuntuNN.NN image")
     return {
         "image": arg.group(1),
         "cuda_major": int(tag.group(1)),
         "cudnn": bool(tag.group(4)),
-        "python": UBUNTU_PYTHON.get(tag.group(5)),
+        # A CUDA 12.x tag may name the cuDNN major (cudnn8, cudnn9); CUDA 13 tags say "cudnn" (9).
+        "cudnn_major": int(tag.group(5)) if tag.group(5) else None,
+        "python": UBUNTU_PYTHON.get(tag.group(6)),
     }
 
 
@@ -159,6 +163,11 @@ def disagreements(dockerfile: str, pyproject: str, record: dict[str, Any]) -> li
         )
     if record["cudnn_major"] is not None and not image["cudnn"]:
         found.append(f"{image['image']} has no cuDNN; the CUDA provider needs cuDNN {record['cudnn_major']}")
+    elif image["cudnn_major"] not in (None, record["cudnn_major"]):
+        found.append(
+            f"{image['image']} has cuDNN {image['cudnn_major']}, "
+            f"the CUDA provider needs cuDNN {record['cudnn_major']}"
+        )
     if image["python"] != record["python"]:
         found.append(
             f"{image['image']}'s python3 is {image['python']}, "

@@ -79,8 +79,14 @@ class BoundSession:
         self._graph_ids = itertools.count(1)  # 0 would be ORT's default graph: ids name bindings
         self._lock = threading.Lock()
         self.bindings_made = 0  # every BoundShape made, for tests and the memory check
+        # With CUDA graphs a run without a graph id of its own must not be captured (ONNX Runtime
+        # would capture it under the default id, at buffers that are gone after the run): -1.
+        self.uncaptured = ort.RunOptions()
+        if cuda_graphs:
+            self.uncaptured.add_run_config_entry("gpu_graph_id", "-1")
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """One batch of a kept shape (a bucket): through a binding of that shape."""
         key: FeedKey = tuple((name, a.shape, a.dtype.str) for name, a in feed.items())
         with self._lock:
             free = self._free.get(key)
@@ -92,8 +98,9 @@ class BoundSession:
         if bound is None:
             # A new shape (or every binding of it busy on other lanes): one run without kept
             # buffers answers this batch and tells the output's shape and type (an upscaler's
-            # depends on its tiles'); the buffers made after it serve the next batches.
-            output = self._first_run(feed, graph_id)
+            # depends on its tiles'); the binding made after it, with its graph id, serves the
+            # next batches (its first run captures its graph, at its own buffers).
+            output = self.run_unbound(feed)
             bound = BoundShape(self.session, feed, output, self.device, graph_id)
         else:
             output = bound.run(self.session, feed)
@@ -104,19 +111,9 @@ class BoundSession:
                 self._free.popitem(last=False)
         return output
 
-    def _first_run(self, feed: dict[str, np.ndarray], graph_id: int | None) -> np.ndarray:
-        if graph_id is None:
-            return np.asarray(self.session.run(None, feed)[0])
-        # With CUDA graphs every run goes through a binding under its graph id: this one lets
-        # ONNX Runtime place the output; it is one of the runs before the graph is captured.
-        binding = self.session.io_binding()
-        for name, array in feed.items():
-            binding.bind_cpu_input(name, np.ascontiguousarray(array))
-        binding.bind_output(self.session.get_outputs()[0].name, self.device)
-        options = ort.RunOptions()
-        options.add_run_config_entry("gpu_graph_id", str(graph_id))
-        self.session.run_with_iobinding(binding, options)
-        return np.asarray(binding.copy_outputs_to_cpu()[0])
+    def run_unbound(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """A run that keeps nothing: a shape's first, or one of a size no bucket holds."""
+        return np.asarray(self.session.run(None, feed, self.uncaptured)[0])
 
     def bound(self) -> list[BoundShape]:
         """The kept bindings not running now (tests look at their buffers)."""

@@ -60,17 +60,26 @@ class BatchBuckets:
                 return size
         raise ValueError(f"a batch of {rows} rows is over the largest bucket ({self.largest})")
 
-    def pad(self, feed: dict[str, np.ndarray], batched: frozenset[str]) -> tuple[dict[str, np.ndarray], int]:
+    def pad(
+        self, feed: dict[str, np.ndarray], batched: frozenset[str]
+    ) -> tuple[dict[str, np.ndarray], int | None, bool]:
         """The feed padded up to its bucket (inputs named in `batched` only: their first axis is
-        the batch), and the number of real rows."""
-        rows = next(len(feed[name]) for name in feed if name in batched) if batched & feed.keys() else 0
-        # A graph may be fed more rows than a batch holds (a style generator maps two latents for
-        # each image of a walk): such a run goes at its own size, like any row count over the top.
-        size = self.fit(rows) if 0 < rows <= self.largest else rows
+        the batch), its number of real rows (None: no input is batched), and whether it now has
+        a bucket's size. A graph may be fed more rows than a batch holds (a style generator maps
+        two latents for each image of a walk): such a run goes at its own size."""
+        sizes = {len(feed[name]) for name in batched & feed.keys()}
+        if not sizes:
+            return feed, None, False
+        if len(sizes) > 1:
+            raise ValueError(f"the batched inputs have different row counts: {sorted(sizes)}")
+        rows = sizes.pop()
+        if not 0 < rows <= self.largest:
+            return feed, rows, False
+        size = self.fit(rows)
         if size == rows:
-            return feed, rows
+            return feed, rows, True
         padded = {
             name: np.concatenate([a, np.repeat(a[-1:], size - rows, axis=0)]) if name in batched else a
             for name, a in feed.items()
         }
-        return padded, rows
+        return padded, rows, True

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="largest upscaler batch, in tiles; 0: 1 on CPU (a batch of tiles is no faster per "
-        "tile there and holds that many times the memory), 32 on CUDA",
+        "tile there and holds that many times the memory), 8 on CUDA",
     )
     max_queue_tiles: int = Field(512, ge=1, description="queued tiles per upscaler before answering 429")
     # Overload (service.door).

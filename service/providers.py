@@ -13,8 +13,9 @@ start instead (`ProviderUnavailable`).
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import onnxruntime as ort
@@ -31,6 +32,11 @@ class ProviderUnavailable(RuntimeError):
     """CUDA was asked for strictly (provider=cuda, provider_strict) and cannot be had."""
 
 
+class LandedOnCpu(RuntimeError):
+    """A session planned for CUDA was given the CPU (not strict): the model is opened again,
+    planned for the CPU (service.served.load_model)."""
+
+
 @dataclass(frozen=True)
 class ProviderChoice:
     """What the sessions are given, and why."""
@@ -40,6 +46,10 @@ class ProviderChoice:
     asked: str  # the provider setting: auto, cpu or cuda
     strict: bool  # refuse rather than fall back to CPU
     fallback: str = ""  # why CPU although CUDA was asked for ("" when as asked)
+
+    def on_cpu(self, why: str) -> ProviderChoice:
+        """The same choice fallen back to the CPU, saying why."""
+        return replace(self, providers=[CPU], planned=CPU, fallback=why)
 
     def summary(self) -> str:
         """The line the service logs first: where inference runs, and why."""
@@ -52,22 +62,27 @@ def cuda_provider_options(settings: Settings) -> dict[str, str]:
     """The CUDA provider's options. cuDNN's exhaustive per-shape algorithm search would make the
     first batch of each new shape slow: its heuristic choice instead. CUDA graphs replay a batch's
     kernels in one launch; they need every input and output bound at a fixed device address (the
-    IO binding does that) and one graph per batch shape (a run option names it)."""
-    options = {"cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": "1"}
+    IO binding does that) and one graph per batch shape (a run option names it). TF32 off: an fp32
+    graph gives the CPU's pixels within a level (TF32's 10-bit mantissa does not); the fast path
+    on a GPU is the fp16 graph."""
+    options = {"cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": "1", "use_tf32": "0"}
     if settings.cuda_graphs:
         options["enable_cuda_graph"] = "1"
     return options
 
 
+@functools.cache  # once per process: the CLI's strict check and the registry both choose
 def preload_cuda_libraries() -> str:
     """Load CUDA and cuDNN from the nvidia-* pip packages when they are installed (a machine with
-    no system CUDA, such as a PyTorch environment): onnxruntime-gpu finds them then. '' or why not."""
+    no system CUDA, such as a PyTorch environment): onnxruntime-gpu finds them then. '' or why not
+    (logged at debug: the system's libraries may serve instead)."""
     preload = getattr(ort, "preload_dlls", None)
     if preload is None:
         return "this onnxruntime cannot preload CUDA libraries"
     try:
         preload()
     except Exception as e:  # no nvidia-* packages: the system's libraries are used, if any
+        log.debug("no CUDA libraries preloaded from pip packages: %s", e)
         return f"no CUDA libraries preloaded ({e})"
     return ""
 
@@ -75,7 +90,8 @@ def preload_cuda_libraries() -> str:
 def choose_providers(settings: Settings) -> ProviderChoice:
     """CUDA when asked for (cuda) or available (auto), else CPU; raises ProviderUnavailable when
     CUDA is asked for strictly and ONNX Runtime has no CUDA provider."""
-    asked, strict = settings.provider, settings.provider_strict
+    # Strict is for provider=cuda: auto means "the GPU if there is one", CPU included.
+    asked, strict = settings.provider, settings.provider_strict and settings.provider == "cuda"
     available = ort.get_available_providers()
     if asked != "cpu" and CUDA in available:
         preload_cuda_libraries()
@@ -103,6 +119,7 @@ def fell_back(choice: ProviderChoice, got: str) -> str:
         return ""
     return (
         f"ONNX Runtime has a CUDA provider but gave this model the CPU ({got}): the CUDA provider "
-        "library could not load (a CUDA or cuDNN library it needs is missing or of another major "
-        "version: see ONNX Runtime's error above, and docker/gpu-stack.json)"
+        "could not be used (ONNX Runtime's own error is printed above: a CUDA or cuDNN library "
+        "missing or of another major version, see docker/gpu-stack.json; a driver too old for "
+        "that CUDA; too little GPU memory)"
     )

@@ -16,7 +16,7 @@ import onnxruntime as ort
 from service.binding import BoundSession
 from service.buckets import BatchBuckets
 from service.config import Settings
-from service.providers import CUDA, ProviderChoice, ProviderUnavailable, fell_back
+from service.providers import CUDA, LandedOnCpu, ProviderChoice, ProviderUnavailable, fell_back
 
 log = logging.getLogger("gan.runtime")
 
@@ -138,7 +138,14 @@ class Runtime:
         if self.fallback and choice.planned == CUDA:
             if choice.strict:
                 raise ProviderUnavailable(f"{path.parent}: {self.fallback}")
+            # Planned for a GPU (two lanes, ORT's threads, the fp16 graph): plan again for the CPU.
             log.error("%s: %s; serving on CPU", path.parent, self.fallback)
+            raise LandedOnCpu(self.fallback)
+        if self.provider == CUDA:
+            # A CUDA failure while running (ONNX Runtime would quietly retry the run on CPU, and
+            # the model would go on there unseen) fails the batch instead: 500, logged.
+            for session in self.sessions.values():
+                session.disable_fallback()
         self.precision = precision
         self.file = path.name
         self.input_names = [i.name for i in self.sessions[MAIN].get_inputs()]
@@ -165,12 +172,17 @@ class Runtime:
         return self.buckets
 
     def run(self, feed: dict[str, np.ndarray], graph: str = MAIN) -> np.ndarray:
-        """One batch; called from an inference lane (ONNX Runtime releases the GIL while it runs)."""
-        rows = None
+        """One batch; called from an inference lane (ONNX Runtime releases the GIL while it runs).
+        A batch of a bucket's size (padded up to one) runs through its kept binding, if bound;
+        any other (no buckets, more rows than the largest) runs as it is."""
+        rows, bucketed = None, False
         if self.buckets is not None:
-            feed, rows = self.buckets.pad(feed, self.batched[graph])
+            feed, rows, bucketed = self.buckets.pad(feed, self.batched[graph])
         bound = self.bound.get(graph)
-        output = bound.run(feed) if bound else np.asarray(self.sessions[graph].run(None, feed)[0])
+        if bound is None:
+            output = np.asarray(self.sessions[graph].run(None, feed)[0])
+        else:
+            output = bound.run(feed) if bucketed else bound.run_unbound(feed)
         return output if rows is None or rows == len(output) else output[:rows]
 
     def release(self) -> None:

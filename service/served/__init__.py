@@ -12,7 +12,7 @@ from model_repository.repository import read_version
 from service.batching import Shedding
 from service.config import Settings
 from service.metrics import ServiceMetrics
-from service.providers import ProviderChoice
+from service.providers import LandedOnCpu, ProviderChoice
 from service.runtime import Runtime, choose_graph
 from service.served.generator import Generator
 from service.served.model import ServedModel
@@ -34,6 +34,21 @@ def kind_of(manifest: dict[str, Any]) -> type[ServedModel]:
     return kind
 
 
+def open_runtime(
+    directory: Path,
+    manifest: dict[str, Any],
+    kind: type[ServedModel],
+    settings: Settings,
+    choice: ProviderChoice,
+) -> Runtime:
+    """The version's sessions on the chosen provider, its main graph chosen for it (fp16 or not)."""
+    variant, precision = choose_graph(manifest, settings, choice.planned)
+    extra = {graph: directory / file for graph, file in kind.graphs.items()}
+    return Runtime(
+        directory / (variant or MODEL_FILE), settings, choice, kind.memory_pattern, extra, precision
+    )
+
+
 def load_model(
     repo: Path,
     name: str,
@@ -50,10 +65,10 @@ def load_model(
     manifest = read_version(repo, name, version)
     kind = kind_of(manifest)
     directory = repo / name / str(version)
-    extra = {graph: directory / file for graph, file in kind.graphs.items()}
-    variant, precision = choose_graph(manifest, settings, choice.planned)
-    main = directory / (variant or MODEL_FILE)
-    runtime = Runtime(main, settings, choice, kind.memory_pattern, extra, precision)
+    try:
+        runtime = open_runtime(directory, manifest, kind, settings, choice)
+    except LandedOnCpu as fell:  # planned for CUDA, given the CPU: the CPU's plan and graph
+        runtime = open_runtime(directory, manifest, kind, settings, choice.on_cpu(str(fell)))
     model = kind(name, version, manifest, runtime, settings, metrics, encode_pool, shedding)
     plan = runtime.parallelism
     log.info(

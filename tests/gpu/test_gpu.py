@@ -15,6 +15,7 @@ import pytest
 from service.providers import CPU, CUDA
 from tests.gpu.conftest import BUNDLED, load
 from tests.live_server import start_server
+from tests.sample_rows import sample_rows
 
 pytestmark = pytest.mark.gpu
 
@@ -33,7 +34,7 @@ def test_each_model_runs_on_cuda_and_gives_the_cpus_pixels(
     assert gpu.info()["io_binding"] is True and gpu.info()["graph"] == "model.onnx"
     assert cpu.runtime.provider == CPU
     for units in (1, 3, 4):
-        rows = gpu.warm_up_rows(units)
+        rows = sample_rows(gpu, units)
         assert diff_levels(gpu.run_batch(rows), cpu.run_batch(rows)) <= 1
 
 
@@ -50,7 +51,7 @@ def test_the_fp16_graph_is_used_on_cuda_within_its_tolerance(
     # The export's tolerance is in the model's units ([-1, 1]: 127.5 levels each), plus rounding.
     levels = math.ceil(variant["parity"]["tolerance"] * 127.5) + 1
     for units in (1, 4):
-        rows = gpu.warm_up_rows(units)
+        rows = sample_rows(gpu, units)
         assert diff_levels(gpu.run_batch(rows), cpu.run_batch(rows)) <= levels
 
 
@@ -59,13 +60,13 @@ def test_every_bucket_warms_up_and_bound_buffers_are_reused(
     name: str, encode_pool: ThreadPoolExecutor
 ) -> None:
     model = load(name, encode_pool, provider="cuda", provider_strict=True)
-    assert model.buckets.sizes[-1] == (256 if model.task == "generate" else 32)
+    assert model.buckets.sizes[-1] == (256 if model.task == "generate" else 8)
     model.warm_up()
     session = model.runtime.bound["model"]
     warmed = sorted({b.inputs[next(iter(b.inputs))].shape()[0] for b in session.bound()})
     assert warmed == list(model.buckets.sizes)
     made = session.bindings_made
-    rows = model.warm_up_rows(model.buckets.sizes[2])
+    rows = sample_rows(model, model.buckets.sizes[2])
     first = model.run_batch(rows)
     for _ in range(50):
         assert np.array_equal(model.run_batch(rows), first)

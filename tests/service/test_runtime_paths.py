@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 
 from service.batching import Shedding
+from service.binding import BoundSession
 from service.buckets import BatchBuckets, parse_buckets
 from service.config import Settings
 from service.metrics import ServiceMetrics
 from service.providers import CPU, choose_providers
 from service.served import ServedModel, load_model
+from tests.sample_rows import sample_rows
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 BUNDLED = sorted(p.name for p in MODELS.iterdir() if (p / "1" / "manifest.json").exists())
@@ -41,7 +43,7 @@ def test_io_binding_gives_the_bytes_of_plain_runs(name: str) -> None:
     assert not plain.runtime.bound and bound.runtime.bound
     assert bound.info()["io_binding"] is True
     for units in (1, 2, 1):  # a new shape, another, then the first again through its kept buffers
-        rows = plain.warm_up_rows(units)
+        rows = sample_rows(plain, units)
         assert np.array_equal(plain.run_batch(rows), bound.run_batch(rows))
     # Two shapes of the main graph (and a style generator's mapping graph) are bound, once each.
     assert bound.runtime.bound["model"].bindings_made == 2
@@ -83,10 +85,13 @@ def test_buckets_by_provider_and_setting() -> None:
     buckets = BatchBuckets((1, 4, 8))
     assert buckets.fit(3) == 4 and buckets.fit(8) == 8
     x = {"x": np.arange(3)}
-    padded, rows = buckets.pad(x, frozenset({"x"}))
-    assert rows == 3 and padded["x"].tolist() == [0, 1, 2, 2]  # the last row repeated
+    padded, rows, bucketed = buckets.pad(x, frozenset({"x"}))
+    assert rows == 3 and bucketed and padded["x"].tolist() == [0, 1, 2, 2]  # the last row repeated
     over = {"x": np.arange(11), "fixed": np.ones((1, 2))}
-    assert buckets.pad(over, frozenset({"x"})) == (over, 11)  # over the top: run at its own size
+    assert buckets.pad(over, frozenset({"x"})) == (over, 11, False)  # over the top: at its own size
+    assert buckets.pad(over, frozenset()) == (over, None, False)  # nothing batched: nothing to cut
+    with pytest.raises(ValueError, match="different row counts"):
+        buckets.pad({"x": np.arange(3), "y": np.arange(2)}, frozenset({"x", "y"}))
     for bad in ("0,4", "4,x", "1;2"):
         with pytest.raises(ValueError, match="batch_buckets"):
             parse_buckets(bad)
@@ -101,7 +106,7 @@ def test_a_padded_batch_gives_the_pixels_of_its_rows(name: str) -> None:
     assert padded.buckets.sizes == (1, 4, 8)
     assert padded.info()["batch_buckets"] == [1, 4, 8]
     for units in (3, 5):  # padded to 4 and to 8
-        rows = plain.warm_up_rows(units)
+        rows = sample_rows(plain, units)
         out = padded.run_batch(rows)
         assert out.shape[0] == units and np.array_equal(out, plain.run_batch(rows))
 
@@ -131,3 +136,18 @@ def test_a_graph_fed_more_rows_than_a_batch_runs_them_all() -> None:
         for i in session.get_inputs()
     }
     assert model.runtime.run(feed, "mapping").shape[0] == 48
+
+
+def test_with_cuda_graphs_each_kept_shape_has_its_graph_and_other_runs_none() -> None:
+    """The run options a CUDA session gets (checked on a CPU session, which ignores them): a graph
+    id per kept binding, captured at its own buffers; every other run marked not to be captured
+    (ONNX Runtime would otherwise capture it under the default id, at buffers freed after it)."""
+    model = served("digits", max_batch_size=4)
+    session = BoundSession(model.runtime.sessions["model"], "cpu", cuda_graphs=True)
+    assert session.uncaptured.get_run_config_entry("gpu_graph_id") == "-1"
+    rng = np.random.default_rng(3)
+    for units in (4, 4, 2, 4):
+        feed = {"z": rng.standard_normal((units, 64)).astype(np.float32)}
+        assert np.array_equal(session.run(feed), model.runtime.sessions["model"].run(None, feed)[0])
+    ids = sorted(b.run_options.get_run_config_entry("gpu_graph_id") for b in session.bound())
+    assert ids == ["1", "2"]  # one per shape, none for the shapes' first (unbound) runs
