@@ -14,18 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-
-def parse_buckets(text: str) -> tuple[int, ...]:
-    """'1, 8,64' -> (1, 8, 64); '' -> () (the provider's default). Raises ValueError."""
-    if not text.strip():
-        return ()
-    try:
-        sizes = sorted({int(part) for part in text.split(",")})
-    except ValueError:
-        raise ValueError(f"batch_buckets must be batch sizes separated by commas, got {text!r}") from None
-    if sizes[0] < 1:
-        raise ValueError(f"batch_buckets must be sizes of at least 1, got {text!r}")
-    return tuple(sizes)
+from service.config import parse_buckets
 
 
 class BatchBuckets:

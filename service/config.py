@@ -9,6 +9,20 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+# Here, not with the buckets (service.buckets): the settings import nothing of the service.
+def parse_buckets(text: str) -> tuple[int, ...]:
+    """'1, 8,64' -> (1, 8, 64); '' -> () (the provider's default). Raises ValueError."""
+    if not text.strip():
+        return ()
+    try:
+        sizes = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise ValueError(f"batch_buckets must be batch sizes separated by commas, got {text!r}") from None
+    if sizes[0] < 1:
+        raise ValueError(f"batch_buckets must be sizes of at least 1, got {text!r}")
+    return tuple(sizes)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GAN_SERVE_", extra="forbid")
 
@@ -213,8 +227,6 @@ class Settings(BaseSettings):
     @field_validator("batch_buckets")
     @classmethod
     def _buckets_parse(cls, value: str) -> str:
-        from service.buckets import parse_buckets
-
         parse_buckets(value)  # a ValueError is a validation error
         return value
 

@@ -14,8 +14,8 @@ import pytest
 
 from service.batching import Shedding
 from service.binding import BoundSession
-from service.buckets import BatchBuckets, parse_buckets
-from service.config import Settings
+from service.buckets import BatchBuckets
+from service.config import Settings, parse_buckets
 from service.metrics import ServiceMetrics
 from service.providers import CPU, choose_providers
 from service.served import ServedModel, load_model
