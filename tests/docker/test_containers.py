@@ -36,7 +36,7 @@ def test_images_and_the_compose_stack_run_for_real() -> None:
     if reason is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"the container test must run in CI, but cannot: {reason}")
-        pytest.skip(f"CONTAINER TEST NOT RUN: {reason}")
+        pytest.skip(reason=f"CONTAINER TEST NOT RUN: {reason}")
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,

@@ -45,7 +45,7 @@ def test_the_fp16_graph_is_used_on_cuda_within_its_tolerance(
     gpu = load(name, encode_pool, provider="cuda", provider_strict=True)  # precision auto
     variant = gpu.manifest.get("variants", {}).get("fp16")
     if variant is None:
-        pytest.skip(f"{name} has no fp16 graph (variants.fp16 in its manifest)")
+        pytest.skip(reason=f"{name} has no fp16 graph (variants.fp16 in its manifest)")
     cpu = load(name, encode_pool, provider="cpu", max_batch_tiles=4)
     assert gpu.info()["graph_precision"] == "fp16" and gpu.info()["graph"] == variant["file"]["name"]
     # The export's tolerance is in the model's units ([-1, 1]: 127.5 levels each), plus rounding.

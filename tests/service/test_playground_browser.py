@@ -49,7 +49,7 @@ def chromium_path() -> str:
     reason = "chromium is not installed (make browser installs Debian's)"
     if os.environ.get("CI") == "true":
         pytest.fail(f"the browser tests must run in CI, but cannot: {reason}")
-    pytest.skip(f"BROWSER TESTS NOT RUN: {reason}")
+    pytest.skip(reason=f"BROWSER TESTS NOT RUN: {reason}")
 
 
 @pytest.fixture(scope="module")

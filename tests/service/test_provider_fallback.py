@@ -51,7 +51,7 @@ def gpu_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     own (first on PYTHONPATH it shadows the CPU build). The wheel (about 250 MB) is kept in the
     user's cache between runs."""
     if glob.glob("/dev/nvidia[0-9]*"):
-        pytest.skip("this machine has an NVIDIA GPU: onnxruntime-gpu's CUDA provider may load here")
+        pytest.skip(reason="this machine has an NVIDIA GPU: onnxruntime-gpu's CUDA provider may load here")
     tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
     found = sorted(WHEELS.glob(f"onnxruntime_gpu-{PIN}-{tag}-*x86_64.whl"))
     if not found:
@@ -67,10 +67,12 @@ def gpu_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                 timeout=240,  # with the install, well within pytest-timeout's 600 s
             )
         except subprocess.TimeoutExpired:
-            pytest.skip(f"onnxruntime-gpu {PIN} could not be downloaded within 240 s")
+            pytest.skip(reason=f"onnxruntime-gpu {PIN} could not be downloaded within 240 s")
         got = sorted(scratch.glob(f"onnxruntime_gpu-{PIN}-{tag}-*x86_64.whl"))
         if not got:
-            pytest.skip(f"onnxruntime-gpu {PIN} for {tag} could not be had: {fetched.stderr.strip()[-300:]}")
+            pytest.skip(
+                reason=f"onnxruntime-gpu {PIN} for {tag} could not be had: {fetched.stderr.strip()[-300:]}"
+            )
         WHEELS.mkdir(parents=True, exist_ok=True)
         found = [shutil.move(got[0], WHEELS / got[0].name)]
     target = tmp_path_factory.mktemp("onnxruntime-gpu")
