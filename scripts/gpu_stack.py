@@ -17,7 +17,6 @@ the wheel where one is at hand.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import shutil
@@ -30,6 +29,8 @@ from typing import Any
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
+from model_repository.manifest import sha256_file
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "docker" / "gpu-stack.json"
 DOCKERFILE = ROOT / "docker" / "Dockerfile.gpu"
@@ -40,14 +41,6 @@ PROVIDER_LIBRARY = "libonnxruntime_providers_cuda.so"
 MINIMUM_DRIVER = {12: "525.60.13", 13: "580.65.06"}
 # The python3 of each Ubuntu release NVIDIA's CUDA images are based on.
 UBUNTU_PYTHON = {"20.04": "3.8", "22.04": "3.10", "24.04": "3.12"}
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def needed_of(library: Path) -> list[str]:
@@ -109,7 +102,7 @@ def describe(wheel: Path) -> dict[str, Any]:
         "package": "onnxruntime-gpu",
         "version": parts[1],
         "wheel": wheel.name,
-        "sha256": sha256_of(wheel),
+        "sha256": sha256_file(wheel),
         "python": f"{tag[2]}.{tag[3:]}",
         "platform": parts[4],
         "cuda_major": cuda_major,

@@ -72,19 +72,18 @@ def cuda_provider_options(settings: Settings) -> dict[str, str]:
 
 
 @functools.cache  # once per process: the CLI's strict check and the registry both choose
-def preload_cuda_libraries() -> str:
+def preload_cuda_libraries() -> None:
     """Load CUDA and cuDNN from the nvidia-* pip packages when they are installed (a machine with
-    no system CUDA, such as a PyTorch environment): onnxruntime-gpu finds them then. '' or why not
-    (logged at debug: the system's libraries may serve instead)."""
+    no system CUDA, such as a PyTorch environment): onnxruntime-gpu finds them then. Where it
+    cannot, the system's libraries may serve instead: logged at debug only."""
     preload = getattr(ort, "preload_dlls", None)
     if preload is None:
-        return "this onnxruntime cannot preload CUDA libraries"
+        log.debug("onnxruntime %s cannot preload CUDA libraries", ort.__version__)
+        return
     try:
         preload()
     except Exception as e:  # no nvidia-* packages: the system's libraries are used, if any
         log.debug("no CUDA libraries preloaded from pip packages: %s", e)
-        return f"no CUDA libraries preloaded ({e})"
-    return ""
 
 
 def choose_providers(settings: Settings) -> ProviderChoice:
@@ -92,15 +91,15 @@ def choose_providers(settings: Settings) -> ProviderChoice:
     CUDA is asked for strictly and ONNX Runtime has no CUDA provider."""
     # Strict is for provider=cuda: auto means "the GPU if there is one", CPU included.
     asked, strict = settings.provider, settings.provider_strict and settings.provider == "cuda"
-    available = ort.get_available_providers()
-    if asked != "cpu" and CUDA in available:
+    if expected_provider(settings) == CUDA:
         preload_cuda_libraries()
         return ProviderChoice([(CUDA, cuda_provider_options(settings)), CPU], CUDA, asked, strict)
     if asked != "cuda":
         return ProviderChoice([CPU], CPU, asked, strict)
     why = (
         f"this ONNX Runtime (onnxruntime {ort.__version__}) has no CUDA provider (it has "
-        f"{', '.join(available)}): install the gpu extra (onnxruntime-gpu), not onnxruntime"
+        f"{', '.join(ort.get_available_providers())}): install the gpu extra (onnxruntime-gpu), "
+        "not onnxruntime"
     )
     if strict:
         raise ProviderUnavailable(f"CUDA was asked for (provider=cuda, provider_strict) but {why}")

@@ -505,14 +505,11 @@ class ModelRegistry:
             },
             "failed": failures,
             # Serving, but not where asked: CUDA wanted, the CPU given (service.providers).
-            "warnings": sorted(
-                {
-                    f"{name}: {m.runtime.fallback}"
-                    for name, series in self.served.items()
-                    for m in [series.serving()]
-                    if m.runtime.fallback
-                }
-            ),
+            "warnings": [
+                f"{name}: {series.serving().runtime.fallback}"
+                for name, series in sorted(self.served.items())
+                if series.serving().runtime.fallback
+            ],
         }
 
     def infos(self) -> list[dict[str, Any]]:
