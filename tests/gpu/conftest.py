@@ -8,20 +8,11 @@ import glob
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
 import onnxruntime as ort
 import pytest
 
-from service.batching import Shedding
-from service.config import Settings
-from service.metrics import ServiceMetrics
-from service.providers import CUDA, choose_providers, preload_cuda_libraries
-from service.served import ServedModel, load_model
-
-MODELS = Path(__file__).resolve().parents[2] / "models"
-BUNDLED = sorted(p.name for p in MODELS.iterdir() if (p / "1" / "manifest.json").exists())
+from service.providers import CUDA, preload_cuda_libraries
 
 
 def why_no_gpu() -> str:
@@ -54,9 +45,3 @@ def cuda_libraries() -> None:
 def encode_pool() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(2) as pool:
         yield pool
-
-
-def load(name: str, pool: ThreadPoolExecutor, **settings: Any) -> ServedModel:
-    """A bundled model's version 1, loaded as the service loads it (no HTTP)."""
-    chosen = Settings(models_dir=MODELS, **settings)
-    return load_model(MODELS, name, 1, chosen, ServiceMetrics(), pool, Shedding(), choose_providers(chosen))

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 from service.providers import CPU, CUDA
-from tests.gpu.conftest import BUNDLED, load
+from tests.bundled import BUNDLED, load, sample_rows
 from tests.live_server import start_server
-from tests.sample_rows import sample_rows
 
 pytestmark = pytest.mark.gpu
 

@@ -6,23 +6,17 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from service.batching import Shedding
 from service.binding import BoundSession
 from service.buckets import BatchBuckets
 from service.config import Settings, parse_buckets
-from service.metrics import ServiceMetrics
-from service.providers import CPU, choose_providers
-from service.served import ServedModel, load_model
-from tests.sample_rows import sample_rows
-
-MODELS = Path(__file__).resolve().parents[2] / "models"
-BUNDLED = sorted(p.name for p in MODELS.iterdir() if (p / "1" / "manifest.json").exists())
+from service.providers import CPU
+from service.served import ServedModel
+from tests.bundled import BUNDLED, load, sample_rows
 
 
 def resident_kib() -> int:
@@ -31,9 +25,7 @@ def resident_kib() -> int:
 
 
 def served(name: str, **settings: Any) -> ServedModel:
-    chosen = Settings(models_dir=MODELS, provider="cpu", concurrent_batches=1, **settings)
-    pool = ThreadPoolExecutor(1)
-    return load_model(MODELS, name, 1, chosen, ServiceMetrics(), pool, Shedding(), choose_providers(chosen))
+    return load(name, ThreadPoolExecutor(1), provider="cpu", concurrent_batches=1, **settings)
 
 
 @pytest.mark.parametrize("name", BUNDLED)
