@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.gpu_bench import LOADS, QUICK_BATCHES, QUICK_MODELS
+from bench.gpu_plan import LOADS, QUICK_BATCHES, QUICK_MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = "CPUExecutionProvider"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bench.gpu_bench import LOADS
+from bench.gpu_plan import LOADS
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = "CPUExecutionProvider"
