@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bench.server import ServerProcess  # noqa: E402
 from model_repository.latents import latents_from_seeds  # noqa: E402
 from model_repository.tiling import plan_tiles  # noqa: E402
-from service.encoding import encode_image  # noqa: E402
+from service.images.encoding import encode_image  # noqa: E402
 
 GENERATOR = "digits-conditional"
 UPSCALER = "srresnet-x4"

@@ -8,7 +8,7 @@ to its own size by each path: bicubic alone (the baseline), the x2 model then a 
 model then a resize, each resize Lanczos (what the service uses) and bicubic. PSNR on the Y
 channel with a 4-pixel border shaved, as docs/training.md scores upscalers; time per photo with
 ONNX Runtime on one thread (the model on the whole photo, which the service's tiles equal) and
-the resize, as the service runs it (service.output_size.resize). Runs in about a minute.
+the resize, as the service runs it (service.images.output_size.resize). Runs in about a minute.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service import output_size  # noqa: E402
+from service.images import output_size  # noqa: E402
 from training.sr import metrics  # noqa: E402
 from training.sr.data import TEST_PHOTOS  # noqa: E402
 from training.sr.resize import imresize_uint8  # noqa: E402

@@ -31,9 +31,9 @@ from client.errors import ApiError, GanClientError, ServerUnreachable, error_fro
 from client.files import format_of_bytes, sniff_format
 from client.retry import RetryPolicy
 from client.throttle import AdaptiveConcurrency, AdaptiveThrottle, Outcome, Ticket
-from service.errors import ServiceError  # the server's table of error codes (no dependencies)
-from service.media import ANIMATION_MEDIA_TYPES, JSON, MEDIA_TYPES  # the server's own tables (stdlib only)
-from service.media import media_type as base_media_type
+from contract.errors import ServiceError  # the server's table of error codes (no dependencies)
+from contract.media import ANIMATION_MEDIA_TYPES, JSON, MEDIA_TYPES  # the server's own tables (stdlib only)
+from contract.media import media_type as base_media_type
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "GAN_CLIENT_URL"
@@ -476,7 +476,7 @@ def streamed(request: Request) -> Request:
 
 
 def _statuses(kind: type[ServiceError] = ServiceError) -> dict[str, int]:
-    """Every service error code -> its HTTP status (the server's own table, service.errors)."""
+    """Every service error code -> its HTTP status (the server's own table, contract.errors)."""
     table = {kind.code: kind.status}
     for sub in kind.__subclasses__():
         table |= _statuses(sub)

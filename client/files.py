@@ -8,7 +8,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from service.media import sniff_format as format_of_bytes  # the server's own table (stdlib only)
+from contract.media import sniff_format as format_of_bytes  # the server's own table (stdlib only)
 
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "npy": ".npy"}
 

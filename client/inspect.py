@@ -1,4 +1,4 @@
-"""`gan-client inspect FILE...`: the provenance record a generated image carries (service.provenance)
+"""`gan-client inspect FILE...`: the provenance record a generated image carries (contract.provenance)
 and the request that makes the image again: a curl line, and a gan-client command where one can.
 
 Exit status: 0 when every file carries a record, 1 when one carries none, 2 when one cannot be read.
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from client.api import API_KEY_ENV
-from service.provenance import NotReproducible, Regeneration, read_provenance, regeneration
+from contract.provenance import NotReproducible, Regeneration, read_provenance, regeneration
 
 # Reads the answer of a JSON request on stdin and writes one image's base64 data out as bytes.
 PICK = "import base64, json, sys; sys.stdout.buffer.write(base64.b64decode(json.load(sys.stdin){}))"

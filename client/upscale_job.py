@@ -201,12 +201,12 @@ async def settle_version(
 
 def job_model(models: list[dict[str, Any]], options: OutputOptions) -> str | None:
     """The model a job without --model runs. The server picks a sized or detail request's model
-    itself (service/upscale_path.py), but a job pins one model for every image, so it picks it
+    itself (service/lifecycle/upscale_path.py), but a job pins one model for every image, so it picks it
     here the same way where that does not depend on the image: among the faithful models (with
     detail: those whose family's detail model is served too), the one whose factor is the
     largest not above --scale. With --width/--height the factor differs from image to image: the
     smallest factor, which the server picks for any factor below the next model's (with x2 and
-    x4: below 4; service/output_size.py has the measurements). Without size or detail, None: the
+    x4: below 4; service/images/output_size.py has the measurements). Without size or detail, None: the
     server's default, as before."""
     if not options.sized and options.detail is None:
         return None

@@ -1,6 +1,8 @@
 """The inference service: FastAPI and uvicorn in front of served models batched onto ONNX Runtime.
 
-`service.api` is the HTTP layer (the app, its routes and layers). Everything else (`registry`,
-`served`, `batching`, `runtime`, `schemas`, `media`, `encoding`, `metrics`, `config`) knows nothing
-of FastAPI. Nothing here imports torch. The map: docs/architecture.md.
+Its wings, from the bottom up: `images` (decode, encode, stamping), `schemas` (the validated
+requests and answers), `served` (one model version: runtime, batcher, admission), `lifecycle`
+(registry, versions, loading, repository watch), `transport` (the HTTP layer inside uvicorn) and
+`api` (the app, routes and per-call context). `config` and `metrics` are read by all of them and
+import nothing of the service. Nothing here imports torch. The map: docs/architecture.md.
 """

@@ -26,14 +26,19 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from service.access_log import AccessLog
 from service.api.app import create_service
 from service.api.auth import load_admin_keys, load_api_keys
 from service.config import Settings
-from service.connection_guard import ConnectionGuard, ConnectionLimits, IncompatibleUvicorn, check_uvicorn
-from service.listener import ListenError, address, listen
-from service.providers import ProviderUnavailable, choose_providers
-from service.registry import ModelRegistry
+from service.lifecycle.registry import ModelRegistry
+from service.served.providers import ProviderUnavailable, choose_providers
+from service.transport.access_log import AccessLog
+from service.transport.connection_guard import (
+    ConnectionGuard,
+    ConnectionLimits,
+    IncompatibleUvicorn,
+    check_uvicorn,
+)
+from service.transport.listener import ListenError, address, listen
 
 log = logging.getLogger("gan.serve")
 BACKLOG = 2048  # uvicorn's default: it listens again with config.backlog, which is left at that

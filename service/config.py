@@ -8,8 +8,10 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model_repository.version_policy import VersionPolicies
 
-# Here, not with the buckets (service.buckets): the settings import nothing of the service.
+
+# Here, not with the buckets (service.served.buckets): the settings import nothing of the service.
 def parse_buckets(text: str) -> tuple[int, ...]:
     """'1, 8,64' -> (1, 8, 64); '' -> () (the provider's default). Raises ValueError."""
     if not text.strip():
@@ -84,7 +86,7 @@ class Settings(BaseSettings):
         "tile there and holds that many times the memory), 8 on CUDA",
     )
     max_queue_tiles: int = Field(512, ge=1, description="queued tiles per upscaler before answering 429")
-    # Overload (service.door).
+    # Overload (service.transport.door).
     refuse_early: bool = Field(
         True,
         description="while a model's queue is shedding, answer its requests' 429 in the HTTP protocol as "
@@ -178,7 +180,7 @@ class Settings(BaseSettings):
     graceful_timeout_s: float = Field(
         30.0, gt=0, description="on SIGTERM, how long in-flight requests may take"
     )
-    # Slow and stalled clients (service.connection_guard); checked about once a second.
+    # Slow and stalled clients (service.transport.connection_guard); checked about once a second.
     header_timeout_s: float = Field(
         10.0,
         gt=0,
@@ -242,7 +244,5 @@ class Settings(BaseSettings):
     @field_validator("version_policy")
     @classmethod
     def _policy_parses(cls, value: str) -> str:
-        from service.versions import VersionPolicies  # the parser lives with the routing
-
         VersionPolicies.parse(value)  # a PolicyError (ValueError) is a validation error
         return value

@@ -18,7 +18,7 @@ from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, model_validator
 from model_repository.latents import MAX_SEED, MIN_TRUNCATION
 
 if TYPE_CHECKING:
-    from service.output_size import OutputSize
+    from service.images.output_size import OutputSize
 
 Format = Literal["png", "jpeg", "webp", "npy"]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]

@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from service.batching import Shedding
 from service.config import Settings
+from service.lifecycle.loading import load_model
 from service.metrics import ServiceMetrics
-from service.providers import choose_providers
-from service.served import ServedModel, Upscaler, load_model
+from service.served.batching import Shedding
+from service.served.model import ServedModel
+from service.served.providers import choose_providers
+from service.served.upscaler import Upscaler
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 BUNDLED = sorted(p.name for p in MODELS.iterdir() if (p / "1" / "manifest.json").exists())

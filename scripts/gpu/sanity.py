@@ -172,8 +172,8 @@ def check(provider: str, site: Path | None) -> None:
             missing.append(f"{module} ({type(error).__name__}: {error})")
     if missing:
         raise Failed(f"the service's stack does not import: {'; '.join(missing)}")
-    importlib.import_module("service.runtime")  # the service's ONNX Runtime layer, as it loads models
-    print("service.runtime imports")
+    importlib.import_module("service.served.runtime")  # the service's ONNX Runtime layer, as it loads models
+    print("service.served.runtime imports")
     if site is not None:
         for warning in check_requirements(site):
             print(f"WARNING: {warning}")

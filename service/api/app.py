@@ -1,11 +1,12 @@
 """The application: one registry of served models, one router per resource, the layers every
 request passes through, and the lifespan that loads the models and retires them.
 
-A request's path, outermost first: the door (service.door: while a model sheds load, its
+A request's path, outermost first: the door (service.transport.door: while a model sheds load, its
 requests are refused in uvicorn's protocol, before any of this) -> RequestContextMiddleware
 (request id, body limit, metrics, access log) -> ApiKeyAuth (when keys are set) -> AdminGuard (the
 admin API's key) -> Dispatch (a service route's own handler, or FastAPI for everything else) -> the
-route's endpoint -> the served model (service.served). New versions come in by service.repository_watch.
+route's endpoint -> the served model (service.served). New versions come in by
+service.lifecycle.repository_watch.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from service.access_log import AccessLog
 from service.api.auth import AdminGuard, ApiKeyAuth, load_admin_keys, load_api_keys
 from service.api.errors import install_error_handlers
 from service.api.middleware import RequestContextMiddleware
@@ -25,11 +25,12 @@ from service.api.playground import load_assets, playground_routes
 from service.api.route import Dispatch
 from service.api.routes import admin, generate, health, mix, models, upscale
 from service.config import Settings
-from service.door import Door, Pacer
+from service.lifecycle.registry import ModelRegistry
+from service.lifecycle.repository_watch import RepositoryWatch
 from service.metrics import ServiceMetrics
-from service.registry import ModelRegistry
-from service.repository_watch import RepositoryWatch
-from service.request_ids import RequestIds
+from service.transport.access_log import AccessLog
+from service.transport.door import Door, Pacer
+from service.transport.request_ids import RequestIds
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # garbage collector from walking it again on every full collection.
         gc.collect()
         gc.freeze()
-        watch.start()  # new versions from now on: see service.registry
+        watch.start()  # new versions from now on: see service.lifecycle.registry
         try:
             yield
         finally:
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def create_service(settings: Settings, access_log: AccessLog | None = None) -> tuple[ASGIApp, FastAPI]:
     """The ASGI application uvicorn runs, and the FastAPI app inside it (see the module's
-    docstring for the layers), whose state holds the door (service.door) for uvicorn's protocol.
+    docstring for the layers), whose state holds the door (service.transport.door) for uvicorn's protocol.
     Raises ValueError when the API keys cannot be loaded."""
     app = create_app(settings)
     registry: ModelRegistry = app.state.registry

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contract.errors import AdminOff, Forbidden, ServiceError, Unauthorized
 from service.api.errors import error_answer, error_response
 from service.config import Settings
-from service.errors import AdminOff, Forbidden, ServiceError, Unauthorized
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})

@@ -18,7 +18,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from service.errors import ServiceError
+from contract.errors import ServiceError
 
 log = logging.getLogger("gan.api")
 

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 from starlette.types import Receive
 
-from service.batching import CancelToken
-from service.errors import InvalidRequest
+from contract.errors import InvalidRequest
+from service.served.batching import CancelToken
 
 MAX_DEADLINE_MS = 3_600_000
 DEADLINE_HEADER = {

@@ -11,12 +11,12 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.access_log import AccessLog
 from service.api.errors import error_response
-from service.connection_guard import TIMED_OUT
-from service.door import REFUSED
 from service.metrics import ServiceMetrics
-from service.request_ids import RequestIds, set_current_request_id
+from service.transport.access_log import AccessLog
+from service.transport.connection_guard import TIMED_OUT
+from service.transport.door import REFUSED
+from service.transport.request_ids import RequestIds, set_current_request_id
 
 
 def retry_after(headers: list[tuple[bytes, bytes]]) -> float:
@@ -53,7 +53,9 @@ class RequestContextMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
-        self.ids = ids or RequestIds()  # shared with the door (service.door), which answers some requests
+        self.ids = (
+            ids or RequestIds()
+        )  # shared with the door (service.transport.door), which answers some requests
         self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         self._in_flight: dict[str, Any] = {}
 
@@ -81,7 +83,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 status["started"] = True
-                if status["code"] == 429:  # refused for overload: the connection is paced (service.door)
+                if (
+                    status["code"] == 429
+                ):  # refused for overload: the connection is paced (service.transport.door)
                     state[REFUSED] = retry_after(message.get("headers", []))
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)

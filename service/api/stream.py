@@ -29,10 +29,10 @@ from typing import Any
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from contract.errors import InvalidRequest, ServiceError
 from model_repository.latents import MAX_SEED
-from service.batching import CancelToken
-from service.errors import InvalidRequest, ServiceError
 from service.schemas import GeneratedImage, GenerateRequest, GeneratorAnswer, StyleImage, Upscaled
+from service.served.batching import CancelToken
 
 log = logging.getLogger("gan.api")
 NDJSON = "application/x-ndjson"

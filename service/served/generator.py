@@ -16,14 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from contract.errors import InvalidRequest
+from contract.provenance import RecordHead
 from model_repository.latents import MAX_SEED, interpolate_latent, latent_from_seed
-from service.animation import encode_animation, frame_duration
-from service.batching import CancelToken
 from service.config import Settings
-from service.encoding import encode_image
-from service.errors import InvalidRequest
-from service.provenance import RecordHead
-from service.providers import CPU
+from service.images.animation import encode_animation, frame_duration
+from service.images.encoding import encode_image
+from service.images.stamping import encode_recorded
 from service.schemas import (
     STYLE_FIELDS,
     Generated,
@@ -36,8 +35,9 @@ from service.schemas import (
     WalkImage,
     WalkRequest,
 )
+from service.served.batching import CancelToken
 from service.served.model import ServedModel, request
-from service.stamping import encode_recorded
+from service.served.providers import CPU
 
 
 class Generator(ServedModel):
@@ -287,7 +287,7 @@ class Generator(ServedModel):
             )
 
     def record_head(self, endpoint: str, fmt: str, **fields: Any) -> RecordHead | None:
-        """The provenance record's fields shared by a request's images of `fmt` (service.provenance);
+        """The provenance record's fields shared by a request's images of `fmt` (contract.provenance);
         None for npy, whose files have no room for one."""
         if fmt == "npy":
             return None

@@ -4,7 +4,7 @@ requests on its own.
 It owns its ONNX Runtime session (`Runtime`), its inference lanes (one thread per batch it may run
 at once), its queue (`Batcher`), its decode gate, its warm-up and the one function that builds its
 batch rows. Its life, each step on its own so that a model can be loaded or replaced while the
-others serve: created (`service.served.load_model`: manifest and sha256 verified, session opened),
+others serve: created (`service.lifecycle.loading.load_model`: manifest and sha256 verified, session opened),
 started (lanes running), warmed up (every batch shape run once), put in service by the registry,
 and retired (queued work refused, lanes stopped, session released).
 """
@@ -23,10 +23,10 @@ from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import numpy as np
 
-from service.batching import Batcher, DecodeGate, Lanes, Shedding
 from service.config import Settings
 from service.metrics import BatcherMetrics, ServiceMetrics
-from service.runtime import Runtime
+from service.served.batching import Batcher, DecodeGate, Lanes, Shedding
+from service.served.runtime import Runtime
 
 log = logging.getLogger("gan.models")
 
@@ -52,7 +52,7 @@ class ServedModel(ABC):
     task: ClassVar[str]  # the manifest's task: which endpoints this kind of model answers
     kind_name: ClassVar[str]  # what error messages call this kind ("generate", "style", ...)
     work_unit: ClassVar[str] = "image"  # what one row of a batch is, in messages
-    memory_pattern: ClassVar[bool] = True  # ONNX Runtime's memory pattern (service.runtime)
+    memory_pattern: ClassVar[bool] = True  # ONNX Runtime's memory pattern (service.served.runtime)
     graphs: ClassVar[dict[str, str]] = {}  # the version's graphs besides model.onnx, by name
 
     def __init__(
@@ -119,7 +119,7 @@ class ServedModel(ABC):
         self.batcher.start()
 
     def warm_up(self) -> None:
-        """Blocking (off the event loop): run every batch bucket (service.buckets: every size the
+        """Blocking (off the event loop): run every batch bucket (service.served.buckets: every size the
         batcher can form on CPU, the padded sizes on CUDA), so no request pays for a first run at a
         new shape, then the largest on every lane at once (concurrent runs need memory, and IO
         binding's buffers, of their own). The largest batch's time seeds the queue's

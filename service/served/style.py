@@ -25,13 +25,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from contract.errors import InvalidRequest
+from contract.provenance import W_SOURCE, RecordHead
 from model_repository.latents import interpolate_latent, latents_from_seeds
 from model_repository.manifest import MAPPING_FILE
 from model_repository.styles import StyleSpec, check_ws
-from service.batching import CancelToken
-from service.encoding import encode_image
-from service.errors import InvalidRequest
-from service.provenance import W_SOURCE, RecordHead
+from service.images.encoding import encode_image
+from service.images.stamping import encode_recorded
 from service.schemas import (
     GenerateRequest,
     Label,
@@ -43,9 +43,9 @@ from service.schemas import (
     WalkAnimation,
     WalkRequest,
 )
+from service.served.batching import CancelToken
 from service.served.generator import Generator, class_name
 from service.served.model import request
-from service.stamping import encode_recorded
 
 NPY_HEADER_BYTES = 1024  # room for an .npy header around a w's values
 
@@ -369,7 +369,7 @@ class StyleGenerator(Generator):
             grid=None if grid is None else grid.data,
         )
 
-    # --- provenance records (service.provenance) ---------------------------------------------------
+    # --- provenance records (contract.provenance) ---------------------------------------------------
 
     def _generate_fields(self, seed: int | None, label: int | None, noise_seed: int | None) -> dict[str, Any]:
         """A /generate image's own record fields. A given w's image has no seed or label (its

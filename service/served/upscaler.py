@@ -3,7 +3,7 @@
 An upload is decoded, mirrored out to at least one tile (`pad_to_tile`), and cut into overlapping
 tiles of the one shape the model runs: each row of tiles is one job, all queued at once while the
 decode gate is still held, so the tiles of one image, and of other images, share batches. When the
-request's path (service.upscale_path) blends in its family's detail model, every row goes to that
+request's path (service.lifecycle.upscale_path) blends in its family's detail model, every row goes to that
 model's queue too, and the two outputs are mixed tile by tile. The upscaled rows are blended into
 the output as they come back (memory: one band of rows), cropped to the image's own size, resized
 to the size asked for, and encoded with the alpha channel resized beside the colour.
@@ -14,24 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from contract.errors import PayloadTooLarge
 from model_repository.tiling import RowBlender, TilePlan, extract_tiles, pad_to_tile, plan_tiles
-from service.batching import Admission, CancelToken
 from service.config import Settings
-from service.encoding import encode_image
-from service.errors import PayloadTooLarge
-from service.imaging import DecodedImage, OpenedImage, compose, decode
-from service.metadata import for_output
-from service.output_size import OutputSize, resize, resize_values
-from service.providers import CPU
+from service.images.encoding import encode_image
+from service.images.imaging import DecodedImage, OpenedImage, compose, decode
+from service.images.metadata import for_output
+from service.images.output_size import OutputSize, resize, resize_values
 from service.schemas import Upscaled, UpscaleOptions
+from service.served.batching import Admission, CancelToken
 from service.served.model import ServedModel, request
-
-if TYPE_CHECKING:  # service.upscale_path imports this module
-    from service.upscale_path import UpscalePath
+from service.served.providers import CPU
 
 Progress = Callable[[int, int], None]  # (tiles done, tiles in all)
 
@@ -40,7 +38,7 @@ class Upscaler(ServedModel):
     task = "upscale"
     kind_name = "upscale"
     work_unit = "tile"
-    memory_pattern = False  # see service.runtime.make_session
+    memory_pattern = False  # see service.served.runtime.make_session
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -282,3 +280,18 @@ def _widened(rgb: np.ndarray, image: DecodedImage) -> tuple[np.ndarray, np.ndarr
     height, width = rgb.shape[:2]
     values = rgb.astype(np.float32) * 257 + resize_values(rounding, width, height)
     return np.clip(values + 0.5, 0, 65535).astype(np.uint16), image.wide_alpha
+
+
+@dataclass(frozen=True)
+class UpscalePath:
+    """The upscaler(s) an /upscale request runs on and its output size (chosen by
+    service.lifecycle.upscale_path, which reads the registry)."""
+
+    model: Upscaler  # runs every tile; the path's factor is its own
+    size: OutputSize
+    blend: Upscaler | None = None  # the family's detail model, blended with `model`'s output
+    detail: float | None = None  # blend's weight, as asked for (None: no detail asked)
+
+    @property
+    def models(self) -> list[Upscaler]:
+        return [self.model] if self.blend is None else [self.model, self.blend]

@@ -1,4 +1,4 @@
-"""service.provenance without a server: records read back from files Pillow wrote with hand-built
+"""contract.provenance without a server: records read back from files Pillow wrote with hand-built
 metadata, garbage and cut-short files refused cleanly, records turned into requests, and
 `gan-client inspect`'s output and exit codes."""
 
@@ -20,7 +20,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from client.inspect import curl_command
-from service.provenance import (
+from contract.provenance import (
     KEY,
     MAX_RECORD_BYTES,
     SCHEMA,

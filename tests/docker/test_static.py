@@ -119,6 +119,7 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
         assert heavy in ignored
     for needed in (
         "models",
+        "contract",
         "service",
         "model_repository",
         "model_export",

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import onnxruntime as ort
 import pytest
 
-from service.providers import CUDA, preload_cuda_libraries
+from service.served.providers import CUDA, preload_cuda_libraries
 
 
 def why_no_gpu() -> str:

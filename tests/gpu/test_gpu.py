@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.providers import CPU, CUDA
+from service.served.providers import CPU, CUDA
 from tests.bundled import BUNDLED, load, sample_rows
 from tests.live_server import start_server
 

@@ -1,4 +1,4 @@
-"""service.animation on its own: each format decodes with Pillow to the frames it was given (exactly
+"""service.images.animation on its own: each format decodes with Pillow to the frames it was given (exactly
 where the format is lossless, within a shared palette's error for colour GIFs), loops forever and
 shows each frame for frame_ms."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.animation import encode_animation, frame_duration
+from service.images.animation import encode_animation, frame_duration
 
 
 def decoded(data: bytes, mode: str) -> tuple[Image.Image, np.ndarray, list[float]]:

@@ -12,12 +12,12 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from service.batching import Batcher, CancelToken, Lanes
+from contract.errors import ClientGone, InferenceFailed, QueueFull
 from service.config import Settings
-from service.errors import ClientGone, InferenceFailed, QueueFull
 from service.metrics import BatcherMetrics, ServiceMetrics
-from service.providers import CPU, CUDA
-from service.runtime import Parallelism, plan_parallelism
+from service.served.batching import Batcher, CancelToken, Lanes
+from service.served.providers import CPU, CUDA
+from service.served.runtime import Parallelism, plan_parallelism
 
 FAR = 3600.0  # a deadline nobody reaches
 

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from service.listener import listen
+from service.transport.listener import listen
 from tests.live_server import REPO, TEST_ENV, Server, model_subset
 
 BODY = json.dumps({"model": "digits", "n": 1, "seed": 1}).encode()

@@ -1,4 +1,4 @@
-"""service.connection_guard against the uvicorn it is installed with: the internals it relies on
+"""service.transport.connection_guard against the uvicorn it is installed with: the internals it relies on
 are still there (a failure names what changed), the pin in pyproject.toml is the series it is
 tested with, gan-serve refuses to start on a mismatch, and each limit holds on a real uvicorn
 server (in this process, a bare ASGI application: no models). Loopback only; every socket has a
@@ -25,8 +25,9 @@ from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from service import connection_guard
-from service.connection_guard import (
+from service.metrics import ServiceMetrics
+from service.transport import connection_guard
+from service.transport.connection_guard import (
     TESTED_UVICORN,
     TIMED_OUT,
     ConnectionGuard,
@@ -35,7 +36,6 @@ from service.connection_guard import (
     check_uvicorn,
     uvicorn_mismatches,
 )
-from service.metrics import ServiceMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_uvicorn_is_what_the_guard_relies_on() -> None:
     problems = uvicorn_mismatches()
     assert not problems, (
-        f"uvicorn {uvicorn.__version__} changed what service.connection_guard relies on:\n  "
+        f"uvicorn {uvicorn.__version__} changed what service.transport.connection_guard relies on:\n  "
         + "\n  ".join(problems)
     )
     check_uvicorn()

@@ -157,7 +157,7 @@ def test_request_id_is_echoed_or_made(server: Server) -> None:
     assert entry["model"] == "digits" and entry["client"] == "127.0.0.1" and entry["ms"] > 0
     made = post(server, {"model": "digits"}, **{"x-request-id": "bad id with spaces"}).headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", made)
-    # sent twice: the first, as the door (service.door) reads it when it answers instead
+    # sent twice: the first, as the door (service.transport.door) reads it when it answers instead
     twice = httpx.post(
         f"{server.url}/generate",
         json={"model": "digits"},
@@ -191,7 +191,7 @@ def test_the_serving_path_never_imports_torch() -> None:
     import sys
 
     code = (
-        "import sys, service.cli, service.api.app, service.registry, service.served; "
+        "import sys, service.cli, service.api.app, service.lifecycle.registry, service.served; "
         "print(sorted(m for m in ('torch', 'training', 'onnx') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 
-from service.batching import Batcher, CancelToken, Lanes
 from service.config import Settings
 from service.metrics import BatcherMetrics, ServiceMetrics
-from service.providers import CPU, CUDA
-from service.runtime import plan_encode_threads, plan_parallelism
+from service.served.batching import Batcher, CancelToken, Lanes
+from service.served.providers import CPU, CUDA
+from service.served.runtime import plan_encode_threads, plan_parallelism
 
 SIXTEEN = list(range(16))
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from contract.errors import InvalidRequest
+from contract.media import JSON, media_type, negotiate, parse_accept, sniff_format
 from service.api.lifetime import MAX_DEADLINE_MS, deadline_from_header
-from service.errors import InvalidRequest
-from service.media import JSON, media_type, negotiate, parse_accept, sniff_format
 
 IMAGES = ["image/png", "image/jpeg", "image/webp", "application/x-npy"]
 
@@ -75,4 +75,12 @@ def test_the_client_shares_the_table_without_the_server_dependencies() -> None:
         "('service', 'pydantic', 'numpy', 'PIL', 'fastapi', 'onnxruntime')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['service', 'service.errors', 'service.media', 'service.provenance']"
+    assert out.stdout.strip() == "[]"  # the tables come from `contract`, never from the server
+
+    # and `contract` itself is the standard library only
+    code = (
+        "import sys; before = set(sys.modules); import contract.media, contract.errors, contract.provenance; "
+        "print(sorted({m.split('.')[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['contract']"

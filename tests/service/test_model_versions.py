@@ -23,7 +23,7 @@ from PIL import Image
 from bench.swap_bench import publish
 from model_repository.manifest import dump_manifest
 from model_repository.repository import publish_version
-from service.versions import canary_point
+from service.lifecycle.versions import canary_point
 from tests.live_server import REPO, Server, start_server
 
 ADMIN_KEY = "admin-key-for-the-versions-tests"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.errors import InvalidRequest
-from service.output_size import OutputSize, choose_scale, output_size, resize
+from contract.errors import InvalidRequest
+from service.images.output_size import OutputSize, choose_scale, output_size, resize
 
 
 def size(**asked: object) -> OutputSize:

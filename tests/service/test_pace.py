@@ -1,4 +1,4 @@
-"""A queue's pace (service.pace) and the rule that an estimate never stops the work that would
+"""A queue's pace (service.served.pace) and the rule that an estimate never stops the work that would
 correct it: an idle model admits whatever its pace says; a stale pace decays."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from service.batching import Batcher, CancelToken, Lanes
-from service.errors import DeadlineExceeded
+from contract.errors import DeadlineExceeded
 from service.metrics import BatcherMetrics, ServiceMetrics
-from service.pace import SMOOTHING, Pace
+from service.served.batching import Batcher, CancelToken, Lanes
+from service.served.pace import SMOOTHING, Pace
 
 
 def test_a_pace_nothing_confirms_decays_to_the_fastest_it_has_been() -> None:

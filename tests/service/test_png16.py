@@ -1,4 +1,4 @@
-"""service.png16: 16-bit PNG reading and writing, checked against PNGs encoded here by hand (with every
+"""service.images.png16: 16-bit PNG reading and writing, checked against PNGs encoded here by hand (with every
 row filter, by an encoder independent of the module's code) and against Pillow, which undoes the
 filters in C. Hostile files get InvalidRequest or PayloadTooLarge without costing memory."""
 
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service import png16
-from service.errors import InvalidRequest, PayloadTooLarge
-from service.png16 import is_png16, read_png16, write_png16
+from contract.errors import InvalidRequest, PayloadTooLarge
+from service.images import png16
+from service.images.png16 import is_png16, read_png16, write_png16
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type

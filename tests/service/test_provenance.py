@@ -20,8 +20,7 @@ import pytest
 from PIL import Image
 
 from client.inspect import inspect_file
-from service.encoding import encode_image
-from service.provenance import (
+from contract.provenance import (
     KEY,
     SCHEMA,
     SOFTWARE,
@@ -31,7 +30,8 @@ from service.provenance import (
     read_provenance,
     regeneration,
 )
-from service.stamping import encode_recorded, record_metadata
+from service.images.encoding import encode_image
+from service.images.stamping import encode_recorded, record_metadata
 from tests.live_server import REPO, Server
 
 STYLE = "digits-style"

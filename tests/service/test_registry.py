@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.errors import InvalidRequest, NotReady, UnknownModel
 from model_repository.manifest import dump_manifest
-from service.batching import CancelToken
 from service.config import Settings
-from service.errors import InvalidRequest, NotReady, UnknownModel
+from service.lifecycle.registry import ModelRegistry
 from service.metrics import ServiceMetrics
-from service.registry import ModelRegistry
 from service.schemas import GenerateRequest
-from service.served import Generator, Upscaler
+from service.served.batching import CancelToken
+from service.served.generator import Generator
+from service.served.upscaler import Upscaler
 from tests.live_server import REPO
 
 FAR = 3600.0

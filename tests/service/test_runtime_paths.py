@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.binding import BoundSession
-from service.buckets import BatchBuckets
 from service.config import Settings, parse_buckets
-from service.providers import CPU
-from service.served import ServedModel
+from service.served.binding import BoundSession
+from service.served.buckets import BatchBuckets
+from service.served.model import ServedModel
+from service.served.providers import CPU
 from tests.bundled import BUNDLED, load, sample_rows
 
 

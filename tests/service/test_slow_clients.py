@@ -1,5 +1,5 @@
 """Slow uploaders, clients that never finish their headers, and clients that stop reading, on a real
-server (service.connection_guard). They must not keep others from being served, and the server
+server (service.transport.connection_guard). They must not keep others from being served, and the server
 must let go of them: the connection is closed, counted in gan_connections_closed_total, and a request
 cut off mid-body is logged as 408. Loopback only; every socket has a timeout."""
 

@@ -1,5 +1,5 @@
 """An upscaler starved of CPU by other processes serves again as soon as they stop: the slow pace
-it measured meanwhile must not refuse the work that would measure it again (service.pace).
+it measured meanwhile must not refuse the work that would measure it again (service.served.pace).
 
 The scenario is a training run beside a server whose lanes run at nice 19: the queue's pace
 rises while they are starved, and a photo of 88 tiles then takes more than the default deadline

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from contract.errors import DeadlineExceeded
 from service.api import stream
-from service.batching import CancelToken
-from service.errors import DeadlineExceeded
 from service.schemas import GenerateRequest
+from service.served.batching import CancelToken
 from tests.live_server import REPO, Server
 
 NDJSON = {"accept": "application/x-ndjson"}

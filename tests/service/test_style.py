@@ -3,7 +3,7 @@ style, the two noise sources, style mixing, latents out and back in, walks in w,
 whatever the batch, and clear errors for what a model does not take.
 
 Images that should be the same are compared as files (bytes) where they are made the same way, and
-decoded (`same`) where the files carry different provenance records (service.provenance): a walk
+decoded (`same`) where the files carry different provenance records (contract.provenance): a walk
 frame and a /generate image, a mixing cell and a source, an image from a w and one from its seed."""
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ import pytest
 import skimage.data
 from PIL import Image, ImageCms, ImageOps, TiffImagePlugin
 
+from contract.provenance import read_provenance
 from model_repository.tiling import pad_to_tile
-from service.imaging import orient
-from service.png16 import read_png16, write_png16
-from service.provenance import read_provenance
+from service.images.imaging import orient
+from service.images.png16 import read_png16, write_png16
 from tests.live_server import REPO, Server
 
 PHOTO = skimage.data.chelsea()[60:150, 100:220]  # 120x90 RGB: one tile of every bundled model
@@ -450,7 +450,7 @@ def test_detail_model_pins_the_partners_version(server: Server) -> None:
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_orient_is_pillows_exif_transpose(orientation: int) -> None:
-    """service.imaging.orient, the one mapping of EXIF orientations for every decode path."""
+    """service.images.imaging.orient, the one mapping of EXIF orientations for every decode path."""
     stored = np.arange(5 * 7 * 2, dtype=np.uint8).reshape(5, 7, 2)
     image = Image.fromarray(stored[:, :, 0])
     exif = image.getexif()

@@ -6,18 +6,11 @@ from typing import Any, cast
 
 import pytest
 
+from contract.errors import InvalidRequest, UnknownModel
+from model_repository.version_policy import PolicyError, VersionPolicies, VersionPolicy
 from service.config import Settings
-from service.errors import InvalidRequest, UnknownModel
-from service.served import ServedModel
-from service.versions import (
-    Canary,
-    PolicyError,
-    ServedVersions,
-    VersionPolicies,
-    VersionPolicy,
-    canary_point,
-    parse_model_ref,
-)
+from service.lifecycle.versions import Canary, ServedVersions, canary_point, parse_model_ref
+from service.served.model import ServedModel
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 is new, and bad walks get clear errors.
 
 A frame and the /generate image of its seed have the same pixels but not the same bytes: each file
-carries its own provenance record (service.provenance), so they are compared decoded."""
+carries its own provenance record (contract.provenance), so they are compared decoded."""
 
 from __future__ import annotations
 

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from contract.errors import InvalidRequest, UnknownModel
 from model_repository.repository import NAME_PATTERN
 from service.api.auth import admin_refusal
 from service.api.responses import ERRORS, json_response
-from service.errors import InvalidRequest, UnknownModel
-from service.registry import ModelRegistry
+from service.lifecycle.registry import ModelRegistry
 
 VersionNumber = Annotated[int, Field(ge=1, le=999_999_999)]
 Name = Annotated[str, Path(description="the model's name", max_length=64)]

@@ -12,14 +12,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.api import stream
-from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
-from service.api.responses import ERRORS, json_response
-from service.api.route import ServiceRoute, header
-from service.config import Settings
-from service.door import Screen
-from service.errors import InvalidRequest, NotAcceptable
-from service.media import (
+from contract.errors import InvalidRequest, NotAcceptable
+from contract.media import (
     ANIMATION_MEDIA_TYPES,
     FORMAT_OF_MEDIA_TYPE,
     JSON,
@@ -27,7 +21,12 @@ from service.media import (
     negotiate,
     offers_for,
 )
-from service.registry import ModelRegistry
+from service.api import stream
+from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
+from service.api.responses import ERRORS, json_response
+from service.api.route import ServiceRoute, header
+from service.config import Settings
+from service.lifecycle.registry import ModelRegistry
 from service.schemas import (
     Generated,
     GenerateRequest,
@@ -38,7 +37,9 @@ from service.schemas import (
     WalkAnimation,
     WalkRequest,
 )
-from service.served import Generator, StyleGenerator
+from service.served.generator import Generator
+from service.served.style import StyleGenerator
+from service.transport.door import Screen
 
 
 def generator_for(registry: ModelRegistry, body: GenerateRequest) -> Generator:
@@ -51,7 +52,7 @@ def walker_for(registry: ModelRegistry, body: WalkRequest) -> Generator:
 
 
 def screens(registry: ModelRegistry) -> dict[str, Screen]:
-    """How the door (service.door) reads these routes' requests: the JSON body names the model."""
+    """How the door (service.transport.door) reads these routes' requests: the JSON body names the model."""
     return {
         "/generate": Screen(
             lambda query, body: [generator_for(registry, GenerateRequest.model_validate_json(body))],

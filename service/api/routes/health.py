@@ -8,8 +8,8 @@ from starlette.responses import Response
 
 from service.api.responses import json_response
 from service.api.route import ServiceRoute
+from service.lifecycle.registry import ModelRegistry
 from service.metrics import CONTENT_TYPE, ServiceMetrics
-from service.registry import ModelRegistry
 
 
 def router(registry: ModelRegistry, metrics: ServiceMetrics) -> APIRouter:

@@ -10,17 +10,17 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from contract.errors import NotAcceptable
+from contract.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, UPLOAD_FORMATS, negotiate, offers_for
 from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
 from service.api.responses import ERRORS, json_response
 from service.api.route import ServiceRoute, header
 from service.api.routes.generate import head_fields, style_image_json
 from service.config import Settings
-from service.door import Screen
-from service.errors import NotAcceptable
-from service.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, UPLOAD_FORMATS, negotiate, offers_for
-from service.registry import ModelRegistry
+from service.lifecycle.registry import ModelRegistry
 from service.schemas import Mixed, MixRequest
-from service.served import StyleGenerator
+from service.served.style import StyleGenerator
+from service.transport.door import Screen
 
 
 def mixer_for(registry: ModelRegistry, body: MixRequest) -> StyleGenerator:
@@ -29,7 +29,7 @@ def mixer_for(registry: ModelRegistry, body: MixRequest) -> StyleGenerator:
 
 
 def screens(registry: ModelRegistry) -> dict[str, Screen]:
-    """How the door (service.door) reads this route's requests: the JSON body names the model."""
+    """How the door (service.transport.door) reads this route's requests: the JSON body names the model."""
     return {
         "/mix": Screen(
             lambda query, body: [mixer_for(registry, MixRequest.model_validate_json(body))], needs_body=True

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from service.api.responses import json_response
 from service.api.route import ServiceRoute
-from service.registry import ModelRegistry
+from service.lifecycle.registry import ModelRegistry
 
 
 def router(registry: ModelRegistry) -> APIRouter:

@@ -10,19 +10,19 @@ from starlette.datastructures import QueryParams, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
+from contract.errors import InvalidRequest, UnsupportedMediaType
+from contract.media import MEDIA_TYPES, UPLOAD_MEDIA_TYPES, media_type, negotiate
 from service.api import stream
 from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
 from service.api.responses import ERRORS
 from service.api.route import ServiceRoute, header
 from service.config import Settings
-from service.door import Screen
-from service.errors import InvalidRequest, UnsupportedMediaType
-from service.imaging import OpenedImage, open_image
-from service.media import MEDIA_TYPES, UPLOAD_MEDIA_TYPES, media_type, negotiate
-from service.registry import ModelRegistry
+from service.images.imaging import OpenedImage, open_image
+from service.lifecycle.registry import ModelRegistry
+from service.lifecycle.upscale_path import UpscalePath, candidates, choose_path
 from service.schemas import ErrorBody, Upscaled, UpscaleOptions
-from service.served import Upscaler
-from service.upscale_path import UpscalePath, candidates, choose_path
+from service.served.upscaler import Upscaler
+from service.transport.door import Screen
 
 BODY = {
     "required": True,
@@ -51,7 +51,7 @@ def query_parameters(model: type[UpscaleOptions]) -> list[dict[str, Any]]:
 
 
 def screens(registry: ModelRegistry) -> dict[str, Screen]:
-    """How the door (service.door) reads this route's requests: the query names the upscaler, so
+    """How the door (service.transport.door) reads this route's requests: the query names the upscaler, so
     an upload is refused before its body is read."""
 
     def upscalers(query: bytes, body: bytes) -> list[Upscaler]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-MAX_SHAPES = 40  # batch shapes kept bound: every bucket (service.buckets) of each graph
+MAX_SHAPES = 40  # batch shapes kept bound: every bucket (service.served.buckets) of each graph
 FeedKey = tuple[tuple[str, tuple[int, ...], str], ...]
 
 

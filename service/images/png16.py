@@ -5,7 +5,7 @@ images (it keeps the high byte of each sample) and cannot write them at all, so 
 a 16-bit upload into an 8-bit answer. This module reads and writes every 16-bit PNG colour type
 (0 gray, 2 RGB, 4 gray + alpha, 6 RGBA), non-interlaced, so 16-bit input can stay 16-bit.
 
-Reading is bounded like service.imaging's decoder: the pixel limit is checked from IHDR before any
+Reading is bounded like service.images.imaging's decoder: the pixel limit is checked from IHDR before any
 decompression, and inflating never produces more than the image needs plus one byte, so a zlib bomb
 costs no memory. Ancillary chunks (tEXt, iCCP, gAMA, tRNS, ...) are skipped unread: a tRNS chunk on
 a 16-bit gray or RGB image (one colour that is fully transparent) is ignored, so such pixels come
@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from service.errors import InvalidRequest, PayloadTooLarge
+from contract.errors import InvalidRequest, PayloadTooLarge
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # IHDR colour type -> samples per pixel
@@ -52,7 +52,7 @@ PIXELS_PER_STEP = 16
 
 def png_chunk(kind: bytes, data: bytes | memoryview) -> bytes:
     """One PNG chunk: length, type, data, CRC (of type and data). Every PNG this service writes
-    is made of these (service.encoding's 8-bit files too)."""
+    is made of these (service.images.encoding's 8-bit files too)."""
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 

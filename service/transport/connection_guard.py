@@ -20,7 +20,7 @@ uvicorn internals. uvicorn has no public hook for any of this, so GuardedHttpToo
 subclasses its private HttpToolsProtocol: it overrides the callbacks in HOOKS; it reads the
 protocol's loop, transport, flow (FlowControl.read_paused), client, scope and cycle, and of each
 RequestResponseCycle its scope, disconnected, message_event, response_complete and
-response_started. The door (service.door) subclasses it in turn and reads, when a request's
+response_started. The door (service.transport.door) subclasses it in turn and reads, when a request's
 headers are in, the protocol's url, headers, expect_100_continue and parser (method, HTTP
 version, keep-alive), its server_state (default_headers, total_requests) and
 timeout_keep_alive; after the application's 429 it cancels timeout_keep_alive_task (the timer
@@ -81,8 +81,8 @@ HOOKS = {  # HttpToolsProtocol methods overridden here, with their parameters af
     "on_message_complete": (),
     "pause_writing": (),
     "resume_writing": (),
-    "on_response_complete": (),  # service.door
-    "shutdown": (),  # service.door
+    "on_response_complete": (),  # service.transport.door
+    "shutdown": (),  # service.transport.door
 }
 
 TIMED_OUT = "timed_out"  # key in the request's ASGI state: the guard closed the connection mid-request
@@ -203,7 +203,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_body(body)
         self._received += len(body)
 
-    # The phases of a request, kept by the callbacks above, and by service.door for the requests
+    # The phases of a request, kept by the callbacks above, and by service.transport.door for the requests
     # it answers without uvicorn's part of them.
 
     def headers_received(self) -> None:
@@ -276,10 +276,10 @@ def check_uvicorn() -> None:
     problems, version = _checked()
     if problems:
         raise IncompatibleUvicorn(
-            f"uvicorn {version} differs from what service.connection_guard relies on: "
+            f"uvicorn {version} differs from what service.transport.connection_guard relies on: "
             + "; ".join(problems)
             + f"; install uvicorn[standard]>={_series(TESTED_UVICORN)},<{_series(_next(TESTED_UVICORN))} "
-            "(pyproject.toml), or see service/connection_guard.py on raising the pin"
+            "(pyproject.toml), or see service/transport/connection_guard.py on raising the pin"
         )
 
 
@@ -377,7 +377,7 @@ def _probe() -> list[str]:
     def recording(name: str) -> Callable[..., None]:
         def hook(self: HttpToolsProtocol, *args: Any) -> None:
             called.append(name)
-            if name == "on_headers_complete":  # what service.door reads before uvicorn's own part
+            if name == "on_headers_complete":  # what service.transport.door reads before uvicorn's own part
                 parser = self.parser
                 heads.append(
                     (

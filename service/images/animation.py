@@ -9,7 +9,7 @@ half the error on a colour morph, at the same speed), and dithering's noise woul
 frame to frame. GIF has one bit of alpha: pixels below half opacity become transparent.
 
 A walk's provenance record goes where Pillow writes each format's metadata: APNG text chunks, the
-WebP EXIF chunk, a GIF comment (service.stamping).
+WebP EXIF chunk, a GIF comment (service.images.stamping).
 
 Every format stores identical consecutive frames as one frame of their summed duration, so a
 file may hold fewer frames than were made; it plays the same.
@@ -22,8 +22,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from service.media import ANIMATIONS
-from service.stamping import animation_options
+from contract.media import ANIMATIONS
+from service.images.stamping import animation_options
 
 GIF_TRANSPARENT = 255  # the palette index of a GIF's transparent pixels (colours get 0-254)
 

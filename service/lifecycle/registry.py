@@ -24,17 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from contract.errors import InvalidRequest, ModelLoadFailed, NotReady, UnknownModel
 from model_repository.manifest import MANIFEST_FILE
 from model_repository.repository import NAME_PATTERN, list_models, list_versions, version_dir
-from service.batching import Shedding
+from model_repository.version_policy import VersionPolicies
 from service.config import Settings
-from service.errors import InvalidRequest, ModelLoadFailed, NotReady, UnknownModel
-from service.interfaces import VersionInterfaces
+from service.lifecycle.interfaces import VersionInterfaces
+from service.lifecycle.loading import load_model
+from service.lifecycle.versions import Canary, ServedVersions, parse_model_ref
 from service.metrics import ServiceMetrics
-from service.providers import ProviderChoice, ProviderUnavailable, choose_providers, expected_provider
-from service.runtime import plan_encode_threads, usable_cpus
-from service.served import ServedModel, load_model
-from service.versions import Canary, ServedVersions, VersionPolicies, parse_model_ref
+from service.served.batching import Shedding
+from service.served.model import ServedModel
+from service.served.providers import ProviderChoice, ProviderUnavailable, choose_providers, expected_provider
+from service.served.runtime import plan_encode_threads, usable_cpus
 
 log = logging.getLogger("gan.registry")
 
@@ -504,7 +506,7 @@ class ModelRegistry:
                 for name, series in self.served.items()
             },
             "failed": failures,
-            # Serving, but not where asked: CUDA wanted, the CPU given (service.providers).
+            # Serving, but not where asked: CUDA wanted, the CPU given (service.served.providers).
             "warnings": [
                 f"{name}: {series.serving().runtime.fallback}"
                 for name, series in sorted(self.served.items())

@@ -17,7 +17,7 @@ from typing import Any
 from model_repository.interface import interface
 from model_repository.manifest import ManifestError
 from model_repository.repository import read_version
-from service.served import ServedModel
+from service.served.model import ServedModel
 
 log = logging.getLogger("gan.registry")
 

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from service.binding import BoundSession
-from service.buckets import BatchBuckets
 from service.config import Settings
-from service.providers import CUDA, LandedOnCpu, ProviderChoice, ProviderUnavailable, fell_back
+from service.served.binding import BoundSession
+from service.served.buckets import BatchBuckets
+from service.served.providers import CUDA, LandedOnCpu, ProviderChoice, ProviderUnavailable, fell_back
 
 log = logging.getLogger("gan.runtime")
 

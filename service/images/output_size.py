@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from service.errors import InvalidRequest
+from contract.errors import InvalidRequest
 
 Fit = str  # "contain" | "cover" | "exact"
 # The resize after the model: Lanczos (3 lobes) for both directions. bench/upscale_paths.py

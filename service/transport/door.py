@@ -8,7 +8,7 @@ the JSON answer): clients that send again as soon as they are answered then keep
 core busy refusing while the lanes starve (the more so at a lower priority: inference_nice).
 Two things prevent it.
 
-- Refusing at the cheapest point. While a queue is shedding (service.batching: after a refusal
+- Refusing at the cheapest point. While a queue is shedding (service.served.batching: after a refusal
   for want of room, until the queue is half empty) the application would refuse any request for
   its model, whatever it asks for. The door answers such a request itself, as soon as the request
   names its model: at the headers for /upscale (the query names the model; an upload is answered
@@ -29,7 +29,7 @@ so the connection stays usable; a client that sent Expect: 100-continue has not 
 and will not, so that answer says Connection: close and the connection is closed; so is a
 request that asked for Connection: close, or came as HTTP/1.0, once its body is in.
 
-The door subclasses the slow-client guard's protocol (service.connection_guard), which checks at
+The door subclasses the slow-client guard's protocol (service.transport.connection_guard), which checks at
 start-up that the uvicorn internals both rely on are still there (uvicorn_mismatches).
 """
 
@@ -47,13 +47,18 @@ from typing import Any, ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.access_log import AccessLog
-from service.batching import Batcher, Shedding
-from service.connection_guard import ConnectionGuard, ConnectionLimits, GuardedHttpToolsProtocol, Phase
-from service.errors import ServiceError
+from contract.errors import ServiceError
 from service.metrics import ServiceMetrics
-from service.request_ids import RequestIds
-from service.served import ServedModel
+from service.served.batching import Batcher, Shedding
+from service.served.model import ServedModel
+from service.transport.access_log import AccessLog
+from service.transport.connection_guard import (
+    ConnectionGuard,
+    ConnectionLimits,
+    GuardedHttpToolsProtocol,
+    Phase,
+)
+from service.transport.request_ids import RequestIds
 
 log = logging.getLogger("gan.door")
 

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from service.media import FORMATS
-from service.metadata import ImageMetadata
-from service.png16 import png_chunk, to_8_bits, write_png16
+from contract.media import FORMATS
+from service.images.metadata import ImageMetadata
+from service.images.png16 import png_chunk, to_8_bits, write_png16
 
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95

@@ -4,7 +4,7 @@
   before any of this existed.
 - A size (`scale`, or `width`/`height` with `fit`): the faithful models (a family's faithful one,
   or any model in no family) are the candidates; the one whose factor is the largest not above the
-  factor asked for runs (service.output_size.choose_scale), then an antialiased resize makes the
+  factor asked for runs (service.images.output_size.choose_scale), then an antialiased resize makes the
   exact size. A model asked for by name runs whatever the size, resized to it.
 - `detail` d in [0, 1]: the path runs on a family (manifest upscaler.family): its faithful model
   (SRResNet) and its detail model (SRGAN), each tile through both and blended (1 - d) : d. At 0
@@ -14,30 +14,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from service.errors import InvalidRequest
-from service.output_size import OutputSize, choose_scale, output_size
-from service.registry import ModelRegistry
+from contract.errors import InvalidRequest
+from service.images.output_size import OutputSize, choose_scale, output_size
+from service.lifecycle.registry import ModelRegistry
 from service.schemas import UpscaleOptions
-from service.served import Upscaler
-
-
-@dataclass(frozen=True)
-class UpscalePath:
-    model: Upscaler  # runs every tile; the path's factor is its own
-    size: OutputSize
-    blend: Upscaler | None = None  # the family's detail model, blended with `model`'s output
-    detail: float | None = None  # blend's weight, as asked for (None: no detail asked)
-
-    @property
-    def models(self) -> list[Upscaler]:
-        return [self.model] if self.blend is None else [self.model, self.blend]
+from service.served.upscaler import UpscalePath, Upscaler
 
 
 def candidates(registry: ModelRegistry, options: UpscaleOptions) -> list[Upscaler]:
     """The upscalers a request with these options could run on, whatever its image: the door
-    (service.door) refuses it at its headers only when every one of them is shedding."""
+    (service.transport.door) refuses it at its headers only when every one of them is shedding."""
     if options.detail is None and options.model is not None:  # the model asked for, at any size
         return [registry.resolve(options.model, Upscaler)]
     sized = options.scale is not None or options.width is not None or options.height is not None

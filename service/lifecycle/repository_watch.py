@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 
-from service.registry import ModelRegistry
+from service.lifecycle.registry import ModelRegistry
 
 log = logging.getLogger("gan.registry")
 

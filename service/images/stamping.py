@@ -1,5 +1,5 @@
-"""Provenance records (service.provenance) as what Pillow and service.encoding write into a file:
-the per-format half of the record format (the reading half is service.provenance, stdlib only)."""
+"""Provenance records (contract.provenance) as what Pillow and service.images.encoding write into a file:
+the per-format half of the record format (the reading half is contract.provenance, stdlib only)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from service.encoding import SMALL_PNG_BYTES, encode_image, small_png
-from service.metadata import ImageMetadata, itxt
-from service.provenance import EXIF_SOFTWARE, IMAGE_DESCRIPTION, KEY, SOFTWARE, exif_block
+from contract.provenance import EXIF_SOFTWARE, IMAGE_DESCRIPTION, KEY, SOFTWARE, exif_block
+from service.images.encoding import SMALL_PNG_BYTES, encode_image, small_png
+from service.images.metadata import ImageMetadata, itxt
 
 # The PNG chunks record_metadata's text makes (ImageMetadata.png_chunks), prepared once: a small PNG
 # is written in a few microseconds, and building them per image would double that.

@@ -29,7 +29,7 @@ or tiles), run by a model's inference lanes.
 - Shedding: once a request has been refused for want of room, the queue refuses all new work
   until it is down to half its bounds, then takes work again. Under a burst the lanes keep half a
   queue of work while requests are refused, and the refusal no longer depends on a request's
-  size, so the HTTP layer can refuse one before reading what it asks for (service.door).
+  size, so the HTTP layer can refuse one before reading what it asks for (service.transport.door).
 - Outputs are checked 1:1 against inputs: a batch of k rows must return k rows.
 - A job may carry an `encode` step (its output rows -> image files). A batch's encode steps run
   together, on the lane itself when the model encodes on its lanes (one lane per core: a hand-off
@@ -60,10 +60,10 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import ClientGone, DeadlineExceeded, InferenceFailed, NotReady, QueueFull, ServiceError
+from contract.errors import ClientGone, DeadlineExceeded, InferenceFailed, NotReady, QueueFull, ServiceError
 from service.metrics import BatcherMetrics
-from service.pace import Pace
-from service.request_ids import current_request_id
+from service.served.pace import Pace
+from service.transport.request_ids import current_request_id
 
 log = logging.getLogger("gan.batching")
 
@@ -92,7 +92,7 @@ class DecodeGate:
 
 
 class Shedding:
-    """The queues refusing all new work now (on the event loop): the door (service.door) looks at
+    """The queues refusing all new work now (on the event loop): the door (service.transport.door) looks at
     requests only while there are some. `on_room` callbacks run (on the event loop) when a
     shedding queue has drained to where it takes work again."""
 
@@ -265,7 +265,7 @@ class Lanes:
                     self.condition.notify()
                 if not batch:
                     continue
-                if self.running == 0:  # the first batch after an idle spell (service.pace)
+                if self.running == 0:  # the first batch after an idle spell (service.served.pace)
                     batcher.pace.resume()
                 self.running += 1
             try:
@@ -331,7 +331,7 @@ class Batcher:
         self._held_units = 0  # admitted, not queued yet (Admission): on the event loop only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
-        # Seconds per batch (service.pace): for the bound in time, Retry-After and deadlines.
+        # Seconds per batch (service.served.pace): for the bound in time, Retry-After and deadlines.
         self.pace = Pace()
         # Shedding (see the module's docstring): written on the event loop only. The lanes read
         # the flag (and _room_told, set once per shedding) to tell the loop of room again; it ends
@@ -439,7 +439,7 @@ class Batcher:
         return QueueFull(message, retry_after=retry_after)
 
     def refusal(self, request_id: str | None = None) -> tuple[str, int]:
-        """As refuse, for the door (service.door), which writes its answer without an exception
+        """As refuse, for the door (service.transport.door), which writes its answer without an exception
         (and names the request, which no context names there): (the message, the Retry-After in
         whole seconds: the time the work ahead takes)."""
         self._metrics.rejected("queue_full")
@@ -493,7 +493,7 @@ class Batcher:
         admission: the room admit() held for these rows (the request was admitted before some
         work of its own, an upload's decoding); they are then taken whatever came meanwhile.
         The estimate refuses nothing while the model is idle (when the request was admitted, with
-        an admission): it can only be corrected by running work (service.pace)."""
+        an admission): it can only be corrected by running work (service.served.pace)."""
         units = int(next(iter(inputs.values())).shape[0])
         if units == 0:
             raise ValueError("a job needs at least one row")
@@ -602,7 +602,7 @@ class Batcher:
         batch: list[Slice] = []
         room = self.max_units
         now = time.monotonic()
-        finish_by = now + self.batch_seconds()  # decayed if nothing runs (service.pace)
+        finish_by = now + self.batch_seconds()  # decayed if nothing runs (service.served.pace)
         while self._queue and room > 0:
             job = self._queue[0]
             remaining = job.units - job.taken

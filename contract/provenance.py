@@ -29,7 +29,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from service.media import ANIMATION_MEDIA_TYPES, JSON, MEDIA_TYPES
+from contract.media import ANIMATION_MEDIA_TYPES, JSON, MEDIA_TYPES
 
 KEY = "gan-serving"  # the PNG text keyword
 SOFTWARE = "gan-serving"  # PNG "Software" text, EXIF Software

@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from service.provenance import EXIF_SOFTWARE, IMAGE_DESCRIPTION, SOFTWARE
+from contract.provenance import EXIF_SOFTWARE, IMAGE_DESCRIPTION, SOFTWARE
 
 ORIENTATION = 0x0112
 X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT = 0x011A, 0x011B, 0x0128

@@ -34,7 +34,7 @@ class ProviderUnavailable(RuntimeError):
 
 class LandedOnCpu(RuntimeError):
     """A session planned for CUDA was given the CPU (not strict): the model is opened again,
-    planned for the CPU (service.served.load_model)."""
+    planned for the CPU (service.lifecycle.loading.load_model)."""
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from service.errors import InvalidRequest, PayloadTooLarge
-from service.media import UPLOAD_FORMATS
-from service.metadata import ImageMetadata, read_metadata
-from service.png16 import is_png16, read_png16, to_8_bits
+from contract.errors import InvalidRequest, PayloadTooLarge
+from contract.media import UPLOAD_FORMATS
+from service.images.metadata import ImageMetadata, read_metadata
+from service.images.png16 import is_png16, read_png16, to_8_bits
 
 # PIL's names of the upload formats.
 FORMAT_NAMES = {fmt.upper(): fmt for fmt in UPLOAD_FORMATS}
@@ -44,7 +44,7 @@ class OpenedImage:
     width: int  # upright: after its EXIF orientation
     height: int
     orientation: int  # EXIF's, 1 to 8 (1: stored upright)
-    wide: bytes | None = None  # a 16-bit PNG's file, decoded by service.png16 (Pillow keeps 8 bits)
+    wide: bytes | None = None  # a 16-bit PNG's file, decoded by service.images.png16 (Pillow keeps 8 bits)
 
 
 # EXIF orientations that swap width and height (transposed, and rotated by 90 or 270 degrees).
@@ -79,7 +79,7 @@ def open_image(data: bytes, max_pixels: int) -> OpenedImage:
     orientation = exif_orientation(image.info.get("exif"))
     if orientation in TRANSPOSING:
         width, height = height, width
-    # 16-bit PNGs are read by service.png16, except interlaced ones (Pillow reads those, at 8 bits)
+    # 16-bit PNGs are read by service.images.png16, except interlaced ones (Pillow reads those, at 8 bits)
     wide = data if source_format == "png" and is_png16(data) and data[28] == 0 else None
     return OpenedImage(image, source_format, width, height, orientation, wide)
 
