@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from client.api import API_KEY_ENV
-from contract.provenance import NotReproducible, Regeneration, read_provenance, regeneration
+from contract.provenance_reader import read_provenance
+from contract.regeneration import NotReproducible, Regeneration, regeneration
 
 # Reads the answer of a JSON request on stdin and writes one image's base64 data out as bytes.
 PICK = "import base64, json, sys; sys.stdout.buffer.write(base64.b64decode(json.load(sys.stdin){}))"

@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 
-MAX_SEED = 2**63 - 1
+from contract.endpoints import MAX_SEED, MIN_TRUNCATION  # the wire's bounds, shared with the client
+
 # Below this, redrawing until every component fits takes unboundedly long (acceptance ~ 0.8 t).
-MIN_TRUNCATION = 0.05
 INTERPOLATIONS = ("slerp", "lerp")
 
 

@@ -22,15 +22,14 @@ import asyncio
 import base64
 import json
 import logging
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from contract.endpoints import GENERATE, ContractError, random_start
 from contract.errors import InvalidRequest, ServiceError
-from model_repository.latents import MAX_SEED
 from service.schemas import GeneratedImage, GenerateRequest, GeneratorAnswer, StyleImage, Upscaled
 from service.served.batching import CancelToken
 
@@ -49,31 +48,15 @@ def error_line(error: ServiceError) -> bytes:
 
 def parts(request: GenerateRequest, size: int, max_n: int) -> list[tuple[int, GenerateRequest]]:
     """(offset, the request for images offset..offset+len) for every part of at most `size`
-    images. A request without seeds gets its random first seed here, once for all parts."""
-    count = request.count
-    if isinstance(request.labels, list) and len(request.labels) != count:  # as the whole would say
-        raise InvalidRequest(
-            f"{len(request.labels)} labels for {count} images; give one label, or one per image"
-        )
-    if request.seeds is None and request.ws is None and request.seed is None:
-        request = request.model_copy(update={"seed": secrets.randbelow(MAX_SEED - max_n)})
-    out = []
-    for start in range(0, count, size):
-        stop = min(count, start + size)
-        update: dict[str, Any] = {"n": stop - start}
-        if request.ws is not None:
-            update["ws"] = request.ws[start:stop]
-        elif request.seeds is not None:
-            update["seeds"] = request.seeds[start:stop]
-        else:
-            assert request.seed is not None
-            update["seed"] = request.seed + start
-        if isinstance(request.labels, list):
-            update["labels"] = request.labels[start:stop]
-        if request.noise_seed is not None:
-            update["noise_seed"] = request.noise_seed + start
-        out.append((start, request.model_copy(update=update)))
-    return out
+    images, split as the contract says (contract.endpoints.GENERATE). A request without seeds gets
+    its random first seed here, once for all parts."""
+    if GENERATE.needs_start(request.__dict__):
+        request = request.model_copy(update={"seed": random_start(max_n)})
+    try:
+        split = GENERATE.parts(request.__dict__, size)
+    except ContractError as e:  # as the whole request would be refused
+        raise InvalidRequest(str(e)) from None
+    return [(start, request.model_copy(update=update)) for start, update in split]
 
 
 async def start_parts(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from contract.endpoints import UPSCALE
 from contract.errors import InvalidRequest
 
 Fit = str  # "contain" | "cover" | "exact"
@@ -62,10 +63,9 @@ def output_size(
     """The output size for an (in_w, in_h) input. `native`: the factor of the model asked for by
     name (or of the smallest served one), used when no size is asked; `largest`: the largest
     served factor, the most any axis may be enlarged. InvalidRequest for a size out of range."""
-    if scale is not None and (width is not None or height is not None):
-        raise InvalidRequest("give either scale, or width and/or height, not both")
-    if fit is not None and (width is None or height is None):
-        raise InvalidRequest("fit applies when both width and height are given")
+    broken = UPSCALE.broken_rule({"scale": scale, "width": width, "height": height, "fit": fit})
+    if broken is not None:
+        raise InvalidRequest(broken)
     if scale is not None:
         _check_factor(scale, largest, "scale")
         w, h = _rounded(in_w * scale), _rounded(in_h * scale)

@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import math
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from contract.endpoints import GENERATE, GENERATOR, WALK, ContractError, random_start
 from contract.errors import InvalidRequest
 from contract.provenance import RecordHead
-from model_repository.latents import MAX_SEED, interpolate_latent, latent_from_seed
+from model_repository.latents import interpolate_latent, latent_from_seed
 from service.config import Settings
 from service.images.animation import encode_animation, frame_duration
 from service.images.encoding import encode_image
 from service.images.stamping import encode_recorded
 from service.schemas import (
-    STYLE_FIELDS,
     Generated,
     GeneratedImage,
     GenerateRequest,
@@ -63,27 +62,17 @@ class Generator(ServedModel):
     def accepts(self) -> dict[str, Any]:
         return {
             "endpoints": ["/generate", "/walk"],
-            "generate": ["seed", "seeds", "n", "labels", "truncation", "format"],
-            "walk": [
-                "from_seed",
-                "to_seed",
-                "seeds",
-                "steps",
-                "label",
-                "truncation",
-                "method",
-                "format",
-                "animation",
-                "frame_ms",
-            ],
+            "generate": GENERATE.accepts(GENERATOR),
+            "walk": WALK.accepts(GENERATOR),
         }
 
     def _refuse_style_fields(self, request: GenerateRequest | WalkRequest) -> None:
         """A style model's parameters, asked of a model that has none: a 400 naming the first."""
-        for field in STYLE_FIELDS:
-            if getattr(request, field, None) not in (None, False):
+        endpoint = GENERATE if isinstance(request, GenerateRequest) else WALK
+        for field in endpoint.fields:
+            if GENERATOR not in field.kinds and getattr(request, field.name) not in (None, False):
                 raise InvalidRequest(
-                    f"model {self.name!r} is not style-based and does not take {field} "
+                    f"model {self.name!r} is not style-based and does not take {field.name} "
                     "(truncation, on z, is its truncation trick)"
                 )
 
@@ -311,7 +300,7 @@ class Generator(ServedModel):
         self.check_count(count)
         if request.seeds is not None:
             return list(request.seeds)
-        start = secrets.randbelow(MAX_SEED - max_n) if request.seed is None else request.seed
+        start = random_start(max_n) if request.seed is None else request.seed
         return list(range(start, start + count))
 
     def _labels(self, requested: list[Label] | Label | None, seeds: list[int]) -> list[int | None]:
@@ -323,11 +312,11 @@ class Generator(ServedModel):
             return [None] * len(seeds)
         if requested is None:  # no label asked for: one per seed, reproducible from the seed
             return [seed % count for seed in seeds]
+        try:
+            GENERATE.check_per_image({"labels": requested}, len(seeds))
+        except ContractError as e:
+            raise InvalidRequest(str(e)) from None
         wanted = requested if isinstance(requested, list) else [requested] * len(seeds)
-        if len(wanted) != len(seeds):
-            raise InvalidRequest(
-                f"{len(wanted)} labels for {len(seeds)} images; give one label, or one per image"
-            )
         out: list[int | None] = []
         for label in wanted:
             if isinstance(label, bool):

@@ -26,13 +26,12 @@ from contract.provenance import (
     SCHEMA,
     SOFTWARE,
     W_SOURCE,
-    NotReproducible,
     RecordHead,
     exif_block,
     parse_record,
-    read_provenance,
-    regeneration,
 )
+from contract.provenance_reader import read_provenance
+from contract.regeneration import NotReproducible, regeneration
 from tests.live_server import REPO
 
 GENERATE = RecordHead.of(

@@ -20,16 +20,9 @@ import pytest
 from PIL import Image
 
 from client.inspect import inspect_file
-from contract.provenance import (
-    KEY,
-    SCHEMA,
-    SOFTWARE,
-    W_SOURCE,
-    NotReproducible,
-    RecordHead,
-    read_provenance,
-    regeneration,
-)
+from contract.provenance import KEY, SCHEMA, SOFTWARE, W_SOURCE, RecordHead
+from contract.provenance_reader import read_provenance
+from contract.regeneration import NotReproducible, regeneration
 from service.images.encoding import encode_image
 from service.images.stamping import encode_recorded, record_metadata
 from tests.live_server import REPO, Server

@@ -16,7 +16,7 @@ import pytest
 import skimage.data
 from PIL import Image, ImageCms, ImageOps, TiffImagePlugin
 
-from contract.provenance import read_provenance
+from contract.provenance_reader import read_provenance
 from model_repository.tiling import pad_to_tile
 from service.images.imaging import orient
 from service.images.png16 import read_png16, write_png16
