@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from contract.endpoints import GENERATE, MIX, STYLE, WALK
 from contract.errors import InvalidRequest
 from contract.provenance import W_SOURCE, RecordHead
 from model_repository.latents import interpolate_latent, latents_from_seeds
@@ -72,46 +73,9 @@ class StyleGenerator(Generator):
     def accepts(self) -> dict[str, Any]:
         return {
             "endpoints": ["/generate", "/walk", "/mix"],
-            "generate": [
-                "seed",
-                "seeds",
-                "n",
-                "labels",
-                "truncation_psi",
-                "noise_seed",
-                "noise",
-                "ws",
-                "return_latents",
-                "format",
-            ],
-            "walk": [
-                "from_seed",
-                "to_seed",
-                "seeds",
-                "steps",
-                "label",
-                "truncation_psi",
-                "noise_seed",
-                "noise",
-                "method",
-                "format",
-                "animation",
-                "frame_ms",
-            ],
-            "mix": [
-                "row_seeds",
-                "col_seeds",
-                "row_ws",
-                "col_ws",
-                "crossover",
-                "label",
-                "truncation_psi",
-                "noise_seed",
-                "noise",
-                "grid",
-                "return_latents",
-                "format",
-            ],
+            "generate": GENERATE.accepts(STYLE),
+            "walk": WALK.accepts(STYLE),
+            "mix": MIX.accepts(STYLE),
             "num_ws": self.style.num_ws,
             "w_dim": self.style.w_dim,
             "layers": {g: list(r) for g, r in self.style.groups.items()},

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.endpoints import UPSCALE, UPSCALER
 from contract.errors import PayloadTooLarge
 from model_repository.tiling import RowBlender, TilePlan, extract_tiles, pad_to_tile, plan_tiles
 from service.config import Settings
@@ -64,17 +65,7 @@ class Upscaler(ServedModel):
     def accepts(self) -> dict[str, Any]:
         return {
             "endpoints": ["/upscale"],
-            "upscale": [
-                "model",
-                "format",
-                "scale",
-                "width",
-                "height",
-                "fit",
-                "detail",
-                "detail_model",
-                "strip",
-            ],
+            "upscale": UPSCALE.accepts(UPSCALER),
             "scale": self.scale,
         }
 
