@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from service.schemas import ErrorBody
+from service.schemas.answers import ErrorBody
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}

@@ -4,10 +4,11 @@ without its per-request machinery.
 A request to a small generator costs about 500 µs of CPU in all on a 2-core machine; FastAPI's
 dependency resolution costs about 40 µs of that and its router and middleware stack about 25 µs
 more (measured in-process). So each route here is an ASGI handler of its own: it builds the
-Request, validates the body with the endpoint's request model (the same pydantic model the
-OpenAPI document shows), calls the endpoint, and turns any exception into its answer through
-`error_answer`. The app's outermost layer (`Dispatch`) hands a request for one of these routes
-straight to that handler; anything else goes through FastAPI. Either way a route has one code path.
+per-call context (service.api.call), validates the body with the endpoint's request model (the
+same pydantic model the OpenAPI document shows), calls the endpoint, and turns any exception into
+its answer through `error_answer`. The app's outermost layer (`Dispatch`) hands a request for one
+of these routes straight to that handler; anything else goes through FastAPI. Either way a route
+has one code path.
 """
 
 from __future__ import annotations
@@ -24,23 +25,37 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.call import Call
 from service.api.errors import error_answer
+from service.config import Settings
+from service.transport.door import PARSED_BODY
 
 Endpoint = Callable[..., Awaitable[Response]]
 
 
 class ServiceRoute(APIRoute):
-    """An endpoint `async def f(request: Request[, body: SomeModel]) -> Response`: the body, when
-    the endpoint takes one, is its JSON validated with SomeModel."""
+    """An endpoint `async def f([body: SomeModel,] call: Call) -> Response`, or `async def
+    f(request: Request) -> Response`: the body, when the endpoint takes one, is its JSON validated
+    with SomeModel (or the model the door already parsed from it, service.transport.door)."""
+
+    default_deadline_ms = 0  # set per app by `for_settings`
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> type[ServiceRoute]:
+        """The route class of an app with these settings (FastAPI makes one route per endpoint)."""
+        return type(cls.__name__, (cls,), {"default_deadline_ms": settings.default_deadline_ms})
 
     def __init__(self, path: str, endpoint: Endpoint, **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
         self.body: tuple[str, type[BaseModel]] | None = None
+        self.takes_call = False
         hints = typing.get_type_hints(endpoint)
         for name in inspect.signature(endpoint).parameters:
             hint = hints.get(name)
             if isinstance(hint, type) and issubclass(hint, BaseModel):
                 self.body = (name, hint)
+            elif hint is Call:
+                self.takes_call = True
         # HEAD is answered as GET is (uvicorn sends the headers without the body).
         self.allowed = frozenset(self.methods or ()) | ({"HEAD"} if "GET" in (self.methods or ()) else set())
         self.app = self.handle
@@ -49,13 +64,17 @@ class ServiceRoute(APIRoute):
         try:
             if scope["method"] not in self.allowed:  # the router matched the path alone
                 raise HTTPException(405, headers={"Allow": ", ".join(sorted(self.allowed))})
-            if self.body is None:
+            if not self.takes_call:
                 response = await self.endpoint(Request(scope, receive))
+            elif self.body is None:
+                response = await self.endpoint(Call(scope, receive, self.default_deadline_ms))
             else:
                 data = await read_body(receive)
                 name, model = self.body
-                body = model.model_validate_json(data)
-                response = await self.endpoint(Request(scope, receive), **{name: body})
+                parsed = scope.get("state", {}).get(PARSED_BODY)
+                body = parsed if type(parsed) is model else model.model_validate_json(data)
+                call = Call(scope, receive, self.default_deadline_ms)
+                response = await self.endpoint(**{name: body, "call": call})
         except Exception as exc:
             response = error_answer(exc, scope["method"], scope["path"])
         await response(scope, receive, send)
@@ -71,15 +90,6 @@ async def read_body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    """One request header's value (`name` in lowercase, as ASGI gives it), without building the
-    Headers of a Request for it."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 class Dispatch:

@@ -30,7 +30,8 @@ from starlette.types import Receive, Scope, Send
 
 from contract.endpoints import GENERATE, ContractError, random_start
 from contract.errors import InvalidRequest, ServiceError
-from service.schemas import GeneratedImage, GenerateRequest, GeneratorAnswer, StyleImage, Upscaled
+from service.schemas.answers import GeneratedImage, GeneratorAnswer, StyleImage, Upscaled
+from service.schemas.requests import GenerateRequest
 from service.served.batching import CancelToken
 
 log = logging.getLogger("gan.api")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from contract.errors import InvalidRequest
 from service.images.output_size import OutputSize, choose_scale, output_size
 from service.lifecycle.registry import ModelRegistry
-from service.schemas import UpscaleOptions
+from service.schemas.requests import UpscaleOptions
 from service.served.upscaler import UpscalePath, Upscaler
 
 

@@ -23,17 +23,8 @@ from service.config import Settings
 from service.images.animation import encode_animation, frame_duration
 from service.images.encoding import encode_image
 from service.images.stamping import encode_recorded
-from service.schemas import (
-    Generated,
-    GeneratedImage,
-    GenerateRequest,
-    Label,
-    StyleGenerated,
-    Walk,
-    WalkAnimation,
-    WalkImage,
-    WalkRequest,
-)
+from service.schemas.answers import Generated, GeneratedImage, StyleGenerated, Walk, WalkAnimation, WalkImage
+from service.schemas.requests import GenerateRequest, Label, WalkRequest
 from service.served.batching import CancelToken
 from service.served.model import ServedModel, request
 from service.served.providers import CPU

@@ -33,17 +33,8 @@ from model_repository.manifest import MAPPING_FILE
 from model_repository.styles import StyleSpec, check_ws
 from service.images.encoding import encode_image
 from service.images.stamping import encode_recorded
-from service.schemas import (
-    GenerateRequest,
-    Label,
-    Mixed,
-    MixRequest,
-    StyleGenerated,
-    StyleImage,
-    Walk,
-    WalkAnimation,
-    WalkRequest,
-)
+from service.schemas.answers import Mixed, StyleGenerated, StyleImage, Walk, WalkAnimation
+from service.schemas.requests import GenerateRequest, Label, MixRequest, WalkRequest
 from service.served.batching import CancelToken
 from service.served.generator import Generator, class_name
 from service.served.model import request

@@ -27,7 +27,8 @@ from service.images.encoding import encode_image
 from service.images.imaging import DecodedImage, OpenedImage, compose, decode
 from service.images.metadata import for_output
 from service.images.output_size import OutputSize, resize, resize_values
-from service.schemas import Upscaled, UpscaleOptions
+from service.schemas.answers import Upscaled
+from service.schemas.requests import UpscaleOptions
 from service.served.batching import Admission, CancelToken
 from service.served.model import ServedModel, request
 from service.served.providers import CPU

@@ -64,6 +64,7 @@ log = logging.getLogger("gan.door")
 
 REFUSED = "refused_for_overload"  # key in the request's ASGI state: the application answered 429
 # (its value: the answer's Retry-After, in seconds)
+PARSED_BODY = "parsed_body"  # key in the request's ASGI state: the body the door validated
 
 
 def idle_grace(retry_after: float) -> float:

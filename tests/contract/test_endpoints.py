@@ -25,7 +25,7 @@ from contract.endpoints import (
     Endpoint,
     random_start,
 )
-from service.schemas import GenerateRequest, MixRequest, UpscaleOptions, WalkRequest
+from service.schemas.requests import GenerateRequest, MixRequest, UpscaleOptions, WalkRequest
 
 PAIRS = [(GENERATE, GenerateRequest), (WALK, WalkRequest), (MIX, MixRequest), (UPSCALE, UpscaleOptions)]
 

@@ -17,7 +17,7 @@ from model_repository.manifest import dump_manifest
 from service.config import Settings
 from service.lifecycle.registry import ModelRegistry
 from service.metrics import ServiceMetrics
-from service.schemas import GenerateRequest
+from service.schemas.requests import GenerateRequest
 from service.served.batching import CancelToken
 from service.served.generator import Generator
 from service.served.upscaler import Upscaler

@@ -7,8 +7,9 @@ import json
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from service.api.routes.generate import generated_json, walk_json
-from service.schemas import Generated, GeneratedImage, GenerateRequest, Walk, WalkImage, WalkRequest
+from service.api.answers import generated_json, walk_json
+from service.schemas.answers import Generated, GeneratedImage, Walk, WalkImage
+from service.schemas.requests import GenerateRequest, WalkRequest
 
 
 def test_the_generate_answer_is_its_schema_serialized() -> None:

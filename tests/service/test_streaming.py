@@ -17,7 +17,7 @@ import pytest
 
 from contract.errors import DeadlineExceeded
 from service.api import stream
-from service.schemas import GenerateRequest
+from service.schemas.requests import GenerateRequest
 from service.served.batching import CancelToken
 from tests.live_server import REPO, Server
 

@@ -3,22 +3,20 @@ the whole figure as one image's bytes."""
 
 from __future__ import annotations
 
-import base64
-from typing import Any
-
 from fastapi import APIRouter
-from starlette.requests import Request
 from starlette.responses import Response
 
-from contract.errors import NotAcceptable
-from contract.media import FORMAT_OF_MEDIA_TYPE, JSON, MEDIA_TYPES, UPLOAD_FORMATS, negotiate, offers_for
-from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
-from service.api.responses import ERRORS, json_response
-from service.api.route import ServiceRoute, header
-from service.api.routes.generate import head_fields, style_image_json
+from contract.media import MEDIA_TYPES
+from service.api import answers
+from service.api.call import Call
+from service.api.lifetime import DEADLINE_HEADER
+from service.api.negotiation import figure_format
+from service.api.responses import ERRORS
+from service.api.route import ServiceRoute
 from service.config import Settings
 from service.lifecycle.registry import ModelRegistry
-from service.schemas import Mixed, MixRequest
+from service.schemas.answers import Mixed
+from service.schemas.requests import MixRequest
 from service.served.style import StyleGenerator
 from service.transport.door import Screen
 
@@ -38,8 +36,7 @@ def screens(registry: ModelRegistry) -> dict[str, Screen]:
 
 
 def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
-    api = APIRouter(route_class=ServiceRoute)
-    default_deadline_ms = settings.default_deadline_ms
+    api = APIRouter(route_class=ServiceRoute.for_settings(settings))
 
     @api.post(
         "/mix",
@@ -54,47 +51,18 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         },
         openapi_extra={"parameters": [DEADLINE_HEADER]},
     )
-    async def mix(request: Request, body: MixRequest) -> Response:
+    async def mix(body: MixRequest, call: Call) -> Response:
         """Style mixing (StyleGAN, figure 3): every row source's styles in the crossover's layers
         over every column source's, with each source's own image. Batched with /generate."""
-        deadline = deadline_from_header(
-            header(request.scope, b"x-deadline-ms"), default_ms=default_deadline_ms
-        )
-        figure_format = _figure_format(header(request.scope, b"accept"), body)
-        if figure_format is not None:
-            body = body.model_copy(update={"grid": True, "format": figure_format})
+        figure = figure_format(call.accept, body.format)
+        if figure is not None:
+            body = body.model_copy(update={"grid": True, "format": figure})
         model = mixer_for(registry, body)
-        async with disconnect_watch(request.receive) as cancel:
-            result = await model.mix(body, deadline, cancel)
-        request.state.model, request.state.version = result.model, result.version
-        if figure_format is not None and result.grid is not None:
-            headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
-            return Response(result.grid, media_type=MEDIA_TYPES[result.format], headers=headers)
-        return json_response(mixed_json(result))
+        async with call.watch() as cancel:
+            result = await model.mix(body, call.deadline, cancel)
+        call.served_by(result.model, result.version)
+        if figure is not None and result.grid is not None:
+            return answers.image_answer(call, result.grid, result.format)
+        return answers.json_answer(call, answers.mixed_json(result))
 
     return api
-
-
-def _figure_format(accept: str | None, body: MixRequest) -> str | None:
-    """The image format to answer with (the grid figure's bytes) when Accept prefers one to JSON."""
-    if not accept or accept == "*/*":
-        return None
-    images = offers_for(body.format, UPLOAD_FORMATS)  # a figure is an image file, never .npy
-    chosen = negotiate(accept, [JSON, *images])
-    if chosen is None:
-        raise NotAcceptable(f"the Accept header allows none of: {', '.join([JSON, *images])}")
-    return None if chosen == JSON else FORMAT_OF_MEDIA_TYPE[chosen]
-
-
-def mixed_json(result: Mixed) -> dict[str, Any]:
-    """The /mix JSON answer (equal to the Mixed schema's serialization)."""
-    return {
-        **head_fields(result),
-        "crossover": result.crossover,
-        "layers_from_row": result.layers_from_row,
-        "truncation_psi": result.truncation_psi,
-        "rows": [style_image_json(image) for image in result.rows],
-        "columns": [style_image_json(image) for image in result.columns],
-        "cells": [[style_image_json(image) for image in row] for row in result.cells],
-        "grid": None if result.grid is None else base64.b64encode(result.grid).decode("ascii"),
-    }

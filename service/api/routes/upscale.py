@@ -7,20 +7,22 @@ from typing import Any
 
 from fastapi import APIRouter
 from starlette.datastructures import QueryParams, UploadFile
-from starlette.requests import Request
 from starlette.responses import Response
 
 from contract.errors import InvalidRequest, UnsupportedMediaType
-from contract.media import MEDIA_TYPES, UPLOAD_MEDIA_TYPES, media_type, negotiate
-from service.api import stream
-from service.api.lifetime import DEADLINE_HEADER, deadline_from_header, disconnect_watch
+from contract.media import MEDIA_TYPES, UPLOAD_MEDIA_TYPES, media_type
+from service.api import answers, stream
+from service.api.call import Call
+from service.api.lifetime import DEADLINE_HEADER
+from service.api.negotiation import wants_progress
 from service.api.responses import ERRORS
-from service.api.route import ServiceRoute, header
+from service.api.route import ServiceRoute
 from service.config import Settings
 from service.images.imaging import OpenedImage, open_image
 from service.lifecycle.registry import ModelRegistry
 from service.lifecycle.upscale_path import UpscalePath, candidates, choose_path
-from service.schemas import ErrorBody, Upscaled, UpscaleOptions
+from service.schemas.answers import ErrorBody
+from service.schemas.requests import UpscaleOptions
 from service.served.upscaler import Upscaler
 from service.transport.door import Screen
 
@@ -61,8 +63,7 @@ def screens(registry: ModelRegistry) -> dict[str, Screen]:
 
 
 def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
-    api = APIRouter(route_class=ServiceRoute)
-    default_deadline_ms = settings.default_deadline_ms
+    api = APIRouter(route_class=ServiceRoute.for_settings(settings))
 
     @api.post(
         "/upscale",
@@ -88,19 +89,16 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
             },
         },
     )
-    async def upscale(request: Request) -> Response:
+    async def upscale(call: Call) -> Response:
         """The image as the raw body (Content-Type image/png, image/jpeg or image/webp) or as the
         `file` field of a multipart form. Alpha is upscaled beside the colour; EXIF orientation is
         applied; grayscale stays grayscale. Large images run as overlapping tiles. Any output size:
         `scale`, or `width`/`height` with `fit`; the server picks the model and resizes after it.
         `detail` blends a family's faithful and detail models."""
-        options = UpscaleOptions.model_validate(dict(request.query_params))
-        deadline = deadline_from_header(
-            header(request.scope, b"x-deadline-ms"), default_ms=default_deadline_ms
-        )
-        content_type = request.headers.get("content-type", "")
+        options = UpscaleOptions.model_validate(dict(call.query_params))
+        content_type = call.headers.get("content-type", "")
         if media_type(content_type) == "multipart/form-data":
-            form = await request.form(max_files=1, max_fields=8)
+            form = await call.form(max_files=1, max_fields=8)
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise InvalidRequest("the multipart form needs the image in a field named 'file'")
@@ -109,26 +107,26 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
             data = await upload.read()
         else:
             _check_upload_type(content_type)
-            data = await request.body()
+            data = await call.body()
         opened = open_image(data, settings.max_input_pixels)  # the header only
         # Resolved once the upload is in: a model replaced while a slow upload arrives is not
         # held for it, and the request counts as the model's from here on.
         path = choose_path(registry, options, opened.width, opened.height)
-        if _wants_progress(header(request.scope, b"accept")):
-            return await _progress(request, opened, path, options, deadline)
-        async with disconnect_watch(request.receive) as cancel:
-            result = await path.model.upscale(opened, path, options, deadline, cancel)
-        request.state.model, request.state.version = result.model, result.version
-        return Response(result.data, media_type=MEDIA_TYPES[result.format], headers=upscale_headers(result))
+        if wants_progress(call.accept):
+            return await _progress(call, opened, path, options)
+        async with call.watch() as cancel:
+            result = await path.model.upscale(opened, path, options, call.deadline, cancel)
+        call.served_by(result.model, result.version)
+        return answers.upscaled(call, result)
 
     async def _progress(
-        request: Request, opened: OpenedImage, path: UpscalePath, options: UpscaleOptions, deadline: float
+        call: Call, opened: OpenedImage, path: UpscalePath, options: UpscaleOptions
     ) -> Response:
         """NDJSON: a line as each row of tiles finishes, then the image (service.api.stream)."""
         progress = stream.UpscaleProgress()
-        async with disconnect_watch(request.receive) as cancel:  # until the stream begins
+        async with call.watch() as cancel:  # until the stream begins
             task = asyncio.ensure_future(
-                path.model.upscale(opened, path, options, deadline, cancel, progress.report)
+                path.model.upscale(opened, path, options, call.deadline, cancel, progress.report)
             )
             progress.follow(task)
 
@@ -142,42 +140,11 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
             except BaseException:
                 await stop()
                 raise
-        request.state.model, request.state.version = path.model.name, path.model.version
-        lines = progress.lines(first, task, upscale_headers, MEDIA_TYPES)
+        call.served_by(path.model.name, path.model.version)
+        lines = progress.lines(first, task, answers.upscale_headers, MEDIA_TYPES)
         return stream.Stream(lines, stop)
 
     return api
-
-
-def _wants_progress(accept: str | None) -> bool:
-    """Accept prefers NDJSON to the image (*/* means the image)."""
-    if not accept or stream.NDJSON not in accept.lower():
-        return False
-    return negotiate(accept, [*MEDIA_TYPES.values(), stream.NDJSON]) == stream.NDJSON
-
-
-def upscale_headers(result: Upscaled) -> dict[str, str]:
-    """What the answer says about how it was made: the models, the blend, the resize."""
-    size = result.size
-    headers = {
-        "X-Model": result.model,
-        "X-Model-Version": str(result.version),
-        "X-Models": ", ".join(f"{name}@{version}" for name, version in result.models),
-        "X-Input-Size": "{}x{}".format(*result.input_size),
-        "X-Output-Size": "{}x{}".format(*result.output_size),
-        "X-Resize": "none",
-        "X-Bit-Depth": str(result.bit_depth),
-    }
-    if result.detail is not None:
-        headers["X-Detail"] = f"{result.detail:g}"
-    if result.metadata_dropped:
-        headers["X-Metadata-Dropped"] = "; ".join(result.metadata_dropped)
-    native = result.native_size
-    if (size.resize_w, size.resize_h) != native:
-        headers["X-Resize"] = f"lanczos {native[0]}x{native[1]} to {size.resize_w}x{size.resize_h}"
-    if (size.resize_w, size.resize_h) != (size.width, size.height):
-        headers["X-Crop"] = f"{size.width}x{size.height}+{size.left}+{size.top}"
-    return headers
 
 
 def _check_upload_type(content_type: str | None) -> None:

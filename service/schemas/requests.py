@@ -1,24 +1,16 @@
-"""What a request asks for and what its answer holds: each described once, here.
-
-The request models are validated from the HTTP body and go as they are into the served model that
-answers them; every limit that does not depend on the server's settings or on the model lives in
-these fields (the server's own limits, such as max_n, and the model's, such as its classes, are
-checked by the served model). The answers are plain dataclasses, cheap to build per image on a
-busy server; their pydantic annotations give the OpenAPI document the same shape the JSON has
-(`data` is base64 there).
+"""What a request asks for: validated from the HTTP body, it goes as it is into the served model
+that answers it. Every limit that depends on neither the server's settings nor the model lives in
+these fields (max_n and a model's classes are checked by the served model). The fields, bounds
+and choices are the contract's (contract.endpoints; tests/contract holds the two together).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
-from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model_repository.latents import MAX_SEED, MIN_TRUNCATION
-
-if TYPE_CHECKING:
-    from service.images.output_size import OutputSize
 
 Format = Literal["png", "jpeg", "webp", "npy"]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
@@ -65,8 +57,6 @@ EncodedW = Annotated[
 ReturnLatents = Annotated[
     bool, Field(description="style models: each image's ws (num_ws, w_dim) float32 as base64 .npy")
 ]
-# Request fields only a style generator takes: any other model answers 400 naming them.
-STYLE_FIELDS = ("truncation_psi", "noise_seed", "noise", "return_latents", "ws")
 
 
 class GenerateRequest(BaseModel):
@@ -303,134 +293,3 @@ class UpscaleOptions(BaseModel):
         description="metadata dropped from the answer: gps (the EXIF GPS block and XMP's GPS "
         "properties), all (EXIF, XMP and resolution; the ICC profile stays), none",
     )
-
-
-# --- answers ---------------------------------------------------------------------------------
-
-
-@dataclass
-class GeneratedImage:
-    seed: int
-    label: int | None
-    label_name: str | None
-    data: Annotated[Base64Bytes, Field(description="the encoded image (base64 in JSON)")]
-
-
-@dataclass
-class GeneratorAnswer:
-    """What every generator answer says about its images."""
-
-    model: str
-    version: int
-    format: str
-    height: int
-    width: int
-    channels: int
-
-
-@dataclass
-class Generated(GeneratorAnswer):
-    images: list[GeneratedImage]
-
-
-@dataclass
-class WalkImage:
-    segment: Annotated[
-        int, Field(description="the image's segment: k goes from seeds[k] to the next (0 without seeds)")
-    ]
-    t: Annotated[
-        float,
-        Field(description="position along its segment: 0 is the segment's first seed's image, 1 the next's"),
-    ]
-    data: Annotated[Base64Bytes, Field(description="the encoded image (base64 in JSON)")]
-
-
-@dataclass
-class Walk(GeneratorAnswer):
-    from_seed: Annotated[int, Field(description="the first image's seed (a loop's first seed)")]
-    to_seed: Annotated[int, Field(description="the last seed walked to (a loop's first seed: it closes)")]
-    seeds: Annotated[
-        list[int], Field(description="the seeds walked through: [from_seed, to_seed], or the loop's")
-    ]
-    method: str
-    label: int | None
-    label_name: str | None
-    images: list[WalkImage]
-
-
-@dataclass
-class WalkAnimation:
-    """A walk answered as one animated file (its bytes, with the rest in headers; not JSON)."""
-
-    model: str
-    version: int
-    animation: str  # webp, gif or apng
-    frames: int  # frames made (a file stores identical consecutive ones as one)
-    frame_ms: int  # each frame's duration in the file
-    seeds: list[int]  # the seeds walked through
-    label: int | None
-    data: bytes
-
-
-@dataclass
-class StyleImage:
-    seed: int | None  # None: made from a given w
-    label: int | None
-    label_name: str | None
-    noise_seed: int | None  # None: zero noise
-    data: Annotated[Base64Bytes, Field(description="the encoded image (base64 in JSON)")]
-    w: Annotated[
-        Base64Bytes | None,
-        Field(description="with return_latents: the image's ws, (num_ws, w_dim) float32 .npy (base64)"),
-    ] = None
-
-
-@dataclass
-class StyleGenerated(GeneratorAnswer):
-    truncation_psi: float
-    images: list[StyleImage]
-
-
-@dataclass
-class Mixed(GeneratorAnswer):
-    crossover: str | int
-    layers_from_row: list[int]  # the ws indices each cell takes from its row source
-    truncation_psi: float
-    rows: list[StyleImage]
-    columns: list[StyleImage]
-    cells: Annotated[list[list[StyleImage]], Field(description="cells[r][c]: row r's styles in column c")]
-    grid: Annotated[
-        Base64Bytes | None,
-        Field(
-            description="with grid: the whole figure as one image (sources on the top row and left column)"
-        ),
-    ] = None
-
-
-@dataclass
-class Upscaled:
-    model: str  # the model whose factor the path starts from (a blend's faithful model)
-    version: int
-    format: str
-    input_size: tuple[int, int]  # (width, height), upright
-    data: bytes
-    models: list[tuple[str, int]]  # every model run: (name, version)
-    detail: float | None  # the blend's weight of the detail model, when detail was asked for
-    native_size: tuple[int, int]  # (width, height) the model made, before any resize
-    size: OutputSize  # how the output was made from native_size
-    bit_depth: int  # 16: a 16-bit PNG answered as one
-    metadata_dropped: list[str]  # the input's metadata the answer could not carry, and why
-
-    @property
-    def output_size(self) -> tuple[int, int]:
-        """(width, height) of the answer."""
-        return self.size.width, self.size.height
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
