@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from contract.errors import InvalidRequest
-from service.images.output_size import OutputSize, choose_scale, output_size
+from service.images.output_size import OutputSize, choose_scale, plan_output_size
 from service.lifecycle.catalog import ModelCatalog
 from service.schemas import UpscaleOptions
 from service.served.upscaler import UpscalePath, Upscaler
@@ -44,7 +44,7 @@ def choose_path(catalog: ModelCatalog, options: UpscaleOptions, width: int, heig
     sized = options.scale is not None or options.width is not None or options.height is not None
     if options.detail is None and not sized:  # as before sizes: one model at its own factor
         model = asked or catalog.resolve(None, Upscaler)
-        return UpscalePath(model, output_size(width, height, native=model.scale, largest=model.scale))
+        return UpscalePath(model, plan_output_size(width, height, native=model.scale, largest=model.scale))
     # the other paths choose among every served upscaler
     served = [catalog.resolve(name, Upscaler) for name in catalog.names(Upscaler)]
     if not served:  # starting, or no upscaler loaded: the catalog's own error (503, 404)
@@ -52,7 +52,7 @@ def choose_path(catalog: ModelCatalog, options: UpscaleOptions, width: int, heig
     largest = max((m.scale for m in served), default=asked.scale if asked else 1)
 
     def size_for(model: Upscaler) -> OutputSize:
-        return output_size(
+        return plan_output_size(
             width,
             height,
             native=model.scale,

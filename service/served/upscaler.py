@@ -24,7 +24,7 @@ from model_repository.tiling import RowBlender, TilePlan, extract_tiles, pad_to_
 from service.config import Settings
 from service.images.encoding import encode_image
 from service.images.imaging import DecodedImage, OpenedImage, compose, decode
-from service.images.metadata import for_output
+from service.images.metadata import metadata_for_output
 from service.images.output_size import OutputSize, resize, resize_values
 from service.schemas import Upscaled, UpscaleOptions
 from service.served.batching import Admission, CancelToken
@@ -263,7 +263,7 @@ def _encode_upscaled(
     pixels = compose(np.ascontiguousarray(rgb), alpha, image.gray)
     in_h, in_w = image.rgb.shape[:2]
     factors = (size.resize_w / in_w, size.resize_h / in_h)
-    metadata, dropped = for_output(image.metadata, (size.width, size.height), factors, strip)
+    metadata, dropped = metadata_for_output(image.metadata, (size.width, size.height), factors, strip)
     if fmt == "npy":  # an array holds no metadata: nothing is said to be dropped from it
         return encode_image(pixels, fmt), []
     dropped += metadata.fit(fmt, gray=pixels.shape[2] == 1)
