@@ -49,6 +49,11 @@ def resident_bytes() -> int:
         return 0
 
 
+def info_labels(model: ServedModel) -> tuple[str, str, str, str]:
+    """A served model's gan_model_info labels: model, version, task, provider."""
+    return model.name, str(model.version), model.manifest_task, model.runtime.provider
+
+
 class ModelRegistry(ModelCatalog):
     def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
         super().__init__(settings, metrics)
@@ -206,15 +211,13 @@ class ModelRegistry(ModelCatalog):
         if self._failed.pop((model.name, model.version), None) is not None:
             self._report_failures(model.name)
         self.metrics.model_loads.labels(model.name, "loaded").inc()
-        self.metrics.model_info.labels(
-            model.name, str(model.version), model.task, model.runtime.provider
-        ).set(1)
+        self.metrics.model_info.labels(*info_labels(model)).set(1)
         self.metrics.model_memory.labels(model.name, str(model.version)).set(model.memory_bytes)
         log.info("serving %s version %d", model.name, model.version)
         if old is not None:  # the same version reloaded: its memory series is the new load's now
-            if (old.task, old.runtime.provider) != (model.task, model.runtime.provider):
+            if info_labels(old) != info_labels(model):
                 with contextlib.suppress(KeyError):
-                    self.metrics.model_info.remove(old.name, str(old.version), old.task, old.runtime.provider)
+                    self.metrics.model_info.remove(*info_labels(old))
             self._retire_later(old)
 
     async def unload(self, name: str, version: int) -> bool:
@@ -231,7 +234,7 @@ class ModelRegistry(ModelCatalog):
         self.metrics.model_loads.labels(name, "unloaded").inc()
         log.info("unloading %s version %d", name, version)
         with contextlib.suppress(KeyError):  # its series go with it
-            self.metrics.model_info.remove(name, str(version), model.task, model.runtime.provider)
+            self.metrics.model_info.remove(*info_labels(model))
         with contextlib.suppress(KeyError):
             self.metrics.model_memory.remove(name, str(version))
         self._retire_later(model)

@@ -28,14 +28,14 @@ from service.images.metadata import metadata_for_output
 from service.images.output_size import OutputSize, resize, resize_values
 from service.schemas import Upscaled, UpscaleOptions
 from service.served.batching import Admission, CancelToken
-from service.served.model import ServedModel, request
+from service.served.model import ServedModel, holds_model
 from service.served.providers import CPU
 
 Progress = Callable[[int, int], None]  # (tiles done, tiles in all)
 
 
 class Upscaler(ServedModel):
-    task = "upscale"
+    manifest_task = "upscale"
     kind_name = "upscale"
     work_unit = "tile"
     memory_pattern = False  # see service.served.runtime.make_session
@@ -78,11 +78,11 @@ class Upscaler(ServedModel):
             "scale": self.scale,
         }
 
-    def run_batch(self, rows: dict[str, np.ndarray]) -> np.ndarray:
+    def run_batch(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """On a lane: image (B, tile, tile, C) uint8 -> (B, tile*s, tile*s, C) uint8."""
-        return self.runtime.run(rows)
+        return self.runtime.run(inputs)
 
-    def warm_up_rows(self, units: int) -> dict[str, np.ndarray]:
+    def warm_up_inputs(self, units: int) -> dict[str, np.ndarray]:
         return {"image": np.zeros((units, self.tile, self.tile, self.channels), np.uint8)}
 
     def plan(self, width: int, height: int) -> TilePlan:
@@ -121,7 +121,7 @@ class Upscaler(ServedModel):
             raise
         return rows
 
-    @request
+    @holds_model
     async def upscale(
         self,
         opened: OpenedImage,
