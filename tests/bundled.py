@@ -35,4 +35,4 @@ def sample_rows(model: ServedModel, units: int, seed: int = 0) -> dict[str, np.n
         rng = np.random.default_rng(seed + units)
         shape = (units, model.tile, model.tile, model.channels)
         return {"image": rng.integers(0, 256, shape, dtype=np.uint8)}
-    return model.warm_up_rows(units)
+    return model.warm_up_inputs(units)

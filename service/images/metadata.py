@@ -93,7 +93,7 @@ class ImageMetadata:
         chunks: list[tuple[bytes, bytes]] = []
         if self.icc:
             chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(self.icc)))
-        if self.dpi:  # at most MAX_DPI (for_output): within pHYs's 32 bits
+        if self.dpi:  # at most MAX_DPI (metadata_for_output): within pHYs's 32 bits
             per_metre = [max(1, round(d / 0.0254)) for d in self.dpi]
             chunks.append((b"pHYs", struct.pack(">IIB", per_metre[0], per_metre[1], 1)))
         if self.exif is not None and len(self.exif):
@@ -139,7 +139,7 @@ def read_metadata(image: Image.Image) -> ImageMetadata:
     )
 
 
-def for_output(
+def metadata_for_output(
     meta: ImageMetadata, size: tuple[int, int], factors: tuple[float, float], strip: str
 ) -> tuple[ImageMetadata, list[str]]:
     """The input's metadata made true of an upright output of `size` (width, height), made larger

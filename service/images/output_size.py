@@ -49,7 +49,7 @@ class OutputSize:
     top: int = 0
 
 
-def output_size(
+def plan_output_size(
     in_w: int,
     in_h: int,
     *,

@@ -23,7 +23,7 @@ from service.served.upscaler import Upscaler
 
 log = logging.getLogger("gan.models")
 
-KINDS: dict[str, type[ServedModel]] = {kind.task: kind for kind in (Generator, Upscaler)}
+KINDS: dict[str, type[ServedModel]] = {kind.manifest_task: kind for kind in (Generator, Upscaler)}
 
 
 def kind_of(manifest: dict[str, Any]) -> type[ServedModel]:
@@ -77,7 +77,7 @@ def load_model(
         "loaded %s version %d (%s) on %s (%s, %s): %d batch(es) at once, %s ONNX Runtime thread(s) each%s",
         name,
         version,
-        kind.task,
+        kind.manifest_task,
         runtime.provider,
         runtime.file,
         runtime.precision,

@@ -15,44 +15,44 @@
 from __future__ import annotations
 
 from contract.errors import InvalidRequest
-from service.images.output_size import OutputSize, choose_scale, output_size
-from service.lifecycle.registry import ModelRegistry
+from service.images.output_size import OutputSize, choose_scale, plan_output_size
+from service.lifecycle.catalog import ModelCatalog
 from service.schemas.requests import UpscaleOptions
 from service.served.upscaler import UpscalePath, Upscaler
 
 
-def candidates(registry: ModelRegistry, options: UpscaleOptions) -> list[Upscaler]:
+def candidates(catalog: ModelCatalog, options: UpscaleOptions) -> list[Upscaler]:
     """The upscalers a request with these options could run on, whatever its image: the door
     (service.transport.door) refuses it at its headers only when every one of them is shedding."""
     if options.detail is None and options.model is not None:  # the model asked for, at any size
-        return [registry.resolve(options.model, Upscaler)]
+        return [catalog.resolve(options.model, Upscaler)]
     sized = options.scale is not None or options.width is not None or options.height is not None
     if options.detail is None and not sized:
-        return [registry.resolve(None, Upscaler)]
-    return [registry.resolve(name, Upscaler) for name in registry.names(Upscaler)]
+        return [catalog.resolve(None, Upscaler)]
+    return [catalog.resolve(name, Upscaler) for name in catalog.names(Upscaler)]
 
 
-def choose_path(registry: ModelRegistry, options: UpscaleOptions, width: int, height: int) -> UpscalePath:
+def choose_path(catalog: ModelCatalog, options: UpscaleOptions, width: int, height: int) -> UpscalePath:
     """The path for an upright (width, height) input. InvalidRequest when the size or detail
     asked for cannot be made by the served models."""
-    asked = None if options.model is None else registry.resolve(options.model, Upscaler)
-    pinned = None if options.detail_model is None else registry.resolve(options.detail_model, Upscaler)
+    asked = None if options.model is None else catalog.resolve(options.model, Upscaler)
+    pinned = None if options.detail_model is None else catalog.resolve(options.detail_model, Upscaler)
     if pinned is not None and (options.detail is None or asked is None):
         raise InvalidRequest(
             "detail_model pins the partner of the model asked for: give model and detail too"
         )
     sized = options.scale is not None or options.width is not None or options.height is not None
     if options.detail is None and not sized:  # as before sizes: one model at its own factor
-        model = asked or registry.resolve(None, Upscaler)
-        return UpscalePath(model, output_size(width, height, native=model.scale, largest=model.scale))
+        model = asked or catalog.resolve(None, Upscaler)
+        return UpscalePath(model, plan_output_size(width, height, native=model.scale, largest=model.scale))
     # the other paths choose among every served upscaler
-    served = [registry.resolve(name, Upscaler) for name in registry.names(Upscaler)]
-    if not served:  # starting, or no upscaler loaded: the registry's own error (503, 404)
-        registry.resolve(None, Upscaler)
+    served = [catalog.resolve(name, Upscaler) for name in catalog.names(Upscaler)]
+    if not served:  # starting, or no upscaler loaded: the catalog's own error (503, 404)
+        catalog.resolve(None, Upscaler)
     largest = max((m.scale for m in served), default=asked.scale if asked else 1)
 
     def size_for(model: Upscaler) -> OutputSize:
-        return output_size(
+        return plan_output_size(
             width,
             height,
             native=model.scale,

@@ -26,12 +26,12 @@ from service.images.stamping import encode_recorded
 from service.schemas.answers import Generated, GeneratedImage, StyleGenerated, Walk, WalkAnimation, WalkImage
 from service.schemas.requests import GenerateRequest, Label, WalkRequest
 from service.served.batching import CancelToken
-from service.served.model import ServedModel, request
+from service.served.model import ServedModel, holds_model
 from service.served.providers import CPU
 
 
 class Generator(ServedModel):
-    task = "generate"
+    manifest_task = "generate"
     kind_name = "generate"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -67,10 +67,10 @@ class Generator(ServedModel):
                     "(truncation, on z, is its truncation trick)"
                 )
 
-    # --- rows: the one place a generator's batch input is built ----------------------------------
+    # --- the one place a generator's batch inputs are built -----------------------------------------
 
     @staticmethod
-    def rows(
+    def batch_inputs(
         seeds: np.ndarray,
         labels: np.ndarray,
         truncation: float | None,
@@ -78,10 +78,10 @@ class Generator(ServedModel):
         positions: np.ndarray | None = None,
         lerp: bool = False,
     ) -> dict[str, np.ndarray]:
-        """One row per image. seed (B,) int64; truncation (B,) float64, NaN for none; labels (B,)
-        int64, -1 for none; a walk's rows: to_seed (B,) int64 (-1: not a walk), t (B,) float64,
-        lerp (B,) bool. Every request's rows have the same columns, so any requests can share a
-        batch."""
+        """The batch inputs of B images, one row each, by column: seed (B,) int64; truncation (B,)
+        float64, NaN for none; labels (B,) int64, -1 for none; a walk's: to_seed (B,) int64 (-1: not
+        a walk), t (B,) float64, lerp (B,) bool. Every request's inputs have the same columns, so
+        any requests can share a batch."""
         count = len(seeds)
         return {
             "seed": seeds,
@@ -92,33 +92,25 @@ class Generator(ServedModel):
             "lerp": np.full(count, True) if lerp else np.zeros(count, dtype=np.bool_),
         }
 
-    def run_batch(self, rows: dict[str, np.ndarray]) -> np.ndarray:
-        """On a lane: rows -> latents (B, latent_size) float32 -> the model -> (B, H, W, C) uint8."""
-        z = np.empty((len(rows["seed"]), self.latent_size), dtype=np.float32)
-        for i, (seed, truncation, to_seed, t, lerp) in enumerate(
-            zip(
-                rows["seed"].tolist(),
-                rows["truncation"].tolist(),
-                rows["to_seed"].tolist(),
-                rows["t"].tolist(),
-                rows["lerp"].tolist(),
-                strict=True,
-            )
-        ):
+    def run_batch(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """On a lane: inputs -> latents (B, latent_size) float32 -> the model -> (B, H, W, C) uint8."""
+        z = np.empty((len(inputs["seed"]), self.latent_size), dtype=np.float32)
+        columns = [inputs[name].tolist() for name in ("seed", "truncation", "to_seed", "t", "lerp")]
+        for i, (seed, truncation, to_seed, t, lerp) in enumerate(zip(*columns, strict=True)):
             threshold = None if math.isnan(truncation) else truncation
             z[i] = latent_from_seed(seed, self.latent_size, threshold)
             if to_seed >= 0:
                 end = latent_from_seed(to_seed, self.latent_size, threshold)
                 z[i] = interpolate_latent(z[i], end, t, "lerp" if lerp else "slerp")
-        feed = {"z": z, "labels": rows["labels"]} if self.conditional else {"z": z}
+        feed = {"z": z, "labels": inputs["labels"]} if self.conditional else {"z": z}
         return self.runtime.run(feed)
 
-    def warm_up_rows(self, units: int) -> dict[str, np.ndarray]:
-        return self.rows(np.arange(units, dtype=np.int64), np.zeros(units, dtype=np.int64), None)
+    def warm_up_inputs(self, units: int) -> dict[str, np.ndarray]:
+        return self.batch_inputs(np.arange(units, dtype=np.int64), np.zeros(units, dtype=np.int64), None)
 
     # --- requests ---------------------------------------------------------------------------------
 
-    @request
+    @holds_model
     async def generate(
         self, request: GenerateRequest, fmt: str, deadline: float, cancel: CancelToken
     ) -> Generated | StyleGenerated:
@@ -128,7 +120,7 @@ class Generator(ServedModel):
         seeds = self._seeds(request)
         labels = self._labels(request.labels, seeds)
         self.batcher.check_room(len(seeds))  # refused before anything is built for it
-        rows = self.rows(np.array(seeds, dtype=np.int64), _label_column(labels), request.truncation)
+        inputs = self.batch_inputs(np.array(seeds, dtype=np.int64), int_column(labels), request.truncation)
         # batch + predict + unbatch + encode: one file per image, each with its provenance record
         names = self.class_names
         head = self.record_head("/generate", fmt, source="seed", truncation=request.truncation)
@@ -140,7 +132,7 @@ class Generator(ServedModel):
                 for s, k in zip(seeds, labels, strict=True)
             ],
         )
-        blobs: list[bytes] = await self.batcher.submit(rows, deadline, cancel, encode)
+        blobs: list[bytes] = await self.batcher.submit(inputs, deadline, cancel, encode)
         self._images_generated.inc(len(blobs))
         return Generated(
             **self.answer_head(fmt),
@@ -150,7 +142,7 @@ class Generator(ServedModel):
             ],
         )
 
-    @request
+    @holds_model
     async def walk(self, request: WalkRequest, deadline: float, cancel: CancelToken) -> Walk | WalkAnimation:
         """`steps` images at evenly spaced points of the latent path from one seed's latent to
         another's (or around a loop of seeds), with one label for all: each seed's frame has the
@@ -159,9 +151,9 @@ class Generator(ServedModel):
         frames = self._walk_frames(request)
         label = self._labels(request.label, request.waypoints[:1])[0]
         self.batcher.check_room(frames.count)
-        rows = self.rows(
+        inputs = self.batch_inputs(
             frames.start,
-            _label_column([label] * frames.count),
+            int_column([label] * frames.count),
             request.truncation,
             to_seeds=frames.end,
             positions=frames.t,
@@ -169,7 +161,7 @@ class Generator(ServedModel):
         )
         sampling = {"truncation": request.truncation}
         return await self._walk_answer(
-            request, rows, frames, request.method or "slerp", label, sampling, deadline, cancel
+            request, inputs, frames, request.method or "slerp", label, sampling, deadline, cancel
         )
 
     # --- walks, for every kind of generator -----------------------------------------------------
@@ -194,7 +186,7 @@ class Generator(ServedModel):
     async def _walk_answer(
         self,
         request: WalkRequest,
-        rows: dict[str, np.ndarray],
+        inputs: dict[str, np.ndarray],
         frames: WalkFrames,
         method: str,
         label: int | None,
@@ -202,7 +194,7 @@ class Generator(ServedModel):
         deadline: float,
         cancel: CancelToken,
     ) -> Walk | WalkAnimation:
-        """Run a walk's rows; the frames as JSON (one file each) or as one animated file. `sampling`:
+        """Run a walk's inputs; the frames as JSON (one file each) or as one animated file. `sampling`:
         the walk's truncation (z) or truncation_psi and noise (style), for its records."""
         pixels_of = self.pixels_of
         walk: dict[str, Any] = (
@@ -213,8 +205,8 @@ class Generator(ServedModel):
         walk |= {"steps": request.steps, "method": method, "label": label}
         walk |= {"label_name": class_name(self.class_names, label), **sampling}
         if request.animation is not None:
-            # no file per frame: the raw rows, encoded once into the animation, off the event loop
-            output = await self.batcher.submit(rows, deadline, cancel)
+            # no file per frame: the raw output rows, encoded once into the animation, off the event loop
+            output = await self.batcher.submit(inputs, deadline, cancel)
             frame_ms = frame_duration(request.animation, request.frame_ms)
             record = RecordHead.of("/walk", self.name, self.version, source="seed", **walk).record(
                 animation=request.animation, frame_ms=frame_ms
@@ -241,7 +233,7 @@ class Generator(ServedModel):
         ]
         encode = _encoder(fmt, frames_head, frame_fields)
         blobs: list[bytes] = await self.batcher.submit(
-            rows, deadline, cancel, lambda output: encode(pixels_of(output))
+            inputs, deadline, cancel, lambda output: encode(pixels_of(output))
         )
         self._images_generated.inc(len(blobs))
         seeds = request.waypoints
@@ -357,8 +349,9 @@ def walk_frames(request: WalkRequest) -> WalkFrames:
     )
 
 
-def _label_column(labels: list[int | None]) -> np.ndarray:
-    return np.array([-1 if label is None else label for label in labels], dtype=np.int64)
+def int_column(values: list[int | None]) -> np.ndarray:
+    """Seeds, labels or noise seeds -> an input column (B,) int64, -1 for None."""
+    return np.array([-1 if v is None else v for v in values], dtype=np.int64)
 
 
 def class_name(names: list[str], label: int | None) -> str | None:

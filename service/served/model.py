@@ -3,7 +3,7 @@ requests on its own.
 
 It owns its ONNX Runtime session (`Runtime`), its inference lanes (one thread per batch it may run
 at once), its queue (`Batcher`), its decode gate, its warm-up and the one function that builds its
-batch rows. Its life, each step on its own so that a model can be loaded or replaced while the
+batch inputs. Its life, each step on its own so that a model can be loaded or replaced while the
 others serve: created (`service.lifecycle.loading.load_model`: manifest and sha256 verified, session opened),
 started (lanes running), warmed up (every batch shape run once), put in service by the registry,
 and retired (queued work refused, lanes stopped, session released).
@@ -34,9 +34,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def request(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Marks a served model's method that answers a request: the model counts the requests it is
-    answering, so that retiring it can wait for them to finish on it."""
+def holds_model(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Marks a served model's method that answers a request: while it runs, the request holds the
+    model (`ServedModel.in_use`), and retiring the model waits for the requests holding it."""
 
     @functools.wraps(method)
     async def counted(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -49,8 +49,12 @@ def request(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
 
 class ServedModel(ABC):
-    task: ClassVar[str]  # the manifest's task: which endpoints this kind of model answers
-    kind_name: ClassVar[str]  # what error messages call this kind ("generate", "style", ...)
+    # The manifest's task this class serves ("generate", "upscale"): how service.lifecycle.loading
+    # picks the class, and the gan_model_info metric's task label.
+    manifest_task: ClassVar[str]
+    # The served kind, finer than the task (a style-based generator's task is "generate", its kind
+    # "style"): GET /v1/models's "kind", and what error messages call this kind of model.
+    kind_name: ClassVar[str]
     work_unit: ClassVar[str] = "image"  # what one row of a batch is, in messages
     memory_pattern: ClassVar[bool] = True  # ONNX Runtime's memory pattern (service.served.runtime)
     graphs: ClassVar[dict[str, str]] = {}  # the version's graphs besides model.onnx, by name
@@ -94,7 +98,7 @@ class ServedModel(ABC):
         )
         self.memory_bytes = 0  # resident memory the process grew by while loading and warming it
         self.warm_up_seconds = 0.0
-        self.requests = 0  # requests being answered by this model now (on the event loop)
+        self.holding_requests = 0  # requests holding this model now (on the event loop)
 
     # --- what each kind of model says for itself ----------------------------------------------
 
@@ -104,12 +108,13 @@ class ServedModel(ABC):
         """(work units per batch, work units queued before 429) for this kind of model."""
 
     @abstractmethod
-    def run_batch(self, rows: dict[str, np.ndarray]) -> np.ndarray:
-        """On a lane: one batch's rows -> (B, H, W, C) uint8 pixels, one image per row."""
+    def run_batch(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """On a lane: one batch's inputs (input name -> (B, ...), one row per image) -> its output,
+        one row per image ((B, H, W, C) uint8 pixels, or a structured array holding them)."""
 
     @abstractmethod
-    def warm_up_rows(self, units: int) -> dict[str, np.ndarray]:
-        """A batch of `units` rows of the shape requests make, for the warm-up."""
+    def warm_up_inputs(self, units: int) -> dict[str, np.ndarray]:
+        """The inputs of a batch of `units` rows of the shape requests make, for the warm-up."""
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -125,7 +130,7 @@ class ServedModel(ABC):
         binding's buffers, of their own). The largest batch's time seeds the queue's
         estimate (Retry-After, deadlines that cannot be met)."""
         started = time.perf_counter()
-        feeds = [self.warm_up_rows(units) for units in self.buckets.sizes]
+        feeds = [self.warm_up_inputs(units) for units in self.buckets.sizes]
         elapsed = 0.0
         for feed in feeds:
             run_started = time.perf_counter()
@@ -148,7 +153,7 @@ class ServedModel(ABC):
         objects."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.requests and loop.time() < deadline:
+        while self.holding_requests and loop.time() < deadline:
             await asyncio.sleep(0.01)
         self.batcher.close()
         await loop.run_in_executor(None, self.lanes.stop)
@@ -157,13 +162,13 @@ class ServedModel(ABC):
 
     @contextlib.contextmanager
     def in_use(self) -> Iterator[None]:
-        """Counts a request this model is answering (retire waits for them): its own, through
-        @request, or another model's that runs on it too (an upscale blending two models)."""
-        self.requests += 1
+        """Counts a request holding this model (retire waits for them): its own, through
+        @holds_model, or another model's that runs on it too (an upscale blending two models)."""
+        self.holding_requests += 1
         try:
             yield
         finally:
-            self.requests -= 1
+            self.holding_requests -= 1
 
     # --- what it says about itself ----------------------------------------------------------------
 

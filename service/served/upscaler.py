@@ -25,19 +25,19 @@ from model_repository.tiling import RowBlender, TilePlan, extract_tiles, pad_to_
 from service.config import Settings
 from service.images.encoding import encode_image
 from service.images.imaging import DecodedImage, OpenedImage, compose, decode
-from service.images.metadata import for_output
+from service.images.metadata import metadata_for_output
 from service.images.output_size import OutputSize, resize, resize_values
 from service.schemas.answers import Upscaled
 from service.schemas.requests import UpscaleOptions
 from service.served.batching import Admission, CancelToken
-from service.served.model import ServedModel, request
+from service.served.model import ServedModel, holds_model
 from service.served.providers import CPU
 
 Progress = Callable[[int, int], None]  # (tiles done, tiles in all)
 
 
 class Upscaler(ServedModel):
-    task = "upscale"
+    manifest_task = "upscale"
     kind_name = "upscale"
     work_unit = "tile"
     memory_pattern = False  # see service.served.runtime.make_session
@@ -70,11 +70,11 @@ class Upscaler(ServedModel):
             "scale": self.scale,
         }
 
-    def run_batch(self, rows: dict[str, np.ndarray]) -> np.ndarray:
+    def run_batch(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """On a lane: image (B, tile, tile, C) uint8 -> (B, tile*s, tile*s, C) uint8."""
-        return self.runtime.run(rows)
+        return self.runtime.run(inputs)
 
-    def warm_up_rows(self, units: int) -> dict[str, np.ndarray]:
+    def warm_up_inputs(self, units: int) -> dict[str, np.ndarray]:
         return {"image": np.zeros((units, self.tile, self.tile, self.channels), np.uint8)}
 
     def plan(self, width: int, height: int) -> TilePlan:
@@ -113,7 +113,7 @@ class Upscaler(ServedModel):
             raise
         return rows
 
-    @request
+    @holds_model
     async def upscale(
         self,
         opened: OpenedImage,
@@ -255,7 +255,7 @@ def _encode_upscaled(
     pixels = compose(np.ascontiguousarray(rgb), alpha, image.gray)
     in_h, in_w = image.rgb.shape[:2]
     factors = (size.resize_w / in_w, size.resize_h / in_h)
-    metadata, dropped = for_output(image.metadata, (size.width, size.height), factors, strip)
+    metadata, dropped = metadata_for_output(image.metadata, (size.width, size.height), factors, strip)
     if fmt == "npy":  # an array holds no metadata: nothing is said to be dropped from it
         return encode_image(pixels, fmt), []
     dropped += metadata.fit(fmt, gray=pixels.shape[2] == 1)

@@ -59,7 +59,7 @@ def test_every_bucket_warms_up_and_bound_buffers_are_reused(
     name: str, encode_pool: ThreadPoolExecutor
 ) -> None:
     model = load(name, encode_pool, provider="cuda", provider_strict=True)
-    assert model.buckets.sizes[-1] == (256 if model.task == "generate" else 8)
+    assert model.buckets.sizes[-1] == (256 if model.manifest_task == "generate" else 8)
     model.warm_up()
     session = model.runtime.bound["model"]
     warmed = sorted({b.inputs[next(iter(b.inputs))].shape()[0] for b in session.bound()})
@@ -83,7 +83,7 @@ def test_cuda_graphs_give_the_same_pixels(encode_pool: ThreadPoolExecutor) -> No
         cuda_graphs=True,
     )
     for units in (8, 8, 8, 3, 8):  # graphs are captured after a shape's first runs, then replayed
-        rows = plain.warm_up_rows(units)
+        rows = plain.warm_up_inputs(units)
         assert np.array_equal(graphs.run_batch(rows), plain.run_batch(rows))
 
 

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 
 from contract.errors import InvalidRequest
-from service.images.output_size import OutputSize, choose_scale, output_size, resize
+from service.images.output_size import OutputSize, choose_scale, plan_output_size, resize
 
 
 def size(**asked: object) -> OutputSize:
-    return output_size(400, 300, native=2, largest=4, **asked)  # type: ignore[arg-type]
+    return plan_output_size(400, 300, native=2, largest=4, **asked)  # type: ignore[arg-type]
 
 
 def test_no_size_asked_is_the_models_own_factor() -> None:
     assert (size().width, size().height, size().factor) == (800, 600, 2.0)
-    assert output_size(400, 300, native=4, largest=4).width == 1600
+    assert plan_output_size(400, 300, native=4, largest=4).width == 1600
 
 
 @pytest.mark.parametrize(

@@ -128,11 +128,11 @@ def test_a_version_that_fails_to_load_leaves_the_served_one_serving(tmp_path: Pa
     asyncio.run(scenario())
 
 
-def test_the_one_function_that_builds_a_generators_rows() -> None:
-    rows = Generator.rows(np.array([3, 4]), np.array([1, -1]), 0.7)
+def test_the_one_function_that_builds_a_generators_batch_inputs() -> None:
+    rows = Generator.batch_inputs(np.array([3, 4]), np.array([1, -1]), 0.7)
     assert rows["truncation"].tolist() == [0.7, 0.7] and rows["to_seed"].tolist() == [-1, -1]
     assert rows["t"].tolist() == [0.0, 0.0] and rows["lerp"].tolist() == [False, False]
-    walk = Generator.rows(
+    walk = Generator.batch_inputs(
         np.array([3, 3]), np.array([2, 2]), None, np.array([9, 9]), np.array([0.0, 1.0]), True
     )
     assert np.isnan(walk["truncation"]).all() and walk["lerp"].tolist() == [True, True]

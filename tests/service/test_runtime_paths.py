@@ -44,7 +44,7 @@ def test_io_binding_gives_the_bytes_of_plain_runs(name: str) -> None:
 def test_bound_buffers_are_reused_and_a_thousand_batches_do_not_grow_memory() -> None:
     model = served("digits-conditional", io_binding="on", max_batch_size=8)
     session = model.runtime.bound["model"]
-    rows = model.warm_up_rows(8)
+    rows = model.warm_up_inputs(8)
     first = model.run_batch(rows)
     for _ in range(100):  # the arena and the binding settle
         model.run_batch(rows)
@@ -62,7 +62,7 @@ def test_bound_buffers_are_reused_and_a_thousand_batches_do_not_grow_memory() ->
 def test_lanes_running_one_shape_at_once_each_get_a_binding() -> None:
     model = served("digits", io_binding="on", max_batch_size=4)
     session = model.runtime.bound["model"]
-    rows = model.warm_up_rows(4)
+    rows = model.warm_up_inputs(4)
     with ThreadPoolExecutor(3) as lanes:
         outs = list(lanes.map(model.run_batch, [rows] * 30))
     assert all(np.array_equal(outs[0], out) for out in outs)
