@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 from contract.errors import InvalidRequest, ServiceError
 from model_repository.latents import MAX_SEED
 from service.schemas import GeneratedImage, GenerateRequest, GeneratorAnswer, StyleImage, Upscaled
-from service.served.batching import CancelToken
+from service.served.batcher import CancelToken
 
 log = logging.getLogger("gan.api")
 NDJSON = "application/x-ndjson"

@@ -35,7 +35,7 @@ from service.schemas import (
     WalkImage,
     WalkRequest,
 )
-from service.served.batching import CancelToken
+from service.served.batcher import CancelToken
 from service.served.model import ServedModel, request
 from service.served.providers import CPU
 
@@ -147,7 +147,7 @@ class Generator(ServedModel):
         # decode: seeds and labels (the latents are drawn on the lane, per batch)
         seeds = self._seeds(request)
         labels = self._labels(request.labels, seeds)
-        self.batcher.check_room(len(seeds))  # refused before anything is built for it
+        self.admission.check_room(len(seeds))  # refused before anything is built for it
         rows = self.rows(np.array(seeds, dtype=np.int64), _label_column(labels), request.truncation)
         # batch + predict + unbatch + encode: one file per image, each with its provenance record
         names = self.class_names
@@ -178,7 +178,7 @@ class Generator(ServedModel):
         self._refuse_style_fields(request)
         frames = self._walk_frames(request)
         label = self._labels(request.label, request.waypoints[:1])[0]
-        self.batcher.check_room(frames.count)
+        self.admission.check_room(frames.count)
         rows = self.rows(
             frames.start,
             _label_column([label] * frames.count),

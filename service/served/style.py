@@ -43,7 +43,7 @@ from service.schemas import (
     WalkAnimation,
     WalkRequest,
 )
-from service.served.batching import CancelToken
+from service.served.batcher import CancelToken
 from service.served.generator import Generator, class_name
 from service.served.model import request
 
@@ -224,14 +224,14 @@ class StyleGenerator(Generator):
                     "a w has no seed to draw its noise from: give noise_seed, or noise const"
                 )
             noise_seeds = self._noise_seeds(request.noise, request.noise_seed, [None] * count)
-            self.batcher.check_room(count)
+            self.admission.check_room(count)
             rows = self.style_rows(count, a_w=ws, noise_seed=_column(noise_seeds))
             head = self.record_head("/generate", fmt, source=W_SOURCE)
         else:
             seeded = self._seeds(request)
             seeds, labels = list(seeded), list(self._labels(request.labels, seeded))
             noise_seeds = self._noise_seeds(request.noise, request.noise_seed, seeded)
-            self.batcher.check_room(count)
+            self.admission.check_room(count)
             rows = self.style_rows(
                 count,
                 a_seed=np.array(seeded, dtype=np.int64),
@@ -272,7 +272,7 @@ class StyleGenerator(Generator):
         label = self._labels(request.label, request.waypoints[:1])[0]
         method = request.method or "lerp"
         noise_seed = self._noise_seeds(request.noise, request.noise_seed, request.waypoints[:1])[0]
-        self.batcher.check_room(count)
+        self.admission.check_room(count)
         label_column = _column([label] * count)
         rows = self.style_rows(
             count,
@@ -314,7 +314,7 @@ class StyleGenerator(Generator):
         row_noise = self._noise_seeds(request.noise, request.noise_seed, row[0], fixed=True)
         col_noise = self._noise_seeds(request.noise, request.noise_seed, col[0], fixed=True)
         cell_noise = col_noise * n_rows
-        self.batcher.check_room(count)
+        self.admission.check_room(count)
         # rows: the row sources, the column sources, then the cells row by row
         seeds = row[0] + col[0]
         source_rows = self.style_rows(
