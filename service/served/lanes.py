@@ -44,7 +44,7 @@ class LaneQueue(Protocol):
 
 class DecodeGate:
     """Open while requests for one model are being decoded (an upload read and cut into tiles):
-    more work is on its way, so a batch that is not full may wait for it (up to max_delay). A
+    more work is on its way, so a batch that is not full may wait for it (up to max_delay_s). A
     request holds it from before its decoding until its work is queued. Entered and left on the
     event loop."""
 
