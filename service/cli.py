@@ -32,13 +32,9 @@ from service.config import Settings
 from service.lifecycle.registry import ModelRegistry
 from service.served.providers import ProviderUnavailable, choose_providers
 from service.transport.access_log import AccessLog
-from service.transport.connection_guard import (
-    ConnectionGuard,
-    ConnectionLimits,
-    IncompatibleUvicorn,
-    check_uvicorn,
-)
+from service.transport.connection_guard import ConnectionGuard, ConnectionLimits
 from service.transport.listener import ListenError, address, listen
+from service.transport.uvicorn_internals import IncompatibleUvicorn, check_uvicorn
 
 log = logging.getLogger("gan.serve")
 BACKLOG = 2048  # uvicorn's default: it listens again with config.backlog, which is left at that

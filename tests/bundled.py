@@ -13,7 +13,7 @@ import numpy as np
 from service.config import Settings
 from service.lifecycle.loading import load_model
 from service.metrics import ServiceMetrics
-from service.served.batching import Shedding
+from service.served.admission import Shedding
 from service.served.model import ServedModel
 from service.served.providers import choose_providers
 from service.served.upscaler import Upscaler

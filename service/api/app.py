@@ -29,7 +29,8 @@ from service.lifecycle.registry import ModelRegistry
 from service.lifecycle.repository_watch import RepositoryWatch
 from service.metrics import ServiceMetrics
 from service.transport.access_log import AccessLog
-from service.transport.door import Door, Pacer
+from service.transport.door import Door
+from service.transport.pacer import Pacer
 from service.transport.request_ids import RequestIds
 
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope
 
 from service.api.lifetime import deadline_from_header, disconnect_watch
-from service.served.batching import CancelToken
+from service.served.batcher import CancelToken
 
 
 def header(scope: Scope, name: bytes) -> str | None:

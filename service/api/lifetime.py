@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from starlette.types import Receive
 
 from contract.errors import InvalidRequest
-from service.served.batching import CancelToken
+from service.served.batcher import CancelToken
 
 MAX_DEADLINE_MS = 3_600_000
 DEADLINE_HEADER = {

@@ -32,7 +32,7 @@ from contract.endpoints import GENERATE, ContractError, random_start
 from contract.errors import InvalidRequest, ServiceError
 from service.schemas.answers import GeneratedImage, GeneratorAnswer, StyleImage, Upscaled
 from service.schemas.requests import GenerateRequest
-from service.served.batching import CancelToken
+from service.served.batcher import CancelToken
 
 log = logging.getLogger("gan.api")
 NDJSON = "application/x-ndjson"

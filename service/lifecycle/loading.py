@@ -13,7 +13,7 @@ from model_repository.manifest import MODEL_FILE
 from model_repository.repository import read_version
 from service.config import Settings
 from service.metrics import ServiceMetrics
-from service.served.batching import Shedding
+from service.served.admission import Shedding
 from service.served.generator import Generator
 from service.served.model import ServedModel
 from service.served.providers import LandedOnCpu, ProviderChoice

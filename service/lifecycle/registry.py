@@ -29,7 +29,7 @@ from service.lifecycle.catalog import Fingerprint, ModelCatalog, fingerprint, sc
 from service.lifecycle.loading import load_model
 from service.lifecycle.versions import Canary, ServedVersions
 from service.metrics import ServiceMetrics
-from service.served.batching import Shedding
+from service.served.admission import Shedding
 from service.served.model import ServedModel
 from service.served.providers import ProviderChoice, ProviderUnavailable, choose_providers, expected_provider
 from service.served.runtime import plan_encode_threads, usable_cpus

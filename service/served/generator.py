@@ -25,7 +25,7 @@ from service.images.encoding import encode_image
 from service.images.stamping import encode_recorded
 from service.schemas.answers import Generated, GeneratedImage, StyleGenerated, Walk, WalkAnimation, WalkImage
 from service.schemas.requests import GenerateRequest, Label, WalkRequest
-from service.served.batching import CancelToken
+from service.served.batcher import CancelToken
 from service.served.model import ServedModel, holds_model
 from service.served.providers import CPU
 
@@ -119,7 +119,7 @@ class Generator(ServedModel):
         # decode: seeds and labels (the latents are drawn on the lane, per batch)
         seeds = self._seeds(request)
         labels = self._labels(request.labels, seeds)
-        self.batcher.check_room(len(seeds))  # refused before anything is built for it
+        self.admission.check_room(len(seeds))  # refused before anything is built for it
         inputs = self.batch_inputs(np.array(seeds, dtype=np.int64), int_column(labels), request.truncation)
         # batch + predict + unbatch + encode: one file per image, each with its provenance record
         names = self.class_names
@@ -150,7 +150,7 @@ class Generator(ServedModel):
         self._refuse_style_fields(request)
         frames = self._walk_frames(request)
         label = self._labels(request.label, request.waypoints[:1])[0]
-        self.batcher.check_room(frames.count)
+        self.admission.check_room(frames.count)
         inputs = self.batch_inputs(
             frames.start,
             int_column([label] * frames.count),

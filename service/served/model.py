@@ -2,11 +2,12 @@
 requests on its own.
 
 It owns its ONNX Runtime session (`Runtime`), its inference lanes (one thread per batch it may run
-at once), its queue (`Batcher`), its decode gate, its warm-up and the one function that builds its
-batch inputs. Its life, each step on its own so that a model can be loaded or replaced while the
-others serve: created (`service.lifecycle.loading.load_model`: manifest and sha256 verified, session opened),
-started (lanes running), warmed up (every batch shape run once), put in service by the registry,
-and retired (queued work refused, lanes stopped, session released).
+at once), its queue (`Batcher`) and what the queue admits (`Admission`), its decode gate, its
+warm-up and the one function that builds its batch rows. Its life, each step on its own so that a
+model can be loaded or replaced while the others serve: created
+(`service.lifecycle.loading.load_model`: manifest and sha256 verified, session opened), started
+(lanes running), warmed up (every batch shape run once), put in service by the registry, and
+retired (queued work refused, lanes stopped, session released).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import numpy as np
 
 from service.config import Settings
 from service.metrics import BatcherMetrics, ServiceMetrics
-from service.served.batching import Batcher, DecodeGate, Lanes, Shedding
+from service.served.admission import Admission, QueuePolicy, Shedding
+from service.served.batcher import Batcher
+from service.served.lanes import DecodeGate, Lanes
 from service.served.runtime import Runtime
 
 log = logging.getLogger("gan.models")
@@ -77,25 +80,24 @@ class ServedModel(ABC):
         self.settings = settings
         self.metrics = metrics
         self.encode_pool = encode_pool
-        self.gate = DecodeGate()
+        self.gate = DecodeGate(settings.max_batch_delay_ms / 1000)
         plan = runtime.parallelism
-        self.lanes = Lanes(name, plan.lanes, self.gate, settings.inference_nice, plan.pinned_cores)
         max_units, max_queue = self.batch_limits(settings, runtime.provider)
-        self.buckets = runtime.use_buckets(max_units, settings.batch_buckets)
-        self.batcher = Batcher(
+        self.lanes = Lanes(
             name,
-            self.run_batch,
-            self.lanes,
+            plan.lanes,
             max_units,
-            settings.max_batch_delay_ms / 1000,
-            max_queue,
-            BatcherMetrics(metrics, name),
+            self.gate,
+            settings.inference_nice,
+            plan.pinned_cores,
             encode_pool,
             plan.encode_on_lane,
-            shedding,
-            settings.max_queue_ms / 1000,
-            self.work_unit,
         )
+        self.buckets = runtime.use_buckets(max_units, settings.batch_buckets)
+        queue_metrics = BatcherMetrics(metrics, name)
+        policy = QueuePolicy.from_settings(settings, max_queue)
+        self.admission = Admission(name, policy, self.lanes, queue_metrics, shedding, self.work_unit)
+        self.batcher = Batcher(name, self.run_batch, self.lanes, self.admission, queue_metrics)
         self.memory_bytes = 0  # resident memory the process grew by while loading and warming it
         self.warm_up_seconds = 0.0
         self.holding_requests = 0  # requests holding this model now (on the event loop)

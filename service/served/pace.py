@@ -6,7 +6,7 @@ that cannot be met). It can only be corrected by running batches, so an estimate
 work would never be corrected: a model starved of CPU by another process (a training run beside
 the server) measures slow batches, and refusals run none, so a slow pace would stay for as long
 as requests kept coming. Two rules keep that from happening: the queue admits any request while
-its model is idle, whatever the pace says (service.served.batching), and a pace that nothing has
+its model is idle, whatever the pace says (service.served.admission), and a pace that nothing has
 confirmed decays, as written in `Pace.seconds`.
 """
 

@@ -24,7 +24,7 @@ from model_repository.manifest import MAPPING_FILE
 from model_repository.styles import StyleSpec
 from service.schemas.answers import Mixed, StyleGenerated, StyleImage, Walk, WalkAnimation
 from service.schemas.requests import GenerateRequest, MixRequest, WalkRequest
-from service.served.batching import CancelToken
+from service.served.batcher import CancelToken
 from service.served.generator import Generator, int_column
 from service.served.model import holds_model
 from service.served.style_mix import (
@@ -173,14 +173,14 @@ class StyleGenerator(Generator):
                     "a w has no seed to draw its noise from: give noise_seed, or noise const"
                 )
             noise_seeds = self._noise_seeds(request.noise, request.noise_seed, [None] * count)
-            self.batcher.check_room(count)
+            self.admission.check_room(count)
             inputs = self.style_inputs(count, a_w=ws, noise_seed=int_column(noise_seeds))
             head = self.record_head("/generate", fmt, source=W_SOURCE)
         else:
             seeded = self._seeds(request)
             seeds, labels = list(seeded), list(self._labels(request.labels, seeded))
             noise_seeds = self._noise_seeds(request.noise, request.noise_seed, seeded)
-            self.batcher.check_room(count)
+            self.admission.check_room(count)
             inputs = self.style_inputs(
                 count,
                 a_seed=np.array(seeded, dtype=np.int64),
@@ -219,7 +219,7 @@ class StyleGenerator(Generator):
         label = self._labels(request.label, request.waypoints[:1])[0]
         method = request.method or "lerp"
         noise_seed = self._noise_seeds(request.noise, request.noise_seed, request.waypoints[:1])[0]
-        self.batcher.check_room(count)
+        self.admission.check_room(count)
         label_column = int_column([label] * count)
         psi = 1.0 if request.truncation_psi is None else request.truncation_psi
         inputs = self.style_inputs(
@@ -256,7 +256,7 @@ class StyleGenerator(Generator):
         row_sources = self._mix_side(request, request.row_seeds, request.row_ws, "row_ws")
         col_sources = self._mix_side(request, request.col_seeds, request.col_ws, "col_ws")
         grid = MixGrid(request, row_sources, col_sources, from_row)
-        self.batcher.check_room(count)
+        self.admission.check_room(count)
         label = None if request.label is None else self._labels(request.label, [0])[0]
         encode = grid.encoder(self.class_names, *grid.records(self, label))
         images: list[StyleImage] = await self.batcher.submit(

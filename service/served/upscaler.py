@@ -29,7 +29,8 @@ from service.images.metadata import metadata_for_output
 from service.images.output_size import OutputSize, resize, resize_values
 from service.schemas.answers import Upscaled
 from service.schemas.requests import UpscaleOptions
-from service.served.batching import Admission, CancelToken
+from service.served.admission import HeldRoom
+from service.served.batcher import CancelToken
 from service.served.model import ServedModel, holds_model
 from service.served.providers import CPU
 
@@ -98,15 +99,15 @@ class Upscaler(ServedModel):
         return pad_to_tile(pixels, self.tile)
 
     def enqueue_rows(
-        self, padded: np.ndarray, plan: TilePlan, deadline: float, cancel: CancelToken, admission: Admission
+        self, padded: np.ndarray, plan: TilePlan, deadline: float, cancel: CancelToken, held: HeldRoom
     ) -> list[asyncio.Future[Any]]:
-        """Every tile row of the image as one job, queued now, in the room `admission` holds (the
+        """Every tile row of the image as one job, queued now, in the room `held` for it (the
         caller holds the decode gate)."""
         rows: list[asyncio.Future[Any]] = []
         try:
             for r in range(len(plan.ys)):
                 tiles = {"image": extract_tiles(padded, plan, r)}
-                rows.append(self.batcher.enqueue(tiles, deadline, cancel, admission=admission))
+                rows.append(self.batcher.enqueue(tiles, deadline, cancel, held=held))
         except BaseException:  # the deadline cannot be met, or the model stopped, midway
             for row in rows:  # the rows already queued are dropped before they run
                 row.cancel()
@@ -139,7 +140,7 @@ class Upscaler(ServedModel):
             with contextlib.ExitStack() as gates:
                 # Refused before the decoding, which costs more than the answer; once admitted, the
                 # tiles' room is held for them, so uploads decoded meanwhile cannot take it.
-                admissions = [gates.enter_context(m.batcher.admit(len(plan.origins))) for m in models]
+                rooms = [gates.enter_context(m.admission.admit(len(plan.origins))) for m in models]
                 for model in models:
                     gates.enter_context(model.gate.held())
                 image = await loop.run_in_executor(self.encode_pool, decode, opened)
@@ -147,8 +148,8 @@ class Upscaler(ServedModel):
                 h, w = image.rgb.shape[:2]
                 jobs: list[list[asyncio.Future[Any]]] = []
                 try:
-                    for model, admission in zip(models, admissions, strict=True):
-                        jobs.append(model.enqueue_rows(padded, plan, deadline, cancel, admission))
+                    for model, held in zip(models, rooms, strict=True):
+                        jobs.append(model.enqueue_rows(padded, plan, deadline, cancel, held))
                 except BaseException:
                     for rows in jobs:
                         for row in rows:

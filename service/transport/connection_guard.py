@@ -1,89 +1,25 @@
 """Slow and stalled clients: uvicorn's HTTP protocol with time limits on each phase of a connection.
 
-A client that never finishes its headers never reaches the application, and a client that stops
-reading leaves its response in the transport's buffer after the application is done with it: only
-the protocol sees either, so the limits live here and not in ASGI middleware.
-
-- headers: a connection must deliver a request's headers within header_timeout_s of opening (or,
-  on a kept-alive connection, of the request's first byte);
-- body: a request body must arrive within body_timeout_s plus one second per min_body_rate bytes
-  received (the rule of Apache's mod_reqtimeout: a slow but steady upload goes on, a trickle that
-  only holds the connection open does not);
-- writing: a response the client does not read (the transport's buffer stays over its high-water
-  mark) for write_timeout_s is dropped with the connection.
-
-Time during which the server itself is not reading (a pipelined request waiting for the one before
-it) does not count against the client. The connections are checked by one timer every `tick`
-seconds rather than a timer per request: the hot path only stores a timestamp.
-
-uvicorn internals. uvicorn has no public hook for any of this, so GuardedHttpToolsProtocol
-subclasses its private HttpToolsProtocol: it overrides the callbacks in HOOKS; it reads the
-protocol's loop, transport, flow (FlowControl.read_paused), client, scope and cycle, and of each
-RequestResponseCycle its scope, disconnected, message_event, response_complete and
-response_started. The door (service.transport.door) subclasses it in turn and reads, when a request's
-headers are in, the protocol's url, headers, expect_100_continue and parser (method, HTTP
-version, keep-alive), its server_state (default_headers, total_requests) and
-timeout_keep_alive; after the application's 429 it cancels timeout_keep_alive_task (the timer
-uvicorn arms once a response is complete) to keep the connection through its Retry-After. Any
-uvicorn release may change them, so:
-
-- pyproject.toml pins uvicorn to the release series this module is tested with (TESTED_UVICORN);
-- uvicorn_mismatches() checks, without a server, that every one of them is still there and still
-  behaves as relied on: the callbacks exist with the same parameters and the HTTP parser still
-  calls them, the attributes are set and of the expected kind, a pipelined request pauses reading,
-  and a cycle marked disconnected answers receive() with http.disconnect and writes nothing;
-- gan-serve runs that check before anything else (check_uvicorn, also run by ConnectionGuard) and
-  on a mismatch refuses to start, with one line naming what changed. Falling back to plain
-  httptools instead would keep serving but silently drop the slow-client limits, a protection that
-  nobody notices is gone until the connections run out; a refusal is seen at the first start (in
-  CI, at a rollout's first replica) and its fix is plain: install the pinned uvicorn. A uvicorn
-  outside the pinned series that passes the check starts, with a warning;
-- tests/service/test_connection_guard.py runs the check (a failure lists what changed) and each
-  limit on a real uvicorn server; tests/service/test_slow_clients.py does the same through the
-  whole service.
-
-To raise the pin: install the new uvicorn, read what changed in uvicorn/protocols/http/
-(httptools_impl.py, flow_control.py), set TESTED_UVICORN and both uvicorn lines of pyproject.toml
-(extras serve and gpu) to the new series, and run those two test files.
+A client that never finishes its headers never reaches the application, and one that stops reading
+leaves its response in the transport's buffer after the application is done with it: only the
+protocol sees either, so the limits live here and not in ASGI middleware. The protocol only stores
+timestamps (GuardedHttpToolsProtocol); one timer per server every `tick` seconds closes the
+connections over a limit (ConnectionGuard). What it relies on in uvicorn, and the check that it is
+still there, are in service.transport.uvicorn_internals.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import enum
-import functools
-import inspect
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
-from uvicorn.server import ServerState
-
 from service.metrics import ServiceMetrics
+from service.transport.uvicorn_internals import HttpToolsProtocol, RequestResponseCycle, check_uvicorn
 
 log = logging.getLogger("gan.connections")
-
-# The uvicorn release series this module is written and tested against: pyproject.toml requires
-# uvicorn[standard]>=0.54,<0.55 (tests/service/test_connection_guard.py holds the two together).
-TESTED_UVICORN = (0, 54)
-
-# What GuardedHttpToolsProtocol relies on in uvicorn (see the module docstring).
-HOOKS = {  # HttpToolsProtocol methods overridden here, with their parameters after self
-    "connection_made": ("transport",),
-    "connection_lost": ("exc",),
-    "on_message_begin": (),
-    "on_headers_complete": (),
-    "on_body": ("body",),
-    "on_message_complete": (),
-    "pause_writing": (),
-    "resume_writing": (),
-    "on_response_complete": (),  # service.transport.door
-    "shutdown": (),  # service.transport.door
-}
 
 TIMED_OUT = "timed_out"  # key in the request's ASGI state: the guard closed the connection mid-request
 
@@ -96,6 +32,11 @@ class Phase(enum.Enum):
 
 @dataclass(frozen=True)
 class ConnectionLimits:
+    """A request's headers must come within header_timeout_s of the connection (or of the
+    request's first byte), its body within body_timeout_s and a second per min_body_rate bytes
+    received (a steady upload goes on, a trickle does not); a response the client does not read
+    for write_timeout_s is dropped with the connection."""
+
     header_timeout_s: float
     body_timeout_s: float
     min_body_rate: float  # bytes per second
@@ -155,6 +96,9 @@ CLOSE_REASONS = ("header_timeout", "body_timeout", "write_timeout")
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, keeping each request's phase and when it began for the guard's
+    timer (the callbacks it overrides: service.transport.uvicorn_internals.HOOKS)."""
+
     guard: ClassVar[ConnectionGuard]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -260,243 +204,3 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase is Phase.BODY and cycle is not None and not cycle.response_started:
             self.scope["state"][TIMED_OUT] = reason  # the access log and metrics say 408, not 499
         self.transport.close()  # a response still being written to the client is flushed first
-
-
-# --- is uvicorn still what the guard was written against? -------------------------------------
-
-
-class IncompatibleUvicorn(RuntimeError):
-    """The installed uvicorn's internals differ from what GuardedHttpToolsProtocol relies on."""
-
-
-def check_uvicorn() -> None:
-    """Raise IncompatibleUvicorn (one line: what changed, what to install) when the installed
-    uvicorn is not what this module relies on; warn once when it passes but is of an untested
-    series. The check runs once per process."""
-    problems, version = _checked()
-    if problems:
-        raise IncompatibleUvicorn(
-            f"uvicorn {version} differs from what service.transport.connection_guard relies on: "
-            + "; ".join(problems)
-            + f"; install uvicorn[standard]>={_series(TESTED_UVICORN)},<{_series(_next(TESTED_UVICORN))} "
-            "(pyproject.toml), or see service/transport/connection_guard.py on raising the pin"
-        )
-
-
-@functools.cache
-def _checked() -> tuple[tuple[str, ...], str]:
-    problems = tuple(uvicorn_mismatches())
-    version = uvicorn.__version__
-    if not problems and tuple(int(p) for p in version.split(".")[:2] if p.isdecimal()) != TESTED_UVICORN:
-        log.warning(
-            "uvicorn %s: the connection guard is tested with %s.x only (its checks pass)",
-            version,
-            _series(TESTED_UVICORN),
-        )
-    return problems, version
-
-
-def _series(series: tuple[int, int]) -> str:
-    return ".".join(map(str, series))
-
-
-def _next(series: tuple[int, int]) -> tuple[int, int]:
-    return series[0], series[1] + 1
-
-
-def uvicorn_mismatches() -> list[str]:
-    """How the installed uvicorn differs from what GuardedHttpToolsProtocol relies on; empty when
-    it does not. First the overridden callbacks and their parameters, then a request pair fed
-    through an HttpToolsProtocol on a transport that goes nowhere (no server, no socket)."""
-    problems = []
-    for name, parameters in HOOKS.items():
-        method = getattr(HttpToolsProtocol, name, None)
-        if not callable(method):
-            problems.append(f"HttpToolsProtocol.{name} is gone")
-            continue
-        found = tuple(inspect.signature(method).parameters)[1:]
-        if found != parameters:
-            problems.append(
-                f"HttpToolsProtocol.{name} takes ({', '.join(found)}), not ({', '.join(parameters)})"
-            )
-    if problems:
-        return problems  # the probe would only stumble on the same
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _safe_probe()
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the probe runs a loop of its own
-        return pool.submit(_safe_probe).result()
-
-
-def _safe_probe() -> list[str]:
-    try:
-        return _probe()
-    except Exception as e:
-        return [f"a request fed through HttpToolsProtocol failed: {type(e).__name__}: {e}"]
-
-
-class _NowhereTransport(asyncio.Transport):
-    """Keeps what is written; reading can be paused; nothing is sent anywhere."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written = bytearray()
-        self.reading = True
-        self.closing = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.written += data
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def abort(self) -> None:
-        self.closing = True
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-
-async def _unused_app(scope: Any, receive: Any, send: Any) -> None:  # the probe cancels its tasks unrun
-    raise AssertionError("the probe's application ran")
-
-
-def _probe() -> list[str]:
-    called: list[str] = []
-    cycles: list[Any] = []
-    bodies: list[bytes] = []
-    heads: list[tuple[Any, ...]] = []
-
-    def recording(name: str) -> Callable[..., None]:
-        def hook(self: HttpToolsProtocol, *args: Any) -> None:
-            called.append(name)
-            if name == "on_headers_complete":  # what service.transport.door reads before uvicorn's own part
-                parser = self.parser
-                heads.append(
-                    (
-                        self.url,
-                        list(self.headers),
-                        self.expect_100_continue,
-                        parser.get_method(),
-                        parser.get_http_version(),
-                        parser.should_keep_alive(),
-                    )
-                )
-            getattr(HttpToolsProtocol, name)(self, *args)
-            if name == "on_headers_complete":
-                cycles.append(self.cycle)
-            elif name == "on_body":
-                bodies.append(bytes(args[0]))
-
-        return hook
-
-    probe_class = type("ProbeHttpToolsProtocol", (HttpToolsProtocol,), {n: recording(n) for n in HOOKS})
-    loop = asyncio.new_event_loop()
-    state = ServerState()
-    try:
-        config = uvicorn.Config(_unused_app, log_config=None, ws="none", lifespan="off")
-        protocol = probe_class(config=config, server_state=state, app_state={"probe": 1}, _loop=loop)
-        transport = _NowhereTransport()
-        protocol.connection_made(transport)
-        problems = _misfits(
-            "HttpToolsProtocol",
-            protocol,
-            loop=lambda v: v is loop,
-            transport=lambda v: v is transport,
-            flow=lambda v: isinstance(getattr(v, "read_paused", None), bool),
-            client=lambda v: v is None or isinstance(v, tuple),
-        )
-        if problems:
-            return problems
-        first = b"POST /a HTTP/1.1\r\nHost: probe\r\nContent-Length: 4\r\n\r\nbody"
-        protocol.data_received(first + b"GET /b HTTP/1.1\r\nHost: probe\r\n\r\n")  # pipelined
-        for task in state.tasks:
-            task.cancel()  # before it ever runs: the application is not called
-        expected_calls = [
-            "connection_made",
-            *("on_message_begin", "on_headers_complete", "on_body", "on_message_complete"),
-            *("on_message_begin", "on_headers_complete", "on_message_complete"),
-        ]
-        if called != expected_calls:
-            problems.append(f"the HTTP parser calls {called}, not {expected_calls}")
-        if bodies != [b"body"]:
-            problems.append(f"on_body received {bodies}, not [b'body']")
-        first_head = (b"/a", [(b"host", b"probe"), (b"content-length", b"4")], False, b"POST", "1.1", True)
-        if heads[:1] != [first_head]:
-            problems.append(
-                f"at on_headers_complete, (url, headers, expect_100_continue, method, HTTP version, "
-                f"keep-alive) are {heads[:1]}, not [{first_head}]"
-            )
-        problems += _misfits(
-            "HttpToolsProtocol",
-            protocol,
-            timeout_keep_alive=lambda v: isinstance(v, int | float),
-            timeout_keep_alive_task=lambda v: v is None or isinstance(v, asyncio.TimerHandle),
-            server_state=lambda v: (
-                isinstance(getattr(v, "default_headers", None), list)
-                and isinstance(getattr(v, "total_requests", None), int)
-            ),
-        )
-        problems += _misfits(
-            "HttpToolsProtocol",
-            protocol,
-            scope=lambda v: isinstance(v, dict) and v.get("state") == {"probe": 1},
-            cycle=lambda v: isinstance(v, RequestResponseCycle),
-        )
-        if problems or len(cycles) != 2:
-            return problems or [f"{len(cycles)} requests parsed, not 2"]
-        first_cycle = cycles[0]
-        problems += _misfits(
-            "RequestResponseCycle",
-            first_cycle,
-            scope=lambda v: (
-                isinstance(v, dict) and v.get("path") == "/a" and isinstance(v.get("state"), dict)
-            ),
-            disconnected=lambda v: v is False,
-            message_event=lambda v: isinstance(v, asyncio.Event),
-            response_complete=lambda v: v is False,
-            response_started=lambda v: v is False,
-        )
-        if problems:
-            return problems
-        if not protocol.flow.read_paused or transport.reading:
-            problems.append("a pipelined request no longer pauses reading (flow.read_paused)")
-        if protocol.scope is not protocol.cycle.scope:
-            problems.append("HttpToolsProtocol.scope is no longer the newest request's")
-        protocol.pause_writing()
-        protocol.resume_writing()
-        # What _disconnect_cycles does to a request must end it, for the application, at once.
-        first_cycle.disconnected = True
-        first_cycle.message_event.set()
-        message = loop.run_until_complete(first_cycle.receive())
-        if message != {"type": "http.disconnect"}:
-            problems.append(f"a cycle marked disconnected answers receive() with {message}")
-        loop.run_until_complete(first_cycle.send({"type": "http.response.start", "status": 200}))
-        if transport.written:
-            problems.append("a cycle marked disconnected still writes its response")
-        protocol.connection_lost(None)
-    finally:
-        if state.tasks:
-            for task in state.tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.wait(list(state.tasks)))
-        loop.close()
-    return problems
-
-
-def _misfits(owner_name: str, owner: object, **fits: Callable[[Any], bool]) -> list[str]:
-    """The attributes of `owner` that are missing, or fail their check."""
-    problems = []
-    for name, fit in fits.items():
-        if not hasattr(owner, name):
-            problems.append(f"{owner_name}.{name} is gone")
-        elif not fit(getattr(owner, name)):
-            problems.append(f"{owner_name}.{name} is {getattr(owner, name)!r}, not of the expected kind")
-    return problems

@@ -1,56 +1,28 @@
-"""The door: overload refusals answered by the HTTP protocol, before the application, and the
-connections they went to paced.
+"""The door: overload refusals answered by the HTTP protocol, before the application.
 
-Under a burst far past capacity most requests must be refused, and where that is done decides
-whether the models keep working. Through the application a refusal costs about 130 us of the
-event loop (uvicorn's request cycle and task, the middleware, the route, the body's validation,
-the JSON answer): clients that send again as soon as they are answered then keep the event loop's
-core busy refusing while the lanes starve (the more so at a lower priority: inference_nice).
-Two things prevent it.
-
-- Refusing at the cheapest point. While a queue is shedding (service.served.batching: after a refusal
-  for want of room, until the queue is half empty) the application would refuse any request for
-  its model, whatever it asks for. The door answers such a request itself, as soon as the request
-  names its model: at the headers for /upscale (the query names the model; an upload is answered
-  before its body is read), once the small JSON body is in for /generate, /walk and /mix. About
-  12 us: no task, no middleware, no route. It asks the route's own `Screen` which models the
-  request could run on and refuses only when every one is shedding, so it never refuses what the
-  application would take; its answer is the application's (status, JSON error, Retry-After,
-  X-Request-ID, metrics, access log).
-- Pacing. A connection whose request was refused for overload (by the door or by the
-  application) is not read again for `refusal_pause_ms`. A client that sends again at once waits
-  in its own socket meanwhile (TCP back-pressure, at no cost to the server); its refusal was not
-  delayed. With N connections at most N / pause refusals a second can be asked for, so refusing
-  stays a small share of a core however hard clients push, and the pause (30 ms by default) is
-  short enough that a refused client is still answered within 50 ms.
-
-HTTP/1.1 semantics are kept: a body refused at its headers is still read, and dropped unparsed,
-so the connection stays usable; a client that sent Expect: 100-continue has not sent its body
-and will not, so that answer says Connection: close and the connection is closed; so is a
-request that asked for Connection: close, or came as HTTP/1.0, once its body is in.
-
-The door subclasses the slow-client guard's protocol (service.transport.connection_guard), which checks at
-start-up that the uvicorn internals both rely on are still there (uvicorn_mismatches).
+While a model's queue is shedding (service.served.admission) the application would refuse any
+request for it, at about 130 us of the event loop each. The door answers such a request itself,
+about 12 us, as soon as the request names its model (the query for /upscale, at the headers; the
+small JSON body for /generate, /walk and /mix), and only when every model it could run on is
+shedding: it never refuses what the application would take, and its answer is the application's.
+The connection it refused is then paced (service.transport.pacer). HTTP/1.1 stays usable: a
+refused body is read and dropped. DoorProtocol builds on the guard's (connection_guard).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from contract.errors import ServiceError
 from service.metrics import ServiceMetrics
-from service.served.batching import Batcher, Shedding
-from service.served.model import ServedModel
+from service.served.admission import Admission, Shedding
 from service.transport.access_log import AccessLog
 from service.transport.connection_guard import (
     ConnectionGuard,
@@ -58,7 +30,9 @@ from service.transport.connection_guard import (
     GuardedHttpToolsProtocol,
     Phase,
 )
+from service.transport.pacer import Pacer
 from service.transport.request_ids import RequestIds
+from service.transport.uvicorn_internals import HttpToolsProtocol
 
 log = logging.getLogger("gan.door")
 
@@ -77,7 +51,15 @@ def idle_grace(retry_after: float) -> float:
 
 MAX_SCREENED_BODY = 64 * 1024  # a bigger body goes to the application unread by the door
 
-Targets = Callable[[bytes, bytes], Sequence[ServedModel]]
+
+class Admitting(Protocol):
+    """What the door asks of a served model (service.served.model.ServedModel)."""
+
+    @property
+    def admission(self) -> Admission: ...
+
+
+Targets = Callable[[bytes, bytes], Sequence[Admitting]]
 
 
 @dataclass(frozen=True)
@@ -89,119 +71,6 @@ class Screen:
 
     targets: Targets
     needs_body: bool
-
-
-class Pacer:
-    """Connections not read for a while after an overload refusal.
-
-    The pause adapts to what refusing costs: every ADAPT_S while connections are being paused,
-    the event loop's own CPU time is read, and the bytes of refused bodies it read and dropped
-    (an upload refused at its headers still sends its body); with the event loop over
-    `loop_share` of its core, or more than `discard_bytes_s` dropped a second, pauses grow by a
-    quarter (up to `max_pause_s`); under half of both, they shrink by a fifth (down to
-    `min_pause_s`). With N clients sending again at once, refusals come at about N / pause a
-    second: the pause is the shortest that keeps that work within its share, so the lanes keep
-    the rest of the cores however many clients push. A client that waits out its Retry-After
-    (a second or more, longer than any pause) never meets one.
-
-    All current pauses have about the same length, so they end in about the order they began: one
-    deque and one timer release them, every connection due within GRAIN_S at once (one wake-up
-    of the event loop for many)."""
-
-    GRAIN_S = 0.002
-    ADAPT_S = 0.1
-    ROOM_BATCH = 4  # connections read at a time when a queue has room again
-    ROOM_SCAN = 256  # paused connections looked at for them, from the last paused
-
-    def __init__(
-        self, min_pause_s: float, max_pause_s: float, loop_share: float, discard_bytes_s: float = 32 << 20
-    ) -> None:
-        self.min_pause_s = min_pause_s
-        self.max_pause_s = max(min_pause_s, max_pause_s)
-        self.loop_share = loop_share
-        self.discard_bytes_s = discard_bytes_s
-        self.pause_s = min_pause_s
-        # (due, connection, the queue that refused it: None when the application did)
-        self._paused: deque[tuple[float, DoorProtocol, Batcher | None]] = deque()
-        self._timer: asyncio.TimerHandle | None = None
-        self._adapting: asyncio.TimerHandle | None = None
-        self._paused_since_adapt = 0
-        self._discarded = 0  # bytes of refused bodies read and dropped since the last look
-        self._cpu = self._wall = 0.0
-
-    def pause(self, connection: DoorProtocol, refused_by: Batcher | None = None) -> None:
-        if self.min_pause_s <= 0 or connection.transport.is_closing():
-            return
-        loop = connection.loop
-        connection.flow.pause_reading()
-        now = loop.time()
-        due = now + self.pause_s
-        if self._paused and due < self._paused[-1][0]:  # the pause just shrank: keep the order
-            due = self._paused[-1][0]
-        self._paused.append((due, connection, refused_by))
-        self._paused_since_adapt += 1
-        if self._timer is None:
-            self._timer = loop.call_at(due, self._release, loop)
-        if self._adapting is None:
-            self._cpu, self._wall, self._discarded = time.thread_time(), now, 0
-            self._adapting = loop.call_at(now + self.ADAPT_S, self._adapt, loop)
-
-    def discarded(self, size: int) -> None:
-        """Bytes of a refused request's body read and dropped: moving them costs the client, the
-        kernel and the event loop, most of it outside the event loop's own CPU time."""
-        self._discarded += size
-
-    def room(self, batcher: Batcher) -> None:
-        """A shedding queue takes work again: read the connections it refused last (their requests
-        have waited least; those refused by another queue, or by the application, stay paused), a
-        few at a time, for as long as it does, rather than wait for pauses to end; a request let in
-        this way waits in the queue, not in its socket."""
-        released: list[DoorProtocol] = []
-        kept: list[tuple[float, DoorProtocol, Batcher | None]] = []
-        while self._paused and len(released) < self.ROOM_BATCH and len(kept) < self.ROOM_SCAN:
-            entry = self._paused.pop()
-            if entry[2] is not batcher:
-                kept.append(entry)
-            elif not entry[1].transport.is_closing():
-                released.append(entry[1])
-        self._paused.extend(reversed(kept))
-        for connection in released:
-            connection.flow.resume_reading()
-        if released and self._paused:
-            # their requests are read in the next turn of the event loop; then, if there is room still
-            released[0].loop.call_later(self.GRAIN_S, self._room_left, batcher)
-
-    def _room_left(self, batcher: Batcher) -> None:
-        if not batcher.shedding:
-            self.room(batcher)
-
-    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
-        until = loop.time() + self.GRAIN_S
-        while self._paused and self._paused[0][0] <= until:
-            _, connection, _ = self._paused.popleft()
-            if not connection.transport.is_closing():
-                connection.flow.resume_reading()
-        if self._paused:
-            self._timer = loop.call_at(self._paused[0][0], self._release, loop)
-
-    def _adapt(self, loop: asyncio.AbstractEventLoop) -> None:
-        """On the event loop (its thread's CPU time is the one read)."""
-        cpu, wall = time.thread_time(), loop.time()
-        elapsed = max(wall - self._wall, 1e-6)
-        busy, discarding = (cpu - self._cpu) / elapsed, self._discarded / elapsed
-        self._cpu, self._wall, self._discarded = cpu, wall, 0
-        if self._paused_since_adapt == 0 and not self._paused:  # none paced in a period: the burst is over
-            self._adapting = None
-            self.pause_s = self.min_pause_s
-            return
-        self._paused_since_adapt = 0
-        if busy > self.loop_share or discarding > self.discard_bytes_s:
-            self.pause_s = min(self.max_pause_s, self.pause_s * 1.25)
-        elif busy < self.loop_share / 2 and discarding < self.discard_bytes_s / 2:
-            self.pause_s = max(self.min_pause_s, self.pause_s * 0.8)
-        # The next look once a pause of the new length has passed: only then does it show.
-        self._adapting = loop.call_at(wall + max(self.ADAPT_S, self.pause_s), self._adapt, loop)
 
 
 class Door:
@@ -249,9 +118,9 @@ class Door:
             models = request.screen.targets(request.query, bytes(request.body))
         except (ServiceError, ValueError):  # unreadable, unknown model, ...: the application says so
             return None
-        if not models or not all(model.batcher.shedding for model in models):
+        if not models or not all(model.admission.shedding for model in models):
             return None
-        request.refused_by = models[0].batcher
+        request.refused_by = models[0].admission
         request_id = self._request_id(request.headers)
         message, retry_after = request.refused_by.refusal(request_id)
         request.retry_after = retry_after
@@ -342,7 +211,7 @@ class Screening:
         self.body = bytearray()
         self.complete = False  # the whole body is in
         self.refused = False  # answered: the rest of the body is dropped unread
-        self.refused_by: Batcher | None = None  # the queue whose refusal it was
+        self.refused_by: Admission | None = None  # the queue whose refusal it was
         self.retry_after = 0  # the refusal's Retry-After, in seconds
         self.declared = -1  # its Content-Length (-1: none given)
         for name, value in headers:

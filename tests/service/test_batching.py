@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -15,20 +16,34 @@ import pytest
 from contract.errors import ClientGone, InferenceFailed, QueueFull
 from service.config import Settings
 from service.metrics import BatcherMetrics, ServiceMetrics
-from service.served.batching import Batcher, CancelToken, Lanes
+from service.served.admission import Admission, QueuePolicy
+from service.served.batcher import Batcher, CancelToken
+from service.served.lanes import Lanes
 from service.served.providers import CPU, CUDA
 from service.served.runtime import Parallelism, plan_parallelism
 
 FAR = 3600.0  # a deadline nobody reaches
 
 
+def queue_on(
+    lanes: Lanes,
+    run: Callable[[dict[str, np.ndarray]], np.ndarray],
+    metrics: ServiceMetrics,
+    name: str = "m",
+    max_queue_units: int = 1000,
+) -> Batcher:
+    """A queue on these lanes, bounded in units only, its metrics under the lanes' name."""
+    queue_metrics = BatcherMetrics(metrics, lanes.name)
+    admission = Admission(name, QueuePolicy(max_queue_units, 0.0), lanes, queue_metrics)
+    return Batcher(name, run, lanes, admission, queue_metrics)
+
+
 def make(
     run: Callable[[dict[str, np.ndarray]], np.ndarray], lanes: int = 1, max_units: int = 4, name: str = "m"
 ) -> tuple[Batcher, Lanes, ServiceMetrics]:
     metrics = ServiceMetrics()
-    pool = Lanes(name, lanes)
-    batcher = Batcher(name, run, pool, max_units, 0.0, 1000, BatcherMetrics(metrics, name))
-    return batcher, pool, metrics
+    pool = Lanes(name, lanes, max_units)
+    return queue_on(pool, run, metrics, name), pool, metrics
 
 
 def rows(start: int, count: int) -> dict[str, np.ndarray]:
@@ -179,11 +194,8 @@ def test_the_queue_whose_oldest_job_waited_longest_goes_first() -> None:
 
     async def scenario() -> None:
         metrics = ServiceMetrics()
-        lanes = Lanes("m", 1)
-        queues = {
-            name: Batcher(name, runner(name), lanes, 1, 0.0, 100, BatcherMetrics(metrics, "m"))
-            for name in ("a", "b")
-        }
+        lanes = Lanes("m", 1, 1)
+        queues = {name: queue_on(lanes, runner(name), metrics, name, 100) for name in ("a", "b")}
         for q in queues.values():
             q.start()
         lanes.start()
@@ -204,45 +216,54 @@ def test_the_queue_whose_oldest_job_waited_longest_goes_first() -> None:
     assert order == ["a", "b", "a", "b"]
 
 
-def idle_queue(max_units: int, max_queue_units: int, max_queue_s: float, lanes: int = 2) -> Batcher:
+@dataclass
+class IdleQueue:
     """A started queue whose lanes never run (what is queued stays queued); on the event loop."""
-    batcher = Batcher(
-        "m",
-        doubled,
-        Lanes("m", lanes),
-        max_units,
-        0.0,
-        max_queue_units,
-        BatcherMetrics(ServiceMetrics(), "m"),
-        max_queue_s=max_queue_s,
-    )
+
+    batcher: Batcher
+    admission: Admission
+    metrics: ServiceMetrics
+
+    @property
+    def queued(self) -> float:
+        """The queue's depth, as the metrics say it."""
+        return self.metrics.registry.get_sample_value("gan_queue_depth_units", {"model": "m"}) or 0
+
+
+def idle_queue(max_units: int, max_queue_units: int, max_queue_s: float, lanes: int = 2) -> IdleQueue:
+    metrics = ServiceMetrics()
+    pool = Lanes("m", lanes, max_units)
+    queue_metrics = BatcherMetrics(metrics, "m")
+    admission = Admission("m", QueuePolicy(max_queue_units, max_queue_s), pool, queue_metrics)
+    batcher = Batcher("m", doubled, pool, admission, queue_metrics)
     batcher.start()
-    return batcher
+    return IdleQueue(batcher, admission, metrics)
 
 
 def test_a_queue_is_bounded_in_seconds_of_work_and_sheds_until_half_of_them() -> None:
     async def scenario() -> None:
         # batches of 4 rows, 0.25 s each, on 2 lanes: 1 s of work is 4 rounds, 32 rows
-        batcher = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=1.0)
+        queue = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=1.0)
+        batcher, admission = queue.batcher, queue.admission
         batcher.pace.seed(0.25)
         deadline = time.monotonic() + FAR
         for i in range(9):  # the 9th still finds exactly 1 s of work ahead of it
             batcher.enqueue(rows(i, 4), deadline, CancelToken())
-        assert batcher.queued_units == 36  # far under the 1000 rows the unit bound allows
+        assert queue.queued == 36  # far under the 1000 rows the unit bound allows
         with pytest.raises(QueueFull) as refused:
-            batcher.check_room(1)
+            admission.check_room(1)
         assert "36 rows waiting, about 1.2 s of work" in refused.value.message
         assert refused.value.retry_after == 2  # 5 rounds of 0.25 s, in whole seconds
         # a lane that saw room where the event loop does not (it counted otherwise) may tell again
-        batcher._room_told = True
-        batcher._shedding_queues.room(batcher)
-        assert batcher.shedding and not batcher._room_told
+        admission._room_told = True
+        admission.room_again()
+        assert admission.shedding and not admission._room_told
         # shedding until the work is down to half a second (2 rounds, 16 rows)
-        while batcher.queued_units > 16:
-            assert batcher.shedding
+        while queue.queued > 16:
+            assert admission.shedding
             batcher.cut()
-        assert not batcher.shedding
-        batcher.check_room(1)
+        assert not admission.shedding
+        admission.check_room(1)
 
     asyncio.run(scenario())
 
@@ -250,18 +271,18 @@ def test_a_queue_is_bounded_in_seconds_of_work_and_sheds_until_half_of_them() ->
 def test_a_large_request_is_taken_when_little_work_is_ahead_and_slow_batches_always_get_a_round() -> None:
     async def scenario() -> None:
         deadline = time.monotonic() + FAR
-        batcher = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=1.0)
-        batcher.pace.seed(0.25)
-        batcher.enqueue(rows(0, 100), deadline, CancelToken())  # 13 rounds, 3.25 s: nothing was ahead
+        queue = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=1.0)
+        queue.batcher.pace.seed(0.25)
+        queue.batcher.enqueue(rows(0, 100), deadline, CancelToken())  # 13 rounds, 3.25 s: nothing was ahead
         with pytest.raises(QueueFull):
-            batcher.check_room(1)
+            queue.admission.check_room(1)
         # batches of 2 s against a bound of 1 s: the running batches and one more per lane are taken
         slow = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=1.0)
-        slow.pace.seed(2.0)
+        slow.batcher.pace.seed(2.0)
         for i in range(5):  # 16 rows ahead of the 5th: 2 rounds
-            slow.enqueue(rows(i, 4), deadline, CancelToken())
+            slow.batcher.enqueue(rows(i, 4), deadline, CancelToken())
         with pytest.raises(QueueFull):
-            slow.check_room(1)  # 20 rows: 3 rounds, 6 s
+            slow.admission.check_room(1)  # 20 rows: 3 rounds, 6 s
 
     asyncio.run(scenario())
 
@@ -269,20 +290,22 @@ def test_a_large_request_is_taken_when_little_work_is_ahead_and_slow_batches_alw
 def test_room_held_for_an_admitted_request_counts_until_its_rows_are_queued() -> None:
     async def scenario() -> None:
         deadline = time.monotonic() + FAR
-        batcher = idle_queue(max_units=4, max_queue_units=40, max_queue_s=0.0)
-        with batcher.admit(30) as admission:  # an upload being decoded
+        queue = idle_queue(max_units=4, max_queue_units=40, max_queue_s=0.0)
+        batcher, admission = queue.batcher, queue.admission
+        with admission.admit(30) as held:  # an upload being decoded
             with pytest.raises(QueueFull):
-                batcher.check_room(11)  # 30 held + 11 > 40: refused, and the queue sheds
-            assert batcher.shedding
+                admission.check_room(11)  # 30 held + 11 > 40: refused, and the queue sheds
+            assert admission.shedding
             # the admitted request's rows are taken all the same, in the room held for them
-            batcher.enqueue(rows(0, 10), deadline, CancelToken(), admission=admission)
-            assert (admission.units, batcher.queued_units) == (20, 10)
+            batcher.enqueue(rows(0, 10), deadline, CancelToken(), held=held)
+            assert (held.units, admission.held_units, queue.queued) == (20, 20, 10)
             with pytest.raises(ValueError, match="room was held for 20"):
-                batcher.enqueue(rows(0, 21), deadline, CancelToken(), admission=admission)
+                batcher.enqueue(rows(0, 21), deadline, CancelToken(), held=held)
         # the 20 rows never queued are given back: 10 queued, under half the bound
-        assert not batcher.shedding
-        batcher.check_room(30)
-        with pytest.raises(QueueFull), batcher.admit(31):
+        assert admission.held_units == 0
+        assert not admission.shedding
+        admission.check_room(30)
+        with pytest.raises(QueueFull), admission.admit(31):
             raise AssertionError("admitted past the bound")
 
     asyncio.run(scenario())
@@ -290,13 +313,14 @@ def test_room_held_for_an_admitted_request_counts_until_its_rows_are_queued() ->
 
 def test_an_admitted_uploads_deadline_counts_what_is_queued_not_what_others_hold() -> None:
     async def scenario() -> None:
-        batcher = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=0.0)
+        queue = idle_queue(max_units=4, max_queue_units=1000, max_queue_s=0.0)
+        batcher, admission = queue.batcher, queue.admission
         batcher.pace.seed(0.25)
         batcher.enqueue(rows(0, 4), time.monotonic() + FAR, CancelToken())  # the model is not idle
-        with batcher.admit(8) as first, batcher.admit(40):  # the second queues behind the first
+        with admission.admit(8) as first, admission.admit(40):  # the second queues behind the first
             # 4 + 8 rows: 3 batches, 2 rounds, 0.5 s; the other's 40 held rows would make it 1.75 s
-            batcher.enqueue(rows(0, 8), time.monotonic() + 0.6, CancelToken(), admission=first)
-        assert batcher.queued_units == 12
+            batcher.enqueue(rows(0, 8), time.monotonic() + 0.6, CancelToken(), held=first)
+        assert queue.queued == 12
 
     asyncio.run(scenario())
 
@@ -326,7 +350,7 @@ def test_parallelism_plan() -> None:
 def test_lanes_are_pinned_and_niced() -> None:
     """Each lane thread runs on its own core from the list, at the nice value given."""
     cores = sorted(os.sched_getaffinity(0))
-    lanes = Lanes("m", 2, nice=5, cores=cores)
+    lanes = Lanes("m", 2, 1, nice=5, cores=cores)
     seen: dict[str, tuple[set[int], int]] = {}
 
     def record(feed: dict[str, np.ndarray]) -> np.ndarray:
@@ -339,7 +363,7 @@ def test_lanes_are_pinned_and_niced() -> None:
         return feed["x"]
 
     async def scenario() -> None:
-        batcher = Batcher("m", record, lanes, 1, 0.0, 100, BatcherMetrics(ServiceMetrics(), "m"))
+        batcher = queue_on(lanes, record, ServiceMetrics(), max_queue_units=100)
         batcher.start()
         lanes.start()
         try:
@@ -371,11 +395,9 @@ def test_jobs_are_encoded_on_their_lane_or_the_encode_pool_never_elsewhere(encod
 
     async def scenario() -> list[list[int]]:
         metrics = ServiceMetrics()
-        lanes = Lanes("m", 1)
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="encode")
-        batcher = Batcher(
-            "m", doubled, lanes, 4, 0.0, 100, BatcherMetrics(metrics, "m"), pool, encode_on_lane
-        )
+        lanes = Lanes("m", 1, 4, encode_pool=pool, encode_on_lane=encode_on_lane)
+        batcher = queue_on(lanes, doubled, metrics, max_queue_units=100)
         batcher.start()
         lanes.start()
         try:

@@ -1,8 +1,8 @@
-"""service.transport.connection_guard against the uvicorn it is installed with: the internals it relies on
-are still there (a failure names what changed), the pin in pyproject.toml is the series it is
-tested with, gan-serve refuses to start on a mismatch, and each limit holds on a real uvicorn
-server (in this process, a bare ASGI application: no models). Loopback only; every socket has a
-timeout."""
+"""service.transport.connection_guard against the uvicorn it is installed with: the internals it
+relies on (service.transport.uvicorn_internals) are still there (a failure names what changed),
+the pin in pyproject.toml is the series it is tested with, gan-serve refuses to start on a
+mismatch, and each limit holds on a real uvicorn server (in this process, a bare ASGI
+application: no models). Loopback only; every socket has a timeout."""
 
 from __future__ import annotations
 
@@ -26,12 +26,10 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from service.metrics import ServiceMetrics
-from service.transport import connection_guard
-from service.transport.connection_guard import (
+from service.transport import uvicorn_internals
+from service.transport.connection_guard import TIMED_OUT, ConnectionGuard, ConnectionLimits
+from service.transport.uvicorn_internals import (
     TESTED_UVICORN,
-    TIMED_OUT,
-    ConnectionGuard,
-    ConnectionLimits,
     IncompatibleUvicorn,
     check_uvicorn,
     uvicorn_mismatches,
@@ -46,7 +44,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_uvicorn_is_what_the_guard_relies_on() -> None:
     problems = uvicorn_mismatches()
     assert not problems, (
-        f"uvicorn {uvicorn.__version__} changed what service.transport.connection_guard relies on:\n  "
+        f"uvicorn {uvicorn.__version__} changed what service.transport.uvicorn_internals relies on:\n  "
         + "\n  ".join(problems)
     )
     check_uvicorn()
@@ -158,9 +156,9 @@ def test_a_changed_uvicorn_is_named(
 
 @pytest.fixture
 def fresh_check() -> Iterator[None]:
-    connection_guard._checked.cache_clear()
+    uvicorn_internals._checked.cache_clear()
     yield
-    connection_guard._checked.cache_clear()
+    uvicorn_internals._checked.cache_clear()
 
 
 def test_gan_serve_refuses_to_start_on_a_changed_uvicorn(
@@ -168,7 +166,8 @@ def test_gan_serve_refuses_to_start_on_a_changed_uvicorn(
 ) -> None:
     from service import cli
 
-    monkeypatch.setattr(connection_guard, "uvicorn_mismatches", lambda: ["HttpToolsProtocol.on_body is gone"])
+    mismatches = ["HttpToolsProtocol.on_body is gone"]
+    monkeypatch.setattr(uvicorn_internals, "uvicorn_mismatches", lambda: mismatches)
     with pytest.raises(IncompatibleUvicorn):
         ConnectionGuard(ConnectionLimits(1, 1, 1, 1))
     assert cli.main(["--models", str(tmp_path), "--port", "0"]) == 2

@@ -11,7 +11,9 @@ import numpy as np
 
 from service.config import Settings
 from service.metrics import BatcherMetrics, ServiceMetrics
-from service.served.batching import Batcher, CancelToken, Lanes
+from service.served.admission import Admission, QueuePolicy
+from service.served.batcher import Batcher, CancelToken
+from service.served.lanes import Lanes
 from service.served.providers import CPU, CUDA
 from service.served.runtime import plan_encode_threads, plan_parallelism
 
@@ -48,8 +50,10 @@ class FakeDevice:
 
 def run_on(device: FakeDevice, lanes: int) -> list[int]:
     async def scenario() -> list[int]:
-        pool = Lanes("g", lanes)
-        batcher = Batcher("g", device.run_batch, pool, 1, 0.0, 1000, BatcherMetrics(ServiceMetrics(), "g"))
+        pool = Lanes("g", lanes, 1)
+        metrics = BatcherMetrics(ServiceMetrics(), "g")
+        admission = Admission("g", QueuePolicy(1000, 0.0), pool, metrics)
+        batcher = Batcher("g", device.run_batch, pool, admission, metrics)
         batcher.start()
         pool.start()
         try:

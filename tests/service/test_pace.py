@@ -11,7 +11,9 @@ import pytest
 
 from contract.errors import DeadlineExceeded
 from service.metrics import BatcherMetrics, ServiceMetrics
-from service.served.batching import Batcher, CancelToken, Lanes
+from service.served.admission import Admission, QueuePolicy
+from service.served.batcher import Batcher, CancelToken
+from service.served.lanes import Lanes
 from service.served.pace import SMOOTHING, Pace
 
 
@@ -50,20 +52,14 @@ def test_nothing_measured_estimates_nothing() -> None:
     assert Pace().seconds(running=False) == 0.0
 
 
-def queue(max_units: int = 1, lanes: int = 2) -> Batcher:
+def queue(max_units: int = 1, lanes: int = 2) -> tuple[Batcher, Admission]:
     """A started queue whose lanes never run (what is queued stays queued); on the event loop."""
-    batcher = Batcher(
-        "m",
-        lambda feed: feed["x"],
-        Lanes("m", lanes),
-        max_units,
-        0.0,
-        1000,
-        BatcherMetrics(ServiceMetrics(), "m"),
-        unit="tile",
-    )
+    pool = Lanes("m", lanes, max_units)
+    metrics = BatcherMetrics(ServiceMetrics(), "m")
+    admission = Admission("m", QueuePolicy(1000, 0.0), pool, metrics, unit="tile")
+    batcher = Batcher("m", lambda feed: feed["x"], pool, admission, metrics)
     batcher.start()
-    return batcher
+    return batcher, admission
 
 
 def rows(count: int) -> dict[str, np.ndarray]:
@@ -72,10 +68,10 @@ def rows(count: int) -> dict[str, np.ndarray]:
 
 def test_an_idle_model_admits_a_request_whatever_its_pace_says() -> None:
     async def scenario() -> None:
-        batcher = queue()
+        batcher, admission = queue()
         batcher.pace.seed(30.0)  # 30 s a tile: measured while starved of CPU
         deadline = time.monotonic() + 10  # the request's own 8 tiles would take 120 s at that pace
-        assert batcher.idle()
+        assert admission.idle()
         batcher.enqueue(rows(8), deadline, CancelToken())
         # not idle any more: the estimate counts, and says what it counts
         with pytest.raises(DeadlineExceeded) as refused:
@@ -89,20 +85,20 @@ def test_an_idle_model_admits_a_request_whatever_its_pace_says() -> None:
 
 def test_an_upload_admitted_while_idle_queues_every_row_of_tiles() -> None:
     async def scenario() -> None:
-        batcher = queue()
+        batcher, admission = queue()
         batcher.pace.seed(30.0)
         deadline = time.monotonic() + 10
-        with batcher.admit(12) as admission:
+        with admission.admit(12) as held:
             for _ in range(4):  # rows of tiles, queued one after another behind the request's own
-                batcher.enqueue(rows(3), deadline, CancelToken(), admission=admission)
-        assert batcher.queued_units == 12
+                batcher.enqueue(rows(3), deadline, CancelToken(), held=held)
+        assert admission.queued_units == 12
         # the next upload finds the model busy: its first row of tiles is done in time (8 rounds of
         # 30 s), its second is not; the refusal counts its first row as its own, not as ahead
         token = CancelToken()
-        with batcher.admit(6) as late, pytest.raises(DeadlineExceeded) as refused:
-            batcher.enqueue(rows(3), time.monotonic() + 250, token, admission=late)
-            batcher.enqueue(rows(3), time.monotonic() + 250, token, admission=late)
-        assert batcher.queued_units == 15
+        with admission.admit(6) as late, pytest.raises(DeadlineExceeded) as refused:
+            batcher.enqueue(rows(3), time.monotonic() + 250, token, held=late)
+            batcher.enqueue(rows(3), time.monotonic() + 250, token, held=late)
+        assert admission.queued_units == 15
         assert "about 180.000 s of work is queued ahead" in refused.value.message
         assert "its own 6 tiles take about 90.000 s more" in refused.value.message
 

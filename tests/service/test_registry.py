@@ -18,7 +18,7 @@ from service.config import Settings
 from service.lifecycle.registry import ModelRegistry
 from service.metrics import ServiceMetrics
 from service.schemas.requests import GenerateRequest
-from service.served.batching import CancelToken
+from service.served.batcher import CancelToken
 from service.served.generator import Generator
 from service.served.upscaler import Upscaler
 from tests.live_server import REPO

@@ -18,7 +18,7 @@ import pytest
 from contract.errors import DeadlineExceeded
 from service.api import stream
 from service.schemas.requests import GenerateRequest
-from service.served.batching import CancelToken
+from service.served.batcher import CancelToken
 from tests.live_server import REPO, Server
 
 NDJSON = {"accept": "application/x-ndjson"}
