@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from client.api import API_KEY_ENV
+from client.core import API_KEY_ENV
 from contract.provenance import NotReproducible, Regeneration, read_provenance, regeneration
 
 # Reads the answer of a JSON request on stdin and writes one image's base64 data out as bytes.
