@@ -215,7 +215,7 @@ class AsyncGanClient(BaseClient):
         return await self._run(plans.versions(self))
 
     async def health(self) -> bool:
-        return await self._run(plans.answers("/healthz"))
+        return await self._run(plans.probe("/healthz"))
 
     async def ready(self) -> bool:
-        return await self._run(plans.answers("/readyz"))
+        return await self._run(plans.probe("/readyz"))

@@ -238,8 +238,8 @@ class GanClient(BaseClient):
 
     def health(self) -> bool:
         """True when the service answers /healthz (no retries)."""
-        return self._run(plans.answers("/healthz"))
+        return self._run(plans.probe("/healthz"))
 
     def ready(self) -> bool:
         """True when every model is loaded and warmed up (/readyz is 200; no retries)."""
-        return self._run(plans.answers("/readyz"))
+        return self._run(plans.probe("/readyz"))

@@ -158,7 +158,7 @@ def exchange(client: BaseClient, request: Request) -> Plan[httpx.Response]:
         return response
 
 
-LineHandler = Callable[[dict[str, Any]], "Emit | T | None"]
+LineHandler = Callable[[dict[str, Any]], Emit | T | None]
 
 
 def stream(client: BaseClient, request: Request, handle: LineHandler[T]) -> Plan[T | None]:
@@ -277,7 +277,7 @@ def versions(client: BaseClient) -> Plan[dict[str, dict[str, Any]]]:
     return dict((yield from exchange(client, Request("GET", "/v1/models"))).json().get("versions", {}))
 
 
-def answers(path: str) -> Plan[bool]:
+def probe(path: str) -> Plan[bool]:
     """True when GET `path` answers with a success (no retries, no throttle): /healthz, /readyz."""
     try:
         response = yield Send(Request("GET", path))
