@@ -2,16 +2,8 @@
 errors, adaptive client-side overload control (AdaptiveThrottle, AdaptiveConcurrency), and the
 `gan-client` batch CLI (client.cli)."""
 
-from client.api import (
-    AnimationResult,
-    AsyncGanClient,
-    GanClient,
-    GeneratedImage,
-    GenerateResult,
-    MixResult,
-    UpscaleResult,
-    WalkResult,
-)
+from client.asynchronous import AsyncGanClient
+from client.blocking import GanClient
 from client.errors import (
     ApiError,
     GanClientError,
@@ -19,6 +11,14 @@ from client.errors import (
     RequestRejected,
     ServerFailed,
     ServerUnreachable,
+)
+from client.results import (
+    AnimationResult,
+    GeneratedImage,
+    GenerateResult,
+    MixResult,
+    UpscaleResult,
+    WalkResult,
 )
 from client.retry import RetryPolicy
 from client.throttle import AdaptiveConcurrency, AdaptiveThrottle

@@ -1,9 +1,15 @@
 """Typed errors: what the server answered ({"error": {"code", "message"}}), or why it could not
-be reached. Whether a retry may help is part of the type."""
+be reached. Whether a retry may help is part of the type. Every answer, error line and transport
+failure becomes its typed error here, for both clients."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import httpx
+
+from contract.errors import ServiceError  # the server's table of error codes (no dependencies)
 
 
 class GanClientError(Exception):
@@ -74,6 +80,43 @@ def error_from_response(status: int, body: bytes, headers: dict[str, str]) -> Ap
     else:
         kind = ServerFailed
     return kind(status, code, message, retry_after, request_id)
+
+
+def check(response: httpx.Response) -> httpx.Response:
+    """The answer, if a success; else its typed error, raised (the body must have been read)."""
+    if response.is_success:
+        return response
+    raise error_from_response(response.status_code, response.content, dict(response.headers))
+
+
+def unreachable(url: str, failure: httpx.TransportError | GanClientError) -> GanClientError:
+    """A try's failure as this library's error: no answer at all is ServerUnreachable."""
+    return ServerUnreachable(f"{url}: {failure}") if isinstance(failure, httpx.TransportError) else failure
+
+
+def _statuses(kind: type[ServiceError] = ServiceError) -> dict[str, int]:
+    """Every service error code -> its HTTP status (the server's own table, contract.errors)."""
+    table = {kind.code: kind.status}
+    for sub in kind.__subclasses__():
+        table |= _statuses(sub)
+    return table
+
+
+STATUS_OF_CODE = _statuses()
+
+
+def stream_error(line: dict[str, Any]) -> ApiError:
+    """The error a stream ended with, after some of it was sent: typed as its status would be."""
+    error = line["error"]
+    status = STATUS_OF_CODE.get(str(error.get("code")), 500)
+    return error_from_response(status, json.dumps({"error": error}).encode(), {})
+
+
+def midstream(error: GanClientError) -> GanClientError:
+    """Marks an error that ended a stream after it began (a stream is not retried then: what was
+    handed on stands; a call that can ask again from the start may, as upscale does)."""
+    error.midstream = True  # type: ignore[attr-defined]
+    return error
 
 
 def _seconds(value: str | None) -> float | None:

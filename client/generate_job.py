@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from client.api import AsyncGanClient, GenerateResult
+from client.asynchronous import AsyncGanClient
 from client.errors import GanClientError, ServerUnreachable
 from client.files import EXTENSIONS, atomic_write, remove_partial_files
+from client.results import GenerateResult
 from client.runner import Abort, JobError, Progress, Summary, run_bounded
 from client.versions import knows_versions, pinned, served_version, split_ref, version_gone
 

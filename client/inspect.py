@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from client.api import API_KEY_ENV
+from client.core import API_KEY_ENV
 from contract.provenance_reader import read_provenance
 from contract.regeneration import NotReproducible, Regeneration, regeneration
 

@@ -188,7 +188,7 @@ class AdaptiveConcurrency:
 
     Each try takes a slot (acquire) and gives it back with its outcome (release). A refused try
     that will be sent again after the server's Retry-After records its refusal at once (record)
-    and keeps its slot through that wait: the clients do so (client.api).
+    and keeps its slot through that wait: the clients do so (client.core.Slot).
     """
 
     maximum: int  # e.g. a job's --concurrency
@@ -232,10 +232,6 @@ class AdaptiveConcurrency:
     @property
     def in_flight(self) -> int:
         return self._in_flight
-
-    @property
-    def in_slow_start(self) -> bool:
-        return self._slow_start
 
     @property
     def decreases(self) -> int:

@@ -20,11 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from client.api import MEDIA_TYPES, AsyncGanClient
+from client.asynchronous import AsyncGanClient
 from client.errors import GanClientError, ServerUnreachable
 from client.files import EXTENSIONS, atomic_write, remove_partial_files, sniff_format
 from client.runner import Abort, JobError, Progress, Summary, run_bounded
 from client.versions import knows_versions, pinned, served_version, split_ref, version_gone
+from contract.media import MEDIA_TYPES
 
 JOB_FILE = ".upscale-job.json"
 FITS = ("contain", "cover", "exact")

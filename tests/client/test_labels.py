@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from client import cli
-from client.api import GanClient
+from client.blocking import GanClient
 from client.errors import GanClientError
 from client.generate_job import class_index, parse_labels, resolve_labels
 from client.runner import JobError

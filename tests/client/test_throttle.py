@@ -26,7 +26,8 @@ from client import (
     RequestRejected,
     RetryPolicy,
 )
-from client.cli import _concurrency, _throttle, build_parser, limit_note, main
+from client.arguments import build_parser
+from client.cli import _concurrency, _throttle, limit_note, main
 from client.errors import ServerFailed, ServerUnreachable
 from client.throttle import Outcome, Ticket
 from tests.live_server import Server, free_port
@@ -416,9 +417,9 @@ def still() -> float:
 
 def test_slow_start_doubles_per_round_trip_up_to_the_maximum() -> None:
     limit = AdaptiveConcurrency(maximum=40, clock=still)
-    assert limit.limit == 1 and limit.in_slow_start and limit.lowest is None
+    assert limit.limit == 1 and limit.lowest is None
     sent = [round_trip(limit) for _ in range(7)]
-    assert sent == [1, 2, 4, 8, 16, 32, 40]  # +1 per accepted try; capped at the maximum
+    assert sent == [1, 2, 4, 8, 16, 32, 40]  # +1 per accepted try (slow start); capped at the maximum
     assert limit.limit == 40 and limit.in_flight == 0 and limit.decreases == 0
     assert AdaptiveConcurrency(maximum=40, initial=3).limit == 3
 
@@ -434,11 +435,14 @@ def test_slow_start_ends_without_a_decrease_when_round_trips_grow() -> None:
             limit.release(ticket, Outcome.ACCEPTED)
 
     round_trip_taking(0.010)
-    round_trip_taking(0.012)  # a little slower: still doubling
-    assert limit.limit == 4 and limit.in_slow_start
+    round_trip_taking(0.012)  # a little slower: still doubling (slow start)
+    assert limit.limit == 4
     round_trip_taking(0.030)  # three times the fastest: a queue is building at the server
-    assert not limit.in_slow_start and limit.decreases == 0
+    assert limit.decreases == 0
     assert 4 < limit.limit < 6  # the first try of the round still doubled; the others, the slow increase
+    before = limit.limit
+    round_trip_taking(0.010)  # as fast as ever: slow start is over all the same, no doubling
+    assert before < limit.limit < before + 1
     with pytest.raises(ValueError, match="slow_start_exit"):
         AdaptiveConcurrency(maximum=4, slow_start_exit=1.0)
 
@@ -450,9 +454,9 @@ def test_the_first_refusal_halves_the_limit_and_ends_slow_start() -> None:
     assert limit.limit == 16
     tickets = take(limit)
     limit.release(tickets[0], Outcome.REFUSED)
-    assert limit.limit == 8 and not limit.in_slow_start
+    assert limit.limit == 8
     assert limit.decreases == 1 and limit.lowest == 8
-    for ticket in tickets[1:]:  # the rest of the round trip accepted: the slow increase now
+    for ticket in tickets[1:]:  # the rest of the round trip accepted: the slow increase (slow start over)
         limit.release(ticket, Outcome.ACCEPTED)
     assert 8 < limit.limit < 8 + 15 / 32 + 1e-9
 
