@@ -9,7 +9,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -22,6 +22,7 @@ from client.results import (
     UpscaleResult,
     WalkResult,
 )
+from contract.endpoints import UPSCALE, UpscaleOptions
 from contract.media import ANIMATION_MEDIA_TYPES, JSON, MEDIA_TYPES  # the server's own tables (stdlib only)
 
 Progress = Callable[[int, int], None]  # a streamed upscale's (tiles done, tiles)
@@ -250,40 +251,17 @@ def parse_walk(response: httpx.Response) -> WalkResult | AnimationResult:
 
 
 def upscale_request(
-    image: bytes,
-    media_type: str,
-    *,
-    model: str | None = None,
-    format: str | None = None,
-    scale: float | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    fit: str | None = None,
-    detail: float | None = None,
-    detail_model: str | None = None,
-    strip: str | None = None,
-    deadline_ms: int | None = None,
+    image: bytes, media_type: str, *, deadline_ms: int | None = None, **options: Unpack[UpscaleOptions]
 ) -> Request:
     """The output size: the model's own factor, `scale` (1 to the largest served model's), or
     `width` and/or `height` with `fit` ("contain", "cover", "exact"); `detail` (0 to 1) blends a
     family's faithful and detail models (`detail_model`, NAME@VERSION, pins the other one);
     `strip` ("all", "gps", "none") the metadata dropped. None leaves an option out: the server's
-    default."""
-    params = {
-        key: str(value)
-        for key, value in (
-            ("model", model),
-            ("format", format),
-            ("scale", scale),
-            ("width", width),
-            ("height", height),
-            ("fit", fit),
-            ("detail", detail),
-            ("detail_model", detail_model),
-            ("strip", strip),
-        )
-        if value is not None
-    }
+    default. The options are /upscale's fields (contract.endpoints.UPSCALE)."""
+    unknown = sorted(set(options) - set(UPSCALE.names))
+    if unknown:
+        raise TypeError(f"upscale() got an unexpected keyword argument {unknown[0]!r}")
+    params = UPSCALE.query(options)
     headers = {"Content-Type": media_type, **_deadline(deadline_ms)}
     return Request("POST", "/upscale", content=image, params=params, headers=headers)
 

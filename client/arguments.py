@@ -8,7 +8,7 @@ from pathlib import Path
 
 from client.core import API_KEY_ENV, DEFAULT_URL, URL_ENV
 from client.files import EXTENSIONS
-from client.upscale_job import FITS, STRIPS
+from contract.endpoints import FITS, STRIPS
 
 # walk --animation: the file names --out may have, per format
 ANIMATION_EXTENSIONS = {"webp": (".webp",), "gif": (".gif",), "apng": (".png", ".apng")}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, Unpack, overload
 
 import httpx
 
@@ -25,6 +25,7 @@ from client.results import (
 )
 from client.retry import RetryPolicy
 from client.throttle import AdaptiveConcurrency, AdaptiveThrottle
+from contract.endpoints import UpscaleOptions
 
 T = TypeVar("T")
 
@@ -181,31 +182,11 @@ class AsyncGanClient(BaseClient):
         image: bytes | Path,
         media_type: str | None = None,
         *,
-        model: str | None = None,
-        format: str | None = None,
-        scale: float | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        fit: str | None = None,
-        detail: float | None = None,
-        detail_model: str | None = None,
-        strip: str | None = None,
         deadline_ms: int | None = None,
         progress: Progress | None = None,
+        **options: Unpack[UpscaleOptions],
     ) -> UpscaleResult:
-        request = upscale_request(
-            *upload(image, media_type),
-            model=model,
-            format=format,
-            scale=scale,
-            width=width,
-            height=height,
-            fit=fit,
-            detail=detail,
-            detail_model=detail_model,
-            strip=strip,
-            deadline_ms=deadline_ms,
-        )
+        request = upscale_request(*upload(image, media_type), deadline_ms=deadline_ms, **options)
         return await self._run(plans.upscale(self, request, progress))
 
     async def models(self) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, Unpack, overload
 
 import httpx
 
@@ -29,6 +29,7 @@ from client.results import (
 )
 from client.retry import RetryPolicy
 from client.throttle import AdaptiveConcurrency, AdaptiveThrottle
+from contract.endpoints import UpscaleOptions
 
 T = TypeVar("T")
 
@@ -195,36 +196,16 @@ class GanClient(BaseClient):
         image: bytes | Path,
         media_type: str | None = None,
         *,
-        model: str | None = None,
-        format: str | None = None,
-        scale: float | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        fit: str | None = None,
-        detail: float | None = None,
-        detail_model: str | None = None,
-        strip: str | None = None,
         deadline_ms: int | None = None,
         progress: Progress | None = None,
+        **options: Unpack[UpscaleOptions],
     ) -> UpscaleResult:
         """POST /upscale with the image file's bytes (or its path). The output size: the model's
         own factor, `scale`, or `width` and/or `height` with `fit` (contain, cover, exact);
         `detail` (0 to 1) blends a family's faithful and detail models; `strip` (all, gps, none):
         the metadata dropped. None: left to the server. With `progress`, the answer is streamed
         and progress(tiles done, tiles) is called as rows of tiles finish."""
-        request = upscale_request(
-            *upload(image, media_type),
-            model=model,
-            format=format,
-            scale=scale,
-            width=width,
-            height=height,
-            fit=fit,
-            detail=detail,
-            detail_model=detail_model,
-            strip=strip,
-            deadline_ms=deadline_ms,
-        )
+        request = upscale_request(*upload(image, media_type), deadline_ms=deadline_ms, **options)
         return self._run(plans.upscale(self, request, progress))
 
     def models(self) -> list[dict[str, Any]]:

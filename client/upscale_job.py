@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -25,15 +24,14 @@ from client.errors import GanClientError, ServerUnreachable
 from client.files import EXTENSIONS, atomic_write, remove_partial_files, sniff_format
 from client.runner import Abort, JobError, Progress, Summary, run_bounded
 from client.versions import knows_versions, pinned, served_version, split_ref, version_gone
+from contract.endpoints import UPSCALE, ContractError
 from contract.media import MEDIA_TYPES
 
 JOB_FILE = ".upscale-job.json"
-FITS = ("contain", "cover", "exact")
-STRIPS = ("all", "gps", "none")
 # What the server does when a request leaves these out; a record without them (one written
 # before they existed) means these.
 DEFAULT_FIT = "contain"  # with both width and height
-DEFAULT_STRIP = "gps"
+DEFAULT_STRIP = UPSCALE.field("strip").default
 
 
 @dataclass(frozen=True)
@@ -51,21 +49,10 @@ class OutputOptions:
     strip: str | None = None
 
     def __post_init__(self) -> None:
-        if self.scale is not None and (self.width is not None or self.height is not None):
-            raise JobError("give either --scale or --width/--height, not both")
-        if self.fit is not None and (self.width is None or self.height is None):
-            raise JobError("--fit applies when both --width and --height are given")
-        if self.scale is not None and not (math.isfinite(self.scale) and self.scale >= 1):
-            raise JobError(f"--scale is the factor to enlarge by, at least 1; got {self.scale:g}")
-        for flag, side in (("--width", self.width), ("--height", self.height)):
-            if side is not None and side < 1:
-                raise JobError(f"{flag} is the output's size in pixels, at least 1; got {side}")
-        if self.detail is not None and not 0 <= self.detail <= 1:
-            raise JobError(f"--detail is a weight from 0 (faithful) to 1 (detail); got {self.detail:g}")
-        if self.fit is not None and self.fit not in FITS:
-            raise JobError(f"--fit is one of {', '.join(FITS)}; got {self.fit!r}")
-        if self.strip is not None and self.strip not in STRIPS:
-            raise JobError(f"--strip is one of {', '.join(STRIPS)}; got {self.strip!r}")
+        try:
+            UPSCALE.check(asdict(self), spell=lambda name: "--" + name.replace("_", "-"))
+        except ContractError as e:
+            raise JobError(str(e)) from None
 
     @property
     def sized(self) -> bool:

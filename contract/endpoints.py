@@ -13,7 +13,7 @@ import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 MAX_SEED = 2**63 - 1  # seeds are int64 on the wire and in the graphs
 # Below this, redrawing until every component fits takes unboundedly long (acceptance ~ 0.8 t).
@@ -45,40 +45,57 @@ class Field:
     choices: tuple[str, ...] = ()  # the strings it takes (a str value must be one of them)
     kinds: tuple[str, ...] = GENERATORS  # the model kinds that take it
     split: Split | None = None
+    what: str = ""  # what a number is, for a refusal's message ("the factor to enlarge by")
 
-    def check(self, value: Any) -> None:
-        """ContractError unless `value` is what the field takes (None: not given)."""
+    def check(self, value: Any, spell: Callable[[str], str] = str) -> None:
+        """ContractError unless `value` is what the field takes (None: not given); the message
+        names the field as `spell` writes it (a CLI: "--scale")."""
         if value is None:
             return
+        name = spell(self.name)
         if self.split == "one_or_each" and isinstance(value, list):
             for item in value:
-                self._check_one(item)
+                self._check_one(name, item)
             return
         if self.many:
             if not isinstance(value, list):
-                raise ContractError(f"{self.name} is a list")
+                raise ContractError(f"{name} is a list")
             if self.min_items is not None and len(value) < self.min_items:
-                raise ContractError(f"{self.name} holds at least {self.min_items} item(s)")
+                raise ContractError(f"{name} holds at least {self.min_items} item(s)")
             for item in value:
-                self._check_one(item)
+                self._check_one(name, item)
             return
-        self._check_one(value)
+        self._check_one(name, value)
 
-    def _check_one(self, value: Any) -> None:
+    def _check_one(self, name: str, value: Any) -> None:
         if not _is_a(value, self.types):
             names = " or ".join("number" if t is float else t.__name__ for t in self.types)
-            raise ContractError(f"{self.name} is a {names}, got {value!r}")
+            raise ContractError(f"{name} is a {names}, got {value!r}")
         if isinstance(value, str) and self.choices and value not in self.choices:
-            raise ContractError(f"{self.name} is one of {', '.join(self.choices)}; got {value!r}")
+            raise ContractError(f"{name} is one of {', '.join(self.choices)}; got {value!r}")
         if isinstance(value, int | float) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ContractError(f"{self.name} is a finite number; got {value!r}")
-            if (self.ge is not None and value < self.ge) or (self.le is not None and value > self.le):
-                low = "" if self.ge is None else f"at least {self.ge:g}"
-                high = "" if self.le is None else f"at most {self.le:g}"
-                raise ContractError(
-                    f"{self.name} is {' and '.join(b for b in (low, high) if b)}; got {value!r}"
-                )
+            low, high = self.ge, self.le
+            if (
+                not math.isfinite(value)
+                or (low is not None and value < low)
+                or (high is not None and value > high)
+            ):
+                raise ContractError(f"{name} is {self._range()}; got {value!r}")
+
+    def _range(self) -> str:
+        if self.ge is not None and self.le is not None:
+            bounds = f"from {_number(self.ge)} to {_number(self.le)}"
+        elif self.ge is not None:
+            bounds = f"at least {_number(self.ge)}"
+        elif self.le is not None:
+            bounds = f"at most {_number(self.le)}"
+        else:
+            bounds = "a finite number"
+        return f"{self.what}, {bounds}" if self.what else bounds
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _is_a(value: Any, types: tuple[type, ...]) -> bool:
@@ -124,15 +141,15 @@ class Endpoint:
         """The fields a model of `kind` takes (GET /v1/models), `model` aside: it names the model."""
         return [f.name for f in self.fields if kind in f.kinds and f.name != "model"]
 
-    def check(self, values: Mapping[str, Any]) -> None:
+    def check(self, values: Mapping[str, Any], spell: Callable[[str], str] = str) -> None:
         """ContractError for an unknown field, a value a field does not take, or a broken rule."""
         for name, value in values.items():
             if name not in self.by_name:
-                raise ContractError(f"{self.path} takes no field {name!r}")
-            self.field(name).check(value)
-        for rule in self.rules:
-            if rule.broken(values):
-                raise ContractError(rule.explain())
+                raise ContractError(f"{self.path} takes no field {spell(name)!r}")
+            self.field(name).check(value, spell)
+        broken = self.broken_rule(values, spell)
+        if broken is not None:
+            raise ContractError(broken)
 
     def broken_rule(self, values: Mapping[str, Any], spell: Callable[[str], str] = str) -> str | None:
         """The first rule the values break, explained with field names as `spell` writes them."""
@@ -286,11 +303,13 @@ UPSCALE = Endpoint(
     (
         Field("model", (str,), kinds=(UPSCALER,)),
         Field("format", (str,), choices=FORMATS, kinds=(UPSCALER,)),
-        Field("scale", (float,), ge=1.0, le=64.0, kinds=(UPSCALER,)),
-        Field("width", (int,), ge=1, le=65536, kinds=(UPSCALER,)),
-        Field("height", (int,), ge=1, le=65536, kinds=(UPSCALER,)),
+        Field("scale", (float,), ge=1.0, le=64.0, kinds=(UPSCALER,), what="the factor to enlarge by"),
+        Field("width", (int,), ge=1, le=65536, kinds=(UPSCALER,), what="the output's size in pixels"),
+        Field("height", (int,), ge=1, le=65536, kinds=(UPSCALER,), what="the output's size in pixels"),
         Field("fit", (str,), choices=FITS, kinds=(UPSCALER,)),
-        Field("detail", (float,), ge=0.0, le=1.0, kinds=(UPSCALER,)),
+        Field(
+            "detail", (float,), ge=0.0, le=1.0, kinds=(UPSCALER,), what="a weight (0: faithful, 1: detail)"
+        ),
         Field("detail_model", (str,), kinds=(UPSCALER,)),
         Field("strip", (str,), default="gps", choices=STRIPS, kinds=(UPSCALER,)),
     ),
@@ -311,3 +330,18 @@ UPSCALE = Endpoint(
 )
 
 ENDPOINTS = {e.path: e for e in (GENERATE, WALK, MIX, UPSCALE)}
+
+
+class UpscaleOptions(TypedDict, total=False):
+    """/upscale's options as keyword arguments (the client's `upscale`): UPSCALE's fields, None
+    for the server's default. tests/contract holds the two together."""
+
+    model: str | None
+    format: str | None
+    scale: float | None
+    width: int | None
+    height: int | None
+    fit: str | None
+    detail: float | None
+    detail_model: str | None
+    strip: str | None

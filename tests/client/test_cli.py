@@ -283,12 +283,12 @@ def test_upscale_options_that_cannot_work_stop_before_any_request(tmp_path: Path
     photos = tmp_path / "photos"
     write_image(photos / "a.png", (20, 12))
     for args, words in (
-        (["--scale", "2", "--width", "100"], "either --scale or --width/--height"),
+        (["--scale", "2", "--width", "100"], "either --scale, or --width and/or --height"),
         (["--fit", "cover", "--width", "100"], "--fit applies when both --width and --height"),
-        (["--scale", "0.5"], "--scale is the factor to enlarge by, at least 1"),
+        (["--scale", "0.5"], "--scale is the factor to enlarge by, from 1 to 64"),
         (["--width", "0"], "--width is the output's size in pixels"),
-        (["--detail", "1.5"], "--detail is a weight from 0"),
-        (["--detail", "-0.1"], "--detail is a weight from 0"),
+        (["--detail", "1.5"], "--detail is a weight"),
+        (["--detail", "-0.1"], "--detail is a weight"),
         (["--fit", "stretch"], "invalid choice"),
         (["--strip", "exif"], "invalid choice"),
     ):

@@ -23,11 +23,13 @@ from contract.endpoints import (
     WALK,
     ContractError,
     Endpoint,
+    UpscaleOptions,
     random_start,
 )
-from service.schemas.requests import GenerateRequest, MixRequest, UpscaleOptions, WalkRequest
+from service.schemas.requests import GenerateRequest, MixRequest, WalkRequest
+from service.schemas.requests import UpscaleOptions as UpscaleQuery
 
-PAIRS = [(GENERATE, GenerateRequest), (WALK, WalkRequest), (MIX, MixRequest), (UPSCALE, UpscaleOptions)]
+PAIRS = [(GENERATE, GenerateRequest), (WALK, WalkRequest), (MIX, MixRequest), (UPSCALE, UpscaleQuery)]
 
 
 def described(annotation: Any, metadata: list[Any]) -> dict[str, Any]:
@@ -94,13 +96,13 @@ def test_accepts_by_kind() -> None:
 def test_check_refuses_what_the_server_refuses() -> None:
     GENERATE.check({"seed": 3, "labels": ["cat", 2], "format": "webp", "truncation": 0.7})
     for body, words in [
-        ({"seed": -1}, "at least 0"),
-        ({"seed": MAX_SEED + 1}, "at most"),
+        ({"seed": -1}, f"seed is from 0 to {MAX_SEED}; got -1"),
+        ({"seed": MAX_SEED + 1}, "from 0 to"),
         ({"seed": True}, "seed is a int"),
         ({"seeds": []}, "at least 1 item"),
         ({"seeds": 3}, "is a list"),
         ({"format": "bmp"}, "one of png"),
-        ({"truncation": float("nan")}, "finite"),
+        ({"truncation": float("nan")}, "from 0.05 to 10; got nan"),
         ({"colour": 1}, "no field 'colour'"),
     ]:
         with pytest.raises(ContractError, match=words):
@@ -137,3 +139,15 @@ def test_the_server_draws_a_start_only_when_no_seed_is_given() -> None:
     assert not GENERATE.needs_start({"seed": 0}) and not GENERATE.needs_start({"seeds": [1]})
     assert not GENERATE.needs_start({"ws": ["..."]})
     assert 0 <= random_start(1000) < MAX_SEED - 1000
+
+
+def test_the_clients_upscale_options_are_the_endpoints_fields() -> None:
+    assert list(UpscaleOptions.__annotations__) == list(UPSCALE.names)
+
+
+def test_messages_name_fields_as_the_caller_spells_them() -> None:
+    flag = lambda name: "--" + name  # noqa: E731
+    with pytest.raises(ContractError, match=r"^--scale is the factor to enlarge by, from 1 to 64; got 0.5$"):
+        UPSCALE.check({"scale": 0.5}, spell=flag)
+    with pytest.raises(ContractError, match=r"^--strip is one of all, gps, none; got 'x'$"):
+        UPSCALE.check({"strip": "x"}, spell=flag)
