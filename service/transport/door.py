@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 import httptools
 
 from contract.errors import ServiceError
 from service.metrics import ServiceMetrics
-from service.served.admission import Admission, Shedding
+from service.served.admission import Shedding
 from service.transport.access_log import AccessLog
 from service.transport.connection_guard import (
     ConnectionGuard,
@@ -32,6 +31,7 @@ from service.transport.connection_guard import (
 )
 from service.transport.pacer import Pacer
 from service.transport.request_ids import RequestIds
+from service.transport.screen import Screen, Screening
 from service.transport.uvicorn_internals import HttpToolsProtocol
 
 log = logging.getLogger("gan.door")
@@ -50,27 +50,6 @@ def idle_grace(retry_after: float) -> float:
 
 
 MAX_SCREENED_BODY = 64 * 1024  # a bigger body goes to the application unread by the door
-
-
-class Admitting(Protocol):
-    """What the door asks of a served model (service.served.model.ServedModel)."""
-
-    @property
-    def admission(self) -> Admission: ...
-
-
-Targets = Callable[[bytes, bytes], Sequence[Admitting]]
-
-
-@dataclass(frozen=True)
-class Screen:
-    """How the door reads one route's requests. `targets(query string, body)` gives the served
-    models the request could run on (raising ServiceError or ValueError when it cannot tell: the
-    application then answers); `needs_body`: whether it reads the body (a small JSON body) or the
-    query alone (then the request is answered before its body is read)."""
-
-    targets: Targets
-    needs_body: bool
 
 
 class Door:
@@ -115,7 +94,7 @@ class Door:
         if request.declared > self.max_body_bytes:  # the application's 413, which a retry cannot change
             return None
         try:
-            models = request.screen.targets(request.query, bytes(request.body))
+            models, request.parsed = request.screen.targets(request.query, bytes(request.body))
         except (ServiceError, ValueError):  # unreadable, unknown model, ...: the application says so
             return None
         if not models or not all(model.admission.shedding for model in models):
@@ -165,58 +144,6 @@ class Door:
         if self.access_log is not None and self.access_log.enabled():
             client = request.client[0] if request.client else None
             self.access_log.record((request_id, "POST", request.path, 429, elapsed, "", client))
-
-
-class Screening:
-    """A request the door is looking at: uvicorn has not seen it past its headers."""
-
-    __slots__ = (
-        "body",
-        "client",
-        "close",
-        "complete",
-        "declared",
-        "expect_100",
-        "headers",
-        "path",
-        "previous",
-        "query",
-        "refused",
-        "refused_by",
-        "retry_after",
-        "screen",
-        "started",
-    )
-
-    def __init__(
-        self,
-        screen: Screen,
-        path: str,
-        query: bytes,
-        headers: list[tuple[bytes, bytes]],
-        client: tuple[str, int] | None,
-        previous: Any,
-        close: bool,
-        expect_100: bool,
-    ) -> None:
-        self.screen = screen
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.client = client
-        self.previous = previous  # uvicorn's cycle of the connection's request before (None, or answered)
-        self.close = close  # the answer closes the connection (Expect: 100-continue, Connection: close, 1.0)
-        self.expect_100 = expect_100
-        self.started = time.perf_counter()
-        self.body = bytearray()
-        self.complete = False  # the whole body is in
-        self.refused = False  # answered: the rest of the body is dropped unread
-        self.refused_by: Admission | None = None  # the queue whose refusal it was
-        self.retry_after = 0  # the refusal's Retry-After, in seconds
-        self.declared = -1  # its Content-Length (-1: none given)
-        for name, value in headers:
-            if name == b"content-length" and value.isdigit():
-                self.declared = int(value)
 
 
 class _NoEvent:
@@ -381,6 +308,8 @@ class DoorProtocol(GuardedHttpToolsProtocol):
         self._screening = None
         self.cycle = request.previous
         GuardedHttpToolsProtocol.on_headers_complete(self)
+        if request.parsed is not None:  # the route takes it instead of validating the body again
+            self.scope["state"][PARSED_BODY] = request.parsed
         if self._shutting_down:
             self.cycle.keep_alive = False
         if request.body:

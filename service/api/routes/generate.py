@@ -20,7 +20,7 @@ from service.schemas.answers import Generated, StyleGenerated, StyleImage, Walk,
 from service.schemas.requests import GenerateRequest, WalkRequest
 from service.served.generator import Generator
 from service.served.style import StyleGenerator
-from service.transport.door import Screen
+from service.transport.screen import Screen, Screened
 
 
 def generator_for(registry: ModelRegistry, body: GenerateRequest) -> Generator:
@@ -33,16 +33,18 @@ def walker_for(registry: ModelRegistry, body: WalkRequest) -> Generator:
 
 
 def screens(registry: ModelRegistry) -> dict[str, Screen]:
-    """How the door (service.transport.door) reads these routes' requests: the JSON body names the model."""
-    return {
-        "/generate": Screen(
-            lambda query, body: [generator_for(registry, GenerateRequest.model_validate_json(body))],
-            needs_body=True,
-        ),
-        "/walk": Screen(
-            lambda query, body: [walker_for(registry, WalkRequest.model_validate_json(body))], needs_body=True
-        ),
-    }
+    """How the door (service.transport.door) reads these routes' requests: the JSON body names the
+    model; the body it validated goes on to the route."""
+
+    def generators(query: bytes, body: bytes) -> Screened:
+        request = GenerateRequest.model_validate_json(body)
+        return Screened([generator_for(registry, request)], request)
+
+    def walkers(query: bytes, body: bytes) -> Screened:
+        request = WalkRequest.model_validate_json(body)
+        return Screened([walker_for(registry, request)], request)
+
+    return {"/generate": Screen(generators, needs_body=True), "/walk": Screen(walkers, needs_body=True)}
 
 
 def router(registry: ModelRegistry, settings: Settings) -> APIRouter:

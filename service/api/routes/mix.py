@@ -18,7 +18,7 @@ from service.lifecycle.registry import ModelRegistry
 from service.schemas.answers import Mixed
 from service.schemas.requests import MixRequest
 from service.served.style import StyleGenerator
-from service.transport.door import Screen
+from service.transport.screen import Screen, Screened
 
 
 def mixer_for(registry: ModelRegistry, body: MixRequest) -> StyleGenerator:
@@ -27,12 +27,14 @@ def mixer_for(registry: ModelRegistry, body: MixRequest) -> StyleGenerator:
 
 
 def screens(registry: ModelRegistry) -> dict[str, Screen]:
-    """How the door (service.transport.door) reads this route's requests: the JSON body names the model."""
-    return {
-        "/mix": Screen(
-            lambda query, body: [mixer_for(registry, MixRequest.model_validate_json(body))], needs_body=True
-        )
-    }
+    """How the door (service.transport.door) reads this route's requests: the JSON body names the
+    model; the body it validated goes on to the route."""
+
+    def mixers(query: bytes, body: bytes) -> Screened:
+        request = MixRequest.model_validate_json(body)
+        return Screened([mixer_for(registry, request)], request)
+
+    return {"/mix": Screen(mixers, needs_body=True)}
 
 
 def router(registry: ModelRegistry, settings: Settings) -> APIRouter:

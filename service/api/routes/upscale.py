@@ -23,8 +23,7 @@ from service.lifecycle.registry import ModelRegistry
 from service.lifecycle.upscale_path import UpscalePath, candidates, choose_path
 from service.schemas.answers import ErrorBody
 from service.schemas.requests import UpscaleOptions
-from service.served.upscaler import Upscaler
-from service.transport.door import Screen
+from service.transport.screen import Screen, Screened
 
 BODY = {
     "required": True,
@@ -56,8 +55,8 @@ def screens(registry: ModelRegistry) -> dict[str, Screen]:
     """How the door (service.transport.door) reads this route's requests: the query names the upscaler, so
     an upload is refused before its body is read."""
 
-    def upscalers(query: bytes, body: bytes) -> list[Upscaler]:
-        return candidates(registry, UpscaleOptions.model_validate(dict(QueryParams(query))))
+    def upscalers(query: bytes, body: bytes) -> Screened:
+        return Screened(candidates(registry, UpscaleOptions.model_validate(dict(QueryParams(query)))), None)
 
     return {"/upscale": Screen(upscalers, needs_body=False)}
 
