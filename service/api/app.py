@@ -28,10 +28,10 @@ from service.config import Settings
 from service.lifecycle.registry import ModelRegistry
 from service.lifecycle.repository_watch import RepositoryWatch
 from service.metrics import ServiceMetrics
+from service.request_ids import RequestIds
 from service.transport.access_log import AccessLog
 from service.transport.door import Door
 from service.transport.pacer import Pacer
-from service.transport.request_ids import RequestIds
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

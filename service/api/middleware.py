@@ -13,10 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_response
 from service.metrics import ServiceMetrics
+from service.request_ids import RequestIds, set_current_request_id
 from service.transport.access_log import AccessLog
 from service.transport.connection_guard import TIMED_OUT
 from service.transport.door import REFUSED
-from service.transport.request_ids import RequestIds, set_current_request_id
 
 
 def retry_after(headers: list[tuple[bytes, bytes]]) -> float:

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 from contract.errors import DeadlineExceeded, QueueFull
 from service.metrics import BatcherMetrics
+from service.request_ids import current_request_id
 from service.served.lanes import Lanes
 from service.served.pace import Pace
-from service.transport.request_ids import current_request_id
 
 if TYPE_CHECKING:
     from service.config import Settings

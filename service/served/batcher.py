@@ -24,9 +24,9 @@ import numpy as np
 
 from contract.errors import ClientGone, DeadlineExceeded, InferenceFailed, NotReady, ServiceError
 from service.metrics import BatcherMetrics
+from service.request_ids import current_request_id
 from service.served.admission import Admission, HeldRoom
 from service.served.lanes import Lanes
-from service.transport.request_ids import current_request_id
 
 log = logging.getLogger("gan.batching")
 

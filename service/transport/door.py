@@ -21,6 +21,7 @@ import httptools
 
 from contract.errors import ServiceError
 from service.metrics import ServiceMetrics
+from service.request_ids import RequestIds
 from service.served.admission import Shedding
 from service.transport.access_log import AccessLog
 from service.transport.connection_guard import (
@@ -30,7 +31,6 @@ from service.transport.connection_guard import (
     Phase,
 )
 from service.transport.pacer import Pacer
-from service.transport.request_ids import RequestIds
 from service.transport.screen import Screen, Screening
 from service.transport.uvicorn_internals import HttpToolsProtocol
 
