@@ -6,8 +6,8 @@ Loopback only; every load run is bounded in time (wrk -d) and stops by itself.
     git worktree add /tmp/before eb3993e
     python bench/serve_bench.py --only service --checkout /tmp/before --rounds 3 --out /tmp/ab.json
 
-With --checkout the service of another checkout (its own code and bundled models) is measured
-too, side by side: every server is started first, then each scenario is run against each server
+With --checkout the service of another checkout (its own code and bundled models, or with
+--models one model repository for all) is measured too, side by side: every server is started first, then each scenario is run against each server
 in turn, `--rounds` times in alternating order, so drift in the machine's speed falls on all of
 them alike; the table gives the mean of the rounds and the JSON every round.
 
@@ -233,6 +233,12 @@ def main() -> int:
         "--checkout", type=Path, action="append", default=[], help="another checkout's service to compare"
     )
     p.add_argument("--rounds", type=int, default=1, help="runs of every scenario against every server")
+    p.add_argument(
+        "--models",
+        type=Path,
+        help="the model repository every service serves (default: each checkout its own bundled models), "
+        "so that versions of the code are compared on the same model files",
+    )
     args = p.parse_args()
     if shutil.which("wrk") is None:
         print("serve_bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -267,9 +273,12 @@ def main() -> int:
                 "ready_path": "/docs",
             }
         if args.only != "plain":
-            for checkout in args.checkout:  # gan-serve of another checkout, its models, defaults
-                systems[f"service@{checkout.name}"] = {"models": checkout / "models", "cwd": checkout}
-            systems["service"] = {}  # gan-serve on the bundled models, its default settings
+            for checkout in args.checkout:  # gan-serve of another checkout, its default settings
+                systems[f"service@{checkout.name}"] = {
+                    "models": args.models or checkout / "models",
+                    "cwd": checkout,
+                }
+            systems["service"] = {"models": args.models or ROOT / "models"}  # this checkout's
         servers: dict[str, ServerProcess] = {}
         runs: dict[tuple[str, str], list[Result]] = {}
         try:
