@@ -7,9 +7,10 @@ Loopback only; every load run is bounded in time (wrk -d) and stops by itself.
     python bench/serve_bench.py --only service --checkout /tmp/before --rounds 3 --out /tmp/ab.json
 
 With --checkout the service of another checkout (its own code and bundled models, or with
---models one model repository for all) is measured too, side by side: every server is started first, then each scenario is run against each server
-in turn, `--rounds` times in alternating order, so drift in the machine's speed falls on all of
-them alike; the table gives the mean of the rounds and the JSON every round.
+--models one model repository for all) is measured too, side by side: every server is started
+first, then each scenario is run against each server in turn, `--rounds` times in alternating
+order, so drift in the machine's speed falls on all of them alike; the table gives the mean of
+the rounds and the JSON every round.
 
 Needs `wrk` on PATH (Debian: apt-get install wrk).
 """
