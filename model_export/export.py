@@ -37,10 +37,11 @@ import torch
 from model_export.card import write_card
 from model_export.errors import ExportError
 from model_export.fp16_graph import refuse_other_interface
+from model_export.graph_spec import GraphSpec
 from model_export.onnx_file import DEFAULT_OPSET, check_opset, export_graph
 from model_export.onnx_wrap import compose, default_opset, graph_precision
 from model_export.parity import TOLERANCES, ParityReport, measure_parity
-from model_export.pixel_graphs import PRECISIONS, GraphSpec, build_graph, graph_specs
+from model_export.pixel_graphs import PRECISIONS, build_graph, graph_specs
 from model_export.source import Source, load_source
 from model_repository.interface import interface, refuse_interface_change
 from model_repository.manifest import (

@@ -15,7 +15,7 @@ from PIL import Image
 
 from model_export.errors import ExportError
 from model_export.export import ExportResult, export_checkpoint
-from model_export.pixel_graphs import to_pixels
+from model_export.graph_spec import to_pixels
 from model_export.source import load_source
 from model_repository.latents import latents_from_seeds
 from model_repository.repository import read_version
