@@ -1,12 +1,12 @@
-"""A source -> a published model version (`export_source`). gan-export (model_export.cli) first
-checks the arguments (`check_arguments`, before any slow work) and reads the source (a checkpoint's
+"""A source -> a published model version, in five steps. gan-export (model_export.cli) runs 1 and 2:
+1. check the arguments (`check_arguments`) before any slow work; 2. read the source (a checkpoint's
 generator, EMA weights if present: model_export.source; a model made elsewhere: model_export.adopt).
-Then: refuse an interface that differs from the newest published version's (unless told); export
-each published graph (model.onnx; a style G's mapping.onnx too) as a float graph for the value
-check and the pixel graph, each checked by onnx.checker; measure parity against PyTorch; write the
-graphs, manifest.json, sample.png and README.md into a staging directory renamed to
-REPO/NAME/VERSION. fp16_variant adds model.fp16.onnx (the manifest's variants.fp16) within the fp16
-tolerance; a version already published gets one from its fp32 graph: model_export.variant.
+`export_source` runs 3 to 5, after refusing an interface that differs from the newest published
+version's (unless told): 3. export each published graph (model.onnx; a style G's mapping.onnx too)
+as a float graph for the value check and the pixel graph, each checked by onnx.checker; 4. measure
+parity against PyTorch; 5. write the graphs, manifest.json, sample.png and README.md into a staging
+directory renamed to REPO/NAME/VERSION. fp16_variant adds model.fp16.onnx (variants.fp16) within
+the fp16 tolerance; a version already published gets one from its fp32 graph: model_export.variant.
 """
 
 from __future__ import annotations
