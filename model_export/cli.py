@@ -128,7 +128,7 @@ ADOPTION_FLAGS = {
 
 def _adopted(args: argparse.Namespace) -> bool:
     """Is this a model made elsewhere (a module, a TorchScript or an ONNX file)?"""
-    from model_export.adopt import is_torchscript
+    from model_export.adopt_loading import is_torchscript
 
     if args.module is not None:
         if args.checkpoint is not None:
@@ -152,7 +152,8 @@ def _adopt(args: argparse.Namespace) -> Any:
     """The export source of a model made elsewhere, from the declared interface."""
     import json
 
-    from model_export.adopt import Interface, adopted_source, parse_range
+    from model_export.adopt import adopted_source
+    from model_export.adopt_interface import Interface, parse_range
 
     if args.task is None or args.output_range is None:
         raise ExportError(

@@ -1,19 +1,12 @@
-"""Checkpoint -> published model version, top to bottom:
-
-1. check the arguments (name, version, precision, opset) before any slow work;
-2. rebuild the generator from the checkpoint's own constructor arguments (EMA weights if present),
-   and refuse an interface that differs from the newest published version's (unless told);
-3. export each published graph (model.onnx; a style generator's mapping.onnx too) into a scratch
-   directory: the float graph (for the value check) and, for a graph of pixels, the published
-   pixel graph, each checked by onnx.checker;
-4. measure parity against PyTorch (refuse over the tolerance);
-5. write the graphs, manifest.json (validated by the schema), sample.png and README.md into a
-   staging directory in the repository, then rename it to REPO/NAME/VERSION.
-
-With fp16_variant, steps 3 and 4 also export model.onnx's graph at fp16 (model.fp16.onnx, the
-manifest's variants.fp16: the same inputs and outputs, for GPUs), held to the fp16 tolerance
-against PyTorch; a style generator's mapping.onnx stays fp32 (it is small, and w is what a client
-edits). A version already published gets its variant from its fp32 graph: model_export.variant.
+"""A source -> a published model version, in five steps. gan-export (model_export.cli) runs 1 and 2:
+1. check the arguments (`check_arguments`) before any slow work; 2. read the source (a checkpoint's
+generator, EMA weights if present: model_export.source; a model made elsewhere: model_export.adopt).
+`export_source` runs 3 to 5, after refusing an interface that differs from the newest published
+version's (unless told): 3. export each published graph (model.onnx; a style G's mapping.onnx too)
+as a float graph for the value check and the pixel graph, each checked by onnx.checker; 4. measure
+parity against PyTorch; 5. write the graphs, manifest.json, sample.png and README.md into a staging
+directory renamed to REPO/NAME/VERSION. fp16_variant adds model.fp16.onnx (variants.fp16) within
+the fp16 tolerance; a version already published gets one from its fp32 graph: model_export.variant.
 """
 
 from __future__ import annotations
@@ -37,11 +30,12 @@ import torch
 from model_export.card import write_card
 from model_export.errors import ExportError
 from model_export.fp16_graph import refuse_other_interface
+from model_export.graph_spec import GraphSpec
 from model_export.onnx_file import DEFAULT_OPSET, check_opset, export_graph
 from model_export.onnx_wrap import compose, default_opset, graph_precision
 from model_export.parity import TOLERANCES, ParityReport, measure_parity
-from model_export.pixel_graphs import PRECISIONS, GraphSpec, build_graph, graph_specs
-from model_export.source import Source, load_source
+from model_export.pixel_graphs import PRECISIONS, build_graph, graph_specs
+from model_export.source import Source
 from model_repository.interface import interface, refuse_interface_change
 from model_repository.manifest import (
     FAMILY_ROLES,
@@ -62,42 +56,6 @@ class ExportResult:
     version: int
     directory: Path
     manifest: dict[str, Any]
-
-
-def export_checkpoint(
-    checkpoint: Path,
-    repo: Path,
-    name: str,
-    version: int | None = None,
-    precision: str = "fp32",
-    opset: int = DEFAULT_OPSET,
-    tolerance: float | None = None,
-    replace: bool = False,
-    card: bool = True,
-    family: str | None = None,
-    family_role: str | None = None,
-    new_interface: bool = False,
-    fp16_variant: bool = False,
-) -> ExportResult:
-    # 1. arguments
-    check_arguments(repo, name, version, precision, opset, tolerance, replace, fp16_variant)
-
-    # 2. the generator, rebuilt from the checkpoint
-    return export_source(
-        load_source(checkpoint),
-        repo,
-        name,
-        version,
-        precision,
-        opset,
-        tolerance,
-        replace,
-        card,
-        family=family,
-        family_role=family_role,
-        new_interface=new_interface,
-        fp16_variant=fp16_variant,
-    )
 
 
 def check_arguments(

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from model_export.errors import ExportError
-from model_export.pixel_graphs import GraphSpec
+from model_export.graph_spec import GraphSpec
 
 # The exporter's own loggers, and torch.export's, which warn about each guard it cannot place.
 QUIET_LOGGERS = (

@@ -15,16 +15,14 @@ their count, dtypes, ranks, static sizes against what was declared, and a dynami
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from model_export.adopt_interface import Interface
 from model_export.errors import ExportError
-
-if TYPE_CHECKING:
-    from model_export.adopt import Interface
 
 MIN_ADOPTED_OPSET = 13  # Round, Clip with min/max inputs, OneHot, Cast as the wrapper uses them
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from model_export.errors import ExportError
 from model_export.fp16_graph import tapped
-from model_export.pixel_graphs import GraphSpec, to_pixels
+from model_export.graph_spec import GraphSpec, to_pixels
 
 TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2}
 PROVIDER = "CPUExecutionProvider"

@@ -12,31 +12,34 @@ checks that graph against PyTorch value by value before it trusts the pixel grap
 from __future__ import annotations
 
 import copy
-import math
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from model_export.errors import ExportError
+from model_export.graph_spec import (
+    MAX_BATCH,
+    MAX_SIDE,
+    GraphSpec,
+    generator_section,
+    image_shape,
+    latent_cases,
+    to_pixels,
+    value_range_of,
+)
 from model_export.source import Source
-from model_repository.manifest import MODEL_FILE
+from model_export.style_graphs import style_specs
 from training.models.srresnet import SRResNetConfig
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
-# Upper bounds for the dynamic axes: torch.export needs them finite; far above any real request.
-MAX_BATCH = 4096
-MAX_SIDE = 16384
 # Tiled inference defaults for upscalers, written into the manifest (the service reads them).
 # Tile 128 with overlap 32 matched whole-image inference to 3.4e-5 on the trained x2 model.
 DEFAULT_TILE = 128
 DEFAULT_OVERLAP = 32
-# Parity is measured at these batch sizes; upscalers at (batch, height, width): odd and prime
-# sides, a single pixel, and a batch of 17 tiles.
-PARITY_BATCHES = (1, 3, 17)
+# Upscalers' parity is measured at (batch, height, width): odd and prime sides, a single pixel,
+# and a batch of 17 tiles.
 UPSCALER_PARITY_CASES = ((1, 17, 23), (3, 9, 31), (17, 8, 13), (1, 1, 1), (2, 48, 33))
 
 
@@ -76,37 +79,6 @@ class UpscalerGraph(nn.Module):
         return to_pixels(y, 0.0, 1.0)
 
 
-def to_pixels(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """(N, C, H, W) float in [low, high] -> (N, H, W, C) uint8; out-of-range values saturate."""
-    x = ((x - low) * (255.0 / (high - low))).round().clamp(0, 255)
-    return x.to(torch.uint8).permute(0, 2, 3, 1)
-
-
-# (generator copy at the export precision, that precision, pixels?) -> the module to export
-Wrap = Callable[[nn.Module, torch.dtype, bool], nn.Module]
-
-
-@dataclass
-class GraphSpec:
-    """One published graph: what the exporter needs besides the module, the inputs parity is
-    measured on, and what the manifest says about the IO."""
-
-    input_names: list[str]
-    output_name: str
-    example_inputs: tuple[torch.Tensor, ...]
-    dynamic_shapes: dict[str, Any]  # by forward()'s parameter names (a tuple for *args)
-    manifest_inputs: list[dict[str, Any]]
-    manifest_outputs: list[dict[str, Any]]
-    model_value_range: tuple[float, float]
-    task_section: dict[str, Any]  # the manifest's "generator" or "upscaler" object
-    wrap: Wrap
-    parity_inputs: list[tuple[torch.Tensor, ...]]  # deterministic random inputs
-    file: str = MODEL_FILE
-    # True: the published graph returns uint8 pixels and a float twin is checked against PyTorch
-    # first; False: the graph's float output is what is published (a style G's mapping).
-    pixels: bool = True
-
-
 def build_graph(source: Source, spec: GraphSpec, precision: str, pixels: bool) -> nn.Module:
     """A fresh copy of the source's generator at `precision`, wrapped for export."""
     if precision not in PRECISIONS:
@@ -123,8 +95,6 @@ def graph_specs(source: Source) -> list[GraphSpec]:
     if source.task == "upscale":
         return [_upscaler_spec(source)]
     if source.kind == "style":
-        from model_export.style_graphs import style_specs
-
         return style_specs(source)
     return [_generator_spec(source)]
 
@@ -162,17 +132,6 @@ def _generator_spec(source: Source) -> GraphSpec:
     )
 
 
-def latent_cases(latent: int, num_classes: int, rng: torch.Generator) -> list[tuple[torch.Tensor, ...]]:
-    """A generator's (or a style mapping's) parity inputs: z [, labels] at each of PARITY_BATCHES,
-    drawn from rng. Also what an fp16 variant of a published version is measured on
-    (model_export.variant), so both are measured on the same inputs."""
-    cases: list[tuple[torch.Tensor, ...]] = []
-    for n in PARITY_BATCHES:
-        z = torch.randn((n, latent), generator=rng)
-        cases.append((z, torch.randint(0, num_classes, (n,), generator=rng)) if num_classes else (z,))
-    return cases
-
-
 def upscaler_cases(channels: int) -> list[tuple[torch.Tensor, ...]]:
     """An upscaler's parity inputs: random uint8 images at UPSCALER_PARITY_CASES."""
     rng = torch.Generator().manual_seed(0)
@@ -180,17 +139,6 @@ def upscaler_cases(channels: int) -> list[tuple[torch.Tensor, ...]]:
         (torch.randint(0, 256, (n, h, w, channels), generator=rng, dtype=torch.uint8),)
         for n, h, w in UPSCALER_PARITY_CASES
     ]
-
-
-def generator_section(source: Source, latent: int, num_classes: int) -> dict[str, Any]:
-    """The manifest's "generator" object, without a style generator's own part."""
-    channels, height, width = image_shape(source)
-    return {
-        "latent_size": latent,
-        "latent_distribution": "standard_normal",
-        "classes": {"count": num_classes, "names": _class_names(source, num_classes)},
-        "output": {"height": height, "width": width, "channels": channels},
-    }
 
 
 def _upscaler_spec(source: Source) -> GraphSpec:
@@ -240,34 +188,3 @@ def _upscaler_spec(source: Source) -> GraphSpec:
         wrap=lambda g, dtype, pixels: UpscalerGraph(g, dtype, pixels),
         parity_inputs=cases,
     )
-
-
-def image_shape(source: Source) -> tuple[int, int, int]:
-    config = source.config
-    if source.image_shape is not None:  # an adopted generator's, probed
-        return source.image_shape
-    if source.kind in ("dcgan", "style"):
-        return int(config["channels"]), int(config["resolution"]), int(config["resolution"])
-    out_shape = tuple(int(d) for d in config.get("out_shape", ()))
-    if len(out_shape) != 3 or out_shape[0] not in (1, 3):
-        raise ExportError(
-            f"{source.path}: this {source.kind} generator makes {out_shape} tensors, not (1|3, H, W) "
-            "images (a toy point generator?); only image generators can be exported for serving"
-        )
-    return out_shape
-
-
-def _class_names(source: Source, num_classes: int) -> list[str]:
-    names = [str(n) for n in source.data.get("class_names") or []]
-    if len(names) == num_classes and len(set(names)) == num_classes and all(names):
-        return names
-    return [str(i) for i in range(num_classes)]
-
-
-def value_range_of(source: Source) -> tuple[float, float]:
-    found = source.data.get("value_range")
-    if isinstance(found, list | tuple) and len(found) == 2:
-        low, high = float(found[0]), float(found[1])
-        if math.isfinite(low) and math.isfinite(high) and high > low:
-            return low, high
-    return -1.0, 1.0  # images are trained in [-1, 1] (tanh output) throughout this project

@@ -44,7 +44,7 @@ class Source:
     image_shape: tuple[int, int, int] | None = None  # (C, H, W) of a generator's images
     receptive_radius: int | None = None  # an upscaler's
     raw_onnx: Any = None  # onnx.ModelProto
-    interface: Any = None  # model_export.adopt.Interface
+    interface: Any = None  # model_export.adopt_interface.Interface
     parameter_count: int | None = None  # an ONNX source's (its initializers'), which torch cannot count
 
     @property

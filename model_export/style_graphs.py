@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from model_export.errors import ExportError
-from model_export.pixel_graphs import (
+from model_export.graph_spec import (
     MAX_BATCH,
     GraphSpec,
     generator_section,

@@ -31,8 +31,9 @@ from model_export.card import write_card
 from model_export.errors import ExportError
 from model_export.export import ExportResult, file_entry
 from model_export.fp16_graph import refuse_other_interface, to_fp16
+from model_export.graph_spec import latent_cases
 from model_export.parity import TOLERANCES, ParityReport, measure_graph_parity, session
-from model_export.pixel_graphs import latent_cases, upscaler_cases
+from model_export.pixel_graphs import upscaler_cases
 from model_export.style_graphs import synthesis_cases
 from model_repository.manifest import (
     FP16_FILE,

@@ -12,9 +12,9 @@ from training.checkpoint import latest_checkpoint, load_checkpoint
 from training.config import ConfigError, TrainConfig, is_super_resolution
 from training.data import load_data
 from training.evaluation import evaluate
+from training.gan_state import network_configs
 from training.models import build_generator, config_to_dict, load_generator, record_metrics
 from training.sr.config import SRConfig
-from training.train import network_configs
 
 
 def evaluate_run(

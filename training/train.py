@@ -1,8 +1,10 @@
 """The GAN training loop: D and G in a min-max game, read top to bottom.
 
-One "step" is one generator update, preceded by `d_steps` discriminator updates. All randomness
-after model initialisation comes from two explicit generators (data, noise) whose states are
-checkpointed, so `--resume` reproduces an uninterrupted run exactly.
+One "step" is one generator update, preceded by `d_steps` discriminator updates
+(training/gan_step.py). All randomness after model initialisation comes from two explicit
+generators (data, noise) whose states are checkpointed with the models (training/gan_state.py),
+so `--resume` reproduces an uninterrupted run exactly. training/loop.py holds the skeleton this
+loop shares with the super-resolution one: the run directory, progress, periodic saves, Ctrl-C.
 """
 
 from __future__ import annotations
@@ -12,45 +14,34 @@ import dataclasses
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from training import regularizers as reg
 from training.artifacts import save_image_grid, save_scatter, save_training_plot
-from training.checkpoint import load_checkpoint
 from training.config import ConfigError, TrainConfig
-from training.data import load_data
+from training.data import LoadedData, load_data
 from training.data.base import DataInfo
-from training.distributed import DistInfo, gather_to_main, init_distributed, shutdown, unwrap
+from training.distributed import DistInfo, init_distributed, shutdown
 from training.ema import EMA, standing_statistics
 from training.evaluation import balanced_labels, evaluate, generate
+from training.gan_state import GAN, RandomStreams, build_gan, checkpoint_state, resume_gan
+from training.gan_step import GANStep
 from training.health import HealthMonitor, class_diversity, diversity, worst_class_ratio
 from training.loop import RunDir, TrainingLoop
-from training.losses import discriminator_loss, generator_loss, uses_probabilities
-from training.models import (
-    build_discriminator,
-    build_generator,
-    config_to_dict,
-    save_generator_file,
-)
-from training.models.dcgan import DCGANDiscriminatorConfig, DCGANGeneratorConfig
-from training.models.mlp import MLPDiscriminatorConfig, MLPGeneratorConfig
-from training.models.style import StyleDiscriminatorConfig, StyleGenerator, StyleGeneratorConfig
+from training.models import config_to_dict, save_generator_file
+from training.models.style import StyleGenerator
 from training.runtime import (
     BOOKKEEPING_KEYS,
-    DATA_STREAM,
-    NOISE_STREAM,
-    RunError,
     RunningMeans,
     format_metrics,
     lr_scale,
     pick_device,
     set_learning_rates,
-    stream_seed,
 )
 from training.style_mixing import mixing_grid
 
@@ -78,79 +69,6 @@ def dry_run_config(cfg: TrainConfig) -> TrainConfig:
     )
 
 
-def network_configs(cfg: TrainConfig, info: DataInfo) -> tuple[Any, Any]:
-    """G's and D's constructor arguments from the training config and the data's shape."""
-    num_classes = info.num_classes if cfg.conditional else 0
-    if cfg.model == "mlp":
-        return (
-            MLPGeneratorConfig(
-                latent_dim=cfg.latent_dim,
-                out_shape=info.shape,
-                hidden=cfg.g_width,
-                layers=cfg.mlp_layers,
-                num_classes=num_classes,
-                embed_dim=cfg.embed_dim,
-                output_activation="tanh" if info.kind == "image" else "none",
-            ),
-            MLPDiscriminatorConfig(
-                in_shape=info.shape,
-                hidden=cfg.d_width,
-                layers=cfg.mlp_layers,
-                num_classes=num_classes,
-                spectral_norm=cfg.spectral_norm,
-            ),
-        )
-    channels = info.shape[0]
-    if cfg.model == "style":
-        return (
-            StyleGeneratorConfig(
-                latent_dim=cfg.latent_dim,
-                w_dim=cfg.w_dim,
-                mapping_layers=cfg.mapping_layers,
-                mapping_lr_mul=cfg.mapping_lr_mul,
-                channels=channels,
-                resolution=cfg.resolution,
-                channel_base=cfg.g_width * cfg.resolution,
-                channel_max=cfg.channel_max,
-                num_classes=num_classes,
-                embed_dim=cfg.embed_dim,
-            ),
-            StyleDiscriminatorConfig(
-                channels=channels,
-                resolution=cfg.resolution,
-                channel_base=cfg.d_width * cfg.resolution,
-                channel_max=cfg.channel_max,
-                num_classes=num_classes,
-                mbstd_group=cfg.mbstd_group,
-            ),
-        )
-    return (
-        DCGANGeneratorConfig(
-            latent_dim=cfg.latent_dim,
-            channels=channels,
-            resolution=cfg.resolution,
-            width=cfg.g_width,
-            num_classes=num_classes,
-            embed_dim=cfg.embed_dim,
-            upsample=cfg.upsample,
-        ),
-        DCGANDiscriminatorConfig(
-            channels=channels,
-            resolution=cfg.resolution,
-            width=cfg.d_width,
-            num_classes=num_classes,
-            spectral_norm=cfg.spectral_norm,
-        ),
-    )
-
-
-def make_optimizer(cfg: TrainConfig, params: Any, lr: float) -> torch.optim.Optimizer:
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    assert cfg.beta1 is not None and cfg.beta2 is not None
-    return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
-
-
 def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, dry_run: bool = False) -> dict[str, Any]:
     """Run (or resume) training; returns the final evaluation. Rank 0 writes everything."""
     cfg = cfg.resolved()
@@ -167,8 +85,82 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, dry_run: bool =
 def _train(
     cfg: TrainConfig, out_dir: Path, resume: bool, dist_info: DistInfo, cleanup: contextlib.ExitStack
 ) -> dict[str, Any]:
-    main = dist_info.is_main
     device = pick_device(cfg.device, dist_info.local_rank)
+    batch = process_batch(cfg, dist_info)
+
+    # --- run directory: config, log file, metrics (rank 0 writes) ---
+    run = RunDir.prepare(out_dir, cfg, resume, RESUMABLE_CHANGES, dist_info)
+    run.write_config(cleanup)
+
+    # --- data: a sampler for training; fixed splits for evaluation ---
+    data = load_data(cfg)
+    if run.main and data.info.skipped_files:
+        log.warning("%d unreadable file(s) skipped (listed above)", len(data.info.skipped_files))
+
+    # --- models, EMA of G, optimisers; the random streams and the health monitor ---
+    gan = build_gan(cfg, data.info, device)
+    streams = RandomStreams.seeded(cfg.seed, dist_info.rank)
+    monitor = HealthMonitor(window=cfg.health_window, saturating=cfg.loss == "minimax")
+
+    # --- resume: all of the above from the newest checkpoint; then DDP under torchrun ---
+    start_step = 0
+    if run.resume_from is not None:
+        start_step, monitor = resume_gan(run.resume_from, gan, streams, cfg.seed, dist_info.rank)
+        run.resumed_at(start_step)
+    gan.distribute(device, dist_info)
+
+    # --- fixed inputs for sample grids and the diversity check ---
+    reference = Reference.of(data, gan.num_classes)
+    if run.main:
+        log_start(cfg, gan, data.info, start_step, batch, dist_info, device)
+
+    # --- what the loop saves: checkpoints; samples and evaluations of the served G ---
+    def save_state(step: int, all_ranks: bool) -> dict[str, Any]:
+        return checkpoint_state(gan, streams, monitor, data.info, dist_info, step, all_ranks)
+
+    served = Served(gan.served, gan.ema, cfg, data, reference.labels, run)
+
+    # --- the loop: progress bar, periodic samples / eval / checkpoint, Ctrl-C (training/loop.py) ---
+    train_step = GANStep(cfg, gan, data.sampler, streams, batch, device, start_step)
+    running = RunningMeans(samples_per_step=train_step.d_steps * cfg.batch_size)
+    assert cfg.g_lr is not None and cfg.d_lr is not None  # cfg.resolved() sets both
+    base_rates = [(gan.opt_g, cfg.g_lr), (gan.opt_d, cfg.d_lr)]
+    with TrainingLoop(
+        run,
+        start_step,
+        generator_kind=cfg.model,
+        generator_config=config_to_dict(gan.g_config),
+        checkpoint_state=save_state,
+        write_samples=served.write_samples,
+        evaluate=served.evaluate,
+        plot=save_training_plot,
+    ) as loop:
+        for step in loop.steps():
+            sigma = reg.instance_noise_std(cfg.instance_noise, cfg.instance_noise_anneal_steps, step)
+            scale = lr_scale(cfg, step)
+            set_learning_rates(base_rates, scale)
+            # (1) D's updates and (2) G's (training/gan_step.py), then (3) bookkeeping: running
+            # means, then log (with the health checks), then samples / eval / checkpoint when due
+            running.add(train_step(step, sigma))
+            done = step + 1
+            if loop.due(done, cfg.log_every):
+                record: dict[str, Any] = {"step": done, "event": "train", **running.flush()}
+                record["instance_noise"] = sigma
+                record["lr_scale"] = scale
+                reference.measure(record, gan.G_plain, cfg.seed)
+                for warning in monitor.update(record):
+                    if run.main:
+                        log.warning("step %d: %s", done, warning.message)
+                        run.metrics.write(warning.record(done))
+                loop.log(record, d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
+            loop.periodic(done)
+
+    # --- the end (rank 0): generator.pt with the served weights, final evaluation, eval.json, plot ---
+    return loop.finish(served.save, final_eval=lambda: served.evaluate(cfg.steps, final=True))
+
+
+def process_batch(cfg: TrainConfig, dist_info: DistInfo) -> int:
+    """Each process's share of the batch, checked to split evenly."""
     if cfg.batch_size % dist_info.world_size:
         raise ConfigError(
             f"batch_size: {cfg.batch_size} does not split over {dist_info.world_size} processes"
@@ -178,155 +170,109 @@ def _train(
         raise ConfigError(
             f"mbstd_group: the per-process batch {batch} is not a multiple of {cfg.mbstd_group}"
         )
-    d_steps = cfg.d_steps or 1
+    return batch
 
-    # --- run directory: config, log file, metrics (rank 0 writes) ---
-    run = RunDir.prepare(out_dir, cfg, resume, RESUMABLE_CHANGES, dist_info)
-    run.write_config(cleanup)
 
-    # --- data: a sampler for training; fixed splits for evaluation ---
-    data = load_data(cfg)
-    info = data.info
-    if main and info.skipped_files:
-        log.warning("%d unreadable file(s) skipped (listed above)", len(info.skipped_files))
+def log_start(
+    cfg: TrainConfig,
+    gan: GAN,
+    info: DataInfo,
+    start_step: int,
+    batch: int,
+    dist_info: DistInfo,
+    device: torch.device,
+) -> None:
+    log.info(
+        "training %s G (%d params) / D (%d params) on %s with %s loss, %d step(s) from %d, "
+        "batch %d x %d process(es), device %s",
+        cfg.model,
+        sum(p.numel() for p in gan.G_plain.parameters()),
+        sum(p.numel() for p in gan.D_plain.parameters()),
+        info.name,
+        cfg.loss,
+        cfg.steps,
+        start_step,
+        batch,
+        dist_info.world_size,
+        device,
+    )
 
-    # --- models, EMA of G, optimisers ---
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    g_config, d_config = network_configs(cfg, info)
-    G = build_generator(cfg.model, config_to_dict(g_config)).to(device)
-    D = build_discriminator(cfg.model, config_to_dict(d_config)).to(device)
-    ema = EMA(G, cfg.ema_decay, cfg.ema_start, cfg.ema_rampup) if cfg.ema_decay > 0 else None
-    assert cfg.g_lr is not None and cfg.d_lr is not None
-    opt_g = make_optimizer(cfg, G.parameters(), cfg.g_lr)
-    opt_d = make_optimizer(cfg, D.parameters(), cfg.d_lr)
-    data_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, dist_info.rank, DATA_STREAM))
-    noise_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, dist_info.rank, NOISE_STREAM))
-    monitor = HealthMonitor(window=cfg.health_window, saturating=cfg.loss == "minimax")
-    start_step = 0
-    if run.resume_from is not None:
-        state = load_checkpoint(run.resume_from)
-        G.load_state_dict(state["generator"])
-        D.load_state_dict(state["discriminator"])
-        if ema is not None:
-            ema.model.load_state_dict(state["generator_ema"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        rng = state["rng"][dist_info.rank] if dist_info.rank < len(state["rng"]) else None
-        if rng is not None:
-            data_gen.set_state(rng["data"])
-            noise_gen.set_state(rng["noise"])
-        else:  # a checkpoint saved on Ctrl-C under DDP holds rank 0's streams only
-            data_gen.manual_seed(stream_seed(cfg.seed, dist_info.rank, DATA_STREAM, state["step"]))
-            noise_gen.manual_seed(stream_seed(cfg.seed, dist_info.rank, NOISE_STREAM, state["step"]))
-        monitor = HealthMonitor(**state["health"])
-        start_step = state["step"]
-        run.resumed_at(start_step)
-    if dist_info.enabled:
-        G = DDP(G, device_ids=[device.index] if device.type == "cuda" else None)
-        D = DDP(D, device_ids=[device.index] if device.type == "cuda" else None)
-    G_plain, D_plain = unwrap(G), unwrap(D)
-    num_classes = g_config.num_classes
-    conditional = num_classes > 0
 
-    # --- fixed inputs for sample grids and the diversity check ---
-    fixed_labels = balanced_labels(100, num_classes) if conditional else None
-    real_x, real_y = data.sampler.sample(DIVERSITY_SAMPLES, torch.Generator().manual_seed(0))
-    real_spread = diversity(real_x)
-    # per class too: a conditional G can collapse inside each class and keep the pooled spread
-    real_class_spread = class_diversity(real_x, real_y) if conditional and real_y is not None else {}
-    if main:
-        log.info(
-            "training %s G (%d params) / D (%d params) on %s with %s loss, %d step(s) from %d, "
-            "batch %d x %d process(es), device %s",
-            cfg.model,
-            sum(p.numel() for p in G_plain.parameters()),
-            sum(p.numel() for p in D_plain.parameters()),
-            info.name,
-            cfg.loss,
-            cfg.steps,
-            start_step,
-            batch,
-            dist_info.world_size,
-            device,
-        )
+@dataclass
+class Reference:
+    """Fixed inputs for sample grids, and the real data's spread the diversity check compares G's
+    samples with."""
 
-    def random_labels(n: int) -> torch.Tensor | None:
-        if not conditional:
-            return None
-        return torch.randint(0, num_classes, (n,), generator=noise_gen).to(device)
+    labels: torch.Tensor | None  # (100,) balanced class labels; None: unconditional
+    spread: float
+    class_spread: dict[int, float]  # per class; empty when unconditional
 
-    def latents(n: int) -> torch.Tensor:
-        return torch.randn((n, cfg.latent_dim), generator=noise_gen).to(device)
+    @classmethod
+    def of(cls, data: LoadedData, num_classes: int) -> Reference:
+        conditional = num_classes > 0
+        labels = balanced_labels(100, num_classes) if conditional else None
+        real_x, real_y = data.sampler.sample(DIVERSITY_SAMPLES, torch.Generator().manual_seed(0))
+        spread = diversity(real_x)
+        # per class too: a conditional G can collapse inside each class and keep the pooled spread
+        class_spread = class_diversity(real_x, real_y) if conditional and real_y is not None else {}
+        return cls(labels, spread, class_spread)
 
-    style = G_plain if isinstance(G_plain, StyleGenerator) else None
+    def measure(self, record: dict[str, Any], generator: nn.Module, seed: int) -> None:
+        """G's diversity relative to the real data's, into a train record."""
+        spread_labels = _cycle(self.labels, DIVERSITY_SAMPLES)
+        samples = generate(generator, DIVERSITY_SAMPLES, seed=seed + 1, labels=spread_labels)
+        record["diversity_ratio"] = diversity(samples) / max(self.spread, 1e-12)
+        if self.class_spread and spread_labels is not None:
+            worst = worst_class_ratio(class_diversity(samples, spread_labels), self.class_spread)
+            if worst is not None:
+                record["class_diversity_worst"], record["class_diversity_ratio"] = worst
 
-    def fakes(labels: torch.Tensor | None) -> torch.Tensor:
-        """G(z) for a batch of fresh latents: (B, *shape). A style G also draws its noise images
-        from the noise stream, and in a `style_mixing` share of batches switches to a second
-        latent's w at a random layer (StyleGAN's mixing regularisation)."""
-        z = latents(batch)
-        if style is None:
-            return G(z, labels)
-        kwargs: dict[str, Any] = {"noise_generator": noise_gen}
-        if torch.rand((), generator=noise_gen).item() < cfg.style_mixing:
-            cutoff = int(torch.randint(1, style.num_ws, (), generator=noise_gen))
-            kwargs.update(mix_z=latents(batch), mix_cutoff=cutoff)
-        return G(z, labels, **kwargs)
 
-    def rng_snapshot() -> dict[str, torch.Tensor]:
-        return {"data": data_gen.get_state(), "noise": noise_gen.get_state()}
+@dataclass
+class Served:
+    """The weights users will get (the EMA G, else G): its samples, evaluations and generator.pt."""
 
-    def checkpoint_state(step: int, all_ranks: bool) -> dict[str, Any]:
-        if all_ranks:  # every rank's random streams, so that each rank resumes its own
-            rng_states = gather_to_main(rng_snapshot(), dist_info)
-            if dist_info.enabled:
-                _check_replicas(G_plain, D_plain, dist_info, step)
-        else:  # Ctrl-C: no collectives here, the other ranks may be gone
-            rng_states = [rng_snapshot()]
-        return {
-            "generator": G_plain.state_dict(),
-            "discriminator": D_plain.state_dict(),
-            "generator_ema": ema.model.state_dict() if ema is not None else None,
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "rng": rng_states,
-            "health": dataclasses.asdict(monitor),
-            "data": info.summary(),
-        }
+    generator: nn.Module
+    ema: EMA | None
+    cfg: TrainConfig
+    data: LoadedData
+    fixed_labels: torch.Tensor | None
+    run: RunDir
 
-    served = ema.model if ema is not None else G_plain  # the weights users will get
-
-    def ready_to_serve() -> None:
+    def ready(self) -> None:
         """The EMA G's BatchNorm statistics for its own weights, before it is sampled, evaluated
         or saved (each EMA update copies the raw G's again, so training is unaffected)."""
-        if ema is not None:
-            standing_statistics(ema.model, cfg.standing_batches)
+        if self.ema is not None:
+            standing_statistics(self.ema.model, self.cfg.standing_batches)
 
-    def write_samples(step: int, path: Path) -> None:
-        ready_to_serve()
-        if info.kind == "toy":
-            real = data.sampler.sample(1000, torch.Generator().manual_seed(0))[0]
+    def write_samples(self, step: int, path: Path) -> None:
+        self.ready()
+        cfg, served, fixed_labels = self.cfg, self.generator, self.fixed_labels
+        if self.data.info.kind == "toy":
+            real = self.data.sampler.sample(1000, torch.Generator().manual_seed(0))[0]
             fake = generate(served, 1000, seed=cfg.seed)
             save_scatter(fake, real, path, f"step {step}")
-        else:
-            images = generate(served, 100 if conditional else 64, seed=cfg.seed, labels=fixed_labels)
-            rows = min(num_classes, 10) if conditional else 8
-            if conditional:
-                # one row per class: (100,) labels cycle 0..C-1, so reorder by label
-                order = torch.argsort(fixed_labels[: images.shape[0]], stable=True)  # type: ignore[index]
-                images = images[order][: rows * 10]
-            save_image_grid(images, rows, path)
-            if isinstance(served, StyleGenerator):  # the style-mixing figure beside the samples
-                cells, grid_rows = mixing_grid(served, MIXING_ROWS, MIXING_COLUMNS)
-                save_image_grid(cells, grid_rows, path.with_name(path.name.replace("step_", "mixing_")))
-                save_image_grid(cells, grid_rows, path.with_name("mixing_latest.png"))
+            return
+        conditional = fixed_labels is not None
+        images = generate(served, 100 if conditional else 64, seed=cfg.seed, labels=fixed_labels)
+        rows = min(self.data.info.num_classes, 10) if conditional else 8
+        if fixed_labels is not None:
+            # one row per class: (100,) labels cycle 0..C-1, so reorder by label
+            order = torch.argsort(fixed_labels[: images.shape[0]], stable=True)
+            images = images[order][: rows * 10]
+        save_image_grid(images, rows, path)
+        if isinstance(served, StyleGenerator):  # the style-mixing figure beside the samples
+            cells, grid_rows = mixing_grid(served, MIXING_ROWS, MIXING_COLUMNS)
+            save_image_grid(cells, grid_rows, path.with_name(path.name.replace("step_", "mixing_")))
+            save_image_grid(cells, grid_rows, path.with_name("mixing_latest.png"))
 
-    def run_eval(step: int, final: bool = False) -> dict[str, Any]:
-        ready_to_serve()
+    def evaluate(self, step: int, final: bool = False) -> dict[str, Any]:
+        self.ready()
+        cfg = self.cfg
         t0 = time.perf_counter()
         result = evaluate(
-            served,
-            data,
+            self.generator,
+            self.data,
             cfg.eval_samples,
             cfg.classifier_epochs,
             cfg.cache_dir,
@@ -334,126 +280,13 @@ def _train(
             accuracy_draws=cfg.accuracy_draws,
         )
         record = {"step": step, "event": "eval", **result, "eval_seconds": time.perf_counter() - t0}
-        run.metrics.write(record)
+        self.run.metrics.write(record)
         log.info("eval @ %d: %s", step, format_metrics(result))
         return record
 
-    # --- the loop: progress bar, periodic samples / eval / checkpoint, Ctrl-C (training/loop.py) ---
-    running = RunningMeans(samples_per_step=d_steps * cfg.batch_size)
-    d_updates = start_step * d_steps  # D steps so far: lazy R1 runs on every r1_every-th
-    with TrainingLoop(
-        run,
-        start_step,
-        generator_kind=cfg.model,
-        generator_config=config_to_dict(g_config),
-        checkpoint_state=checkpoint_state,
-        write_samples=write_samples,
-        evaluate=run_eval,
-        plot=save_training_plot,
-    ) as loop:
-        for step in loop.steps():
-            G.train()
-            D.train()
-            sigma = reg.instance_noise_std(cfg.instance_noise, cfg.instance_noise_anneal_steps, step)
-            scale = lr_scale(cfg, step)
-            set_learning_rates([(opt_g, cfg.g_lr), (opt_d, cfg.d_lr)], scale)
-
-            # (1) D: d_steps updates to tell real x from G(z). Real and fake share one forward
-            # pass (DDP-friendly, D has no BatchNorm); fakes get the real batch's labels.
-            for _ in range(d_steps):
-                real, real_y = data.sampler.sample(batch, data_gen)  # (B, *shape), (B,) | None
-                real = real.to(device)
-                real_y = real_y.to(device) if real_y is not None else None
-                with torch.no_grad():
-                    fake = fakes(real_y)  # (B, *shape)
-                real_in = reg.add_instance_noise(real, sigma, noise_gen)
-                fake_in = reg.add_instance_noise(fake, sigma, noise_gen)
-                # lazy R1 (StyleGAN2): every r1_every-th D step, weighted by r1_every
-                lazy_r1 = cfg.r1_gamma > 0 and d_updates % cfg.r1_every == 0
-                d_updates += 1
-                if lazy_r1:
-                    real_in.requires_grad_(True)
-                parts = [real_in, fake_in]
-                if cfg.loss == "wgan-gp":
-                    parts.append(reg.interpolate(real_in.detach(), fake_in, noise_gen))
-                labels = torch.cat([real_y] * len(parts)) if real_y is not None else None
-                scores = D(torch.cat(parts), labels)  # (len(parts) * B,)
-                d_real, d_fake = scores[:batch], scores[batch : 2 * batch]
-                d_adv = discriminator_loss(cfg.loss, d_real, d_fake, cfg.label_smoothing)
-                d_total = d_adv
-                gp = r1 = torch.zeros((), device=device)
-                if cfg.loss == "wgan-gp":
-                    gp = reg.gradient_penalty(reg.input_gradient(scores[2 * batch :], parts[2]))
-                    d_total = d_total + cfg.gp_lambda * gp
-                if lazy_r1:
-                    r1 = reg.r1_penalty(reg.input_gradient(d_real, real_in))
-                    d_total = d_total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
-                opt_d.zero_grad(set_to_none=True)
-                d_total.backward()
-                d_grad = nn.utils.clip_grad_norm_(D.parameters(), cfg.grad_clip or math.inf)
-                opt_d.step()
-                if cfg.loss == "wgan":
-                    reg.clip_weights(D, cfg.clip_value)
-
-            # (2) G: one update to make D score G(z) as real. D's weights are frozen and its
-            # unwrapped module is used, so no gradient of D is computed or synchronised.
-            gen_y = random_labels(batch)
-            fake = fakes(gen_y)  # (B, *shape)
-            D_plain.requires_grad_(False)
-            g_scores = D_plain(reg.add_instance_noise(fake, sigma, noise_gen), gen_y)  # (B,)
-            g_loss = generator_loss(cfg.loss, g_scores)
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            g_grad = nn.utils.clip_grad_norm_(G.parameters(), cfg.grad_clip or math.inf)
-            opt_g.step()
-            D_plain.requires_grad_(True)
-            if ema is not None:
-                ema.update(G_plain, step)
-
-            # (3) bookkeeping: running means, then log (with the health checks), then samples /
-            # eval / checkpoint when due
-            with torch.no_grad():
-                stats = {
-                    "d_loss": d_adv.item(),
-                    "g_loss": g_loss.item(),
-                    "d_real": _d_output(cfg.loss, d_real),
-                    "d_fake": _d_output(cfg.loss, d_fake),
-                    "g_grad_norm": float(g_grad),
-                    "d_grad_norm": float(d_grad),
-                }
-                if cfg.loss != "wgan" and cfg.loss != "wgan-gp":
-                    correct = torch.cat([d_real > 0, d_fake < 0]).float().mean()
-                    stats["d_accuracy"] = correct.item()
-                if cfg.loss == "wgan-gp":
-                    stats["gp"] = gp.item()
-                if lazy_r1:
-                    stats["r1"] = r1.item()
-            running.add(stats)
-            done = step + 1
-            if loop.due(done, cfg.log_every):
-                record: dict[str, Any] = {"step": done, "event": "train", **running.flush()}
-                record["instance_noise"] = sigma
-                record["lr_scale"] = scale
-                spread_labels = _cycle(fixed_labels, DIVERSITY_SAMPLES)
-                samples = generate(G_plain, DIVERSITY_SAMPLES, seed=cfg.seed + 1, labels=spread_labels)
-                record["diversity_ratio"] = diversity(samples) / max(real_spread, 1e-12)
-                if real_class_spread and spread_labels is not None:
-                    worst = worst_class_ratio(class_diversity(samples, spread_labels), real_class_spread)
-                    if worst is not None:
-                        record["class_diversity_worst"], record["class_diversity_ratio"] = worst
-                for warning in monitor.update(record):
-                    if main:
-                        log.warning("step %d: %s", done, warning.message)
-                        run.metrics.write(warning.record(done))
-                loop.log(record, d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
-            loop.periodic(done)
-
-    # --- the end (rank 0): generator.pt with the served weights, final evaluation, eval.json, plot ---
-    def save_served(path: Path, quality: dict[str, Any]) -> None:
-        ready_to_serve()
-        save_generator(path, served, cfg, info, quality)
-
-    return loop.finish(save_served, final_eval=lambda: run_eval(cfg.steps, final=True))
+    def save(self, path: Path, quality: dict[str, Any]) -> None:
+        self.ready()
+        save_generator(path, self.generator, self.cfg, self.data.info, quality)
 
 
 def save_generator(
@@ -470,25 +303,6 @@ def save_generator(
         "batch_size": cfg.batch_size,
     }
     save_generator_file(path, generator, cfg.model, cfg.ema_decay > 0, info.summary(), training, quality)
-
-
-def _check_replicas(G: nn.Module, D: nn.Module, dist_info: DistInfo, step: int) -> None:
-    """DDP keeps every process's G and D identical; a mismatch means the gradients were not
-    synchronised, and the checkpoint would hold one process's drifted copy."""
-    with torch.no_grad():
-        sums = [float(sum(p.double().sum() for p in m.parameters())) for m in (G, D)]
-    everyone = gather_to_main(sums, dist_info)
-    if any(
-        not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-        for s in everyone
-        for a, b in zip(s, sums, strict=True)
-    ):
-        raise RunError(f"step {step}: DDP replicas diverged (parameter sums per rank: {everyone})")
-
-
-def _d_output(loss: str, scores: torch.Tensor) -> float:
-    """D(x) as a probability for the BCE losses, the raw critic score otherwise."""
-    return (torch.sigmoid(scores) if uses_probabilities(loss) else scores).mean().item()
 
 
 def _cycle(labels: torch.Tensor | None, n: int) -> torch.Tensor | None:

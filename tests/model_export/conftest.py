@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from model_export.export import ExportResult, export_checkpoint
+from model_export.export import ExportResult, export_source
+from model_export.source import load_source
 from training.models import build_generator, save_generator_file
 from training.models.style import StyleGenerator, SynthesisLayer
 
@@ -130,4 +131,4 @@ def exported(
     """Every architecture exported once (fp32, with model cards) into one repository.
     Read-only for tests: copy a version before changing it."""
     repo = tmp_path_factory.mktemp("repo")
-    return {arch: export_checkpoint(path, repo, arch) for arch, path in generator_files.items()}
+    return {arch: export_source(load_source(path), repo, arch) for arch, path in generator_files.items()}

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from model_export.errors import ExportError
-from model_export.export import ExportResult, export_checkpoint
-from model_export.pixel_graphs import to_pixels
+from model_export.export import ExportResult, check_arguments, export_source
+from model_export.graph_spec import to_pixels
 from model_export.source import load_source
 from model_repository.latents import latents_from_seeds
 from model_repository.repository import read_version
@@ -124,7 +124,9 @@ def test_model_card_and_sample(exported: dict[str, ExportResult]) -> None:
 
 def test_fp16_export(generator_files: dict[str, Path], tmp_path: Path) -> None:
     for arch in ("dcgan-conditional", "srresnet-x2"):
-        result = export_checkpoint(generator_files[arch], tmp_path, arch, precision="fp16", card=False)
+        result = export_source(
+            load_source(generator_files[arch]), tmp_path, arch, precision="fp16", card=False
+        )
         m = result.manifest
         assert m["precision"] == "fp16" and m["parity"]["tolerance"] == 1e-2
         assert m["parity"]["max_abs_error"] <= 1e-2
@@ -140,27 +142,36 @@ def test_fp16_export(generator_files: dict[str, Path], tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("opset", [17, 21])
 def test_other_opsets(opset: int, generator_files: dict[str, Path], tmp_path: Path) -> None:
-    result = export_checkpoint(generator_files["srresnet-x2"], tmp_path, "sr", opset=opset, card=False)
+    result = export_source(
+        load_source(generator_files["srresnet-x2"]), tmp_path, "sr", opset=opset, card=False
+    )
     model = onnx.load(str(result.directory / "model.onnx"))
     assert next(o.version for o in model.opset_import if o.domain == "") == opset
     assert result.manifest["opset"] == opset
 
 
 def test_bad_arguments_fail_before_any_work(generator_files: dict[str, Path], tmp_path: Path) -> None:
-    path = generator_files["dcgan-transposed"]
-    with pytest.raises(ExportError, match="opset must be between 17"):
-        export_checkpoint(path, tmp_path, "m", opset=11)
-    with pytest.raises(ExportError, match="precision must be one of fp32, fp16"):
-        export_checkpoint(path, tmp_path, "m", precision="int8")
-    with pytest.raises(ExportError, match="tolerance must be > 0"):
-        export_checkpoint(path, tmp_path, "m", tolerance=0.0)
+    # gan-export checks its arguments before it reads the source; export_source checks them again.
+    fine = {"version": None, "precision": "fp32", "opset": 17, "tolerance": None, "replace": False}
+    source = load_source(generator_files["dcgan-transposed"])
+    for bad, message in (
+        ({"opset": 11}, "opset must be between 17"),
+        ({"precision": "int8"}, "precision must be one of fp32, fp16"),
+        ({"tolerance": 0.0}, "tolerance must be > 0"),
+    ):
+        with pytest.raises(ExportError, match=message):
+            check_arguments(tmp_path, "m", **(fine | bad))
+        with pytest.raises(ExportError, match=message):
+            export_source(source, tmp_path, "m", **(fine | bad))
     assert not any(tmp_path.iterdir())
 
 
 def test_parity_failure_publishes_nothing(generator_files: dict[str, Path], tmp_path: Path) -> None:
     # fp16 weights cannot meet an fp32-tight tolerance: the export is refused, nothing appears.
     with pytest.raises(ExportError, match=r"parity check failed: .* \(tolerance 1e-07\)"):
-        export_checkpoint(generator_files["srresnet-x2"], tmp_path, "sr", precision="fp16", tolerance=1e-7)
+        export_source(
+            load_source(generator_files["srresnet-x2"]), tmp_path, "sr", precision="fp16", tolerance=1e-7
+        )
     assert not (tmp_path / "sr").exists() or not any((tmp_path / "sr").iterdir())
 
 
@@ -172,11 +183,11 @@ def test_toy_point_generator_is_refused(tmp_path: Path) -> None:
     data = {"name": "ring8", "kind": "toy", "value_range": None}
     save_generator_file(path, g, "mlp", False, data, {"task": "generate"}, {})
     with pytest.raises(ExportError, match=r"makes \(2,\) tensors, not \(1\|3, H, W\) images"):
-        export_checkpoint(path, tmp_path / "repo", "ring")
+        export_source(load_source(path), tmp_path / "repo", "ring")
 
 
 def test_raw_weights_without_ema(tmp_path: Path) -> None:
     path = write_generator_file(tmp_path / "g.pt", "dcgan-transposed", ema=False)
-    result = export_checkpoint(path, tmp_path / "repo", "g", card=False)
+    result = export_source(load_source(path), tmp_path / "repo", "g", card=False)
     assert result.manifest["source"]["weights"] == "raw"
     assert json.loads((result.directory / "manifest.json").read_text())["version"] == 1

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from model_export.errors import ExportError
-from model_export.export import export_checkpoint
+from model_export.export import export_source
 from model_export.source import load_source
 from tests.model_export.conftest import write_generator_file
 from tests.training.test_train import run_cli
@@ -53,7 +53,7 @@ def test_training_checkpoint_uses_ema_weights(dry_run: Path, tmp_path: Path) -> 
     from_file = load_source(dry_run / "generator.pt").generator.state_dict()
     assert all(torch.equal(from_file[k], state[k]) for k in state)
 
-    result = export_checkpoint(checkpoint, tmp_path, "digits", card=False)
+    result = export_source(load_source(checkpoint), tmp_path, "digits", card=False)
     m = result.manifest
     assert m["source"]["format"] == "training checkpoint" and m["source"]["step"] == 3
     assert m["generator"]["classes"]["names"] == [str(d) for d in range(10)]
@@ -138,8 +138,8 @@ def test_unknown_architecture_and_bad_weights(tmp_path: Path) -> None:
 
 def test_export_never_imports_a_training_loop(generator_files: dict[str, Path]) -> None:
     code = (
-        "import sys; from pathlib import Path; import model_export.export as e; "
-        f"e.load_source(Path({str(generator_files['dcgan-conditional'])!r})); "
+        "import sys; from pathlib import Path; import model_export.export, model_export.source as s; "
+        f"s.load_source(Path({str(generator_files['dcgan-conditional'])!r})); "
         "print(sorted(m for m in sys.modules if m.startswith('training.') and "
         "m.split('.')[1] not in ('models', 'checkpoint')))"
     )
@@ -154,5 +154,5 @@ def test_super_resolution_training_checkpoint(tmp_path: Path) -> None:
     source = load_source(sorted((out / "checkpoints").glob("step_*.pt"))[-1])
     assert source.task == "upscale" and source.config["scale"] == 2 and source.weights == "ema"
     assert source.training["stage"] == "sr_pixel" and source.training["loss"] == "l1"
-    m = export_checkpoint(source.path, tmp_path / "repo", "sr", card=False).manifest
+    m = export_source(source, tmp_path / "repo", "sr", card=False).manifest
     assert m["upscaler"]["scale"] == 2 and m["source"]["step"] == source.step

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from model_export.export import ExportResult, export_checkpoint
+from model_export.export import ExportResult, export_source
 from model_export.source import load_source
 from model_repository.latents import latents_from_seeds
 from model_repository.manifest import ManifestError
@@ -92,7 +92,7 @@ def test_mapping_and_synthesis_round_trip(
 
 
 def test_fp16_style_export(generator_files: dict[str, Path], tmp_path: Path) -> None:
-    result = export_checkpoint(generator_files[ARCH], tmp_path, ARCH, precision="fp16", card=False)
+    result = export_source(load_source(generator_files[ARCH]), tmp_path, ARCH, precision="fp16", card=False)
     m = result.manifest
     assert m["precision"] == "fp16" and m["parity"]["max_abs_error"] <= m["parity"]["tolerance"] == 1e-2
     assert {c["graph"] for c in m["parity"]["cases"]} == {"model.onnx", "mapping.onnx"}
