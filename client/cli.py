@@ -2,13 +2,8 @@
 
     gan-client generate --model digits-conditional --n 100000 --labels 0-9 --out samples --seed 1
     gan-client upscale photos/ photos-x4/ --model srresnet-x4 --recursive
-    gan-client walk --model digits-conditional --from-seed 1 --to-seed 2 --steps 8 --label 6 --out walk
     gan-client walk --model digits-conditional --seeds 1,2,3 --steps 12 --animation webp --out loop.webp
-    gan-client mix --model digits-style --rows 1,2,3 --cols 4,5,6,7 --crossover coarse --out mixing
-    gan-client models
-    gan-client versions
-    gan-client health
-    gan-client inspect walk/walk-1-2-003.png
+    (and mix, models, versions, health, inspect: gan-client --help)
 
 Exit status: 0 when every item is done (or was already), 1 when some failed or the job stopped
 early, 2 for a job that cannot start (bad arguments, another job's folder, unknown model).

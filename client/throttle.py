@@ -1,23 +1,12 @@
-"""Adaptive client-side throttling (Google SRE book, "Handling Overload"): a client that sees the
-service refuse much of what it sends holds some of its own tries back, so that a fleet of clients
-converges to what the service can take instead of spending its capacity on refusals.
+"""Adaptive client-side throttling (Google SRE book, "Handling Overload"), so that a fleet of
+clients converges to what the service can take instead of spending its capacity on refusals.
 
-Over a recent window, a throttle counts the requests its client attempted (`requests`, those it
-held back itself included) and those the server accepted (`accepts`: any answer but an overload
-refusal). Before each try it holds the request back with probability
-
-    p = max(0, (requests - k * accepts) / (requests + 1))
-
-k = 2 (the book's) lets through up to twice what the server accepts: nothing is held back until
-more than half the tries are refused, and the surplus keeps probing, so a recovered server is
-noticed. p is always below 1 (requests + 1 > requests - k * accepts), so a try always goes out
-in the end. A held-back request is not a failure: the client waits a jittered moment and asks
-again (counting the request once, however often it asks).
-
-AdaptiveConcurrency limits the tries one client has in flight at once, as TCP's congestion window
-and Netflix's concurrency-limits do (AIMD): the accept-ratio throttle holds single tries back, but
-a batch job is a closed loop of workers that each always have a try out; what it needs is a
-limit on how many of them are out at once, found by probing.
+Over a recent window of `requests` attempted (held back included) and `accepts` (any answer but an
+overload refusal), a try is held back with probability p = max(0, (requests - k * accepts) /
+(requests + 1)), k = 2: nothing is held back until more than half the tries are refused, p < 1,
+and a held-back request waits a jittered moment and asks again (counted once).
+AdaptiveConcurrency (AIMD, as TCP's congestion window) limits how many tries a batch job's
+workers have in flight at once, found by probing.
 """
 
 from __future__ import annotations

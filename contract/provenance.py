@@ -1,23 +1,11 @@
 """Provenance: what made a generated image, written into the image file itself, and read back.
 
-Standard library only: the client (which installs neither Pillow nor pydantic) imports it too, so
-the server's writer and the client's reader cannot disagree on the format.
-
-A record is one compact JSON object, ASCII only (other characters escaped, so that EXIF's ASCII
-field holds it unchanged), e.g. a /generate image's:
-
-    {"schema":"gan-serving/1","endpoint":"/generate","model":{"name":"digits-conditional","version":1},
-     "format":"png","source":"seed","truncation":null,"seed":7,"label":3,"label_name":"3"}
-
-It holds the effective values (the label a default chose, each image's own noise seed, psi 1.0
-when none was asked for), so the same image always carries the same record, whatever request made
-it. `endpoint` says which request regenerates the image; `source` is "seed" or W_SOURCE (made from
-a w the client sent: no seed can remake it). Where a record lives:
-
-    PNG, APNG     an iTXt chunk with keyword KEY (and a "Software" text chunk: SOFTWARE)
-    JPEG, WebP    EXIF IFD0: ImageDescription (0x010E) the record, Software (0x0131) SOFTWARE
-    GIF           a comment extension
-    npy           nowhere: the format has no room for metadata
+Standard library only: the client imports it too, so writer and reader cannot disagree. A record
+is one compact ASCII-only JSON object (EXIF's ASCII field holds it unchanged) of effective values,
+so the same image always carries the same record; `endpoint` says which request regenerates it,
+`source` is "seed" or W_SOURCE (a client's w: no seed remakes it). It lives in: PNG, APNG an iTXt
+chunk KEY (and a "Software" chunk SOFTWARE); JPEG, WebP EXIF IFD0 ImageDescription (0x010E),
+Software (0x0131) SOFTWARE; GIF a comment; npy nowhere. An example: docs/api.md#provenance.
 """
 
 from __future__ import annotations

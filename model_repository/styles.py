@@ -1,17 +1,12 @@
 """A style generator's inputs, the rules every consumer follows (the service, the model card, a
 client that wants to reproduce an image). numpy only.
 
-A style generator is published as two graphs (docs/export.md): the mapping, z (N, latent) [and
-labels (N,)] -> w (N, w_dim), and the synthesis, ws (N, num_ws, w_dim) and one noise image per
-layer -> pixels. Between the two, on the caller's side:
-
-- truncation toward the mean style (StyleGAN): w' = w_avg + psi (w - w_avg), with w_avg the
-  running mean of w measured in training, one per class for a conditional model, so psi = 0
-  gives the class's mean image and psi = 1 leaves w as it is;
-- broadcasting w to every layer, or style mixing: layer i takes its w from one source or another;
-- the noise images: drawn from a noise seed (PCG64 seeded with [noise seed, NOISE_STREAM], a
-  stream apart from the latent's own, layer by layer in order, float64 rounded to float32), or
-  zeros (`const`).
+Two graphs (docs/export.md): the mapping, z (N, latent) [and labels (N,)] -> w (N, w_dim), and the
+synthesis, ws (N, num_ws, w_dim) and one noise image per layer -> pixels. Between them, here:
+truncation w' = w_avg + psi (w - w_avg) (w_avg per class for a conditional model); broadcasting w
+to every layer, or style mixing (layer i's w from one source or another); the noise images, from a
+noise seed (PCG64 seeded with [noise seed, NOISE_STREAM], layer by layer, float64 rounded to
+float32) or zeros (`const`).
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
 """Tiled super-resolution of an image of any size: fixed-size overlapping tiles, seam-free blending.
 
-Part of the export/serving seam (numpy only, no torch): training evaluates upscalers with it, and
-the service runs the same plan and blend around ONNX Runtime. The model sees tiles of one shape
-(or the whole image, when it is smaller than a tile), memory stays bounded by the tile size, and
-tiles can be batched with other images' tiles.
-
-Blending: where two tiles overlap by `overlap` LR pixels, the outer quarter of the band next to
-each tile's inner edge is discarded (there the tile lacked the context the untiled image has) and
-the middle half is cross-faded linearly. The result equals untiled inference exactly (up to float
-rounding) when overlap // 4 is at least the model's receptive radius; with a smaller overlap the
-cross-fade still hides the seams.
+Part of the export/serving seam (numpy only): training evaluates upscalers with it and the service
+runs the same plan and blend around ONNX Runtime: tiles of one shape, memory bounded by the tile
+size, tiles batched with other images'. Where two tiles overlap by `overlap` LR pixels, the outer
+quarter of the band by each tile's inner edge is discarded and the middle half cross-faded
+linearly: equal to untiled inference (up to float rounding) when overlap // 4 is at least the
+model's receptive radius.
 """
 
 from __future__ import annotations

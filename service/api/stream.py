@@ -1,19 +1,12 @@
 """Streamed answers (Accept: application/x-ndjson): one JSON object per line, each sent as soon
 as it is known.
 
-/generate: the request is cut into parts of at most one batch of images (each part is the same
-request for a slice of the images: its seeds, labels, noise seeds or ws), all queued at once, so
-they run back to back and share batches with other requests as a whole request would. The first
-line is the answer's head (model, version, format, size, n); then one line per image, in order,
-as its part finishes: the same fields and the same bytes as the image's entry in the JSON answer,
-with its index. A client of n=64 sees its first image after the first batch, not the last.
-
-/upscale: a line per finished row of tiles ({"tiles_done", "tiles"}), then the answer ({"done":
-true, the headers' facts, "data": the image, base64}).
-
-Errors found before anything is sent (a bad label, a full queue, a deadline that cannot be met)
-are answered as usual, with their status; an error after the first line is the stream's last
-line, {"error": {"code", "message"}}.
+/generate: the request is cut into parts of at most one batch of images, all queued at once; the
+first line is the answer's head (model, version, format, size, n), then one line per image, in
+order, as its part finishes (its entry in the JSON answer, with its index). /upscale: a line per
+finished row of tiles ({"tiles_done", "tiles"}), then the answer ({"done": true, ..., "data"}).
+An error found before anything is sent is answered as usual, with its status; one after the first
+line is the stream's last line, {"error": {"code", "message"}}.
 """
 
 from __future__ import annotations

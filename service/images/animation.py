@@ -1,18 +1,11 @@
 """A walk's frames -> one animated image file (WebP, GIF or APNG) that loops forever, with Pillow
 alone. Runs on the encode pool, never on the event loop.
 
-WebP (lossless) and APNG keep every visible pixel (WebP drops the colour of fully transparent
-ones). GIF holds at most 256 colours per frame: gray frames fit exactly; colour frames get each
-its own adaptive palette (octree), without dithering. A walk changes every pixel from frame to
-frame, so palettes of their own fit the frames better than one shared by all (measured: about
-half the error on a colour morph, at the same speed), and dithering's noise would crawl from
-frame to frame. GIF has one bit of alpha: pixels below half opacity become transparent.
-
-A walk's provenance record goes where Pillow writes each format's metadata: APNG text chunks, the
-WebP EXIF chunk, a GIF comment (service.images.stamping).
-
-Every format stores identical consecutive frames as one frame of their summed duration, so a
-file may hold fewer frames than were made; it plays the same.
+WebP (lossless) and APNG keep every visible pixel. GIF holds at most 256 colours per frame: each
+colour frame gets its own adaptive palette (octree), without dithering, and pixels below half
+opacity become transparent. The walk's provenance record goes into each format's metadata
+(service.images.stamping). Identical consecutive frames are stored as one frame of their summed
+duration, so a file may hold fewer frames than were made. Why: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
 """An image file's metadata, carried from an upload to its upscaled answer, or written into a
 generated image: the ICC profile, EXIF, XMP, the print resolution, and text.
 
-An upscale keeps what the input said, made true of the output: the pixels are upright, so the
-EXIF orientation is reset to 1; the image is larger, so its resolution (DPI, EXIF X/YResolution)
-is multiplied by the factor and the print size stays the same, and EXIF's pixel dimensions are
-the new ones. `strip` says what is dropped: `gps` (the default) the EXIF GPS block and XMP's GPS
-properties, `all` every EXIF, XMP and resolution field, `none` nothing. The ICC profile is kept
-even with `all`: it is not information about the photo but the meaning of its pixel values, and
-dropping it would change the colours.
+An upscale keeps what the input said, made true of the output: EXIF orientation reset to 1 (the
+pixels are upright), the resolution (DPI, EXIF X/YResolution) multiplied by the factor so the print
+size stays, EXIF's pixel dimensions the new ones. `strip`: `gps` (the default) drops the EXIF GPS
+block and XMP's GPS properties, `all` every EXIF, XMP and resolution field, `none` nothing. The
+ICC profile is kept even with `all`: it is the meaning of the pixel values, not of the photo.
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """What size an upscale answers at, and which path makes it: one served model's native factor,
 then an antialiased resize to the exact size asked for.
 
-A request asks for a size in one of three ways: nothing (the model's own factor), `scale` (one
-factor for both axes, 1 to the largest served model's), or `width` and/or `height` with `fit`:
-
-    contain  the largest size that fits inside width x height, aspect kept (no padding)
-    cover    the smallest size that covers width x height, aspect kept, then centre-cropped to it
-    exact    exactly width x height (each axis its own factor)
-
-The path: the served faithful model with the largest factor not above the factor asked for (or
-the smallest model, when the factor is below every model's), then a resize of its output. Measured
-by bench/upscale_paths.py on the test photos: for every factor from 1.25 to 3.5, the x2 model
-and a resize up gave a higher PSNR than the x4 model and a resize down, at a third of the time
-(docs/api.md has the table). Pillow's resize is antialiased when it reduces (its filter widens
-with the factor), so the reverse path would not alias; it is simply worse here and slower.
+A size is asked for by nothing (the model's own factor), `scale` (one factor for both axes, 1 to
+the largest served model's), or `width` and/or `height` with `fit`: `contain` (the largest size
+inside, aspect kept, no padding), `cover` (the smallest size covering, aspect kept, centre-cropped),
+`exact` (each axis its own factor). The path: the served faithful model with the largest factor
+not above the one asked for (or the smallest model), then a resize of its output; the reverse
+(a larger model, resized down) measured worse and slower (bench/upscale_paths.py, docs/api.md).
 """
 
 from __future__ import annotations

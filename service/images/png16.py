@@ -1,20 +1,11 @@
 """16-bit PNG bytes <-> (H, W, C) uint16 pixel arrays, with numpy and zlib only.
 
-Why this exists: Pillow (13, as installed) opens 16-bit RGB, RGBA and gray+alpha PNGs as 8-bit
-images (it keeps the high byte of each sample) and cannot write them at all, so /upscale would turn
-a 16-bit upload into an 8-bit answer. This module reads and writes every 16-bit PNG colour type
-(0 gray, 2 RGB, 4 gray + alpha, 6 RGBA), non-interlaced, so 16-bit input can stay 16-bit.
-
-Reading is bounded like service.images.imaging's decoder: the pixel limit is checked from IHDR before any
-decompression, and inflating never produces more than the image needs plus one byte, so a zlib bomb
-costs no memory. Ancillary chunks (tEXt, iCCP, gAMA, tRNS, ...) are skipped unread: a tRNS chunk on
-a 16-bit gray or RGB image (one colour that is fully transparent) is ignored, so such pixels come
-back opaque. Adam7-interlaced files are refused with a message that says how to fix them.
-
-Undoing the Average and Paeth row filters is inherently serial along a row (each byte depends on the
-reconstructed byte one pixel to its left), so it is done along anti-diagonals: every pixel with
-x + y = d depends only on diagonals d - 1 and d - 2, and each diagonal is one vectorised numpy step
-over all its rows (see _unfilter_wavefront).
+Pillow (13, as installed) reads 16-bit RGB, RGBA and gray+alpha PNGs as 8-bit and cannot write
+them, so this module reads and writes every 16-bit colour type (0, 2, 4, 6), non-interlaced, for
+/upscale to keep 16-bit input 16-bit. Reading is bounded (pixel limit checked from IHDR, inflating
+stops one byte past what the image needs: a zlib bomb costs no memory). Ancillary chunks are
+skipped unread (a 16-bit tRNS colour comes back opaque); Adam7 files are refused. The Average and
+Paeth filters are undone along anti-diagonals, one numpy step each (_unfilter_wavefront).
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """The registry: keeps the served models in step with the repository, and the operator's changes.
 
-`sync()` compares the repository with what is served: for every model, its version policy (and
-the operator's loads, unloads and rollbacks) says which published versions to serve; a version
-to serve that is not loaded (or whose files were replaced) is verified (manifest, sha256), opened,
-started, warmed up with a trial run of every batch shape, and only then put in service; a version
-no longer wanted is taken out of service once another version of its model serves, and retired in
-the background: requests already holding it finish on it, then its lanes end and its session is
-released. A version that fails is reported (log, /v1/models, the gan_model_load_failed metric)
+`sync()` serves, per model, the published versions its version policy (and the operator's loads,
+unloads and rollbacks) says: a new or replaced version is verified, opened, started and warmed up
+before it is put in service; an unwanted one leaves service once another version serves and is
+retired in the background once the requests holding it finish. A version that fails is reported
 and not tried again until its files change; the versions served before go on serving. Putting a
 version in or out of service is a dictionary assignment on the event loop: atomic for requests.
 Lookups and readiness are its base class's (service.lifecycle.catalog).

@@ -1,15 +1,11 @@
 """Which served upscaler(s) answer an /upscale request, and at what output size.
 
-- No size, no detail: the model asked for (default: the first by name), at its own factor, as
-  before any of this existed.
-- A size (`scale`, or `width`/`height` with `fit`): the faithful models (a family's faithful one,
-  or any model in no family) are the candidates; the one whose factor is the largest not above the
-  factor asked for runs (service.images.output_size.choose_scale), then an antialiased resize makes the
-  exact size. A model asked for by name runs whatever the size, resized to it.
-- `detail` d in [0, 1]: the path runs on a family (manifest upscaler.family): its faithful model
-  (SRResNet) and its detail model (SRGAN), each tile through both and blended (1 - d) : d. At 0
-  only the faithful model runs, at 1 only the detail model. The blend weight is not a model
-  input, so requests with any detail share the same batches.
+- No size, no detail: the model asked for (default: the first by name), at its own factor.
+- A size (`scale`, or `width`/`height` with `fit`): of the faithful models, the one with the
+  largest factor not above the one asked for (service.images.output_size.choose_scale), then an
+  antialiased resize; a model asked for by name runs whatever the size, resized to it.
+- `detail` d in [0, 1]: a family's faithful and detail models, each tile through both, blended
+  (1 - d) : d. The weight is not a model input, so requests with any detail share batches.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """ONNX Runtime's IO binding: a session's inputs and output bound once per batch shape to buffers
 that are kept and reused, so that a batch allocates nothing but the copy of its pixels it returns.
 
-On CUDA the buffers live on the device: a batch's rows are copied in (one host-to-device copy per
-input), the model runs, and the pixel output is copied to the host once. Without the binding, ONNX
-Runtime would allocate the output, and copy inputs through temporary device buffers, on every run;
-CUDA graphs (replaying a batch's kernels in one launch) need the fixed addresses too. On CPU the
-same code binds host buffers (a setting turns it on there, which is how it is tested without a
-GPU). Lanes run batches of one session at once: a binding serves one run at a time, and a shape
-has as many as ran at once (the warm-up runs the largest batch on every lane together). At most
-`MAX_SHAPES` shapes are kept, the least recently used going first.
+On CUDA the buffers live on the device (one host-to-device copy per input, one copy of the output
+back), which also gives CUDA graphs their fixed addresses; on CPU a setting binds host buffers
+(how it is tested without a GPU). A binding serves one run at a time, so a shape has as many as
+lanes ran it at once; at most `MAX_SHAPES` shapes are kept, the least recently used going first.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """A served model: one version of one model from the repository, with everything it needs to answer
 requests on its own.
 
-It owns its ONNX Runtime session (`Runtime`), its inference lanes (one thread per batch it may run
-at once), its queue (`Batcher`) and what the queue admits (`Admission`), its decode gate, its
-warm-up and the one function that builds its batch rows. Its life, each step on its own so that a
-model can be loaded or replaced while the others serve: created
-(`service.lifecycle.loading.load_model`: manifest and sha256 verified, session opened), started
-(lanes running), warmed up (every batch shape run once), put in service by the registry, and
-retired (queued work refused, lanes stopped, session released).
+It owns its ONNX Runtime session (`Runtime`), its inference lanes, its queue (`Batcher`) and what
+the queue admits (`Admission`), its decode gate, its warm-up and the one function that builds its
+batch rows. Its life, step by step so that one model can be replaced while the others serve:
+created (service.lifecycle.loading.load_model), started, warmed up, put in service, retired.
 """
 
 from __future__ import annotations

@@ -2,12 +2,9 @@
 smoothed, and trusted less the longer nothing has run to confirm it.
 
 The pace feeds every estimate of queued work (the queue's bound in time, Retry-After, deadlines
-that cannot be met). It can only be corrected by running batches, so an estimate that stopped all
-work would never be corrected: a model starved of CPU by another process (a training run beside
-the server) measures slow batches, and refusals run none, so a slow pace would stay for as long
-as requests kept coming. Two rules keep that from happening: the queue admits any request while
-its model is idle, whatever the pace says (service.served.admission), and a pace that nothing has
-confirmed decays, as written in `Pace.seconds`.
+that cannot be met). Only running batches correct it, so a pace measured slow (a model starved of
+CPU) must not stop all work: the queue admits any request while its model is idle
+(service.served.admission), and a pace that nothing has confirmed decays (`Pace.seconds`).
 """
 
 from __future__ import annotations

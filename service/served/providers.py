@@ -1,14 +1,11 @@
 """Which ONNX Runtime execution provider the models run on, and saying so when it is not the one
 asked for.
 
-A service asked for CUDA can end up on the CPU two ways: ONNX Runtime has no CUDA provider at all
-(the CPU build of onnxruntime is installed), or it has one whose library cannot load (a CUDA or
-cuDNN it links against is missing: a CUDA 12 image under a CUDA 13 build), in which case ONNX
-Runtime logs an error and quietly gives the session the CPU. Either way the service serves, ten to
-a hundred times slower. So the first is found before any model loads (`choose_providers`), the
-second when a session opens (`Runtime` compares the provider it got with the one planned), and
-both are logged at ERROR, listed in /readyz's `warnings`, and, with `provider_strict`, stop the
-start instead (`ProviderUnavailable`).
+A service asked for CUDA ends up on the CPU, ten to a hundred times slower, when onnxruntime has no
+CUDA provider (found before any model loads: `choose_providers`) or when its CUDA library cannot
+load and ONNX Runtime quietly falls back (found when a session opens: `Runtime` compares). Both
+are logged at ERROR and listed in /readyz's `warnings`; with `provider_strict` they stop the start
+instead (`ProviderUnavailable`).
 """
 
 from __future__ import annotations

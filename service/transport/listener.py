@@ -1,13 +1,10 @@
 """The listening sockets gan-serve opens before it loads any model, then hands to uvicorn.
 
-A port another server holds is then a one-line error at once, not uvicorn's bind error after every
-model has been loaded and warmed up (seconds to minutes). The sockets listen from the start, so no
-other server can take the port during the warm-up (a socket only bound, as uvicorn's own
-Config.bind_socket leaves it, does not keep out another server that binds with SO_REUSEADDR and
-listens first); connections made meanwhile wait in the kernel's backlog and are answered once the
-service has started. They are opened as asyncio's create_server would have for uvicorn: one per
-address the host resolves to, SO_REUSEADDR (a restart right after a stop is not refused for the
-old connections still in TIME_WAIT), IPv6 sockets IPv6-only; port 0 picks a free port.
+A port another server holds is then a one-line error at once, not uvicorn's bind error after
+every model has loaded and warmed up; and the sockets listen from the start, so no other server
+can take the port during the warm-up (connections wait in the backlog). They are opened as
+asyncio's create_server would: one per address the host resolves to, SO_REUSEADDR, IPv6 sockets
+IPv6-only; port 0 picks a free port.
 """
 
 from __future__ import annotations
