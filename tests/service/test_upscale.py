@@ -217,7 +217,9 @@ def test_the_tiles_of_an_image_are_queued_before_a_batch_is_cut(make_server: Cal
         max_batch_tiles=4,
         concurrent_batches=1,
         max_batch_delay_ms=1000,
-        default_deadline_ms=300_000,  # one lane on a busy 2-core machine: never the deadline
+        # one lane on a busy 2-core machine: never the deadline, never the queue's bound in time
+        default_deadline_ms=300_000,
+        max_queue_ms=300_000,
     )
     data = encode(Image.fromarray(skimage.data.astronaut()[:150, :200]))  # 128-px tiles, overlap 32: 2x2
 
