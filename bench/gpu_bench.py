@@ -116,7 +116,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         raw_budget_s=(4.0 if args.quick else 20.0) * len(models),
         seconds=args.seconds or (1.0 if args.quick else 10.0),
         warmup_s=0.3 if args.quick else 1.0,
-        grace_s=60.0 if args.quick else 30.0,  # quick: a rehearsal on a busy CPU, where one 512 px x4 upscale can take 20 s
+        grace_s=60.0 if args.quick else 30.0,  # quick, on a busy CPU: a 512 px x4 upscale takes 20 s
         start_timeout_s=60.0 if args.quick else 120.0,
         budget_s=args.budget or (120.0 if args.quick else 300.0),
         loadgen_processes=args.loadgen_processes
