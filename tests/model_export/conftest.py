@@ -11,6 +11,7 @@ from torch import nn
 
 from model_export.export import ExportResult, export_source
 from model_export.source import load_source
+from tests.shared_build import built_once
 from training.models import build_generator, save_generator_file
 from training.models.style import StyleGenerator, SynthesisLayer
 
@@ -120,15 +121,22 @@ def write_generator_file(path: Path, arch: str, ema: bool = True) -> Path:
 
 @pytest.fixture(scope="session")
 def generator_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("generators")
-    return {arch: write_generator_file(directory / f"{arch}.pt", arch) for arch in ARCHITECTURES}
+    """One generator file per architecture, written once per run (tests.shared_build)."""
+
+    def write(directory: Path) -> dict[str, Path]:
+        return {arch: write_generator_file(directory / f"{arch}.pt", arch) for arch in ARCHITECTURES}
+
+    return built_once(tmp_path_factory, "generators", write)
 
 
 @pytest.fixture(scope="session")
 def exported(
     generator_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, ExportResult]:
-    """Every architecture exported once (fp32, with model cards) into one repository.
-    Read-only for tests: copy a version before changing it."""
-    repo = tmp_path_factory.mktemp("repo")
-    return {arch: export_source(load_source(path), repo, arch) for arch, path in generator_files.items()}
+    """Every architecture exported (fp32, with model cards) into one repository, once per run
+    and shared by the workers: read-only for tests, copy a version before changing it."""
+
+    def export(repo: Path) -> dict[str, ExportResult]:
+        return {arch: export_source(load_source(path), repo, arch) for arch, path in generator_files.items()}
+
+    return built_once(tmp_path_factory, "exported", export)
