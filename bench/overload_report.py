@@ -13,6 +13,9 @@ from bench.loadgen import Mix, Outcome, percentile, windows
 
 WINDOW_S = 0.1
 SETTLE_S = 1.0  # goodput is counted from this long after the burst starts
+# The capacity measured after the burst and before it differ by more than this factor: the
+# machine changed under the run (another process took or gave back cores).
+CAPACITY_DRIFT = 1.3
 
 
 @dataclass
@@ -41,12 +44,24 @@ class Phases:
     burst_start: float
     burst_end: float  # when the burst stopped sending (time.monotonic())
     cpu: dict[str, float]  # CPU seconds during the burst: the server's threads, and this client
+    baseline_after: list[Outcome]  # the capacity phase again, after the recovery
+    baseline_after_start: float
+    cores_left: dict[str, float]  # by the machine's other processes: before, burst, after
 
 
 def units_done(outcomes: list[Outcome], units: int, start: float, end: float) -> float:
     """Images answered (200) between start and end, per second."""
     done = sum(units for o in outcomes if o.status == 200 and start <= o.sent + o.latency <= end)
     return done / max(end - start, 1e-9)
+
+
+def capacity_of(target: Target, outcomes: list[Outcome], start: float) -> float:
+    """Images/s of a capacity phase, counted as the burst's goodput is: from a settling time after
+    it starts (SETTLE_S, or a quarter of a shorter phase) until it stops sending; the requests
+    still running when it stops would otherwise count as done within it (+4 images in 6 s: a
+    capacity 25 % too high for /upscale, whose images take over a second each)."""
+    settled = start + min(SETTLE_S, target.baseline_s / 4)
+    return units_done(outcomes, target.capacity_units, settled, start + target.baseline_s)
 
 
 def burst_report(
@@ -59,14 +74,13 @@ def burst_report(
     memory: dict[str, float],
     units_per_image: float,
 ) -> dict[str, Any]:
-    ok_base = [o for o in phases.baseline if o.status == 200]
-    # Counted as the burst's goodput is: the requests still running when the phase stops sending
-    # would otherwise count as done within it (+4 images in 6 s: a capacity 25 % too high for
-    # /upscale, whose images take over a second each).
-    settled = phases.baseline_start + SETTLE_S
-    capacity = units_done(
-        phases.baseline, target.capacity_units, settled, settled + target.baseline_s - SETTLE_S
-    )
+    ok_base = [o for o in phases.baseline + phases.baseline_after if o.status == 200]
+    before = capacity_of(target, phases.baseline, phases.baseline_start)
+    after = capacity_of(target, phases.baseline_after, phases.baseline_after_start)
+    capacity = (before + after) / 2
+    # The same per core that the machine's other processes left (all of them on a quiet machine)
+    left = phases.cores_left
+    before_per_core, after_per_core = before / left["before"], after / left["after"]
     capacity_rps = capacity / target.capacity_units  # images/s, requests/s
     accepted = [o for o in phases.burst if o.status == 200]
     refused = [o for o in phases.burst if o.status == 429]
@@ -81,7 +95,7 @@ def burst_report(
         if count >= 0.9 * capacity_rps * WINDOW_S:
             recovery_s = round((i + 1) * WINDOW_S, 1)
             break
-    everything = phases.baseline + phases.burst + phases.recovery
+    everything = phases.baseline + phases.burst + phases.recovery + phases.baseline_after
     answered = [o for o in everything if o.status]
     return {
         "endpoint": target.endpoint,
@@ -89,10 +103,16 @@ def burst_report(
         "burst_clients": clients,
         "capacity": {
             "requests_per_s": round(capacity_rps, 2),
-            "images_per_s": round(capacity, 2),
+            "images_per_s": round(capacity, 2),  # the mean of before and after the burst
+            "before_images_per_s": round(before, 2),
+            "after_images_per_s": round(after, 2),
+            "cores_left_before": round(left["before"], 2),
+            "cores_left_after": round(left["after"], 2),
+            "drifted": max(before_per_core, after_per_core)
+            > CAPACITY_DRIFT * min(before_per_core, after_per_core),
             "p50_ms": as_ms(percentile([o.latency for o in ok_base], 50)),
             "p99_ms": as_ms(percentile([o.latency for o in ok_base], 99)),
-            "refused_429": sum(o.status == 429 for o in phases.baseline),
+            "refused_429": sum(o.status == 429 for o in phases.baseline + phases.baseline_after),
         },
         "burst": {
             "requests": len(phases.burst),
@@ -100,6 +120,10 @@ def burst_report(
             "requests_per_s": round(len(phases.burst) / target.burst_s, 1),
             "goodput_images_per_s": round(goodput, 2),
             "goodput_share_of_capacity": round(goodput / max(capacity, 1e-9), 3),
+            "cores_left": round(left["burst"], 2),
+            "goodput_share_per_core_left": round(
+                goodput / left["burst"] / max((before_per_core + after_per_core) / 2, 1e-9), 3
+            ),
             "accepted": len(accepted),
             "accepted_p50_ms": as_ms(percentile([o.latency for o in accepted], 50)),
             "accepted_p99_ms": as_ms(percentile([o.latency for o in accepted], 99)),
@@ -141,12 +165,15 @@ def print_run(r: dict[str, Any]) -> None:
     )
     print(f"--- /{r['endpoint']}: {r['burst_clients']} {r['mode']} clients")
     print(
-        f"capacity: {c['images_per_s']} images/s, p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms, "
-        f"{c['refused_429']} refused"
+        f"capacity: {c['images_per_s']} images/s ({c['before_images_per_s']} before the burst, "
+        f"{c['after_images_per_s']} after{', drifted' if c['drifted'] else ''}), p50 {c['p50_ms']} ms, "
+        f"p99 {c['p99_ms']} ms, {c['refused_429']} refused"
     )
     print(
         f"burst: goodput {u['goodput_images_per_s']} images/s = {100 * u['goodput_share_of_capacity']:.0f} % "
-        f"of capacity; {u['requests_per_s']} requests/s"
+        f"of capacity, {100 * u['goodput_share_per_core_left']:.0f} % per core left by other processes "
+        f"({u['cores_left']} in the burst, {c['cores_left_before']} before, {c['cores_left_after']} after); "
+        f"{u['requests_per_s']} requests/s"
     )
     print(
         f"  accepted {u['accepted']}: p50 {u['accepted_p50_ms']} ms, p99 {u['accepted_p99_ms']} ms "
