@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
 import json
 import os
@@ -46,7 +45,6 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +53,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cores import cores_left, cpu_reading  # noqa: E402
 from bench.loadgen import (  # noqa: E402
     Mix,
     Outcome,
@@ -178,47 +177,6 @@ def make_target(args: argparse.Namespace, endpoint: str, settings: dict[str, obj
         args.upscale_baseline,
         args.upscale_burst,
     )
-
-
-@dataclass(frozen=True)
-class CpuReading:
-    """CPU counters at one moment: the seconds the server's and this process's threads have run,
-    and the seconds this process's cores have been idle."""
-
-    at: float
-    ours: float
-    idle: float
-
-
-def run_seconds(pid: int) -> float:
-    """Seconds every thread of a process has run so far, from the scheduler's own count in
-    nanoseconds (/proc/<pid>/task/*/schedstat): CPU times sampled at each clock tick are off by
-    several ticks in a phase that gets a tenth of a core."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
-    return total / 1e9
-
-
-def cpu_reading(pid: int) -> CpuReading:
-    cpus = {f"cpu{n}" for n in os.sched_getaffinity(0)}
-    idle = 0
-    for line in Path("/proc/stat").read_text().splitlines():
-        name, *ticks = line.split()
-        if name in cpus:  # user nice system idle iowait ...
-            idle += int(ticks[3]) + int(ticks[4])
-    ours = run_seconds(pid) + run_seconds(os.getpid())
-    return CpuReading(time.monotonic(), ours, idle / os.sysconf("SC_CLK_TCK"))
-
-
-def cores_left(before: CpuReading, after: CpuReading) -> float:
-    """Cores the machine's other processes left to the server and this process between two
-    readings: what these used, and what stayed idle. All of this process's cores on a machine to
-    themselves, fewer while other processes take some: throughput per core left compares phases
-    that other processes disturbed differently."""
-    wall = max(after.at - before.at, 1e-9)
-    return max(after.ours - before.ours + after.idle - before.idle, 0.01 * wall) / wall
 
 
 # --- one burst ----------------------------------------------------------------------------------
