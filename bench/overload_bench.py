@@ -1,37 +1,11 @@
 """Overload: bursts far past capacity on /generate and /upscale, from clients that ignore
-Retry-After and from clients that wait it out, each followed by normal load again; and a fleet of
-gan-client jobs against one server.
+Retry-After and from clients that wait it out, between two measures of the capacity; and a fleet
+of gan-client jobs against one server. Goodput under a burst is a share of the capacity, also per
+core that other processes on the machine left (bench.cores). The method, phase by phase, and
+the figures it reports: bench/README.md (Overload). Loopback only; every phase is bounded in time.
 
     python bench/overload_bench.py                 # about 5 minutes; writes bench/results/overload.json
     python bench/overload_bench.py --endpoints generate --burst-clients 256 --modes aggressive
-
-Per endpoint, one gan-serve process (digits for /generate, srresnet-x2 for /upscale), and:
-  1. capacity: --clients closed-loop clients for --baseline s (/generate: n=16 each, as in the
-     issue's measurement; /upscale: one 256x256 photo as PNG each, for --upscale-baseline s),
-     counted like the burst's goodput (the work completed after the first second, or quarter of
-     a shorter phase, up to when the phase stops sending);
-  2. per burst size (--burst-clients) and client kind (--modes), a burst for --burst s (/generate:
-     n=64). "aggressive" clients send again as soon as they are answered and ignore Retry-After
-     (a misbehaving job, a retry storm); "polite" ones wait it out with up to 50 % of jitter;
-  3. recovery: the capacity phase's clients again, from the moment the burst stops;
-  4. the capacity again, as in 1: the capacity every figure is a share of is the mean of both.
-Goodput is the work (images) completed during the burst after its first second, per second, as
-a share of capacity; and the same per core that the machine's other processes left to the server
-and the load generator in each phase (what those ran, and what stayed idle: all the cores on a
-machine to themselves), which a process taking the cores during one phase does not move. With
---attempts, a burst is measured again while its capacity per core drifted between 1 and 4, or its
-goodput per core is under --goodput-floor. Every request carries an X-Request-ID of its own: an
-answer that names another request (a lost answer, or one answered twice) is counted. Also
-reported: accepted requests' p99 against twice the time a full queue takes to drain at capacity,
-refusal latency at the client and in the server, refusals at the door, 5xx, the server's memory,
-where the CPU went, and the time from the end of the burst to the first 100 ms window at 90 % of
-capacity.
-
---fleet (on by default for /generate): 16 `gan-client generate` jobs at once against one server,
-then the same jobs one after another: the time of each way, and the share of the jobs' requests
-the server refused (its own counts).
-
-Loopback only; every phase is bounded in time.
 """
 
 from __future__ import annotations

@@ -4,15 +4,13 @@
 
 One gan-serve process on three bundled models (digits, digits-conditional, srresnet-x2). The mix:
 single images and batches of 16 from digits, labelled batches of 4 from digits-conditional, x2
-upscales of a 48x48 PNG and of a 40x40 JPEG, and model listings. First --calibrate s of
-closed-loop load (--clients) measure the mix's capacity in requests/s (from the kinds' mean
-latencies, so that a slow kind counts as much as its share: mix_capacity); then requests arrive at a
-steady --load x that rate (open loop: latency counts from when a request was due) for --duration s.
-With --attempts, a soak refused on a machine that turned busier meanwhile is measured again.
-The server's resident memory is sampled every second. It prints, and writes as JSON: requests,
-errors by status, p50/p99 per 10 s window and overall, and memory: after warm-up, at the end, the
-peak, and the trend (least-squares slope over the second half of the run, in MiB per minute).
-Loopback only; it stops by itself.
+upscales of a 48x48 PNG and of a 40x40 JPEG, and model listings. --calibrate s of closed-loop
+load (--clients) measure the mix's capacity (mix_capacity); requests then arrive at a steady
+--load x that rate (open loop: latency counts from when a request was due) for --duration s
+(with --attempts, again while refused on a machine that turned busier). It prints, and writes as
+JSON: requests, errors by status, p50/p99 per 10 s window and overall, and the resident memory
+(sampled every second): after warm-up, at the end, the peak, and the trend over the second half
+in MiB per minute. Loopback only; it stops by itself.
 """
 
 from __future__ import annotations
