@@ -5,6 +5,9 @@ The scenario is a training run beside a server whose lanes run at nice 19: the q
 rises while they are starved, and a photo of 88 tiles then takes more than the default deadline
 at that pace. Where the estimate alone decides, the idle server answers 504 ("about 32 s of work
 is ahead of this request") until some small request happens to run and measure the pace again.
+Where other processes keep the cores once the busy loops stop (another test worker in the same
+session, where niceness counts), the photo must still be taken on and its tiles run, whether or
+not they finish in time.
 """
 
 from __future__ import annotations
@@ -23,8 +26,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.cores import cores_left, cpu_reading
 from tests.live_server import Server
 
+# Other processes that kept this many cores busy while the photo waited (summed over the time)
+# leave the lanes, at nice 19, too little to finish it in time: a 504 is then the right answer.
+BUSY_CORES = 0.5
 HOG = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
 
 
@@ -102,6 +109,16 @@ def test_an_upscaler_starved_by_other_processes_serves_a_photo_once_they_stop(
     starved_pace = paces(srv, 1 + len(uploads))[-1]
     assert starved_pace > 3 * idle_pace, (idle_pace, starved_pace)  # the scenario took place
     # The machine is idle again; a 1024x768 photo is 88 tiles, 44 rounds of the starved pace.
+    batches_before = len(paces(srv, 0))
+    before = cpu_reading(srv.process.pid)
     photo = httpx.post(url, content=png(1024, 768), headers=headers, timeout=120)
-    assert photo.status_code == 200, photo.text
+    taken = len(os.sched_getaffinity(0)) - cores_left(before, cpu_reading(srv.process.pid))
+    if photo.status_code == 504 and taken >= BUSY_CORES:
+        # Unless other processes kept the cores (another test beside this one): then the lanes, at
+        # nice 19, get next to nothing. The photo must still have been taken on, not refused by
+        # the estimate ("the deadline cannot be met"), and its tiles have run, at what was left.
+        assert "the deadline passed while queued" in photo.text, photo.text
+        assert len(paces(srv, batches_before + 1)) > batches_before
+        return
+    assert photo.status_code == 200, (photo.text, f"other processes took {taken:.2f} cores meanwhile")
     assert Image.open(io.BytesIO(photo.content)).size == (2048, 1536)
