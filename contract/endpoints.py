@@ -69,8 +69,8 @@ class Field:
 
     def _check_one(self, name: str, value: Any) -> None:
         if not _is_a(value, self.types):
-            names = " or ".join("number" if t is float else t.__name__ for t in self.types)
-            raise ContractError(f"{name} is a {names}, got {value!r}")
+            names = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
+            raise ContractError(f"{name} is {names}, got {value!r}")
         if isinstance(value, str) and self.choices and value not in self.choices:
             raise ContractError(f"{name} is one of {', '.join(self.choices)}; got {value!r}")
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -92,6 +92,9 @@ class Field:
         else:
             bounds = "a finite number"
         return f"{self.what}, {bounds}" if self.what else bounds
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 def _number(value: float) -> str:

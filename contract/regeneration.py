@@ -87,8 +87,9 @@ def _check_body(regen: Regeneration) -> None:
         raise NotReproducible(f"the record's {e}") from None
     for key in ("labels", "label", "crossover"):
         value = body.get(key)
-        if isinstance(value, str) and not PLAIN.match(value):
-            raise NotReproducible(f"the record's {key} is neither a class index nor a plain name")
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and not PLAIN.match(item):
+                raise NotReproducible(f"the record's {key} is neither a class index nor a plain name")
     if not all(_is_int(step) or step in ("images", "cells", "data") for step in regen.pick):
         raise NotReproducible("the record's frame is not an index")
 

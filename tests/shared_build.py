@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pickle
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -27,7 +28,9 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
         if done.exists():
             value: T = pickle.loads(done.read_bytes())
             return value
-        directory.mkdir(exist_ok=True)
+        # a build that failed (in this worker or another) left its own directory: never built into
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir()
         value = build(directory)
         partial = done.with_suffix(".partial")
         partial.write_bytes(pickle.dumps(value))

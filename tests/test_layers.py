@@ -139,6 +139,20 @@ def test_what_each_package_may_import(package: str) -> None:
     assert wrong == []
 
 
+def test_the_contract_imports_the_standard_library_alone() -> None:
+    """Third-party imports too, which the project's graph does not hold."""
+    outside = set()
+    for name, path in MODULES.items():
+        if name.split(".")[0] != "contract":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                outside |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                outside.add(node.module.split(".")[0])
+    assert outside - set(sys.stdlib_module_names) - {"contract"} == set()
+
+
 def test_no_module_over_the_limit() -> None:
     long = {
         name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > MAX_LINES

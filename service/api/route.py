@@ -45,14 +45,16 @@ class ServiceRoute(APIRoute):
     def __init__(self, path: str, endpoint: Endpoint, **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
         self.body: tuple[str, type[BaseModel]] | None = None
-        self.takes_call = False
+        self.call: str | None = None  # the name of the endpoint's Call parameter
         hints = typing.get_type_hints(endpoint)
         for name in inspect.signature(endpoint).parameters:
             hint = hints.get(name)
             if isinstance(hint, type) and issubclass(hint, BaseModel):
                 self.body = (name, hint)
             elif hint is Call:
-                self.takes_call = True
+                self.call = name
+        if self.body is not None and self.call is None:
+            raise TypeError(f"{path}: an endpoint that takes a body takes its Call too")
         # HEAD is answered as GET is (uvicorn sends the headers without the body).
         self.allowed = frozenset(self.methods or ()) | ({"HEAD"} if "GET" in (self.methods or ()) else set())
         self.app = self.handle
@@ -61,17 +63,18 @@ class ServiceRoute(APIRoute):
         try:
             if scope["method"] not in self.allowed:  # the router matched the path alone
                 raise HTTPException(405, headers={"Allow": ", ".join(sorted(self.allowed))})
-            if not self.takes_call:
+            if self.call is None:
                 response = await self.endpoint(Request(scope, receive))
             elif self.body is None:
-                response = await self.endpoint(Call(scope, receive, self.default_deadline_ms))
+                response = await self.endpoint(**{self.call: Call(scope, receive, self.default_deadline_ms)})
             else:
                 data = await read_body(receive)
                 name, model = self.body
                 parsed = scope.get("state", {}).get(PARSED_BODY)
                 body = parsed if type(parsed) is model else model.model_validate_json(data)
                 call = Call(scope, receive, self.default_deadline_ms)
-                response = await self.endpoint(**{name: body, "call": call})
+                call._body = data  # read already: Request.body() must not wait for it again
+                response = await self.endpoint(**{name: body, self.call: call})
         except Exception as exc:
             response = error_answer(exc, scope["method"], scope["path"])
         await response(scope, receive, send)

@@ -26,6 +26,8 @@ from contract.endpoints import (
     UpscaleOptions,
     random_start,
 )
+from contract.provenance import SCHEMA
+from contract.regeneration import NotReproducible, regeneration
 from service.schemas.requests import GenerateRequest, MixRequest, WalkRequest
 from service.schemas.requests import UpscaleOptions as UpscaleQuery
 
@@ -98,7 +100,7 @@ def test_check_refuses_what_the_server_refuses() -> None:
     for body, words in [
         ({"seed": -1}, f"seed is from 0 to {MAX_SEED}; got -1"),
         ({"seed": MAX_SEED + 1}, "from 0 to"),
-        ({"seed": True}, "seed is a int"),
+        ({"seed": True}, "seed is an integer, got True"),
         ({"seeds": []}, "at least 1 item"),
         ({"seeds": 3}, "is a list"),
         ({"format": "bmp"}, "one of png"),
@@ -151,3 +153,19 @@ def test_messages_name_fields_as_the_caller_spells_them() -> None:
         UPSCALE.check({"scale": 0.5}, spell=flag)
     with pytest.raises(ContractError, match=r"^--strip is one of all, gps, none; got 'x'$"):
         UPSCALE.check({"strip": "x"}, spell=flag)
+
+
+def test_a_record_rebuilt_into_a_request_holds_plain_strings_only() -> None:
+    """A file's record is untrusted: a label list with a newline in it is not made into a command."""
+    record = {
+        "schema": SCHEMA,
+        "endpoint": "/generate",
+        "model": {"name": "digits", "version": 1},
+        "format": "png",
+        "source": "seed",
+        "seed": 7,
+    }
+    assert regeneration(record | {"label": "cat"}).body["labels"] == "cat"
+    for label in (["x\n; rm -rf ~"], "x\n; rm", [1, "dog;"]):
+        with pytest.raises(NotReproducible, match="plain name"):
+            regeneration(record | {"label": label})

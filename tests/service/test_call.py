@@ -8,6 +8,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from starlette.responses import Response
 
 from service.api import answers
@@ -89,3 +90,24 @@ def test_a_body_the_door_validated_is_not_validated_again() -> None:
     # and an invalid body is still refused when the door did not read it
     answer = run(route, b'{"seed": -1}', [], {})
     assert answer["status"] == 422 and seen[2:] == []
+
+
+def test_an_endpoint_with_a_body_and_no_call_is_refused_when_declared() -> None:
+    """Mis-wired at start-up, not a 500 at the first request."""
+
+    async def endpoint(body: GenerateRequest) -> Response:
+        return Response()
+
+    with pytest.raises(TypeError, match="takes its Call too"):
+        ServiceRoute.for_settings(Settings())("/x", endpoint, methods=["POST"])
+
+
+def test_the_call_parameter_may_have_any_name_and_the_body_is_not_read_twice() -> None:
+    seen: list[bytes] = []
+
+    async def endpoint(body: GenerateRequest, context: Call) -> Response:
+        seen.append(await context.body())  # answered from what the route read, not the socket
+        return answers.json_answer(context, {})
+
+    route = ServiceRoute.for_settings(Settings())("/x", endpoint, methods=["POST"])
+    assert run(route, b'{"seed": 2}', [], {})["status"] == 200 and seen == [b'{"seed": 2}']
