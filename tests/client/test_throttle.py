@@ -705,15 +705,15 @@ def test_a_client_limits_its_tries_in_flight(scripted: Callable[[list[int]], str
     original = _Scripted._answer
 
     def counting(self: _Scripted) -> None:
+        # Counted while the answer is held back, not while it is written: a client that has its
+        # answer may send its next try before this handler's thread runs again.
         with lock:
             _Scripted.now += 1  # type: ignore[attr-defined]
             _Scripted.peak = max(_Scripted.peak, _Scripted.now)  # type: ignore[attr-defined]
         threading.Event().wait(0.01)
-        try:
-            original(self)
-        finally:
-            with lock:
-                _Scripted.now -= 1  # type: ignore[attr-defined]
+        with lock:
+            _Scripted.now -= 1  # type: ignore[attr-defined]
+        original(self)
 
     url = scripted([200])
     limit = AdaptiveConcurrency(maximum=3)
