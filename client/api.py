@@ -258,7 +258,7 @@ def upscale_request(
     family's faithful and detail models (`detail_model`, NAME@VERSION, pins the other one);
     `strip` ("all", "gps", "none") the metadata dropped. None leaves an option out: the server's
     default. The options are /upscale's fields (contract.endpoints.UPSCALE)."""
-    unknown = sorted(set(options) - set(UPSCALE.names))
+    unknown = sorted(options.keys() - UPSCALE.by_name.keys())
     if unknown:
         raise TypeError(f"upscale() got an unexpected keyword argument {unknown[0]!r}")
     params = UPSCALE.query(options)

@@ -36,12 +36,11 @@ def json_answer(call: Call, payload: dict[str, Any] | bytes) -> Response:
     return Response(content, media_type=JSON, headers=call.model_headers())
 
 
-def image_answer(call: Call, data: bytes, fmt: str, **facts: int | str | None) -> Response:
-    """One image's bytes; `facts` (seed=7, ...) as X-Seed, ... headers when not None."""
+def image_answer(call: Call, data: bytes, fmt: str, facts: dict[str, str] | None = None) -> Response:
+    """One image's bytes, with the model headers and `facts` (more headers: X-Seed, ...)."""
     headers = call.model_headers()
-    for name, value in facts.items():
-        if value is not None:
-            headers["X-" + name.replace("_", "-").title()] = str(value)
+    if facts:
+        headers.update(facts)
     return Response(data, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 

@@ -29,6 +29,9 @@ from service.served.batcher import CancelToken
 from service.served.model import ServedModel, holds_model
 from service.served.providers import CPU
 
+# The fields of /generate and /walk a plain generator refuses (the contract's, found once).
+STYLE_ONLY = {e.path: tuple(f.name for f in e.fields if GENERATOR not in f.kinds) for e in (GENERATE, WALK)}
+
 
 class Generator(ServedModel):
     manifest_task = "generate"
@@ -59,11 +62,10 @@ class Generator(ServedModel):
 
     def _refuse_style_fields(self, request: GenerateRequest | WalkRequest) -> None:
         """A style model's parameters, asked of a model that has none: a 400 naming the first."""
-        endpoint = GENERATE if isinstance(request, GenerateRequest) else WALK
-        for field in endpoint.fields:
-            if GENERATOR not in field.kinds and getattr(request, field.name) not in (None, False):
+        for name in STYLE_ONLY[GENERATE.path if isinstance(request, GenerateRequest) else WALK.path]:
+            if getattr(request, name) not in (None, False):
                 raise InvalidRequest(
-                    f"model {self.name!r} is not style-based and does not take {field.name} "
+                    f"model {self.name!r} is not style-based and does not take {name} "
                     "(truncation, on z, is its truncation trick)"
                 )
 

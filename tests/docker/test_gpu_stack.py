@@ -93,9 +93,8 @@ def test_the_record_is_what_the_pinned_wheel_says() -> None:
         with urllib.request.urlopen(request, timeout=20) as answer:
             files = json.load(answer)["files"]
     except (OSError, ValueError) as e:  # unreachable, or not PEP 691 JSON (a proxy's page)
-        pytest.skip(
-            reason=f"neither the wheel (.gpu-wheels/, scripts/gpu/prepare.sh) nor PyPI ({e}) is at hand"
-        )
+        why = f"neither the wheel (.gpu-wheels/, scripts/gpu/prepare.sh) nor PyPI ({e}) is at hand"
+        pytest.skip(reason=why)
     published = {f["filename"]: f["hashes"].get("sha256") for f in files}
     assert published.get(RECORD["wheel"]) == RECORD["sha256"]
 

@@ -70,9 +70,8 @@ def gpu_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             pytest.skip(reason=f"onnxruntime-gpu {PIN} could not be downloaded within 240 s")
         got = sorted(scratch.glob(f"onnxruntime_gpu-{PIN}-{tag}-*x86_64.whl"))
         if not got:
-            pytest.skip(
-                reason=f"onnxruntime-gpu {PIN} for {tag} could not be had: {fetched.stderr.strip()[-300:]}"
-            )
+            why = f"onnxruntime-gpu {PIN} for {tag} could not be had: {fetched.stderr.strip()[-300:]}"
+            pytest.skip(reason=why)
         WHEELS.mkdir(parents=True, exist_ok=True)
         found = [shutil.move(got[0], WHEELS / got[0].name)]
     target = tmp_path_factory.mktemp("onnxruntime-gpu")

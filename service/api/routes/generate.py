@@ -101,10 +101,14 @@ def router(registry: ModelRegistry, settings: Settings) -> APIRouter:
         call.served_by(result.model, result.version)
         if binary:
             image = result.images[0]
-            noise_seed = image.noise_seed if isinstance(image, StyleImage) else None
-            return answers.image_answer(
-                call, image.data, result.format, seed=image.seed, label=image.label, noise_seed=noise_seed
-            )
+            facts = {}
+            if image.seed is not None:
+                facts["X-Seed"] = str(image.seed)
+            if image.label is not None:
+                facts["X-Label"] = str(image.label)
+            if isinstance(image, StyleImage) and image.noise_seed is not None:
+                facts["X-Noise-Seed"] = str(image.noise_seed)
+            return answers.image_answer(call, image.data, result.format, facts)
         return answers.generated(call, result)
 
     @api.post(
